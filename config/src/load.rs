@@ -1,0 +1,329 @@
+//! Merging defaults, file, environment and flags, then validating everything at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{ConfigError, ConfigErrors, Origin};
+use crate::keys::{self, KEYS};
+use crate::model::Config;
+use crate::value::Raw;
+
+/// Collects the layers of a configuration; [`Loader::load`] validates them together.
+///
+/// ```
+/// let config = sluice_config::Loader::new()
+///     .env([("SLUICE_UPSTREAM".to_owned(), "broker:19093".to_owned())])
+///     .flag("listen", "--listen", "127.0.0.1:9093")
+///     .load()
+///     .unwrap();
+/// assert_eq!(config.upstream.to_string(), "broker:19093");
+/// ```
+#[derive(Debug, Default)]
+pub struct Loader {
+    file: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    flags: Vec<(String, String, String)>,
+}
+
+impl Loader {
+    /// An empty loader: only defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads this TOML file (a missing or unreadable file is an error).
+    pub fn file(mut self, path: impl AsRef<Path>) -> Self {
+        self.file = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Takes `SLUICE_*` variables from this environment; other variables are ignored.
+    pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.env = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SLUICE_"))
+            .collect();
+        self
+    }
+
+    /// Sets `path` from command-line flag `flag` (highest precedence).
+    pub fn flag(mut self, path: &str, flag: &str, value: impl Into<String>) -> Self {
+        self.flags
+            .push((path.to_owned(), flag.to_owned(), value.into()));
+        self
+    }
+
+    /// Merges the layers and validates. Every bad key is reported, not just the first.
+    pub fn load(self) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        // path -> (raw value, origin); later layers overwrite earlier ones.
+        let mut chosen: BTreeMap<&'static str, (Raw, Origin)> = BTreeMap::new();
+
+        if let Some(path) = &self.file {
+            read_file(path, &mut chosen, &mut errors);
+        }
+        for key in KEYS {
+            if let Some((_, v)) = self.env.iter().find(|(k, _)| k == key.env) {
+                chosen.insert(
+                    key.path,
+                    (Raw::Text(v.clone()), Origin::Env(key.env.to_owned())),
+                );
+            }
+        }
+        for (path, flag, v) in &self.flags {
+            match keys::find(path) {
+                Some(key) => {
+                    chosen.insert(key.path, (Raw::Text(v.clone()), Origin::Flag(flag.clone())));
+                }
+                None => errors.push(ConfigError {
+                    path: path.clone(),
+                    origin: Origin::Flag(flag.clone()),
+                    message: "unknown key".to_owned(),
+                }),
+            }
+        }
+
+        let mut config = Config::default();
+        for (path, (raw, origin)) in &chosen {
+            let key = keys::find(path).expect("chosen keys come from the schema");
+            if let Err(message) = (key.set)(&mut config, raw) {
+                errors.push(ConfigError {
+                    path: (*path).to_owned(),
+                    origin: origin.clone(),
+                    message,
+                });
+            }
+        }
+        if errors.is_empty() {
+            check_combinations(&config, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn read_file(
+    path: &Path,
+    chosen: &mut BTreeMap<&'static str, (Raw, Origin)>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let origin = Origin::File(path.to_owned());
+    let fail = |message: String| ConfigError {
+        path: "config file".to_owned(),
+        origin: origin.clone(),
+        message,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return errors.push(fail(format!("cannot read: {e}"))),
+    };
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => return errors.push(fail(format!("not valid TOML: {}", e.to_string().trim()))),
+    };
+    walk(&table, "", &origin, chosen, errors);
+}
+
+fn walk(
+    table: &toml::Table,
+    prefix: &str,
+    origin: &Origin,
+    chosen: &mut BTreeMap<&'static str, (Raw, Origin)>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (name, value) in table {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match (value, keys::find(&path)) {
+            (toml::Value::Table(inner), None) if keys::is_section(&path) => {
+                walk(inner, &path, origin, chosen, errors);
+            }
+            (_, Some(key)) => {
+                chosen.insert(key.path, (Raw::Toml(value.clone()), origin.clone()));
+            }
+            (_, None) => {
+                let hint = KEYS
+                    .iter()
+                    .find(|k| edit_distance(k.path, &path) <= 2)
+                    .map(|k| format!(" (did you mean `{}`?)", k.path))
+                    .unwrap_or_default();
+                let what = if keys::is_section(&path) {
+                    format!("`{path}` must be a table ([{path}])")
+                } else {
+                    format!("unknown key{hint}")
+                };
+                errors.push(ConfigError {
+                    path,
+                    origin: origin.clone(),
+                    message: what,
+                });
+            }
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on misspelt keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn check_combinations(config: &Config, errors: &mut Vec<ConfigError>) {
+    if config.listen == config.admin.listen {
+        errors.push(ConfigError {
+            path: "admin.listen".to_owned(),
+            origin: Origin::Combination,
+            message: format!("same address as `listen` ({})", config.listen),
+        });
+    }
+    if config.upstream.port == config.listen.port()
+        && (config.listen.ip().is_unspecified()
+            || config.upstream.host == config.listen.ip().to_string())
+    {
+        errors.push(ConfigError {
+            path: "upstream".to_owned(),
+            origin: Origin::Combination,
+            message: format!(
+                "`{}` would forward to the proxy's own listener `{}`",
+                config.upstream, config.listen
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Loader::new().load().unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9093");
+        assert_eq!(c.upstream.to_string(), "127.0.0.1:19093");
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let f = file("listen = \"127.0.0.1:1\"\nupstream = \"file:1\"\nshutdown_grace = \"7s\"\n[admin]\nlisten = \"127.0.0.1:3\"\n");
+        let c = Loader::new()
+            .file(f.path())
+            .env([
+                ("SLUICE_LISTEN".to_owned(), "127.0.0.1:2".to_owned()),
+                ("SLUICE_UPSTREAM".to_owned(), "env:2".to_owned()),
+                ("PATH".to_owned(), "ignored".to_owned()),
+            ])
+            .flag("listen", "--listen", "127.0.0.1:9")
+            .load()
+            .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(c.upstream.to_string(), "env:2");
+        assert_eq!(c.shutdown_grace, Duration::from_secs(7));
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:3");
+    }
+
+    #[test]
+    fn every_bad_key_is_reported_with_its_origin() {
+        let f = file(
+            "listen = \"nowhere\"\nconect_timeout = \"5s\"\nbuffer_size = \"1TB\"\n\
+             [admin]\nlisten = 9464\nport = 1\n[log]\nformat = \"xml\"\n[bogus]\nx = 1\n",
+        );
+        let err = Loader::new()
+            .file(f.path())
+            .env([("SLUICE_SHUTDOWN_GRACE".to_owned(), "soon".to_owned())])
+            .flag("upstream", "--upstream", "no-port")
+            .load()
+            .unwrap_err();
+        let mut paths = err.paths();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "admin.listen",
+                "admin.port",
+                "bogus",
+                "buffer_size",
+                "conect_timeout",
+                "listen",
+                "log.format",
+                "shutdown_grace",
+                "upstream"
+            ]
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid configuration: 9 problems"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shutdown_grace (env SLUICE_SHUTDOWN_GRACE): `soon`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("upstream (flag --upstream): `no-port`"),
+            "{text}"
+        );
+        assert!(text.contains("conect_timeout"), "{text}");
+        assert!(text.contains("did you mean `connect_timeout`"), "{text}");
+    }
+
+    #[test]
+    fn missing_file_and_bad_toml_are_errors() {
+        let err = Loader::new()
+            .file("/nonexistent/sluice.toml")
+            .load()
+            .unwrap_err();
+        assert_eq!(err.paths(), ["config file"]);
+        assert!(err.to_string().contains("/nonexistent/sluice.toml"));
+        let f = file("listen = ");
+        let err = Loader::new().file(f.path()).load().unwrap_err();
+        assert!(err.to_string().contains("not valid TOML"), "{err}");
+    }
+
+    #[test]
+    fn combinations_are_checked() {
+        let err = Loader::new()
+            .flag("listen", "--listen", "127.0.0.1:9093")
+            .flag("admin.listen", "--admin-listen", "127.0.0.1:9093")
+            .flag("upstream", "--upstream", "127.0.0.1:9093")
+            .load()
+            .unwrap_err();
+        assert_eq!(err.paths(), ["admin.listen", "upstream"]);
+    }
+
+    #[test]
+    fn effective_config_round_trips_through_a_file() {
+        let c = Loader::new()
+            .flag("buffer_size", "--buffer-size", "64KiB")
+            .flag("log.format", "--log-format", "json")
+            .load()
+            .unwrap();
+        let f = file(&c.to_toml());
+        assert_eq!(Loader::new().file(f.path()).load().unwrap(), c);
+    }
+}

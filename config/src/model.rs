@@ -1,0 +1,142 @@
+//! The typed configuration. Defaults live in [`Default`] impls; every field is documented here
+//! and in [`crate::keys`], which is what `sluice check-config --help` and the README print.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Everything Sluice needs to run, already validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// Address the proxy listens on for Kafka clients (the port the broker advertises).
+    pub listen: SocketAddr,
+    /// The broker listener every accepted connection is forwarded to.
+    pub upstream: Upstream,
+    /// How long to wait for the broker to accept a new upstream connection.
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// Most client connections proxied at once; the proxy stops accepting at the limit.
+    pub max_connections: usize,
+    /// Largest per-direction copy buffer of one connection, in bytes. Buffers start small and
+    /// grow towards this only while a connection moves data in large chunks.
+    pub buffer_size: usize,
+    /// On SIGTERM/SIGINT, how long in-flight request/response pairs may take to finish.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
+    /// The local admin HTTP listener (`/healthz`, `/readyz`).
+    pub admin: AdminConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The admin HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP listener; loopback by default.
+    pub listen: SocketAddr,
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogConfig {
+    /// `plain` for humans or `json` for log shippers.
+    pub format: LogFormat,
+    /// A tracing filter directive, e.g. `info` or `info,sluice=debug`.
+    pub level: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Plain,
+    /// One JSON object per event.
+    Json,
+}
+
+/// A broker address: a host name or IP literal and a port, resolved at connect time so a
+/// broker that moves to a new IP is followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl Upstream {
+    /// The `host:port` form that `tokio::net::TcpStream::connect` accepts.
+    pub fn connect_target(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Serialize for Upstream {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9093)),
+            upstream: Upstream {
+                host: "127.0.0.1".to_owned(),
+                port: 19093,
+            },
+            connect_timeout: Duration::from_secs(5),
+            max_connections: 20_000,
+            buffer_size: 256 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Plain,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// The effective configuration as TOML, in the same shape the file uses.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Durations serialize in the same human form the file accepts (`5s`, `1m 30s`).
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+}

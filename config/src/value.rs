@@ -1,0 +1,190 @@
+//! Parsers for the value types of the config. Each returns a message that quotes the input.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::model::{LogFormat, Upstream};
+
+/// A raw value before parsing: typed from TOML, or text from the environment or a flag.
+#[derive(Debug, Clone)]
+pub enum Raw {
+    /// A value from the TOML file.
+    Toml(toml::Value),
+    /// A value from an environment variable or a flag.
+    Text(String),
+}
+
+impl Raw {
+    fn text(&self, expected: &str) -> Result<&str, String> {
+        match self {
+            Raw::Text(s) => Ok(s.trim()),
+            Raw::Toml(toml::Value::String(s)) => Ok(s.trim()),
+            Raw::Toml(other) => Err(format!(
+                "expected {expected} as a string, found {} `{other}`",
+                other.type_str()
+            )),
+        }
+    }
+}
+
+/// `ip:port`, e.g. `0.0.0.0:9093` or `[::1]:9093`.
+pub fn socket_addr(raw: &Raw) -> Result<SocketAddr, String> {
+    let s = raw.text("an address")?;
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("`{s}` is not an ip:port socket address (e.g. 0.0.0.0:9093)"))
+}
+
+/// `host:port` where host is a DNS name or an IP literal (`[v6]:port` for IPv6).
+pub fn upstream(raw: &Raw) -> Result<Upstream, String> {
+    let s = raw.text("an address")?;
+    let bad = || format!("`{s}` is not a host:port address (e.g. 127.0.0.1:19093)");
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(Upstream {
+            host: sa.ip().to_string(),
+            port: sa.port(),
+        });
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(format!("`{s}`: port 0 cannot be connected to"));
+    }
+    let valid_host = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !valid_host || host.parse::<IpAddr>().is_ok() {
+        return Err(bad());
+    }
+    Ok(Upstream {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// A human duration such as `250ms`, `5s`, `1m 30s`.
+pub fn duration(raw: &Raw) -> Result<Duration, String> {
+    let s = raw.text("a duration")?;
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); e.g. 5s, 250ms"))
+}
+
+/// A positive integer (TOML integer or decimal text).
+pub fn count(raw: &Raw) -> Result<u64, String> {
+    match raw {
+        Raw::Toml(toml::Value::Integer(i)) => {
+            u64::try_from(*i).map_err(|_| format!("`{i}` must not be negative"))
+        }
+        _ => {
+            let s = raw.text("an integer")?;
+            s.replace('_', "")
+                .parse::<u64>()
+                .map_err(|_| format!("`{s}` is not a non-negative integer"))
+        }
+    }
+}
+
+/// A byte size: an integer number of bytes, or text like `64KiB`, `1MiB`, `512B`.
+pub fn byte_size(raw: &Raw) -> Result<u64, String> {
+    if let Raw::Toml(toml::Value::Integer(_)) = raw {
+        return count(raw);
+    }
+    let s = raw.text("a byte size")?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: u64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{s}` is not a byte size (e.g. 262144, 256KiB, 1MiB)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" | "KB" | "kB" => 1024,
+        "MiB" | "M" | "MB" => 1024 * 1024,
+        "GiB" | "G" | "GB" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "`{s}`: unknown size unit `{other}` (use B, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    num.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// `plain` or `json`.
+pub fn log_format(raw: &Raw) -> Result<LogFormat, String> {
+    match raw.text("a log format")? {
+        "plain" | "text" => Ok(LogFormat::Plain),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("`{other}` is not a log format (plain or json)")),
+    }
+}
+
+/// A tracing filter directive such as `info` or `info,sluice=debug`.
+pub fn log_filter(raw: &Raw) -> Result<String, String> {
+    let s = raw.text("a log level")?;
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| {
+            format!("`{s}` is not a log filter ({e}); e.g. info, debug, info,sluice=trace")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Raw {
+        Raw::Text(s.to_owned())
+    }
+
+    #[test]
+    fn upstream_accepts_names_and_literals() {
+        assert_eq!(
+            upstream(&t("broker-1.local:19093")).unwrap().to_string(),
+            "broker-1.local:19093"
+        );
+        assert_eq!(upstream(&t("127.0.0.1:19093")).unwrap().port, 19093);
+        assert_eq!(
+            upstream(&t("[::1]:9092")).unwrap().to_string(),
+            "[::1]:9092"
+        );
+        for bad in [
+            "",
+            "host",
+            "host:",
+            "host:99999",
+            ":9092",
+            "a b:1",
+            "1.2.3:x",
+            "h:0",
+        ] {
+            assert!(upstream(&t(bad)).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(byte_size(&t("256KiB")).unwrap(), 262_144);
+        assert_eq!(
+            byte_size(&Raw::Toml(toml::Value::Integer(4096))).unwrap(),
+            4096
+        );
+        assert!(byte_size(&t("12 parsecs")).is_err());
+        assert_eq!(duration(&t("1m 30s")).unwrap(), Duration::from_secs(90));
+        assert!(duration(&t("5x")).is_err());
+        assert!(duration(&Raw::Toml(toml::Value::Integer(5))).is_err());
+    }
+
+    #[test]
+    fn log_settings() {
+        assert_eq!(log_format(&t("json")).unwrap(), LogFormat::Json);
+        assert!(log_format(&t("xml")).is_err());
+        assert!(log_filter(&t("info,sluice=debug")).is_ok());
+        assert!(log_filter(&t("info,sluice=loud")).is_err());
+    }
+}

@@ -1,0 +1,64 @@
+//! From a validated config to a serving process: bind both listeners, serve the proxy and the
+//! admin API, stop both on the shutdown signal.
+
+use std::future::Future;
+
+use sluice_config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::StartError;
+use crate::server::Proxy;
+
+/// Binds the proxy and admin listeners (the proxy's first, so a taken client port fails fast)
+/// and serves until `shutdown` completes and the drain is over. The admin API keeps answering
+/// during the drain (`/readyz` says `draining`) and stops last.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let listener = bind(&config, "listen", config.listen).await?;
+    let admin = bind(&config, "admin.listen", config.admin.listen).await?;
+    let proxy = Proxy::new(config);
+    let stop_admin = CancellationToken::new();
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin,
+        proxy.stats(),
+        stop_admin.clone().cancelled_owned(),
+    ));
+    proxy.run(listener, shutdown).await;
+    stop_admin.cancel();
+    if let Ok(Err(e)) = admin_task.await {
+        tracing::warn!(error = %e, "admin API ended with an error");
+    }
+    Ok(())
+}
+
+async fn bind(
+    _config: &Config,
+    what: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Completes on the first SIGTERM or SIGINT. A second signal during the drain exits at once.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()>, StartError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            tracing::warn!("second signal: exiting without waiting for the drain");
+            std::process::exit(130);
+        });
+    })
+}

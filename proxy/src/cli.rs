@@ -1,0 +1,179 @@
+//! The command line: `sluice [run]` and `sluice check-config FILE`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sluice_config::{keys, Config, ConfigErrors, Loader, EXIT_BAD_CONFIG};
+
+const ABOUT: &str = "A transparent Kafka protocol proxy for a broker's client port.
+
+Sluice runs as a sidecar: the broker moves its client listener to an internal port (by default
+127.0.0.1:19093) and keeps advertising host:9093; Sluice listens on 9093 and forwards every byte,
+unchanged and in order, to the broker.";
+
+const AFTER_HELP: &str =
+    "Configuration: defaults < TOML file (--config) < SLUICE_* environment < flags.
+Every key, its environment variable and its default:
+";
+
+const EXAMPLES: &str = "
+Examples:
+  sluice --upstream 127.0.0.1:19093             # sidecar on 0.0.0.0:9093 in front of a local broker
+  sluice --config /etc/sluice.toml --log-format json
+  sluice check-config /etc/sluice.toml          # validate (and print the effective config)
+
+A bad configuration is reported in full (every bad key, with where it came from) before any port
+is bound, and exits with code 64.";
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about = ABOUT, after_help = after_help(),
+    args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy (what bare `sluice` does).
+    #[command(after_help = after_help())]
+    Run(RunArgs),
+    /// Validate a config file (plus SLUICE_* environment) without binding anything; prints the
+    /// effective configuration on success.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// Flags of `sluice run`. Each overrides the config file and the environment.
+#[derive(Debug, Args, Default)]
+struct RunArgs {
+    /// TOML config file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on for Kafka clients [default: 0.0.0.0:9093].
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// Broker listener to forward to [default: 127.0.0.1:19093].
+    #[arg(long, value_name = "HOST:PORT")]
+    upstream: Option<String>,
+    /// Admin HTTP listener for /healthz and /readyz [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "IP:PORT")]
+    admin_listen: Option<String>,
+    /// Most client connections at once [default: 20000].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<String>,
+    /// Time allowed to connect to the broker [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    connect_timeout: Option<String>,
+    /// Time for in-flight requests to finish on shutdown [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    shutdown_grace: Option<String>,
+    /// Log output: plain or json [default: plain].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Log filter, e.g. info or info,sluice=debug [default: info].
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+fn after_help() -> String {
+    format!("{AFTER_HELP}{}{EXAMPLES}", keys::reference())
+}
+
+impl RunArgs {
+    fn loader(&self) -> Loader {
+        let mut loader = Loader::new().env(std::env::vars());
+        if let Some(file) = &self.config {
+            loader = loader.file(file);
+        }
+        let flags = [
+            ("listen", "--listen", &self.listen),
+            ("upstream", "--upstream", &self.upstream),
+            ("admin.listen", "--admin-listen", &self.admin_listen),
+            (
+                "max_connections",
+                "--max-connections",
+                &self.max_connections,
+            ),
+            (
+                "connect_timeout",
+                "--connect-timeout",
+                &self.connect_timeout,
+            ),
+            ("shutdown_grace", "--shutdown-grace", &self.shutdown_grace),
+            ("log.format", "--log-format", &self.log_format),
+            ("log.level", "--log-level", &self.log_level),
+        ];
+        for (path, flag, value) in flags {
+            if let Some(v) = value {
+                loader = loader.flag(path, flag, v.clone());
+            }
+        }
+        loader
+    }
+}
+
+/// Parses the command line and runs it. Exit codes: 0 success, 64 bad configuration,
+/// 1 failure to start (e.g. a port already in use), 2 bad command-line syntax.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+fn report_config(errors: &ConfigErrors) -> ExitCode {
+    eprint!("sluice: {errors}");
+    ExitCode::from(EXIT_BAD_CONFIG as u8)
+}
+
+fn check_config(file: PathBuf) -> ExitCode {
+    match Loader::new().env(std::env::vars()).file(&file).load() {
+        Ok(config) => {
+            println!(
+                "# {}: configuration is valid; effective values:",
+                file.display()
+            );
+            print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => report_config(&errors),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config: Config = match args.loader().load() {
+        Ok(c) => c,
+        Err(errors) => return report_config(&errors),
+    };
+    crate::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(crate::StartError::Runtime(e)),
+    };
+    let result = runtime.block_on(async {
+        let shutdown = crate::app::shutdown_signal()?;
+        crate::app::serve(config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: crate::StartError) -> ExitCode {
+    tracing::error!(side = %e.side(), error = %e, "cannot start");
+    eprintln!("sluice: {e}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,100 @@
+//! One client connection: connect to the broker, then run both halves until both end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_config::Config;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::duplex::{Direction, Half, HalfEnd, Shared};
+use crate::error::ConnError;
+use crate::stats::ProxyStats;
+
+/// Everything a connection task needs.
+#[derive(Debug, Clone)]
+pub struct ConnContext {
+    /// Validated config.
+    pub config: Arc<Config>,
+    /// Process counters.
+    pub stats: Arc<ProxyStats>,
+    /// Cancelled when the drain starts: stop taking new requests.
+    pub drain: CancellationToken,
+    /// Cancelled when the grace period is over: close now.
+    pub cut: CancellationToken,
+}
+
+/// Serves one accepted client connection to its end; logs its own end.
+pub async fn serve(client: TcpStream, peer: SocketAddr, cx: ConnContext) {
+    let span = tracing::info_span!("conn", client.addr = %peer, broker.addr = %cx.config.upstream);
+    async move {
+        let opened = Instant::now();
+        tokio::select! {
+            outcome = proxy(client, &cx) => match outcome {
+                Ok((up, down, how)) => tracing::debug!(
+                    bytes.to_broker = up, bytes.to_client = down, ended = how,
+                    duration_ms = opened.elapsed().as_millis() as u64, "connection closed"),
+                Err(e @ (ConnError::Unreachable { .. } | ConnError::ConnectTimeout { .. })) => {
+                    ProxyStats::add(&cx.stats.upstream_connect_failures, 1);
+                    tracing::warn!(side = %e.side(), error = %e, "closing client: broker unreachable");
+                }
+                Err(e) => tracing::debug!(side = %e.side(), error = %e,
+                    duration_ms = opened.elapsed().as_millis() as u64, "connection ended by error"),
+            },
+            _ = cx.cut.cancelled() => {
+                ProxyStats::add(&cx.stats.connections_cut_at_deadline, 1);
+                tracing::debug!("connection closed at the end of the shutdown grace period");
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn proxy(
+    mut client: TcpStream,
+    cx: &ConnContext,
+) -> Result<(u64, u64, &'static str), ConnError> {
+    let upstream = cx.config.upstream.connect_target();
+    let mut broker = match tokio::time::timeout(
+        cx.config.connect_timeout,
+        TcpStream::connect(upstream.as_str()),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(ConnError::Unreachable { upstream, source }),
+        Err(_) => {
+            return Err(ConnError::ConnectTimeout {
+                upstream,
+                timeout_ms: cx.config.connect_timeout.as_millis(),
+            })
+        }
+    };
+    // Kafka is request/response: Nagle would add latency to every small frame.
+    let _ = client.set_nodelay(true);
+    let _ = broker.set_nodelay(true);
+    tracing::trace!(broker.local = ?broker.local_addr().ok(), "upstream connected");
+
+    let shared = Shared::default();
+    let (client_rx, client_tx) = client.split();
+    let (broker_rx, broker_tx) = broker.split();
+    let half = |direction| Half {
+        direction,
+        max_buffer: cx.config.buffer_size,
+        shared: &shared,
+        stats: &cx.stats,
+        drain: &cx.drain,
+    };
+    let ((up, up_end), (down, down_end)) = tokio::try_join!(
+        half(Direction::ToBroker).run(client_rx, broker_tx),
+        half(Direction::ToClient).run(broker_rx, client_tx),
+    )?;
+    let how = match (up_end, down_end) {
+        (_, HalfEnd::Drained) | (HalfEnd::Drained, _) => "drained",
+        (HalfEnd::Eof, HalfEnd::Eof) => "closed",
+    };
+    Ok((up, down, how))
+}

@@ -1,0 +1,192 @@
+//! The two halves of a proxied connection.
+//!
+//! Each half owns one buffer, reads a chunk, writes all of it to the other side, and only then
+//! reads again: a slow reader on one side slows the writer on the other (backpressure) and
+//! memory stays bounded. A buffer starts at [`INITIAL_BUFFER`] and doubles, up to the
+//! configured maximum, only while reads keep filling it — idle connections stay small, bulk
+//! transfers get few large syscalls. End of stream on one side is passed on as a half-close.
+//!
+//! After a chunk is forwarded, a [`FrameTracker`] follows it to count whole Kafka frames. The
+//! counts only drive the graceful drain (stop taking requests at a frame boundary, let the
+//! responses in flight finish); they never change or delay a byte.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use sluice_protocol::FrameTracker;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ConnError, Side};
+use crate::stats::ProxyStats;
+
+/// First size of each direction's buffer.
+pub const INITIAL_BUFFER: usize = 8 * 1024;
+
+/// How a half ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfEnd {
+    /// The source closed its side; the close was passed on.
+    Eof,
+    /// The drain stopped it at a frame boundary.
+    Drained,
+}
+
+/// What the two halves of one connection share.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Whole request frames forwarded to the broker.
+    pub requests: AtomicU64,
+    /// Whole response frames forwarded to the client.
+    pub responses: AtomicU64,
+    /// The request half stopped for the drain.
+    pub requests_stopped: AtomicBool,
+    /// Framing was lost in either direction: request/response pairs can't be followed.
+    pub opaque: AtomicBool,
+    /// Wakes the response half when the request half stops.
+    pub wake: Notify,
+}
+
+impl Shared {
+    fn nothing_in_flight(&self) -> bool {
+        self.opaque.load(Relaxed) || self.responses.load(Relaxed) >= self.requests.load(Relaxed)
+    }
+}
+
+/// Which way a half copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client → broker: requests.
+    ToBroker,
+    /// Broker → client: responses.
+    ToClient,
+}
+
+impl Direction {
+    fn sides(self) -> (Side, Side) {
+        match self {
+            Direction::ToBroker => (Side::Client, Side::Broker),
+            Direction::ToClient => (Side::Broker, Side::Client),
+        }
+    }
+}
+
+/// One half: copies `from` → `to` until end of stream, an error, or the drain.
+#[derive(Debug)]
+pub struct Half<'a> {
+    /// Which way.
+    pub direction: Direction,
+    /// Largest buffer size.
+    pub max_buffer: usize,
+    /// State shared with the other half.
+    pub shared: &'a Shared,
+    /// Process counters.
+    pub stats: &'a ProxyStats,
+    /// Cancelled when the proxy starts draining.
+    pub drain: &'a CancellationToken,
+}
+
+impl Half<'_> {
+    /// Runs the half to its end. Returns bytes forwarded and how it ended.
+    pub async fn run<R, W>(self, mut from: R, mut to: W) -> Result<(u64, HalfEnd), ConnError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let (source, sink) = self.direction.sides();
+        let counter = match self.direction {
+            Direction::ToBroker => &self.stats.bytes_to_broker,
+            Direction::ToClient => &self.stats.bytes_to_client,
+        };
+        let mut buf = vec![0u8; INITIAL_BUFFER.min(self.max_buffer)];
+        let mut frames = FrameTracker::new();
+        let mut total = 0u64;
+        let mut draining = false;
+        loop {
+            if draining && self.done_draining(&frames) {
+                return Ok((total, HalfEnd::Drained));
+            }
+            let read = if draining {
+                // Keep forwarding, but wake up to re-check when the other half stops.
+                tokio::select! {
+                    r = from.read(&mut buf) => r,
+                    _ = self.shared.wake.notified() => continue,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = self.drain.cancelled() => { draining = true; continue; }
+                    r = from.read(&mut buf) => r,
+                }
+            };
+            let n = read.map_err(|source_err| ConnError::Io {
+                side: source,
+                op: "read",
+                source: source_err,
+            })?;
+            if n == 0 {
+                // Pass the half-close on; the peer may already be gone, which is fine.
+                let _ = to.shutdown().await;
+                if self.direction == Direction::ToBroker {
+                    self.stop_requests();
+                }
+                return Ok((total, HalfEnd::Eof));
+            }
+            to.write_all(&buf[..n]).await.map_err(|e| ConnError::Io {
+                side: sink,
+                op: "write",
+                source: e,
+            })?;
+            total += n as u64;
+            ProxyStats::add(counter, n as u64);
+            self.observe(&mut frames, &buf[..n]);
+            if n == buf.len() && buf.len() < self.max_buffer {
+                let grown = (buf.len() * 2).min(self.max_buffer);
+                buf.resize(grown, 0);
+            }
+        }
+    }
+
+    /// Follows the forwarded chunk's frames (after it was written).
+    fn observe(&self, frames: &mut FrameTracker, chunk: &[u8]) {
+        if frames.is_lost() {
+            return;
+        }
+        let done = frames.feed(chunk);
+        let counter = match self.direction {
+            Direction::ToBroker => &self.shared.requests,
+            Direction::ToClient => &self.shared.responses,
+        };
+        if done > 0 {
+            counter.fetch_add(done, Relaxed);
+        }
+        if frames.is_lost() && !self.shared.opaque.swap(true, Relaxed) {
+            ProxyStats::add(&self.stats.opaque_connections, 1);
+            tracing::debug!(direction = ?self.direction, state = ?frames.state(),
+                "kafka framing lost; forwarding the rest untouched");
+        }
+    }
+
+    fn done_draining(&self, frames: &FrameTracker) -> bool {
+        match self.direction {
+            Direction::ToBroker => {
+                if frames.at_boundary() || frames.is_lost() {
+                    self.stop_requests();
+                    true
+                } else {
+                    false
+                }
+            }
+            Direction::ToClient => {
+                self.shared.requests_stopped.load(Relaxed)
+                    && (frames.at_boundary() || frames.is_lost())
+                    && self.shared.nothing_in_flight()
+            }
+        }
+    }
+
+    fn stop_requests(&self) {
+        self.shared.requests_stopped.store(true, Relaxed);
+        self.shared.wake.notify_one();
+    }
+}

@@ -1,0 +1,33 @@
+//! Sluice: a transparent Kafka protocol proxy that runs as a sidecar in front of a broker's
+//! client port, forwards every byte unchanged, and (in later layers) tells who is pulling which
+//! bytes.
+//!
+//! The library entry point is [`run`]: give it a bound listener, a validated config and a
+//! shutdown future. Tests bind `127.0.0.1:0` and pass their own shutdown future.
+//!
+//! # Layout
+//! - [`server`]: [`Proxy`] — the accept loop (connection limit, accept-error back-off) and the
+//!   graceful drain.
+//! - [`connection`]: one task per client connection — connect upstream, then the duplex.
+//! - [`duplex`]: the two halves: reused growing buffers, backpressure, half-close, frame counts
+//!   for the drain.
+//! - [`stats`]: process-wide counters shared with the admin API.
+//! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`).
+//! - [`error`]: errors that say which side failed (client, broker, config, internal).
+//! - [`logging`]: tracing-subscriber setup, plain or JSON.
+//! - [`cli`]: `sluice run` and `sluice check-config`; [`app`]: bind and serve from a config.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod connection;
+pub mod duplex;
+pub mod error;
+pub mod logging;
+pub mod server;
+pub mod stats;
+
+pub use error::{ConnError, Side, StartError};
+pub use server::{run, Proxy};
+pub use sluice_config::Config;
+pub use stats::ProxyStats;

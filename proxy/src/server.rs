@@ -1,0 +1,161 @@
+//! The accept loop and the graceful drain.
+//!
+//! The loop survives everything: an `accept()` error (running out of file descriptors
+//! included) is logged and followed by a growing back-off, never by an exit. A connection
+//! permit is taken *before* accepting, so at `max_connections` new clients wait in the kernel's
+//! backlog instead of being accepted and dropped.
+//!
+//! Shutdown: stop accepting, tell every connection to drain (stop taking requests at a frame
+//! boundary, let the responses in flight arrive), wait up to `shutdown_grace`, then cut what is
+//! left.
+
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection::{self, ConnContext};
+use crate::stats::ProxyStats;
+
+/// First pause after a failed `accept()`; doubles up to [`ACCEPT_BACKOFF_MAX`].
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest pause after repeated `accept()` failures.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// After the grace period, how long cut connections get to finish closing.
+const CUT_WAIT: Duration = Duration::from_secs(2);
+
+/// A proxy: config plus the counters it shares with the admin API.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    config: Arc<Config>,
+    stats: Arc<ProxyStats>,
+}
+
+/// Runs a proxy on `listener` until `shutdown` completes, then drains. See [`Proxy::run`].
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
+    Proxy::new(config).run(listener, shutdown).await
+}
+
+impl Proxy {
+    /// A proxy for a validated config.
+    pub fn new(config: Config) -> Self {
+        Proxy {
+            config: Arc::new(config),
+            stats: Arc::new(ProxyStats::default()),
+        }
+    }
+
+    /// The counters, for the admin API and tests.
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        self.stats.clone()
+    }
+
+    /// Accepts and proxies connections until `shutdown` completes, then drains within the
+    /// configured grace period. Returns when every connection task has ended.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let tasks = TaskTracker::new();
+        let drain = CancellationToken::new();
+        let cut = CancellationToken::new();
+        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let cx = ConnContext {
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+            drain: drain.clone(),
+            cut: cut.clone(),
+        };
+        tracing::info!(
+            listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            upstream = %self.config.upstream,
+            max_connections = self.config.max_connections,
+            "proxy accepting connections"
+        );
+        self.stats.accepting.store(true, Relaxed);
+        tokio::pin!(shutdown);
+        accept_loop(&listener, &cx, &limit, &tasks, shutdown.as_mut()).await;
+
+        self.stats.accepting.store(false, Relaxed);
+        self.stats.draining.store(true, Relaxed);
+        drop(listener);
+        let open = ProxyStats::get(&self.stats.connections_open);
+        tracing::info!(
+            open_connections = open,
+            grace_ms = self.config.shutdown_grace.as_millis() as u64,
+            "shutting down: stopped accepting, draining in-flight requests"
+        );
+        drain.cancel();
+        tasks.close();
+        if tokio::time::timeout(self.config.shutdown_grace, tasks.wait())
+            .await
+            .is_err()
+        {
+            let left = ProxyStats::get(&self.stats.connections_open);
+            tracing::warn!(
+                connections = left,
+                "grace period over; closing remaining connections"
+            );
+            cut.cancel();
+            let _ = tokio::time::timeout(CUT_WAIT, tasks.wait()).await;
+        }
+        tracing::info!("proxy stopped");
+    }
+}
+
+async fn accept_loop(
+    listener: &TcpListener,
+    cx: &ConnContext,
+    limit: &Arc<Semaphore>,
+    tasks: &TaskTracker,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        if limit.available_permits() == 0 {
+            ProxyStats::add(&cx.stats.connection_limit_waits, 1);
+            tracing::warn!(
+                max_connections = cx.config.max_connections,
+                "connection limit reached; new clients wait until a connection closes"
+            );
+        }
+        let permit = tokio::select! {
+            biased;
+            _ = shutdown.as_mut() => return,
+            p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.as_mut() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                ProxyStats::add(&cx.stats.connections_accepted, 1);
+                cx.stats.connections_open.fetch_add(1, Relaxed);
+                let cx = cx.clone();
+                tasks.spawn(async move {
+                    connection::serve(socket, peer, cx.clone()).await;
+                    cx.stats.connections_open.fetch_sub(1, Relaxed);
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                drop(permit);
+                ProxyStats::add(&cx.stats.accept_errors, 1);
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64,
+                    "accept failed; backing off");
+                tokio::select! {
+                    biased;
+                    _ = shutdown.as_mut() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Process-wide counters, shared by the proxy and the admin API. Relaxed atomics, updated per
+//! connection event or per forwarded chunk — never per byte or per frame.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+/// Counters and flags of one proxy.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    /// Client connections open now.
+    pub connections_open: AtomicU64,
+    /// Client connections accepted since start.
+    pub connections_accepted: AtomicU64,
+    /// Upstream connects that failed or timed out.
+    pub upstream_connect_failures: AtomicU64,
+    /// `accept()` errors (e.g. out of file descriptors).
+    pub accept_errors: AtomicU64,
+    /// Times the accept loop waited because `max_connections` was reached.
+    pub connection_limit_waits: AtomicU64,
+    /// Bytes forwarded client → broker.
+    pub bytes_to_broker: AtomicU64,
+    /// Bytes forwarded broker → client.
+    pub bytes_to_client: AtomicU64,
+    /// Connections whose Kafka framing was lost (still forwarded, no longer followed).
+    pub opaque_connections: AtomicU64,
+    /// Connections closed at the end of the shutdown grace period.
+    pub connections_cut_at_deadline: AtomicU64,
+    /// Accepting connections.
+    pub accepting: AtomicBool,
+    /// Shutdown has begun.
+    pub draining: AtomicBool,
+}
+
+impl ProxyStats {
+    /// Ready to take traffic: accepting and not draining.
+    pub fn is_ready(&self) -> bool {
+        self.accepting.load(Relaxed) && !self.draining.load(Relaxed)
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}

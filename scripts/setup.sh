@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Installs everything Sluice's integration tests and benchmarks need to run a
+# real Apache Kafka broker and real clients (Java kafka-clients, librdkafka via
+# Python confluent-kafka, Go franz-go).
+#
+# Idempotent and safe to re-run: every step is keyed on a version or a content
+# hash and is skipped when its output is already in the cache. Build outputs
+# never go into the clone; they live in ${SLUICE_CACHE:-$HOME/.cache/sluice}.
+#
+# Usage: scripts/setup.sh [--skip STEP[,STEP...]] [--only STEP[,STEP...]]
+#   STEP is one of: apt, prometheus, kafka, java, python, go
+#   (env.sh is always written at the end.)
+#
+# Environment:
+#   SLUICE_CACHE          cache root (default $HOME/.cache/sluice)
+#   SLUICE_PYTHON         interpreter used to create the venv (default python3)
+#   SLUICE_SKIP_APT=1     same as --skip apt,prometheus
+#
+# After it succeeds, `source "$SLUICE_CACHE/env.sh"` exports:
+#   SLUICE_CACHE SLUICE_KAFKA_LIBS SLUICE_JAVA_CLIENT SLUICE_PY_CLIENT
+#   SLUICE_GO_CLIENT SLUICE_KAFKA_BROKER_SCRIPT SLUICE_KAFKA_VERSION
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+CONFLUENT_KAFKA_VERSION="2.16.1"
+
+POM="$REPO_ROOT/integration-tests/kafka/pom.xml"
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n1)"
+[[ -n "$KAFKA_VERSION" ]] || { echo "setup: cannot read kafka.version from $POM" >&2; exit 1; }
+KAFKA_HOME="$SLUICE_CACHE/kafka-$KAFKA_VERSION"
+KAFKA_LIBS="$KAFKA_HOME/libs"
+BIN_DIR="$SLUICE_CACHE/bin"
+
+ONLY=""
+SKIP=""
+[[ "${SLUICE_SKIP_APT:-0}" == 1 ]] && SKIP="apt,prometheus"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --only) ONLY="${2:?--only needs a value}"; shift 2 ;;
+    --skip) SKIP="${SKIP:+$SKIP,}${2:?--skip needs a value}"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown argument: $1 (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+want() {
+  local step="$1"
+  if [[ -n "$ONLY" && ",$ONLY," != *",$step,"* ]]; then return 1; fi
+  if [[ -n "$SKIP" && ",$SKIP," == *",$step,"* ]]; then return 1; fi
+  return 0
+}
+
+say() { echo "setup: $*"; }
+FAILED=()
+fail_step() { echo "setup: ERROR: $*" >&2; FAILED+=("$1"); }
+
+sha256_of() { cat "$@" | sha256sum | cut -c1-64; }
+
+mkdir -p "$SLUICE_CACHE" "$BIN_DIR"
+
+# ---------------------------------------------------------------------------
+# Debian packages
+# ---------------------------------------------------------------------------
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+fi
+
+APT_UPDATED=0
+apt_install() {
+  # apt_install PKG... ; runs `apt-get update` at most once per setup run.
+  if [[ $(id -u) -ne 0 && -z "$SUDO" ]]; then
+    echo "setup: not root and no sudo; cannot install: $*" >&2
+    return 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  if [[ $APT_UPDATED -eq 0 ]]; then
+    $SUDO apt-get update -qq >/dev/null || return 1
+    APT_UPDATED=1
+  fi
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >"$SLUICE_CACHE/apt-install.log" 2>&1 || {
+    tail -n 20 "$SLUICE_CACHE/apt-install.log" >&2
+    return 1
+  }
+}
+
+# command -> Debian package
+declare -A APT_CMDS=(
+  [kcat]=kcat
+  [haproxy]=haproxy
+  [iperf3]=iperf3
+  [tcpdump]=tcpdump
+  [tshark]=tshark
+)
+# haproxy lives in /usr/sbin, tcpdump too; non-root PATHs may lack sbin.
+have_cmd() {
+  command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1" ]]
+}
+
+if want apt; then
+  missing=()
+  for cmd in kcat haproxy iperf3 tcpdump tshark; do
+    have_cmd "$cmd" || missing+=("${APT_CMDS[$cmd]}")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    say "debian packages (kcat haproxy iperf3 tcpdump tshark) ... present"
+  else
+    say "debian packages: installing ${missing[*]} ..."
+    if [[ " ${missing[*]} " == *" tshark "* ]]; then
+      echo "wireshark-common wireshark-common/install-setuid boolean false" \
+        | $SUDO debconf-set-selections 2>/dev/null || true
+    fi
+    if apt_install "${missing[@]}"; then
+      say "debian packages ... installed"
+    else
+      fail_step apt "apt-get install ${missing[*]} failed (see $SLUICE_CACHE/apt-install.log)"
+    fi
+  fi
+fi
+
+if want prometheus; then
+  if have_cmd promtool; then
+    say "prometheus (promtool) ... present"
+  else
+    say "prometheus (promtool): installing ..."
+    if apt_install prometheus; then
+      say "prometheus (promtool) ... installed"
+    else
+      fail_step prometheus "apt-get install prometheus failed (see $SLUICE_CACHE/apt-install.log)"
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+# Kafka broker + tools jars (Maven Central, default ~/.m2)
+# ---------------------------------------------------------------------------
+KAFKA_MARKER="$KAFKA_HOME/.complete"
+if want kafka; then
+  POM_HASH="$(sha256_of "$POM")"
+  if [[ -f "$KAFKA_MARKER" && "$(cat "$KAFKA_MARKER")" == "$POM_HASH" && -d "$KAFKA_LIBS" ]]; then
+    say "kafka $KAFKA_VERSION jars ... cached"
+  else
+    say "kafka $KAFKA_VERSION jars: resolving with maven ..."
+    tmp="$KAFKA_HOME/libs.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$KAFKA_HOME"
+    if (cd "$(dirname "$POM")" && mvn -q -B -f "$POM" dependency:copy-dependencies \
+          -DoutputDirectory="$tmp" >"$KAFKA_HOME/mvn.log" 2>&1) \
+        && ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1; then
+      rm -rf "$KAFKA_LIBS"
+      mv "$tmp" "$KAFKA_LIBS"
+      echo "$POM_HASH" >"$KAFKA_MARKER"
+      say "kafka $KAFKA_VERSION jars ... done ($(ls "$KAFKA_LIBS" | wc -l) jars)"
+    else
+      rm -rf "$tmp"
+      tail -n 30 "$KAFKA_HOME/mvn.log" >&2 || true
+      fail_step kafka "maven dependency resolution failed (see $KAFKA_HOME/mvn.log)"
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+# Java client (compiled against the kafka-clients jar resolved above)
+# ---------------------------------------------------------------------------
+JAVA_SRC="$REPO_ROOT/integration-tests/clients/java/SluiceClient.java"
+JAVA_LAUNCHER="$BIN_DIR/sluice-java-client"
+if want java; then
+  JAVA_HASH="$(sha256_of "$JAVA_SRC" | cut -c1-12)"
+  JAVA_DIR="$SLUICE_CACHE/clients/java-$JAVA_HASH"
+  if [[ ! -f "$KAFKA_MARKER" ]]; then
+    fail_step java "kafka jars are missing; run the kafka step first"
+  elif [[ -f "$JAVA_DIR/.complete" ]]; then
+    say "java client ($JAVA_HASH) ... cached"
+  else
+    say "java client ($JAVA_HASH): compiling ..."
+    tmp="$JAVA_DIR.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$tmp/classes" "$tmp/libs"
+    # Only the client's own runtime jars: a short classpath starts faster.
+    for pat in 'kafka-clients-*.jar' 'lz4-java-*.jar' 'snappy-java-*.jar' 'zstd-jni-*.jar' \
+               'slf4j-api-*.jar' 'log4j-api-*.jar' 'log4j-core-*.jar' 'log4j-slf4j-impl-*.jar'; do
+      for jar in "$KAFKA_LIBS"/$pat; do
+        [[ -e "$jar" ]] && ln -s "$jar" "$tmp/libs/"
+      done
+    done
+    cat >"$tmp/log4j2.properties" <<'EOF'
+status = error
+appender.stderr.type = Console
+appender.stderr.name = STDERR
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = [%d{HH:mm:ss,SSS}] %p %c{1}: %m%n
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = STDERR
+EOF
+    if javac -nowarn -encoding UTF-8 --release 17 -d "$tmp/classes" -cp "$tmp/libs/*" "$JAVA_SRC" \
+        >"$tmp/javac.log" 2>&1; then
+      touch "$tmp/.complete"
+      rm -rf "$JAVA_DIR"
+      mv "$tmp" "$JAVA_DIR"
+      say "java client ($JAVA_HASH) ... done"
+    else
+      cat "$tmp/javac.log" >&2
+      rm -rf "$tmp"
+      fail_step java "javac failed"
+    fi
+  fi
+  if [[ -f "$JAVA_DIR/.complete" ]]; then
+    cat >"$JAVA_LAUNCHER.tmp" <<EOF
+#!/usr/bin/env bash
+# Generated by scripts/setup.sh: Sluice test client (Java kafka-clients $KAFKA_VERSION).
+exec java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \\
+  -Dlog4j2.configurationFile="$JAVA_DIR/log4j2.properties" \\
+  \${SLUICE_JAVA_CLIENT_OPTS:-} \\
+  -cp "$JAVA_DIR/classes:$JAVA_DIR/libs/*" SluiceClient "\$@"
+EOF
+    chmod +x "$JAVA_LAUNCHER.tmp"
+    mv "$JAVA_LAUNCHER.tmp" "$JAVA_LAUNCHER"
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+# Python client (confluent-kafka wheel bundles librdkafka)
+# ---------------------------------------------------------------------------
+VENV="$SLUICE_CACHE/venv"
+PY_LAUNCHER="$BIN_DIR/sluice-py-client"
+PY_SRC="$REPO_ROOT/integration-tests/clients/python/sluice_client.py"
+if want python; then
+  have_ver="$("$VENV/bin/python" -c 'import confluent_kafka; print(confluent_kafka.version()[0])' 2>/dev/null || true)"
+  if [[ "$have_ver" == "$CONFLUENT_KAFKA_VERSION" ]]; then
+    say "python venv (confluent-kafka $CONFLUENT_KAFKA_VERSION) ... cached"
+  else
+    say "python venv (confluent-kafka $CONFLUENT_KAFKA_VERSION): installing ..."
+    rm -rf "$VENV"
+    if "${SLUICE_PYTHON:-python3}" -m venv "$VENV" >"$SLUICE_CACHE/venv.log" 2>&1 \
+        && "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+             "confluent-kafka==$CONFLUENT_KAFKA_VERSION" >>"$SLUICE_CACHE/venv.log" 2>&1; then
+      say "python venv ... done"
+    else
+      tail -n 20 "$SLUICE_CACHE/venv.log" >&2 || true
+      rm -rf "$VENV"
+      fail_step python "venv / pip install failed (see $SLUICE_CACHE/venv.log)"
+    fi
+  fi
+  if [[ -x "$VENV/bin/python" ]]; then
+    # Regenerated every run: it embeds the path of the current clone.
+    cat >"$PY_LAUNCHER.tmp" <<EOF
+#!/bin/sh
+# Generated by scripts/setup.sh: Sluice test client (confluent-kafka $CONFLUENT_KAFKA_VERSION).
+exec "$VENV/bin/python" -u "$PY_SRC" "\$@"
+EOF
+    chmod +x "$PY_LAUNCHER.tmp"
+    mv "$PY_LAUNCHER.tmp" "$PY_LAUNCHER"
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+# Go client (franz-go)
+# ---------------------------------------------------------------------------
+GO_DIR="$REPO_ROOT/integration-tests/clients/go"
+GO_BIN="$BIN_DIR/sluice-go-client"
+if want go; then
+  if ! command -v go >/dev/null 2>&1; then
+    fail_step go "go toolchain not found"
+  else
+    go_hash="$( { (cd "$GO_DIR" && cat go.mod go.sum ./*.go); go version; } | sha256sum | cut -c1-64)"
+    if [[ -x "$GO_BIN" && -f "$GO_BIN.hash" && "$(cat "$GO_BIN.hash")" == "$go_hash" ]]; then
+      say "go client (${go_hash:0:12}) ... cached"
+    else
+      say "go client (${go_hash:0:12}): building ..."
+      if (cd "$GO_DIR" && go build -mod=readonly -buildvcs=false -trimpath -o "$GO_BIN.tmp" . ) \
+          >"$SLUICE_CACHE/go-build.log" 2>&1; then
+        mv "$GO_BIN.tmp" "$GO_BIN"
+        echo "$go_hash" >"$GO_BIN.hash"
+        say "go client ... done"
+      else
+        cat "$SLUICE_CACHE/go-build.log" >&2
+        rm -f "$GO_BIN.tmp"
+        fail_step go "go build failed"
+      fi
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+# env.sh
+# ---------------------------------------------------------------------------
+cat >"$SLUICE_CACHE/env.sh.tmp" <<EOF
+# Generated by scripts/setup.sh; source it before running integration tests.
+export SLUICE_CACHE="$SLUICE_CACHE"
+export SLUICE_KAFKA_VERSION="$KAFKA_VERSION"
+export SLUICE_KAFKA_LIBS="$KAFKA_LIBS"
+export SLUICE_JAVA_CLIENT="$JAVA_LAUNCHER"
+export SLUICE_PY_CLIENT="$PY_LAUNCHER"
+export SLUICE_GO_CLIENT="$GO_BIN"
+export SLUICE_KAFKA_BROKER_SCRIPT="$REPO_ROOT/integration-tests/scripts/kafka-broker.sh"
+EOF
+mv "$SLUICE_CACHE/env.sh.tmp" "$SLUICE_CACHE/env.sh"
+say "env ... $SLUICE_CACHE/env.sh"
+
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+  echo "setup: FAILED steps: ${FAILED[*]}" >&2
+  exit 1
+fi
