@@ -185,7 +185,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 fn check_combinations(config: &Config, errors: &mut Vec<ConfigError>) {
-    if config.listen == config.admin.listen {
+    if config.listen == config.admin.listen && config.listen.port() != 0 {
         errors.push(ConfigError {
             path: "admin.listen".to_owned(),
             origin: Origin::Combination,
@@ -193,6 +193,7 @@ fn check_combinations(config: &Config, errors: &mut Vec<ConfigError>) {
         });
     }
     if config.upstream.port == config.listen.port()
+        && config.listen.port() != 0
         && (config.listen.ip().is_unspecified()
             || config.upstream.host == config.listen.ip().to_string())
     {

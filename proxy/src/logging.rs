@@ -1,5 +1,7 @@
 //! Log output: tracing-subscriber, plain or JSON, filtered by `log.level`.
 
+use std::io::IsTerminal;
+
 use sluice_config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -9,7 +11,8 @@ pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match config.format {
         LogFormat::Plain => builder.with_target(false).try_init(),
         LogFormat::Json => builder

@@ -1,0 +1,97 @@
+//! Byte-exactness: whatever goes in one side comes out the other, unchanged and in order, in
+//! both directions, for random bytes and for Kafka-looking frames with garbage inside.
+
+mod support;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use support::*;
+use tokio::net::TcpListener;
+
+const MIB: usize = 1024 * 1024;
+
+/// Upstream that records (hashes) what it receives and, at the same time, sends `reply`.
+async fn recording_server(
+    reply: Vec<u8>,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<(u64, [u8; 32])>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        let writer = tokio::spawn(async move { write_chunked(&mut w, &reply, 99).await });
+        let got = read_hash(&mut r).await;
+        writer.await.unwrap();
+        got
+    });
+    (addr, task)
+}
+
+async fn both_directions(up: Vec<u8>, down: Vec<u8>) -> std::sync::Arc<sluice::ProxyStats> {
+    let (server, recorded) = recording_server(down.clone()).await;
+    let proxy = TestProxy::start(server, |_| {}).await;
+    let stats = proxy.stats.clone();
+    let (mut r, mut w) = connect(proxy.addr).await.into_split();
+    let up2 = up.clone();
+    let writer = tokio::spawn(async move { write_chunked(&mut w, &up2, 7).await });
+    let (n_down, h_down) = within("client read", Duration::from_secs(60), read_hash(&mut r)).await;
+    writer.await.unwrap();
+    let (n_up, h_up) = within("server record", Duration::from_secs(60), recorded)
+        .await
+        .unwrap();
+    assert_eq!(n_up, up.len() as u64, "client→broker byte count");
+    assert_eq!(h_up, sha256(&up), "client→broker bytes differ");
+    assert_eq!(n_down, down.len() as u64, "broker→client byte count");
+    assert_eq!(h_down, sha256(&down), "broker→client bytes differ");
+    wait_for("connection closed", Duration::from_secs(10), || {
+        stats.connections_open.load(Relaxed) == 0
+    })
+    .await;
+    assert_eq!(stats.bytes_to_broker.load(Relaxed), up.len() as u64);
+    assert_eq!(stats.bytes_to_client.load(Relaxed), down.len() as u64);
+    proxy.shutdown(Duration::from_secs(10)).await;
+    stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_bytes_arrive_identical_in_both_directions() {
+    let stats = both_directions(random_bytes(1, 24 * MIB), random_bytes(2, 24 * MIB + 17)).await;
+    assert_eq!(
+        stats.opaque_connections.load(Relaxed),
+        1,
+        "random bytes are not Kafka framing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_like_frames_with_garbage_bodies_arrive_identical() {
+    let stats = both_directions(
+        kafka_like_frames(3, 16 * MIB),
+        kafka_like_frames(4, 20 * MIB),
+    )
+    .await;
+    assert_eq!(
+        stats.opaque_connections.load(Relaxed),
+        0,
+        "valid framing must be followed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_then_garbage_still_arrive_identical() {
+    let mut up = kafka_like_frames(5, 4 * MIB);
+    up.extend((-5i32).to_be_bytes());
+    up.extend(random_bytes(6, 3 * MIB));
+    let stats = both_directions(up, kafka_like_frames(7, 2 * MIB)).await;
+    assert_eq!(stats.opaque_connections.load(Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_streams_and_tiny_writes() {
+    both_directions(Vec::new(), Vec::new()).await;
+    both_directions(vec![0, 0, 0, 1, 9], vec![42]).await;
+}
