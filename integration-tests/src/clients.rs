@@ -1,0 +1,298 @@
+//! Real Kafka clients behind one command-line contract (see `clients/*/`):
+//! `produce`, `consume`, `create-topic`, `wait-ready`, each printing one JSON summary line.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::tools::Tools;
+
+/// Which client library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// Apache Kafka's Java client.
+    Java,
+    /// librdkafka, through Python's confluent-kafka.
+    Python,
+    /// franz-go.
+    Go,
+}
+
+/// What a `produce` run reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceReport {
+    /// Records acknowledged.
+    pub produced: u64,
+    /// Delivery errors.
+    pub errors: u64,
+    /// XOR of SHA-256(key ++ value) over all records.
+    pub digest: String,
+}
+
+/// What a `consume` run reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumeReport {
+    /// Unique records received.
+    pub consumed: u64,
+    /// Records received more than once (at-least-once redelivery).
+    pub duplicates: u64,
+    /// Records whose checksum did not match.
+    pub bad: u64,
+    /// XOR of SHA-256(key ++ value) over unique records.
+    pub digest: String,
+}
+
+/// A client process that was started in the background.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    what: String,
+}
+
+impl Running {
+    /// Waits for the process (up to `deadline`) and parses its JSON summary.
+    pub fn finish(mut self, deadline: Duration) -> Result<Value, String> {
+        let end = Instant::now() + deadline;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().map_err(|e| e.to_string())? {
+                break s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(format!("{} did not finish within {deadline:?}", self.what));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let summary = out
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok());
+        match summary {
+            Some(v) if status.success() => Ok(v),
+            Some(v) => Err(format!(
+                "{} exited {status}: {v}\nstderr:\n{}",
+                self.what,
+                tail(&err)
+            )),
+            None => Err(format!(
+                "{} exited {status} without a summary\nstdout:\n{}\nstderr:\n{}",
+                self.what,
+                tail(&out),
+                tail(&err)
+            )),
+        }
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn num(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn text(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+impl Client {
+    /// All three client libraries.
+    pub const ALL: [Client; 3] = [Client::Java, Client::Python, Client::Go];
+
+    /// Short name, as the clients report it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::Java => "java",
+            Client::Python => "python",
+            Client::Go => "go",
+        }
+    }
+
+    fn command(self, tools: &Tools) -> Command {
+        let exe = match self {
+            Client::Java => &tools.java_client,
+            Client::Python => &tools.py_client,
+            Client::Go => &tools.go_client,
+        };
+        let mut c = Command::new(exe);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Starts a client with raw arguments in the background.
+    pub fn spawn(self, tools: &Tools, args: &[String]) -> Running {
+        let what = format!(
+            "{} client {}",
+            self.name(),
+            args.first().map(String::as_str).unwrap_or("")
+        );
+        let child = self
+            .command(tools)
+            .args(args)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        Running { child, what }
+    }
+
+    /// Starts `produce` in the background.
+    pub fn spawn_produce(
+        self,
+        tools: &Tools,
+        bootstrap: &str,
+        topic: &str,
+        count: u64,
+        seed: u64,
+    ) -> Running {
+        self.spawn(
+            tools,
+            &strings(&[
+                "produce",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--count",
+                &count.to_string(),
+                "--seed",
+                &seed.to_string(),
+            ]),
+        )
+    }
+
+    /// Produces `count` checksummed records and waits for every acknowledgement.
+    pub fn produce(
+        self,
+        tools: &Tools,
+        bootstrap: &str,
+        topic: &str,
+        count: u64,
+        seed: u64,
+    ) -> Result<ProduceReport, String> {
+        let v = self
+            .spawn_produce(tools, bootstrap, topic, count, seed)
+            .finish(Duration::from_secs(120))?;
+        Ok(ProduceReport {
+            produced: num(&v, "produced"),
+            errors: num(&v, "errors"),
+            digest: text(&v, "digest"),
+        })
+    }
+
+    /// Starts `consume` in the background (group, sync commits).
+    pub fn spawn_consume(
+        self,
+        tools: &Tools,
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        count: u64,
+        timeout: Duration,
+    ) -> Running {
+        self.spawn(
+            tools,
+            &strings(&[
+                "consume",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--count",
+                &count.to_string(),
+                "--timeout-s",
+                &timeout.as_secs().to_string(),
+            ]),
+        )
+    }
+
+    /// Consumes `count` unique records in `group`, committing, and verifies checksums.
+    pub fn consume(
+        self,
+        tools: &Tools,
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        count: u64,
+    ) -> Result<ConsumeReport, String> {
+        let timeout = Duration::from_secs(90);
+        let v = self
+            .spawn_consume(tools, bootstrap, topic, group, count, timeout)
+            .finish(timeout + Duration::from_secs(30))?;
+        Ok(consume_report(&v))
+    }
+
+    /// Creates a topic (idempotent).
+    pub fn create_topic(
+        self,
+        tools: &Tools,
+        bootstrap: &str,
+        topic: &str,
+        partitions: u32,
+    ) -> Result<(), String> {
+        self.spawn(
+            tools,
+            &strings(&[
+                "create-topic",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--partitions",
+                &partitions.to_string(),
+            ]),
+        )
+        .finish(Duration::from_secs(60))
+        .map(|_| ())
+    }
+
+    /// Waits until the cluster answers through `bootstrap`.
+    pub fn wait_ready(
+        self,
+        tools: &Tools,
+        bootstrap: &str,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        self.spawn(
+            tools,
+            &strings(&[
+                "wait-ready",
+                "--bootstrap",
+                bootstrap,
+                "--timeout-s",
+                &deadline.as_secs().to_string(),
+            ]),
+        )
+        .finish(deadline + Duration::from_secs(30))
+        .map(|_| ())
+    }
+}
+
+/// Parses a `consume` summary.
+pub fn consume_report(v: &Value) -> ConsumeReport {
+    ConsumeReport {
+        consumed: num(v, "consumed"),
+        duplicates: num(v, "duplicates"),
+        bad: num(v, "bad"),
+        digest: text(v, "digest"),
+    }
+}
+
+fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
