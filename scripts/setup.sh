@@ -39,7 +39,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --only) ONLY="${2:?--only needs a value}"; shift 2 ;;
     --skip) SKIP="${SKIP:+$SKIP,}${2:?--skip needs a value}"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,6 +58,12 @@ fail_step() { echo "setup: ERROR: $*" >&2; FAILED+=("$1"); }
 sha256_of() { cat "$@" | sha256sum | cut -c1-64; }
 
 mkdir -p "$SLUICE_CACHE" "$BIN_DIR"
+
+# Serialize concurrent runs sharing one cache (e.g. parallel CI jobs).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$SLUICE_CACHE/.setup.lock"
+  flock 9
+fi
 
 # ---------------------------------------------------------------------------
 # Debian packages
@@ -227,7 +233,7 @@ VENV="$SLUICE_CACHE/venv"
 PY_LAUNCHER="$BIN_DIR/sluice-py-client"
 PY_SRC="$REPO_ROOT/integration-tests/clients/python/sluice_client.py"
 if want python; then
-  have_ver="$("$VENV/bin/python" -c 'import confluent_kafka; print(confluent_kafka.version()[0])' 2>/dev/null || true)"
+  have_ver="$("$VENV/bin/python" -c 'import confluent_kafka as c; v = c.version(); print(v[0] if isinstance(v, tuple) else v)' 2>/dev/null || true)"
   if [[ "$have_ver" == "$CONFLUENT_KAFKA_VERSION" ]]; then
     say "python venv (confluent-kafka $CONFLUENT_KAFKA_VERSION) ... cached"
   else

@@ -90,7 +90,7 @@ pub const KEYS: &[Key] = &[
     Key {
         path: "admin.listen",
         env: "SLUICE_ADMIN_LISTEN",
-        help: "Admin HTTP listener (/healthz, /readyz) [default: 127.0.0.1:9464]",
+        help: "Admin HTTP listener (/healthz, /readyz, /api/v1/stats) [default: 127.0.0.1:9464]",
         set: |c, r| {
             c.admin.listen = value::socket_addr(r)?;
             Ok(())
@@ -131,7 +131,7 @@ pub fn is_section(path: &str) -> bool {
 pub fn reference() -> String {
     let mut out = String::new();
     for k in KEYS {
-        out.push_str(&format!("  {:<17} {:<24} {}\n", k.path, k.env, k.help));
+        out.push_str(&format!("  {:<17} env {}\n      {}\n", k.path, k.env, k.help));
     }
     out
 }

@@ -1,5 +1,5 @@
-//! The admin HTTP listener: `/healthz` (the process serves) and `/readyz` (accepting and not
-//! draining). Loopback by default. Later layers add `/metrics` and `/api/v1/`.
+//! The admin HTTP listener: `/healthz` (the process serves), `/readyz` (accepting and not
+//! draining) and `/api/v1/stats` (the proxy's counters as JSON). Loopback by default.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use tokio::net::TcpListener;
 
 use crate::stats::ProxyStats;
@@ -17,6 +17,7 @@ pub fn router(stats: Arc<ProxyStats>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/stats", get(stats_json))
         .with_state(stats)
 }
 
@@ -28,6 +29,10 @@ async fn readyz(State(stats): State<Arc<ProxyStats>>) -> (StatusCode, &'static s
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
+}
+
+async fn stats_json(State(stats): State<Arc<ProxyStats>>) -> Json<serde_json::Value> {
+    Json(stats.snapshot())
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes.

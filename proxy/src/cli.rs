@@ -62,12 +62,15 @@ struct RunArgs {
     /// Broker listener to forward to [default: 127.0.0.1:19093].
     #[arg(long, value_name = "HOST:PORT")]
     upstream: Option<String>,
-    /// Admin HTTP listener for /healthz and /readyz [default: 127.0.0.1:9464].
+    /// Admin HTTP listener (/healthz, /readyz, /api/v1/stats) [default: 127.0.0.1:9464].
     #[arg(long, value_name = "IP:PORT")]
     admin_listen: Option<String>,
     /// Most client connections at once [default: 20000].
     #[arg(long, value_name = "N")]
     max_connections: Option<String>,
+    /// Largest copy buffer per direction of a connection, e.g. 256KiB [default: 256KiB].
+    #[arg(long, value_name = "SIZE")]
+    buffer_size: Option<String>,
     /// Time allowed to connect to the broker [default: 5s].
     #[arg(long, value_name = "DURATION")]
     connect_timeout: Option<String>,

@@ -41,6 +41,24 @@ impl ProxyStats {
         counter.fetch_add(n, Relaxed);
     }
 
+    /// All counters and flags as a JSON object, for `/api/v1/stats`.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let g = |c: &AtomicU64| c.load(Relaxed);
+        serde_json::json!({
+            "ready": self.is_ready(),
+            "draining": self.draining.load(Relaxed),
+            "connections_open": g(&self.connections_open),
+            "connections_accepted": g(&self.connections_accepted),
+            "upstream_connect_failures": g(&self.upstream_connect_failures),
+            "accept_errors": g(&self.accept_errors),
+            "connection_limit_waits": g(&self.connection_limit_waits),
+            "bytes_to_broker": g(&self.bytes_to_broker),
+            "bytes_to_client": g(&self.bytes_to_client),
+            "opaque_connections": g(&self.opaque_connections),
+            "connections_cut_at_deadline": g(&self.connections_cut_at_deadline),
+        })
+    }
+
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)

@@ -270,6 +270,10 @@ fn serves_admin_and_forwards_then_exits_zero_on_sigterm() {
     let mut back = [0u8; 4];
     c.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"ping");
+    let (status, stats) = http_get(admin, "/api/v1/stats");
+    assert_eq!(status, 200);
+    assert!(stats.contains("\"bytes_to_broker\":4"), "{stats}");
+    assert!(stats.contains("\"connections_open\":1"), "{stats}");
     drop(c);
     p.signal("-TERM");
     p.expect_line("shutdown requested", Duration::from_secs(5));

@@ -69,6 +69,10 @@ public final class SluiceClient {
         "  create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30]",
         "  wait-ready   --bootstrap H:P [--timeout-s S=60]",
         "",
+        "wait-ready also accepts --bootstrap-controller H:P instead of --bootstrap: it",
+        "then asks the KRaft controller listener, which answers before anything",
+        "listens on the broker's advertised address.",
+        "",
         "Prints one JSON line on stdout; diagnostics go to stderr.",
         "Exit status: 0 ok, 1 failure, 2 usage error.");
 
@@ -355,6 +359,7 @@ public final class SluiceClient {
         p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
         p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
         p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "20000");
+        p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "1000");
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
 
@@ -438,16 +443,26 @@ public final class SluiceClient {
 
     // ----------------------------------------------------------------- admin
 
-    private static Admin admin(String bootstrap) {
+    /** Admin client for --bootstrap, or for --bootstrap-controller (KRaft controller listener). */
+    private static Admin admin(Args a) throws UsageException {
+        String controller = a.str("bootstrap-controller", null);
+        String bootstrap = a.str("bootstrap", null);
+        if ((controller == null) == (bootstrap == null))
+            throw new UsageException("exactly one of --bootstrap and --bootstrap-controller is required");
         Properties p = new Properties();
-        common(p, bootstrap, "sluice-java-admin");
+        if (controller != null) {
+            common(p, controller, "sluice-java-admin");
+            p.remove(CommonClientConfigs.BOOTSTRAP_SERVERS_CONFIG);
+            p.put(AdminClientConfig.BOOTSTRAP_CONTROLLERS_CONFIG, controller);
+        } else {
+            common(p, bootstrap, "sluice-java-admin");
+        }
         p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "10000");
         p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "5000");
         return Admin.create(p);
     }
 
     private static int createTopic(Args a) throws Exception {
-        String bootstrap = a.str("bootstrap");
         String topic = a.str("topic");
         long partitions = a.num("partitions", 1L, 1);
         long timeoutS = a.num("timeout-s", 30L, 0);
@@ -456,7 +471,7 @@ public final class SluiceClient {
 
         boolean created = false;
         String lastError = null;
-        try (Admin admin = admin(bootstrap)) {
+        try (Admin admin = admin(a)) {
             boolean done = false;
             while (!done) {
                 try {
@@ -509,13 +524,12 @@ public final class SluiceClient {
     }
 
     private static int waitReady(Args a) throws Exception {
-        String bootstrap = a.str("bootstrap");
         long timeoutS = a.num("timeout-s", 60L, 0);
         long start = System.nanoTime();
         long deadline = start + TimeUnit.SECONDS.toNanos(timeoutS);
         String lastError = "no answer";
         long lastLog = start;
-        try (Admin admin = admin(bootstrap)) {
+        try (Admin admin = admin(a)) {
             while (true) {
                 try {
                     DescribeClusterResult r = admin.describeCluster(new DescribeClusterOptions().timeoutMs(3000));
@@ -570,7 +584,7 @@ public final class SluiceClient {
                     rc = createTopic(Args.parse(argv, 1, opts("bootstrap", "topic", "partitions", "timeout-s")));
                     break;
                 case "wait-ready":
-                    rc = waitReady(Args.parse(argv, 1, opts("bootstrap", "timeout-s")));
+                    rc = waitReady(Args.parse(argv, 1, opts("bootstrap", "bootstrap-controller", "timeout-s")));
                     break;
                 case "-h":
                 case "--help":

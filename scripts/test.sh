@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs Sluice's whole test suite: formatting, lints, unit and property tests, the proxy's
+# fault tests, and the integration suite against a real Apache Kafka broker with real clients.
+#
+# Usage: scripts/test.sh [--no-setup] [-- CARGO_TEST_ARGS...]
+#
+# Installs what it needs first (scripts/setup.sh: Debian packages, Kafka jars, Java/Python/Go
+# clients), cached under ${SLUICE_CACHE:-$HOME/.cache/sluice}; a warm run takes minutes.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+export SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+SETUP=1
+if [[ "${1:-}" == "--no-setup" ]]; then SETUP=0; shift; fi
+if [[ "${1:-}" == "--" ]]; then shift; fi
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+started=$SECONDS
+
+if [[ $SETUP == 1 ]]; then
+  step "setup"
+  bash scripts/setup.sh
+fi
+# shellcheck disable=SC1091
+source "$SLUICE_CACHE/env.sh"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "unit, property and proxy tests"
+cargo test --workspace --locked --exclude sluice-integration-tests "$@"
+
+step "integration tests (real Kafka broker, real clients)"
+# Each test binary starts its own broker; tests inside a binary share it with their own
+# topics and groups. Two test threads keep a 2-core machine responsive.
+RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}" cargo test -p sluice-integration-tests --locked "$@"
+
+step "done in $((SECONDS - started)) s"
