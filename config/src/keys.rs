@@ -114,6 +114,15 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "tap.enabled",
+        env: "SLUICE_TAP_ENABLED",
+        help: "Follow the Kafka protocol on the side (false: a plain byte pipe) [default: true]",
+        set: |c, r| {
+            c.tap.enabled = value::boolean(r)?;
+            Ok(())
+        },
+    },
 ];
 
 /// The key with this dotted path.
@@ -131,7 +140,10 @@ pub fn is_section(path: &str) -> bool {
 pub fn reference() -> String {
     let mut out = String::new();
     for k in KEYS {
-        out.push_str(&format!("  {:<17} env {}\n      {}\n", k.path, k.env, k.help));
+        out.push_str(&format!(
+            "  {:<17} env {}\n      {}\n",
+            k.path, k.env, k.help
+        ));
     }
     out
 }

@@ -29,6 +29,22 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The side parser.
+    pub tap: TapConfig,
+}
+
+/// The side parser that follows the Kafka protocol through the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TapConfig {
+    /// Follow the Kafka frames of every connection. Off, Sluice is a plain byte pipe (useful
+    /// to measure the tap's own cost).
+    pub enabled: bool,
+}
+
+impl Default for TapConfig {
+    fn default() -> Self {
+        TapConfig { enabled: true }
+    }
 }
 
 /// The admin HTTP endpoint.
@@ -104,6 +120,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
+            tap: TapConfig::default(),
         }
     }
 }

@@ -114,6 +114,18 @@ pub fn byte_size(raw: &Raw) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off` from the environment).
+pub fn boolean(raw: &Raw) -> Result<bool, String> {
+    if let Raw::Toml(toml::Value::Boolean(b)) = raw {
+        return Ok(*b);
+    }
+    match raw.text("a boolean")?.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(format!("`{other}` is not a boolean (true or false)")),
+    }
+}
+
 /// `plain` or `json`.
 pub fn log_format(raw: &Raw) -> Result<LogFormat, String> {
     match raw.text("a log format")? {

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::broker::Broker;
 use crate::clients::Client;
+use crate::events::EventLog;
 use crate::net::free_port;
 use crate::tools::Tools;
 
@@ -24,6 +25,8 @@ pub struct Cluster {
     pub proxy_addr: SocketAddr,
     /// The proxy's counters.
     pub stats: Arc<ProxyStats>,
+    /// Every tap event of the proxy.
+    pub events: Arc<EventLog>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -38,6 +41,11 @@ impl Cluster {
 
     /// Starts a new broker with a proxy in front; returns once clients can use it.
     pub fn start() -> Cluster {
+        Self::start_with(|_| {})
+    }
+
+    /// Like [`Cluster::start`], with `tweak` applied to the proxy's config.
+    pub fn start_with(tweak: impl FnOnce(&mut sluice_config::Config)) -> Cluster {
         init_logging();
         let tools = Tools::load();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -51,7 +59,10 @@ impl Cluster {
             .flag("shutdown_grace", "--shutdown-grace", "5s")
             .load()
             .expect("valid test config");
-        let proxy = Proxy::new(config);
+        let mut config = config;
+        tweak(&mut config);
+        let events = Arc::new(EventLog::default());
+        let proxy = Proxy::new(config).with_sink(events.clone());
         let stats = proxy.stats();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -78,6 +89,7 @@ impl Cluster {
             broker: Mutex::new(broker),
             proxy_addr,
             stats,
+            events,
             stop: Mutex::new(Some(stop)),
             thread: Mutex::new(Some(thread)),
         };

@@ -14,17 +14,20 @@
 //! - [`cluster`]: [`Cluster`] — a broker plus an in-process Sluice in front of it; a shared
 //!   one per test binary ([`Cluster::shared`]) or an owned one for destructive tests.
 //! - [`clients`]: [`Client`] — the same produce/consume contract for Java, Python and Go.
+//! - [`events`]: [`EventLog`] — a tap sink recording every event, to check against the clients.
 //! - [`net`]: free loopback ports and waiting with deadlines.
 
 pub mod broker;
 pub mod clients;
 pub mod cluster;
+pub mod events;
 pub mod net;
 pub mod tools;
 
 pub use broker::Broker;
 pub use clients::{Client, ConsumeReport, ProduceReport};
 pub use cluster::Cluster;
+pub use events::EventLog;
 pub use tools::Tools;
 
 /// A name unique within this test process, for topics and groups.

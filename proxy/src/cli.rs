@@ -41,7 +41,7 @@ pub struct Cli {
 enum Command {
     /// Run the proxy (what bare `sluice` does).
     #[command(after_help = after_help())]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a config file (plus SLUICE_* environment) without binding anything; prints the
     /// effective configuration on success.
     CheckConfig {
@@ -128,7 +128,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
-        Some(Command::Run(args)) => run(args),
+        Some(Command::Run(args)) => run(*args),
         None => run(cli.run),
     }
 }

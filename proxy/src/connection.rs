@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::duplex::{Direction, Half, HalfEnd, Shared};
 use crate::error::ConnError;
 use crate::stats::ProxyStats;
+use crate::tap::{ConnMeta, ConnTap, TapSink};
 
 /// Everything a connection task needs.
 #[derive(Debug, Clone)]
@@ -24,15 +25,19 @@ pub struct ConnContext {
     pub drain: CancellationToken,
     /// Cancelled when the grace period is over: close now.
     pub cut: CancellationToken,
+    /// Topic id → name, shared by every connection's tap.
+    pub topics: Arc<sluice_protocol::tap::topics::TopicNames>,
+    /// Where tap events go; empty when the tap is off.
+    pub sinks: Arc<[Arc<dyn TapSink>]>,
 }
 
 /// Serves one accepted client connection to its end; logs its own end.
-pub async fn serve(client: TcpStream, peer: SocketAddr, cx: ConnContext) {
+pub async fn serve(client: TcpStream, peer: SocketAddr, id: u64, cx: ConnContext) {
     let span = tracing::info_span!("conn", client.addr = %peer, broker.addr = %cx.config.upstream);
     async move {
         let opened = Instant::now();
         tokio::select! {
-            outcome = proxy(client, &cx) => match outcome {
+            outcome = proxy(client, ConnMeta { id, client_addr: peer }, &cx) => match outcome {
                 Ok((up, down, how)) => tracing::debug!(
                     bytes.to_broker = up, bytes.to_client = down, ended = how,
                     duration_ms = opened.elapsed().as_millis() as u64, "connection closed"),
@@ -55,6 +60,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, cx: ConnContext) {
 
 async fn proxy(
     mut client: TcpStream,
+    meta: ConnMeta,
     cx: &ConnContext,
 ) -> Result<(u64, u64, &'static str), ConnError> {
     let upstream = cx.config.upstream.connect_target();
@@ -79,6 +85,13 @@ async fn proxy(
     tracing::trace!(broker.local = ?broker.local_addr().ok(), "upstream connected");
 
     let shared = Shared::default();
+    let tap = (cx.config.tap.enabled && !cx.sinks.is_empty()).then(|| {
+        ConnTap::new(
+            sluice_protocol::tap::ConnectionTap::new(cx.topics.clone()),
+            meta,
+            cx.sinks.clone(),
+        )
+    });
     let (client_rx, client_tx) = client.split();
     let (broker_rx, broker_tx) = broker.split();
     let half = |direction| Half {
@@ -87,6 +100,7 @@ async fn proxy(
         shared: &shared,
         stats: &cx.stats,
         drain: &cx.drain,
+        tap: tap.as_ref(),
     };
     let ((up, up_end), (down, down_end)) = tokio::try_join!(
         half(Direction::ToBroker).run(client_rx, broker_tx),

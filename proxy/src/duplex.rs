@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{ConnError, Side};
 use crate::stats::ProxyStats;
+use crate::tap::ConnTap;
 
 /// First size of each direction's buffer.
 pub const INITIAL_BUFFER: usize = 8 * 1024;
@@ -84,6 +85,8 @@ pub struct Half<'a> {
     pub stats: &'a ProxyStats,
     /// Cancelled when the proxy starts draining.
     pub drain: &'a CancellationToken,
+    /// The protocol tap, when enabled.
+    pub tap: Option<&'a ConnTap>,
 }
 
 impl Half<'_> {
@@ -140,6 +143,9 @@ impl Half<'_> {
             total += n as u64;
             ProxyStats::add(counter, n as u64);
             self.observe(&mut frames, &buf[..n]);
+            if let Some(tap) = self.tap {
+                tap.observe(self.direction == Direction::ToBroker, &buf[..n]);
+            }
             if n == buf.len() && buf.len() < self.max_buffer {
                 let grown = (buf.len() * 2).min(self.max_buffer);
                 buf.resize(grown, 0);
@@ -161,7 +167,10 @@ impl Half<'_> {
             counter.fetch_add(done, Relaxed);
         }
         if frames.is_lost() && !self.shared.opaque.swap(true, Relaxed) {
-            ProxyStats::add(&self.stats.opaque_connections, 1);
+            if self.tap.is_none() {
+                // With the tap on, the tap reports it (with its reason).
+                ProxyStats::add(&self.stats.opaque_connections, 1);
+            }
             tracing::debug!(direction = ?self.direction, state = ?frames.state(),
                 "kafka framing lost; forwarding the rest untouched");
         }

@@ -12,6 +12,7 @@
 //! - [`duplex`]: the two halves: reused growing buffers, backpressure, half-close, frame counts
 //!   for the drain.
 //! - [`stats`]: process-wide counters shared with the admin API.
+//! - [`tap`]: the per-connection protocol tap and the sinks its events go to.
 //! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`).
 //! - [`error`]: errors that say which side failed (client, broker, config, internal).
 //! - [`logging`]: tracing-subscriber setup, plain or JSON.
@@ -26,8 +27,10 @@ pub mod error;
 pub mod logging;
 pub mod server;
 pub mod stats;
+pub mod tap;
 
 pub use error::{ConnError, Side, StartError};
 pub use server::{run, Proxy};
 pub use sluice_config::Config;
 pub use stats::ProxyStats;
+pub use tap::{ConnMeta, TapSink};

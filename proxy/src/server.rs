@@ -22,6 +22,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::connection::{self, ConnContext};
 use crate::stats::ProxyStats;
+use crate::tap::{StatsSink, TapSink};
+use sluice_protocol::tap::topics::TopicNames;
 
 /// First pause after a failed `accept()`; doubles up to [`ACCEPT_BACKOFF_MAX`].
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -35,6 +37,8 @@ const CUT_WAIT: Duration = Duration::from_secs(2);
 pub struct Proxy {
     config: Arc<Config>,
     stats: Arc<ProxyStats>,
+    topics: Arc<TopicNames>,
+    sinks: Vec<Arc<dyn TapSink>>,
 }
 
 /// Runs a proxy on `listener` until `shutdown` completes, then drains. See [`Proxy::run`].
@@ -45,10 +49,24 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 impl Proxy {
     /// A proxy for a validated config.
     pub fn new(config: Config) -> Self {
+        let stats = Arc::new(ProxyStats::default());
         Proxy {
             config: Arc::new(config),
-            stats: Arc::new(ProxyStats::default()),
+            sinks: vec![Arc::new(StatsSink::new(stats.clone()))],
+            stats,
+            topics: TopicNames::new(),
         }
+    }
+
+    /// Adds a sink for the tap's events (the built-in one keeps per-API counters).
+    pub fn with_sink(mut self, sink: Arc<dyn TapSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// The topic id → name map the taps share.
+    pub fn topics(&self) -> Arc<TopicNames> {
+        self.topics.clone()
     }
 
     /// The counters, for the admin API and tests.
@@ -68,6 +86,12 @@ impl Proxy {
             stats: self.stats.clone(),
             drain: drain.clone(),
             cut: cut.clone(),
+            topics: self.topics.clone(),
+            sinks: if self.config.tap.enabled {
+                self.sinks.clone().into()
+            } else {
+                Arc::from(Vec::new())
+            },
         };
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -135,11 +159,11 @@ async fn accept_loop(
         match accepted {
             Ok((socket, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
-                ProxyStats::add(&cx.stats.connections_accepted, 1);
+                let id = cx.stats.connections_accepted.fetch_add(1, Relaxed) + 1;
                 cx.stats.connections_open.fetch_add(1, Relaxed);
                 let cx = cx.clone();
                 tasks.spawn(async move {
-                    connection::serve(socket, peer, cx.clone()).await;
+                    connection::serve(socket, peer, id, cx.clone()).await;
                     cx.stats.connections_open.fetch_sub(1, Relaxed);
                     drop(permit);
                 });

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
+use crate::tap::ApiTable;
+
 /// Counters and flags of one proxy.
 #[derive(Debug, Default)]
 pub struct ProxyStats {
@@ -20,8 +22,13 @@ pub struct ProxyStats {
     pub bytes_to_broker: AtomicU64,
     /// Bytes forwarded broker → client.
     pub bytes_to_client: AtomicU64,
-    /// Connections whose Kafka framing was lost (still forwarded, no longer followed).
+    /// Connections whose Kafka framing or correlation was lost (still forwarded, no longer
+    /// followed).
     pub opaque_connections: AtomicU64,
+    /// Frames the tap could not follow or decode (forwarded untouched).
+    pub tap_parse_errors: AtomicU64,
+    /// Requests, responses, sizes and latency per API key and version.
+    pub api: ApiTable,
     /// Connections closed at the end of the shutdown grace period.
     pub connections_cut_at_deadline: AtomicU64,
     /// Accepting connections.
@@ -56,6 +63,8 @@ impl ProxyStats {
             "bytes_to_client": g(&self.bytes_to_client),
             "opaque_connections": g(&self.opaque_connections),
             "connections_cut_at_deadline": g(&self.connections_cut_at_deadline),
+            "tap_parse_errors": g(&self.tap_parse_errors),
+            "apis": self.api.snapshot(),
         })
     }
 

@@ -31,9 +31,13 @@ async fn recording_server(
     (addr, task)
 }
 
-async fn both_directions(up: Vec<u8>, down: Vec<u8>) -> std::sync::Arc<sluice::ProxyStats> {
+async fn both_directions(
+    up: Vec<u8>,
+    down: Vec<u8>,
+    tap: bool,
+) -> std::sync::Arc<sluice::ProxyStats> {
     let (server, recorded) = recording_server(down.clone()).await;
-    let proxy = TestProxy::start(server, |_| {}).await;
+    let proxy = TestProxy::start(server, |c| c.tap.enabled = tap).await;
     let stats = proxy.stats.clone();
     let (mut r, mut w) = connect(proxy.addr).await.into_split();
     let up2 = up.clone();
@@ -59,26 +63,36 @@ async fn both_directions(up: Vec<u8>, down: Vec<u8>) -> std::sync::Arc<sluice::P
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bytes_arrive_identical_in_both_directions() {
-    let stats = both_directions(random_bytes(1, 24 * MIB), random_bytes(2, 24 * MIB + 17)).await;
-    assert_eq!(
-        stats.opaque_connections.load(Relaxed),
-        1,
-        "random bytes are not Kafka framing"
-    );
+    for tap in [true, false] {
+        let stats = both_directions(
+            random_bytes(1, 24 * MIB),
+            random_bytes(2, 24 * MIB + 17),
+            tap,
+        )
+        .await;
+        assert_eq!(
+            stats.opaque_connections.load(Relaxed),
+            1,
+            "random bytes are not Kafka (tap {tap})"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_like_frames_with_garbage_bodies_arrive_identical() {
-    let stats = both_directions(
-        kafka_like_frames(3, 16 * MIB),
-        kafka_like_frames(4, 20 * MIB),
-    )
-    .await;
+    let up = kafka_like_frames(3, 16 * MIB);
+    let down = kafka_like_frames(4, 20 * MIB);
+    // Tap off: the framing alone is followed, and it is valid.
+    let stats = both_directions(up.clone(), down.clone(), false).await;
     assert_eq!(
         stats.opaque_connections.load(Relaxed),
         0,
         "valid framing must be followed"
     );
+    // Tap on: the responses answer no request, so the tap gives up on the connection (once)
+    // — and every byte still arrives.
+    let stats = both_directions(up, down, true).await;
+    assert_eq!(stats.opaque_connections.load(Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,12 +100,16 @@ async fn frames_then_garbage_still_arrive_identical() {
     let mut up = kafka_like_frames(5, 4 * MIB);
     up.extend((-5i32).to_be_bytes());
     up.extend(random_bytes(6, 3 * MIB));
-    let stats = both_directions(up, kafka_like_frames(7, 2 * MIB)).await;
-    assert_eq!(stats.opaque_connections.load(Relaxed), 1);
+    for tap in [true, false] {
+        let stats = both_directions(up.clone(), kafka_like_frames(7, 2 * MIB), tap).await;
+        assert_eq!(stats.opaque_connections.load(Relaxed), 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_streams_and_tiny_writes() {
-    both_directions(Vec::new(), Vec::new()).await;
-    both_directions(vec![0, 0, 0, 1, 9], vec![42]).await;
+    for tap in [true, false] {
+        both_directions(Vec::new(), Vec::new(), tap).await;
+        both_directions(vec![0, 0, 0, 1, 9], vec![42], tap).await;
+    }
 }

@@ -1,0 +1,644 @@
+//! The connection tap: follows both directions of one Kafka connection, frame by frame, and
+//! reports [`TapEvent`]s. Sans-io — the caller forwards each chunk first, then shows it here
+//! with the time it was seen.
+//!
+//! Per direction the state is O(1): a 4-byte length buffer, a small header buffer (bounded by
+//! [`HEADER_PEEK_MAX`]) and a count of body bytes left. A body is then either skipped, walked
+//! by a streaming walker (Fetch responses, Produce requests: batch headers only), or — for the
+//! small bodies of interest — collected up to [`decode::MAX_DECODE_BODY`] and decoded.
+//!
+//! Framing lost (a negative or absurd length) or a response that answers no pending request
+//! makes the connection opaque: reported once, nothing more parsed.
+//!
+//! # Layout
+//! - this file: [`ConnectionTap`] and the per-direction frame state machine.
+//! - [`inflight`]: the FIFO of requests waiting for responses.
+//! - [`session`]: fetch sessions (KIP-227) → effective fetch offsets.
+//! - [`topics`]: the shared topic id → name map.
+
+pub mod inflight;
+pub mod session;
+pub mod topics;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::decode;
+use crate::error::TapError;
+use crate::event::{ParseProblem, RequestSeen, ResponseSeen, TapEvent};
+use crate::frame::MAX_FRAME_SIZE;
+use crate::header;
+use crate::walk::{peek_produce_acks, FetchResponseWalker, ProduceRequestWalker};
+use inflight::{InFlight, Pending};
+use session::FetchSessions;
+use topics::TopicNames;
+
+/// Most bytes of a frame's start kept to read its header (a request header with a
+/// `client_id` up to this long; Produce also needs its `transactional_id` and `acks`).
+pub const HEADER_PEEK_MAX: usize = 4096;
+
+const PRODUCE: i16 = 0;
+const FETCH: i16 = 1;
+
+/// What to do with the rest of a frame body.
+#[derive(Debug)]
+enum Body {
+    Skip,
+    Collect(BytesMut),
+    Fetch(Box<FetchResponseWalker>),
+    Produce(Box<ProduceRequestWalker>),
+}
+
+/// Frame state of one direction.
+#[derive(Debug)]
+enum Phase {
+    /// Reading the 4-byte length.
+    Length { have: u8, buf: [u8; 4] },
+    /// Collecting the first bytes of a frame of `frame_len` bytes until its header parses.
+    Header { frame_len: u32 },
+    /// Inside the body with `left` bytes to go.
+    Body { left: u32, body: Body },
+}
+
+/// The frame currently being read in one direction.
+#[derive(Debug, Clone, Copy, Default)]
+struct Current {
+    api_key: i16,
+    api_version: i16,
+    correlation_id: i32,
+}
+
+#[derive(Debug)]
+struct Direction {
+    phase: Phase,
+    head: Vec<u8>,
+    current: Current,
+    frames: u64,
+}
+
+impl Direction {
+    fn new() -> Direction {
+        Direction {
+            phase: Phase::Length {
+                have: 0,
+                buf: [0; 4],
+            },
+            head: Vec::new(),
+            current: Current::default(),
+            frames: 0,
+        }
+    }
+}
+
+/// Counters of one connection's tap.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TapCounters {
+    /// Request frames completed.
+    pub requests: u64,
+    /// Response frames completed.
+    pub responses: u64,
+    /// Frames that could not be followed or decoded.
+    pub parse_errors: u64,
+}
+
+/// Follows one Kafka connection in both directions. See the module docs.
+#[derive(Debug)]
+pub struct ConnectionTap {
+    req: Direction,
+    resp: Direction,
+    inflight: InFlight,
+    sessions: FetchSessions,
+    topics: Arc<TopicNames>,
+    client_id: Option<Arc<str>>,
+    opaque: bool,
+    counters: TapCounters,
+    scratch: Vec<TapEvent>,
+}
+
+impl ConnectionTap {
+    /// A tap for a new connection, sharing `topics` with the others.
+    pub fn new(topics: Arc<TopicNames>) -> ConnectionTap {
+        ConnectionTap {
+            req: Direction::new(),
+            resp: Direction::new(),
+            inflight: InFlight::default(),
+            sessions: FetchSessions::default(),
+            topics,
+            client_id: None,
+            opaque: false,
+            counters: TapCounters::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// True once the connection is no longer followed.
+    pub fn is_opaque(&self) -> bool {
+        self.opaque
+    }
+
+    /// The connection's counters.
+    pub fn counters(&self) -> TapCounters {
+        self.counters
+    }
+
+    /// Requests waiting for a response.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// The `client.id` last seen on this connection.
+    pub fn client_id(&self) -> Option<&Arc<str>> {
+        self.client_id.as_ref()
+    }
+
+    /// True when both directions are between frames.
+    pub fn at_boundary(&self) -> bool {
+        let idle = |d: &Direction| matches!(d.phase, Phase::Length { have: 0, .. });
+        idle(&self.req) && idle(&self.resp)
+    }
+
+    /// Follows the next client → broker bytes (already forwarded), seen at `now`.
+    pub fn on_request_bytes(&mut self, chunk: &[u8], now: Instant, out: &mut impl FnMut(TapEvent)) {
+        self.feed(true, chunk, now, out);
+    }
+
+    /// Follows the next broker → client bytes (already forwarded), seen at `now`.
+    pub fn on_response_bytes(
+        &mut self,
+        chunk: &[u8],
+        now: Instant,
+        out: &mut impl FnMut(TapEvent),
+    ) {
+        self.feed(false, chunk, now, out);
+    }
+
+    fn go_opaque(&mut self, reason: String, out: &mut impl FnMut(TapEvent)) {
+        if !self.opaque {
+            self.opaque = true;
+            out(TapEvent::Opaque { reason });
+        }
+    }
+
+    fn problem(&mut self, request: bool, error: TapError, out: &mut impl FnMut(TapEvent)) {
+        self.counters.parse_errors += 1;
+        let c = if request {
+            self.req.current
+        } else {
+            self.resp.current
+        };
+        out(TapEvent::ParseError(ParseProblem {
+            request,
+            api_key: c.api_key,
+            api_version: c.api_version,
+            error,
+        }));
+    }
+
+    fn feed(
+        &mut self,
+        request: bool,
+        mut chunk: &[u8],
+        now: Instant,
+        out: &mut impl FnMut(TapEvent),
+    ) {
+        while !chunk.is_empty() && !self.opaque {
+            let dir = if request {
+                &mut self.req
+            } else {
+                &mut self.resp
+            };
+            match &mut dir.phase {
+                Phase::Length { have, buf } => {
+                    let h = usize::from(*have);
+                    let take = (4 - h).min(chunk.len());
+                    buf[h..h + take].copy_from_slice(&chunk[..take]);
+                    chunk = &chunk[take..];
+                    *have += take as u8;
+                    if *have < 4 {
+                        continue;
+                    }
+                    let len = i32::from_be_bytes(*buf);
+                    match u32::try_from(len) {
+                        Ok(n) if n > 0 && n <= MAX_FRAME_SIZE => {
+                            dir.head.clear();
+                            dir.current = Current {
+                                api_key: -1,
+                                api_version: -1,
+                                correlation_id: 0,
+                            };
+                            dir.phase = Phase::Header { frame_len: n };
+                        }
+                        _ => {
+                            let side = if request { "request" } else { "response" };
+                            self.go_opaque(format!("{side} framing lost: frame length {len}"), out);
+                        }
+                    }
+                }
+                Phase::Header { frame_len } => {
+                    let frame_len = *frame_len;
+                    let room = (frame_len as usize).min(HEADER_PEEK_MAX) - dir.head.len();
+                    let take = room.min(chunk.len());
+                    dir.head.extend_from_slice(&chunk[..take]);
+                    chunk = &chunk[take..];
+                    if request {
+                        self.request_header(frame_len, now, out);
+                    } else {
+                        self.response_header(frame_len, now, out);
+                    }
+                }
+                Phase::Body { left, .. } => {
+                    let take = (*left as usize).min(chunk.len());
+                    let (part, rest) = chunk.split_at(take);
+                    chunk = rest;
+                    self.body_bytes(request, part, now, out);
+                }
+            }
+        }
+    }
+
+    /// Tries to complete a request header from `req.head`.
+    fn request_header(&mut self, frame_len: u32, now: Instant, out: &mut impl FnMut(TapEvent)) {
+        let complete = self.req.head.len() == frame_len as usize;
+        let full = self.req.head.len() >= HEADER_PEEK_MAX;
+        let parsed = header::parse_request_header(&self.req.head);
+        let h = match parsed {
+            Ok(Some(h)) => h,
+            Ok(None) if !(complete || full) => return,
+            Ok(None) | Err(_) => {
+                let error = parsed.err().unwrap_or(TapError::Malformed {
+                    what: "request header",
+                    detail: format!("incomplete in the first {} bytes", self.req.head.len()),
+                });
+                self.req.current = Current {
+                    api_key: -1,
+                    api_version: -1,
+                    correlation_id: 0,
+                };
+                self.problem(true, error, out);
+                return self.start_body(true, frame_len, Body::Skip, now, out);
+            }
+        };
+        let (api_key, api_version, correlation_id, header_len) =
+            (h.api_key, h.api_version, h.correlation_id, h.len);
+        let mut expects_response = true;
+        let mut body = Body::Skip;
+        let body_len = frame_len as usize - header_len;
+        if api_key == PRODUCE {
+            if let Ok(walker) = ProduceRequestWalker::new(api_version) {
+                match peek_produce_acks(api_version, &self.req.head[header_len..]) {
+                    Some(acks) => expects_response = acks != 0,
+                    None if !(complete || full) => return,
+                    None => {}
+                }
+                body = Body::Produce(Box::new(walker));
+            }
+        } else if decode::wants_request_body(api_key, api_version) {
+            body = if body_len <= decode::MAX_DECODE_BODY {
+                Body::Collect(BytesMut::with_capacity(body_len))
+            } else {
+                Body::Skip
+            };
+        }
+        // The header is complete: identify the client, queue the request, report it.
+        let client_id = h.client_id.map(|raw| match &self.client_id {
+            Some(known) if known.as_bytes() == raw => known.clone(),
+            _ => Arc::from(String::from_utf8_lossy(raw).as_ref()),
+        });
+        if client_id.is_some() {
+            self.client_id.clone_from(&client_id);
+        }
+        self.req.current = Current {
+            api_key,
+            api_version,
+            correlation_id,
+        };
+        if expects_response
+            && !self.inflight.push(Pending {
+                correlation_id,
+                api_key,
+                api_version,
+                sent_at: now,
+            })
+        {
+            return self.go_opaque(
+                format!("more than {} requests in flight", inflight::MAX_IN_FLIGHT),
+                out,
+            );
+        }
+        out(TapEvent::Request(RequestSeen {
+            api_key,
+            api_version,
+            correlation_id,
+            client_id,
+            size: u64::from(frame_len) + 4,
+            expects_response,
+        }));
+        if body_len > decode::MAX_DECODE_BODY && decode::wants_request_body(api_key, api_version) {
+            self.problem(
+                true,
+                TapError::TooLarge {
+                    what: "request",
+                    size: body_len as u64,
+                    limit: decode::MAX_DECODE_BODY as u64,
+                },
+                out,
+            );
+        }
+        self.start_with_head(true, frame_len, header_len, body, now, out);
+    }
+
+    /// Tries to complete a response header from `resp.head`.
+    fn response_header(&mut self, frame_len: u32, now: Instant, out: &mut impl FnMut(TapEvent)) {
+        let Some(correlation_id) = header::peek_correlation_id(&self.resp.head) else {
+            if self.resp.head.len() == frame_len as usize {
+                self.problem(
+                    false,
+                    TapError::Malformed {
+                        what: "response header",
+                        detail: "shorter than a correlation id".into(),
+                    },
+                    out,
+                );
+                self.start_body(false, frame_len, Body::Skip, now, out);
+            }
+            return;
+        };
+        if self.resp.current.api_key < 0 {
+            let Some((pending, _skipped)) = self.inflight.take(correlation_id) else {
+                return self.go_opaque(
+                    format!("response with correlation id {correlation_id} matches no request"),
+                    out,
+                );
+            };
+            self.resp.current = Current {
+                api_key: pending.api_key,
+                api_version: pending.api_version,
+                correlation_id,
+            };
+            out(TapEvent::Response(ResponseSeen {
+                api_key: pending.api_key,
+                api_version: pending.api_version,
+                correlation_id,
+                size: u64::from(frame_len) + 4,
+                latency: now.saturating_duration_since(pending.sent_at),
+            }));
+        }
+        let Current {
+            api_key,
+            api_version,
+            ..
+        } = self.resp.current;
+        let complete = self.resp.head.len() == frame_len as usize;
+        let full = self.resp.head.len() >= HEADER_PEEK_MAX;
+        let header_len = match header::response_header_len(&self.resp.head, api_key, api_version) {
+            Ok(Some(n)) => n,
+            Ok(None) if !(complete || full) => return,
+            Ok(None) | Err(_) => {
+                self.problem(
+                    false,
+                    TapError::Malformed {
+                        what: "response header",
+                        detail: "bad tagged fields".into(),
+                    },
+                    out,
+                );
+                return self.start_body(false, frame_len, Body::Skip, now, out);
+            }
+        };
+        let body_len = frame_len as usize - header_len;
+        let body = if api_key == FETCH {
+            match FetchResponseWalker::new(api_version) {
+                Ok(w) => Body::Fetch(Box::new(w)),
+                Err(_) => Body::Skip,
+            }
+        } else if decode::wants_response_body(api_key, api_version) {
+            if body_len <= decode::MAX_DECODE_BODY {
+                Body::Collect(BytesMut::with_capacity(body_len))
+            } else {
+                self.problem(
+                    false,
+                    TapError::TooLarge {
+                        what: "response",
+                        size: body_len as u64,
+                        limit: decode::MAX_DECODE_BODY as u64,
+                    },
+                    out,
+                );
+                Body::Skip
+            }
+        } else {
+            Body::Skip
+        };
+        self.start_with_head(false, frame_len, header_len, body, now, out);
+    }
+
+    /// Enters the body phase and feeds it the body bytes already collected in `head`.
+    fn start_with_head(
+        &mut self,
+        request: bool,
+        frame_len: u32,
+        header_len: usize,
+        body: Body,
+        now: Instant,
+        out: &mut impl FnMut(TapEvent),
+    ) {
+        let dir = if request {
+            &mut self.req
+        } else {
+            &mut self.resp
+        };
+        let head = std::mem::take(&mut dir.head);
+        let seen = head.len();
+        dir.phase = Phase::Body {
+            left: frame_len - header_len as u32,
+            body,
+        };
+        if seen > header_len {
+            self.body_bytes(request, &head[header_len..], now, out);
+        } else if frame_len as usize == header_len {
+            self.body_bytes(request, &[], now, out);
+        }
+        let dir = if request {
+            &mut self.req
+        } else {
+            &mut self.resp
+        };
+        dir.head = head;
+        dir.head.clear();
+    }
+
+    /// Enters the body phase for a frame whose header bytes were all consumed as `head`.
+    fn start_body(
+        &mut self,
+        request: bool,
+        frame_len: u32,
+        body: Body,
+        now: Instant,
+        out: &mut impl FnMut(TapEvent),
+    ) {
+        let dir = if request {
+            &mut self.req
+        } else {
+            &mut self.resp
+        };
+        let seen = dir.head.len() as u32;
+        dir.head.clear();
+        dir.phase = Phase::Body {
+            left: frame_len - seen,
+            body,
+        };
+        if frame_len == seen {
+            self.body_bytes(request, &[], now, out);
+        }
+    }
+
+    /// Feeds body bytes (at most what is left of the frame) and finishes the frame at its end.
+    fn body_bytes(
+        &mut self,
+        request: bool,
+        part: &[u8],
+        _now: Instant,
+        out: &mut impl FnMut(TapEvent),
+    ) {
+        let topics = self.topics.clone();
+        let dir = if request {
+            &mut self.req
+        } else {
+            &mut self.resp
+        };
+        let Phase::Body { left, body } = &mut dir.phase else {
+            return;
+        };
+        *left -= part.len() as u32;
+        let done = *left == 0;
+        let mut failed = None;
+        {
+            let mut emit = |mut ev: TapEvent| {
+                resolve_topics(&topics, &mut ev);
+                self.scratch.push(ev);
+            };
+            let result = match body {
+                Body::Skip => Ok(()),
+                Body::Collect(buf) => {
+                    buf.extend_from_slice(part);
+                    Ok(())
+                }
+                Body::Fetch(w) => {
+                    let r = w.feed(part, &mut emit);
+                    if r.is_ok() && done {
+                        w.finish(&mut emit)
+                    } else {
+                        r
+                    }
+                }
+                Body::Produce(w) => {
+                    let r = w.feed(part, &mut emit);
+                    if r.is_ok() && done {
+                        w.finish(&mut emit)
+                    } else {
+                        r
+                    }
+                }
+            };
+            if let Err(e) = result {
+                failed = Some(e);
+                *body = Body::Skip;
+            }
+        }
+        let current = dir.current;
+        let collected = if done {
+            let finished = std::mem::replace(
+                &mut dir.phase,
+                Phase::Length {
+                    have: 0,
+                    buf: [0; 4],
+                },
+            );
+            dir.frames += 1;
+            match finished {
+                Phase::Body {
+                    body: Body::Collect(buf),
+                    ..
+                } => Some(buf.freeze()),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some(e) = failed {
+            self.problem(request, e, out);
+        }
+        if let Some(bytes) = collected {
+            let mut events = Vec::new();
+            let decoded = if request {
+                decode::decode_request(current.api_key, current.api_version, bytes, &mut events)
+            } else {
+                decode::decode_response(current.api_key, current.api_version, bytes, &mut events)
+            };
+            match decoded {
+                Ok(()) => self.scratch.extend(events),
+                Err(e) => self.problem(request, e, out),
+            }
+        }
+        let mut events = std::mem::take(&mut self.scratch);
+        for mut ev in events.drain(..) {
+            self.enrich(request, current.correlation_id, &mut ev);
+            out(ev);
+        }
+        self.scratch = events;
+        if done {
+            if request {
+                self.counters.requests += 1;
+            } else {
+                self.counters.responses += 1;
+                self.resp.current.api_key = -1;
+            }
+        }
+    }
+
+    /// Connection-level context: fetch sessions, topic names learned from Metadata.
+    fn enrich(&mut self, request: bool, correlation_id: i32, ev: &mut TapEvent) {
+        match ev {
+            TapEvent::FetchRequest(info) if request => {
+                self.sessions.on_request(correlation_id, info);
+                for p in &mut info.partitions {
+                    self.topics.resolve(&mut p.topic);
+                }
+            }
+            TapEvent::FetchResponse(start) if !request => {
+                self.sessions.on_response(correlation_id, start.session_id);
+            }
+            TapEvent::Metadata { topics, .. } => {
+                for t in topics.iter() {
+                    if let (Some(id), Some(name)) = (t.id, &t.name) {
+                        self.topics.learn(id, name);
+                    }
+                }
+            }
+            _ => resolve_topics(&self.topics, ev),
+        }
+    }
+}
+
+/// Fills in names of topics given by id, where the event carries topics.
+fn resolve_topics(topics: &TopicNames, ev: &mut TapEvent) {
+    match ev {
+        TapEvent::FetchPartition(p) => topics.resolve(&mut p.topic),
+        TapEvent::ProducePartition(p) => topics.resolve(&mut p.topic),
+        TapEvent::ConsumerGroupHeartbeatResponse {
+            assignment: Some(a),
+            ..
+        }
+        | TapEvent::SyncGroupResponse {
+            assignment: Some(a),
+            ..
+        } => {
+            for (t, _) in a.iter_mut() {
+                topics.resolve(t);
+            }
+        }
+        _ => {}
+    }
+}

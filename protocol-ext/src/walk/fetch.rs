@@ -1,0 +1,349 @@
+//! The Fetch response walker (API key 1, versions 4 to 18).
+//!
+//! ```text
+//! FetchResponse  throttle_time_ms i32, error_code i16 (v7+), session_id i32 (v7+),
+//!                responses [FetchableTopicResponse], tagged fields (v12+: node_endpoints v16+)
+//! FetchableTopicResponse
+//!                topic string (v4-v12), topic_id uuid (v13+), partitions [PartitionData],
+//!                tagged fields (v12+)
+//! PartitionData  partition_index i32, error_code i16, high_watermark i64,
+//!                last_stable_offset i64, log_start_offset i64 (v5+),
+//!                aborted_transactions nullable [producer_id i64, first_offset i64, tags (v12+)],
+//!                preferred_read_replica i32 (v11+), records nullable bytes,
+//!                tagged fields (v12+: diverging_epoch, current_leader, snapshot_id)
+//! ```
+//! Strings, arrays and bytes are compact (varint length + 1) from v12.
+
+use super::reader::{skip, LenKind, Reader, StrReader};
+use super::records::{RecordStats, RecordsWalk};
+use super::tagged::TaggedFields;
+use crate::event::{FetchPartitionDelivered, FetchResponseStart, TopicId, TopicRef};
+use crate::{TapError, TapEvent};
+
+const API_KEY: i16 = 1;
+const WHAT: &str = "fetch response";
+
+/// Bytes of an aborted transaction before its tagged fields: producer id and first offset.
+const ABORTED_LEN: u64 = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Top,
+    Topics,
+    TopicName,
+    TopicId,
+    Partitions,
+    Partition,
+    AbortedCount,
+    /// Non-flexible versions: all aborted transactions skipped at once.
+    AbortedSkip(u64),
+    /// Flexible versions: the next aborted transaction, if any.
+    Aborted,
+    AbortedEntry(u64),
+    AbortedTags,
+    PreferredReplica,
+    RecordsLen,
+    Records,
+    PartitionTags,
+    TopicTags,
+    TopTags,
+    Done,
+}
+
+/// A partition's fields read before its records.
+#[derive(Debug, Default)]
+struct PartitionHead {
+    partition: i32,
+    error_code: i16,
+    high_watermark: i64,
+    last_stable_offset: i64,
+    log_start_offset: i64,
+    aborted: u32,
+    preferred_read_replica: i32,
+}
+
+/// Follows a Fetch response body and reports each partition from its batch headers, with O(1)
+/// memory: record data is skipped by arithmetic, never buffered. See the [module docs](super).
+#[derive(Debug)]
+pub struct FetchResponseWalker {
+    version: i16,
+    flexible: bool,
+    r: Reader,
+    step: Step,
+    topics_left: u32,
+    partitions_left: u32,
+    aborted_left: u32,
+    name: StrReader,
+    topic: TopicRef,
+    head: PartitionHead,
+    records: RecordsWalk,
+    tags: TaggedFields,
+    failed: Option<TapError>,
+}
+
+impl FetchResponseWalker {
+    /// A walker for a Fetch response body of `api_version`; versions 4 to 18 are supported.
+    pub fn new(api_version: i16) -> Result<Self, TapError> {
+        if !(4..=18).contains(&api_version) {
+            return Err(TapError::UnsupportedVersion {
+                api_key: API_KEY,
+                api_version,
+            });
+        }
+        Ok(FetchResponseWalker {
+            version: api_version,
+            flexible: api_version >= 12,
+            r: Reader::new(WHAT),
+            step: Step::Top,
+            topics_left: 0,
+            partitions_left: 0,
+            aborted_left: 0,
+            name: StrReader::default(),
+            topic: TopicRef::default(),
+            head: PartitionHead::default(),
+            records: RecordsWalk::default(),
+            tags: TaggedFields::default(),
+            failed: None,
+        })
+    }
+
+    /// Follows the next bytes of the response body — everything after the response header (for
+    /// flexible versions the caller has already consumed the header's tagged fields). Events are
+    /// emitted as soon as their fields have been read: [`TapEvent::FetchResponse`] first, then
+    /// one [`TapEvent::FetchPartition`] per partition once its records have been walked.
+    ///
+    /// After an error the walker stays failed: every later call returns the same error and
+    /// emits nothing.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let mut input = chunk;
+        let result = self.run(&mut input, out);
+        if let Err(err) = &result {
+            self.failed = Some(err.clone());
+        }
+        result
+    }
+
+    /// The frame ended: `Ok` if exactly the whole body was seen, `Malformed` if it ended part way
+    /// through a structure (or the error the walker already failed with). Emits nothing.
+    pub fn finish(&mut self, _out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        if self.step != Step::Done {
+            let err = self.r.malformed("body ended part way through");
+            self.failed = Some(err.clone());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, input: &mut &[u8], out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
+        let v = self.version;
+        let array = LenKind::array(self.flexible);
+        macro_rules! need {
+            ($e:expr) => {
+                match $e {
+                    Some(value) => value,
+                    None => return Ok(()),
+                }
+            };
+        }
+        loop {
+            match self.step {
+                Step::Top => {
+                    let mut f = need!(self.r.fixed(input, if v >= 7 { 10 } else { 4 }));
+                    let throttle_time_ms = f.i32();
+                    let (error_code, session_id) = if v >= 7 { (f.i16(), f.i32()) } else { (0, 0) };
+                    out(TapEvent::FetchResponse(FetchResponseStart {
+                        throttle_time_ms,
+                        error_code,
+                        session_id,
+                    }));
+                    self.step = Step::Topics;
+                }
+                Step::Topics => {
+                    self.topics_left = need!(self.r.count(input, array)?);
+                    self.next_topic();
+                }
+                Step::TopicName => {
+                    let kind = LenKind::string(self.flexible);
+                    match need!(self.name.read(&mut self.r, input, kind)?) {
+                        Some(name) => self.topic = TopicRef::named(name),
+                        None => return Err(self.r.malformed("null topic name")),
+                    }
+                    self.step = Step::Partitions;
+                }
+                Step::TopicId => {
+                    let mut f = need!(self.r.fixed(input, 16));
+                    self.topic = TopicRef::by_id(TopicId(f.uuid()));
+                    self.step = Step::Partitions;
+                }
+                Step::Partitions => {
+                    self.partitions_left = need!(self.r.count(input, array)?);
+                    self.next_partition();
+                }
+                Step::Partition => {
+                    let mut f = need!(self.r.fixed(input, if v >= 5 { 30 } else { 22 }));
+                    self.head = PartitionHead {
+                        partition: f.i32(),
+                        error_code: f.i16(),
+                        high_watermark: f.i64(),
+                        last_stable_offset: f.i64(),
+                        log_start_offset: if v >= 5 { f.i64() } else { -1 },
+                        aborted: 0,
+                        preferred_read_replica: -1,
+                    };
+                    self.step = Step::AbortedCount;
+                }
+                Step::AbortedCount => {
+                    let n = need!(self.r.length(input, array)?).unwrap_or(0);
+                    self.head.aborted = n;
+                    self.step = if self.flexible {
+                        self.aborted_left = n;
+                        Step::Aborted
+                    } else {
+                        Step::AbortedSkip(u64::from(n) * ABORTED_LEN)
+                    };
+                }
+                Step::AbortedSkip(mut n) => {
+                    let done = skip(input, &mut n);
+                    self.step = Step::AbortedSkip(n);
+                    if !done {
+                        return Ok(());
+                    }
+                    self.after_aborted();
+                }
+                Step::Aborted => {
+                    if self.aborted_left == 0 {
+                        self.after_aborted();
+                    } else {
+                        self.aborted_left -= 1;
+                        self.step = Step::AbortedEntry(ABORTED_LEN);
+                    }
+                }
+                Step::AbortedEntry(mut n) => {
+                    let done = skip(input, &mut n);
+                    self.step = Step::AbortedEntry(n);
+                    if !done {
+                        return Ok(());
+                    }
+                    self.tags.start();
+                    self.step = Step::AbortedTags;
+                }
+                Step::AbortedTags => {
+                    if !self.tags.feed(&mut self.r, input)? {
+                        return Ok(());
+                    }
+                    self.step = Step::Aborted;
+                }
+                Step::PreferredReplica => {
+                    self.head.preferred_read_replica = need!(self.r.fixed(input, 4)).i32();
+                    self.step = Step::RecordsLen;
+                }
+                Step::RecordsLen => {
+                    let len = need!(self.r.length(input, array)?).unwrap_or(0);
+                    self.records.start(u64::from(len));
+                    self.step = Step::Records;
+                }
+                Step::Records => {
+                    let stats = need!(self.records.feed(&mut self.r, input)?);
+                    out(TapEvent::FetchPartition(self.delivered(stats)));
+                    if self.flexible {
+                        self.tags.start();
+                        self.step = Step::PartitionTags;
+                    } else {
+                        self.next_partition();
+                    }
+                }
+                Step::PartitionTags => {
+                    if !self.tags.feed(&mut self.r, input)? {
+                        return Ok(());
+                    }
+                    self.next_partition();
+                }
+                Step::TopicTags => {
+                    if !self.tags.feed(&mut self.r, input)? {
+                        return Ok(());
+                    }
+                    self.next_topic();
+                }
+                Step::TopTags => {
+                    if !self.tags.feed(&mut self.r, input)? {
+                        return Ok(());
+                    }
+                    self.step = Step::Done;
+                }
+                Step::Done => {
+                    if input.is_empty() {
+                        return Ok(());
+                    }
+                    return Err(self.r.malformed("bytes after the end of the body"));
+                }
+            }
+        }
+    }
+
+    fn next_topic(&mut self) {
+        if self.topics_left == 0 {
+            if self.flexible {
+                self.tags.start();
+                self.step = Step::TopTags;
+            } else {
+                self.step = Step::Done;
+            }
+            return;
+        }
+        self.topics_left -= 1;
+        self.step = if self.version <= 12 {
+            Step::TopicName
+        } else {
+            Step::TopicId
+        };
+    }
+
+    fn next_partition(&mut self) {
+        if self.partitions_left == 0 {
+            if self.flexible {
+                self.tags.start();
+                self.step = Step::TopicTags;
+            } else {
+                self.next_topic();
+            }
+            return;
+        }
+        self.partitions_left -= 1;
+        self.step = Step::Partition;
+    }
+
+    fn after_aborted(&mut self) {
+        self.step = if self.version >= 11 {
+            Step::PreferredReplica
+        } else {
+            Step::RecordsLen
+        };
+    }
+
+    fn delivered(&self, s: RecordStats) -> FetchPartitionDelivered {
+        let h = &self.head;
+        FetchPartitionDelivered {
+            topic: self.topic.clone(),
+            partition: h.partition,
+            error_code: h.error_code,
+            high_watermark: h.high_watermark,
+            last_stable_offset: h.last_stable_offset,
+            log_start_offset: h.log_start_offset,
+            aborted_transactions: h.aborted,
+            preferred_read_replica: h.preferred_read_replica,
+            records_bytes: s.bytes,
+            batches: s.batches,
+            records: s.records,
+            first_offset: s.first_offset,
+            last_offset: s.last_offset,
+            compression: s.compression,
+            truncated: s.truncated,
+        }
+    }
+}

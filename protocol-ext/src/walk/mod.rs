@@ -1,0 +1,51 @@
+//! Streaming walkers for the two bodies that carry record data: Fetch responses (consumer
+//! egress) and Produce requests (producer ingress). They report every partition from its record
+//! batch headers alone, follow a body delivered in chunks of any size (down to one byte), and
+//! keep O(1) state whatever the body's size: a 50 MiB Fetch response costs a walker a few
+//! hundred bytes.
+//!
+//! # The state machine
+//! A walker is a cursor over the message schema. Its `step` names the next field to read (the
+//! fixed fields of a partition, an array count, a topic name, a tagged-field section, a
+//! `records` field, ...). [`FetchResponseWalker::feed`] loops over the chunk: each step asks the
+//! `reader` for its primitive; if the chunk runs out first, the bytes seen so far wait in a
+//! small fixed stash and `feed` returns, to resume the same step with the next chunk. A
+//! completed step stores what the event needs, emits the event when one is due, and moves on.
+//! Array counts are counters decremented as elements go by: nothing is ever allocated from a
+//! length read off the wire (the only allocation is a topic name, at most `i16::MAX` bytes).
+//!
+//! A `records` field is walked batch by batch (`records`): the 12-byte prefix gives the
+//! batch length, the rest of the 61-byte header (`batch`) gives offsets, record count and
+//! compression, and the batch body is jumped over by arithmetic — a skip counter that consumes
+//! whole chunks at a time. A batch that does not fit in what is left of the field is the
+//! truncated tail a broker leaves at its size limit: reported, not an error. Legacy message
+//! sets (magic 0 and 1) are counted in `records_bytes` only: no batches, records, offsets or
+//! compression are reported for them.
+//!
+//! Tagged fields of flexible versions (`tagged`) are skipped by their sizes; the walkers
+//! report none of them (Fetch's `diverging_epoch`, `current_leader`, `snapshot_id` and
+//! `node_endpoints` included).
+//!
+//! `finish` checks that the frame ended exactly at the end of the body. Any error — a negative
+//! or oversized length, an unknown batch magic, bytes past the end — leaves the walker failed:
+//! `feed` and `finish` return the same error again and emit nothing, and the caller stops
+//! feeding it. Forwarding is never affected; the tap only counts the failure.
+//!
+//! # Layout
+//! - `fetch`: [`FetchResponseWalker`] (API key 1, versions 4 to 18).
+//! - `produce`: [`ProduceRequestWalker`] (API key 0, versions 3 to 13) and
+//!   [`peek_produce_acks`].
+//! - `records`: one `records` field, batch by batch.
+//! - `batch`: the record batch header layout.
+//! - `tagged`: skipping a tagged-field section.
+//! - `reader`: resumable primitives (fixed-size fields, varints, lengths, strings, skips).
+
+mod batch;
+mod fetch;
+mod produce;
+mod reader;
+mod records;
+mod tagged;
+
+pub use fetch::FetchResponseWalker;
+pub use produce::{peek_produce_acks, ProduceRequestWalker};

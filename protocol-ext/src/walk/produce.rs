@@ -1,0 +1,272 @@
+//! The Produce request walker (API key 0, versions 3 to 13).
+//!
+//! ```text
+//! ProduceRequest     transactional_id nullable string, acks i16, timeout_ms i32,
+//!                    topic_data [TopicProduceData], tagged fields (v9+)
+//! TopicProduceData   name string (v3-v12), topic_id uuid (v13+), partition_data [PartitionProduceData],
+//!                    tagged fields (v9+)
+//! PartitionProduceData
+//!                    index i32, records nullable bytes, tagged fields (v9+)
+//! ```
+//! Strings, arrays and bytes are compact (varint length + 1) from v9. A producer sends whole
+//! batches only, so a batch cut short inside a `records` field is malformed here.
+
+use super::reader::{LenKind, Reader, StrReader};
+use super::records::RecordsWalk;
+use super::tagged::TaggedFields;
+use crate::event::{ProducePartition, ProduceRequestStart, TopicId, TopicRef};
+use crate::{TapError, TapEvent};
+
+const API_KEY: i16 = 0;
+const WHAT: &str = "produce request";
+
+fn supported(api_version: i16) -> bool {
+    (3..=13).contains(&api_version)
+}
+
+/// Reads `acks` from the first bytes of a Produce request body, once they are all present, so
+/// that a tracker knows whether a response will come (`acks = 0`: none).
+///
+/// `None` when more bytes are needed — and also for a version outside 3 to 13 or a malformed
+/// `transactional_id` length, where no answer will ever come from more bytes.
+pub fn peek_produce_acks(api_version: i16, body_prefix: &[u8]) -> Option<i16> {
+    if !supported(api_version) {
+        return None;
+    }
+    let mut r = Reader::new(WHAT);
+    let mut input = body_prefix;
+    let len = r
+        .length(&mut input, LenKind::string(api_version >= 9))
+        .ok()??
+        .unwrap_or(0);
+    let rest = input.get(len as usize..)?;
+    let acks = rest.first_chunk::<2>()?;
+    Some(i16::from_be_bytes(*acks))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    TransactionalId,
+    AcksTimeout,
+    Topics,
+    TopicName,
+    TopicId,
+    Partitions,
+    Index,
+    RecordsLen,
+    Records,
+    PartitionTags,
+    TopicTags,
+    TopTags,
+    Done,
+}
+
+/// Follows a Produce request body and reports each partition from its batch headers, with O(1)
+/// memory: record data is skipped by arithmetic, never buffered. See the [module docs](super).
+#[derive(Debug)]
+pub struct ProduceRequestWalker {
+    version: i16,
+    flexible: bool,
+    r: Reader,
+    step: Step,
+    transactional_id: Option<String>,
+    topics_left: u32,
+    partitions_left: u32,
+    text: StrReader,
+    topic: TopicRef,
+    partition: i32,
+    records: RecordsWalk,
+    tags: TaggedFields,
+    failed: Option<TapError>,
+}
+
+impl ProduceRequestWalker {
+    /// A walker for a Produce request body of `api_version`; versions 3 to 13 are supported.
+    pub fn new(api_version: i16) -> Result<Self, TapError> {
+        if !supported(api_version) {
+            return Err(TapError::UnsupportedVersion {
+                api_key: API_KEY,
+                api_version,
+            });
+        }
+        Ok(ProduceRequestWalker {
+            version: api_version,
+            flexible: api_version >= 9,
+            r: Reader::new(WHAT),
+            step: Step::TransactionalId,
+            transactional_id: None,
+            topics_left: 0,
+            partitions_left: 0,
+            text: StrReader::default(),
+            topic: TopicRef::default(),
+            partition: 0,
+            records: RecordsWalk::default(),
+            tags: TaggedFields::default(),
+            failed: None,
+        })
+    }
+
+    /// Follows the next bytes of the request body — everything after the request header (for
+    /// flexible versions, after the header's tagged fields). Emits
+    /// [`TapEvent::ProduceRequest`] once `timeout_ms` has been read, then one
+    /// [`TapEvent::ProducePartition`] per partition once its records have been walked.
+    ///
+    /// After an error the walker stays failed: every later call returns the same error and
+    /// emits nothing.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let mut input = chunk;
+        let result = self.run(&mut input, out);
+        if let Err(err) = &result {
+            self.failed = Some(err.clone());
+        }
+        result
+    }
+
+    /// The frame ended: `Ok` if exactly the whole body was seen, `Malformed` if it ended part way
+    /// through a structure (or the error the walker already failed with). Emits nothing.
+    pub fn finish(&mut self, _out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        if self.step != Step::Done {
+            let err = self.r.malformed("body ended part way through");
+            self.failed = Some(err.clone());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, input: &mut &[u8], out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
+        let array = LenKind::array(self.flexible);
+        let string = LenKind::string(self.flexible);
+        macro_rules! need {
+            ($e:expr) => {
+                match $e {
+                    Some(value) => value,
+                    None => return Ok(()),
+                }
+            };
+        }
+        macro_rules! tags_then {
+            ($next:expr) => {{
+                if !self.tags.feed(&mut self.r, input)? {
+                    return Ok(());
+                }
+                $next;
+            }};
+        }
+        loop {
+            match self.step {
+                Step::TransactionalId => {
+                    let id = need!(self.text.read(&mut self.r, input, string)?);
+                    self.transactional_id = id.map(str::to_owned);
+                    self.step = Step::AcksTimeout;
+                }
+                Step::AcksTimeout => {
+                    let mut f = need!(self.r.fixed(input, 6));
+                    let acks = f.i16();
+                    let timeout_ms = f.i32();
+                    out(TapEvent::ProduceRequest(ProduceRequestStart {
+                        transactional_id: self.transactional_id.take(),
+                        acks,
+                        timeout_ms,
+                    }));
+                    self.step = Step::Topics;
+                }
+                Step::Topics => {
+                    self.topics_left = need!(self.r.count(input, array)?);
+                    self.next_topic();
+                }
+                Step::TopicName => {
+                    match need!(self.text.read(&mut self.r, input, string)?) {
+                        Some(name) => self.topic = TopicRef::named(name),
+                        None => return Err(self.r.malformed("null topic name")),
+                    }
+                    self.step = Step::Partitions;
+                }
+                Step::TopicId => {
+                    let mut f = need!(self.r.fixed(input, 16));
+                    self.topic = TopicRef::by_id(TopicId(f.uuid()));
+                    self.step = Step::Partitions;
+                }
+                Step::Partitions => {
+                    self.partitions_left = need!(self.r.count(input, array)?);
+                    self.next_partition();
+                }
+                Step::Index => {
+                    self.partition = need!(self.r.fixed(input, 4)).i32();
+                    self.step = Step::RecordsLen;
+                }
+                Step::RecordsLen => {
+                    let len = need!(self.r.length(input, array)?).unwrap_or(0);
+                    self.records.start(u64::from(len));
+                    self.step = Step::Records;
+                }
+                Step::Records => {
+                    let s = need!(self.records.feed(&mut self.r, input)?);
+                    if s.truncated {
+                        return Err(self.r.malformed("record batch cut short"));
+                    }
+                    out(TapEvent::ProducePartition(ProducePartition {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        records_bytes: s.bytes,
+                        batches: s.batches,
+                        records: s.records,
+                        compression: s.compression,
+                    }));
+                    if self.flexible {
+                        self.tags.start();
+                        self.step = Step::PartitionTags;
+                    } else {
+                        self.next_partition();
+                    }
+                }
+                Step::PartitionTags => tags_then!(self.next_partition()),
+                Step::TopicTags => tags_then!(self.next_topic()),
+                Step::TopTags => tags_then!(self.step = Step::Done),
+                Step::Done => {
+                    if input.is_empty() {
+                        return Ok(());
+                    }
+                    return Err(self.r.malformed("bytes after the end of the body"));
+                }
+            }
+        }
+    }
+
+    fn next_topic(&mut self) {
+        if self.topics_left == 0 {
+            if self.flexible {
+                self.tags.start();
+                self.step = Step::TopTags;
+            } else {
+                self.step = Step::Done;
+            }
+            return;
+        }
+        self.topics_left -= 1;
+        self.step = if self.version <= 12 {
+            Step::TopicName
+        } else {
+            Step::TopicId
+        };
+    }
+
+    fn next_partition(&mut self) {
+        if self.partitions_left == 0 {
+            if self.flexible {
+                self.tags.start();
+                self.step = Step::TopicTags;
+            } else {
+                self.next_topic();
+            }
+            return;
+        }
+        self.partitions_left -= 1;
+        self.step = Step::Index;
+    }
+}

@@ -1,0 +1,251 @@
+//! The connection tap over encoder-built frames: headers encoded by `kafka-protocol` (the
+//! oracle), random bodies for APIs whose bodies are skipped, random chunk splits; every
+//! request and response is reported exactly once with the right key, version, correlation id,
+//! client id and size, and nothing is lost when framing breaks.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{encode_request_header_into_buffer, Encodable, StrBytes};
+use proptest::prelude::*;
+use sluice_protocol::tap::topics::TopicNames;
+use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::TapEvent;
+
+/// APIs whose bodies the tap skips, with a version range to draw from.
+const SKIPPED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::InitProducerId, 0, 5),
+];
+
+#[derive(Debug, Clone)]
+struct Exchange {
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: Option<String>,
+    tags: BTreeMap<i32, Bytes>,
+    request_body: Vec<u8>,
+    response_body: Vec<u8>,
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as i32).to_be_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+fn request_frame(x: &Exchange) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    let header = RequestHeader::default()
+        .with_request_api_key(x.key as i16)
+        .with_request_api_version(x.version)
+        .with_correlation_id(x.correlation_id)
+        .with_client_id(x.client_id.clone().map(StrBytes::from_string))
+        .with_unknown_tagged_fields(if x.key.request_header_version(x.version) >= 2 {
+            x.tags.clone()
+        } else {
+            BTreeMap::new()
+        });
+    encode_request_header_into_buffer(&mut buf, &header).unwrap();
+    buf.put_slice(&x.request_body);
+    frame(&buf)
+}
+
+fn response_frame(x: &Exchange) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    let hv = x.key.response_header_version(x.version);
+    let header = ResponseHeader::default()
+        .with_correlation_id(x.correlation_id)
+        .with_unknown_tagged_fields(if hv >= 1 {
+            x.tags.clone()
+        } else {
+            BTreeMap::new()
+        });
+    header.encode(&mut buf, hv).unwrap();
+    buf.put_slice(&x.response_body);
+    frame(&buf)
+}
+
+fn exchange() -> impl Strategy<Value = Exchange> {
+    (
+        0..SKIPPED.len(),
+        any::<u16>(),
+        any::<i32>(),
+        proptest::option::of("[a-z0-9._-]{0,40}"),
+        proptest::collection::btree_map(
+            0i32..5,
+            proptest::collection::vec(any::<u8>(), 0..8),
+            0..3,
+        ),
+        proptest::collection::vec(any::<u8>(), 0..300),
+        proptest::collection::vec(any::<u8>(), 0..3000),
+    )
+        .prop_map(
+            |(k, v, correlation_id, client_id, tags, request_body, response_body)| {
+                let (key, lo, hi) = SKIPPED[k];
+                Exchange {
+                    key,
+                    version: lo + (v as i16).rem_euclid(hi - lo + 1),
+                    correlation_id,
+                    client_id,
+                    tags: tags.into_iter().map(|(t, b)| (t, Bytes::from(b))).collect(),
+                    request_body,
+                    response_body,
+                }
+            },
+        )
+}
+
+fn feed_chunked(
+    tap: &mut ConnectionTap,
+    request: bool,
+    data: &[u8],
+    cuts: &[usize],
+    events: &mut Vec<TapEvent>,
+) {
+    let mut rest = data;
+    let mut i = 0;
+    let now = *EPOCH;
+    while !rest.is_empty() {
+        let n = cuts[i % cuts.len()].clamp(1, rest.len());
+        let mut push = |e| events.push(e);
+        if request {
+            tap.on_request_bytes(&rest[..n], now, &mut push);
+        } else {
+            tap.on_response_bytes(&rest[..n], now + Duration::from_millis(3), &mut push);
+        }
+        rest = &rest[n..];
+        i += 1;
+    }
+}
+
+/// One fixed instant: requests are seen at it, responses 3 ms later.
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Pipelined requests then their responses, in any chunking.
+    #[test]
+    fn every_frame_is_reported_once(
+        xs in proptest::collection::vec(exchange(), 1..12),
+        cuts in proptest::collection::vec(1usize..64, 1..20),
+    ) {
+        let mut tap = ConnectionTap::new(TopicNames::new());
+        let mut events = Vec::new();
+        let requests: Vec<u8> = xs.iter().flat_map(request_frame).collect();
+        let responses: Vec<u8> = xs.iter().flat_map(response_frame).collect();
+        feed_chunked(&mut tap, true, &requests, &cuts, &mut events);
+        prop_assert_eq!(tap.in_flight(), xs.len());
+        feed_chunked(&mut tap, false, &responses, &cuts, &mut events);
+        let why = events.iter().find(|e| matches!(e, TapEvent::Opaque { .. })).cloned();
+        prop_assert!(!tap.is_opaque(), "{:?}", why);
+        let reqs: Vec<_> = events.iter().filter_map(|e| match e { TapEvent::Request(r) => Some(r.clone()), _ => None }).collect();
+        let resps: Vec<_> = events.iter().filter_map(|e| match e { TapEvent::Response(r) => Some(r.clone()), _ => None }).collect();
+        prop_assert_eq!(reqs.len(), xs.len());
+        prop_assert_eq!(resps.len(), xs.len());
+        for ((x, rq), rs) in xs.iter().zip(&reqs).zip(&resps) {
+            prop_assert_eq!(rq.api_key, x.key as i16);
+            prop_assert_eq!(rq.api_version, x.version);
+            prop_assert_eq!(rq.correlation_id, x.correlation_id);
+            prop_assert_eq!(rq.client_id.as_deref(), x.client_id.as_deref());
+            prop_assert_eq!(rq.size, request_frame(x).len() as u64);
+            prop_assert!(rq.expects_response);
+            prop_assert_eq!(rs.api_key, x.key as i16);
+            prop_assert_eq!(rs.correlation_id, x.correlation_id);
+            prop_assert_eq!(rs.size, response_frame(x).len() as u64);
+            prop_assert_eq!(rs.latency, Duration::from_millis(3));
+        }
+        prop_assert_eq!(tap.in_flight(), 0);
+        prop_assert!(tap.at_boundary());
+        prop_assert_eq!(tap.counters().parse_errors, 0);
+    }
+
+    /// Garbage after valid frames: the valid ones are reported, then the tap gives up once,
+    /// and never panics.
+    #[test]
+    fn garbage_makes_the_connection_opaque_without_panicking(
+        xs in proptest::collection::vec(exchange(), 0..4),
+        garbage in proptest::collection::vec(any::<u8>(), 0..2000),
+        cuts in proptest::collection::vec(1usize..64, 1..8),
+    ) {
+        let mut tap = ConnectionTap::new(TopicNames::new());
+        let mut events = Vec::new();
+        let mut stream: Vec<u8> = xs.iter().flat_map(request_frame).collect();
+        stream.extend_from_slice(&garbage);
+        feed_chunked(&mut tap, true, &stream, &cuts, &mut events);
+        feed_chunked(&mut tap, false, &garbage, &cuts, &mut events);
+        let reqs = events.iter().filter(|e| matches!(e, TapEvent::Request(_))).count();
+        prop_assert!(reqs >= xs.len());
+        let opaque = events.iter().filter(|e| matches!(e, TapEvent::Opaque { .. })).count();
+        prop_assert!(opaque <= 1, "reported opaque {} times", opaque);
+    }
+}
+
+#[test]
+fn a_response_nobody_asked_for_makes_the_connection_opaque() {
+    let mut tap = ConnectionTap::new(TopicNames::new());
+    let mut events = Vec::new();
+    let x = Exchange {
+        key: ApiKey::ListOffsets,
+        version: 5,
+        correlation_id: 9,
+        client_id: Some("c".into()),
+        tags: BTreeMap::new(),
+        request_body: vec![],
+        response_body: vec![1, 2, 3],
+    };
+    tap.on_response_bytes(&response_frame(&x), Instant::now(), &mut |e| events.push(e));
+    assert!(tap.is_opaque());
+    assert!(
+        matches!(&events[..], [TapEvent::Opaque { reason }] if reason.contains("correlation id 9"))
+    );
+}
+
+#[test]
+fn negative_length_loses_framing_once() {
+    let mut tap = ConnectionTap::new(TopicNames::new());
+    let mut events = Vec::new();
+    tap.on_request_bytes(
+        &[0xff, 0xff, 0xff, 0xfe, 1, 2, 3],
+        Instant::now(),
+        &mut |e| events.push(e),
+    );
+    tap.on_request_bytes(&[0, 0, 0, 1, 0], Instant::now(), &mut |e| events.push(e));
+    assert_eq!(events.len(), 1);
+    assert!(matches!(&events[0], TapEvent::Opaque { reason } if reason.contains("-2")));
+}
+
+#[test]
+fn a_huge_skipped_frame_costs_no_memory_and_keeps_framing() {
+    // A 50 MiB ListOffsets "response" body streamed in 64 KiB chunks.
+    let mut tap = ConnectionTap::new(TopicNames::new());
+    let mut events = Vec::new();
+    let x = Exchange {
+        key: ApiKey::ListOffsets,
+        version: 7,
+        correlation_id: 1,
+        client_id: None,
+        tags: BTreeMap::new(),
+        request_body: vec![],
+        response_body: vec![],
+    };
+    tap.on_request_bytes(&request_frame(&x), Instant::now(), &mut |e| events.push(e));
+    let body_len = 50 << 20;
+    let mut head = ((body_len + 4) as i32).to_be_bytes().to_vec();
+    head.extend(1i32.to_be_bytes());
+    tap.on_response_bytes(&head, Instant::now(), &mut |e| events.push(e));
+    let chunk = vec![0u8; 64 << 10];
+    for _ in 0..(body_len / chunk.len()) {
+        tap.on_response_bytes(&chunk, Instant::now(), &mut |e| events.push(e));
+    }
+    assert!(tap.at_boundary());
+    assert_eq!(tap.counters().responses, 1);
+    assert_eq!(events.len(), 2);
+}

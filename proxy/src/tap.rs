@@ -1,0 +1,206 @@
+//! Where the tap's events go. Each connection runs a [`ConnectionTap`] on the bytes it has
+//! already forwarded; its events go to every [`TapSink`] of the proxy. The built-in sink
+//! counts requests, responses, sizes and latency per API key and version ([`ApiTable`]) and
+//! logs problems at debug; later layers (the observer) add their own sinks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use kafka_protocol::messages::ApiKey;
+use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::TapEvent;
+
+use crate::stats::ProxyStats;
+
+/// Who an event is about.
+#[derive(Debug, Clone)]
+pub struct ConnMeta {
+    /// Connection number (unique in this process).
+    pub id: u64,
+    /// The client's address and port.
+    pub client_addr: SocketAddr,
+}
+
+/// Receives the events of every connection. Called inline on the forwarding task, after the
+/// bytes were forwarded: implementations must be quick and must not block.
+pub trait TapSink: Send + Sync + fmt::Debug + 'static {
+    /// One event of connection `conn`.
+    fn on_event(&self, conn: &ConnMeta, event: &TapEvent);
+}
+
+/// Per-connection tap state shared by the two halves (which run on the same task, so the
+/// lock is never contended).
+#[derive(Debug)]
+pub struct ConnTap {
+    tap: Mutex<ConnectionTap>,
+    meta: ConnMeta,
+    sinks: Arc<[Arc<dyn TapSink>]>,
+}
+
+impl ConnTap {
+    /// A tap for one connection.
+    pub fn new(tap: ConnectionTap, meta: ConnMeta, sinks: Arc<[Arc<dyn TapSink>]>) -> ConnTap {
+        ConnTap {
+            tap: Mutex::new(tap),
+            meta,
+            sinks,
+        }
+    }
+
+    /// Follows bytes just forwarded in one direction.
+    pub fn observe(&self, to_broker: bool, chunk: &[u8]) {
+        let now = Instant::now();
+        let Ok(mut tap) = self.tap.lock() else {
+            return; // a sink panicked earlier; forwarding goes on without the tap
+        };
+        if tap.is_opaque() {
+            return;
+        }
+        let sinks = &self.sinks;
+        let meta = &self.meta;
+        let mut emit = |ev: TapEvent| {
+            for s in sinks.iter() {
+                s.on_event(meta, &ev);
+            }
+        };
+        if to_broker {
+            tap.on_request_bytes(chunk, now, &mut emit);
+        } else {
+            tap.on_response_bytes(chunk, now, &mut emit);
+        }
+    }
+}
+
+/// API keys below this get their own row in [`ApiTable`]; above, they share the last one.
+const KEYS: usize = 128;
+/// Versions below this get their own column.
+const VERSIONS: usize = 32;
+
+/// Counters of one API key and version.
+#[derive(Debug, Default)]
+pub struct ApiCell {
+    /// Request frames.
+    pub requests: AtomicU64,
+    /// Response frames.
+    pub responses: AtomicU64,
+    /// Request bytes (frames, including length).
+    pub request_bytes: AtomicU64,
+    /// Response bytes.
+    pub response_bytes: AtomicU64,
+    /// Sum of request → response latencies in microseconds.
+    pub latency_us: AtomicU64,
+    /// Frames that could not be followed or decoded.
+    pub parse_errors: AtomicU64,
+}
+
+/// Counters per API key and version: fixed-size and lock-free (about 0.2 MB).
+#[derive(Debug)]
+pub struct ApiTable {
+    cells: Box<[ApiCell]>,
+}
+
+impl Default for ApiTable {
+    fn default() -> Self {
+        ApiTable {
+            cells: (0..KEYS * VERSIONS + 1)
+                .map(|_| ApiCell::default())
+                .collect(),
+        }
+    }
+}
+
+impl ApiTable {
+    /// The cell of `api_key`/`api_version` (an overflow cell for unusual numbers).
+    pub fn cell(&self, api_key: i16, api_version: i16) -> &ApiCell {
+        let (k, v) = (api_key as usize, api_version as usize);
+        if api_key >= 0 && api_version >= 0 && k < KEYS && v < VERSIONS {
+            &self.cells[k * VERSIONS + v]
+        } else {
+            &self.cells[KEYS * VERSIONS]
+        }
+    }
+
+    /// Non-empty rows as JSON, for the admin API.
+    pub fn snapshot(&self) -> Vec<serde_json::Value> {
+        let mut rows = Vec::new();
+        for (i, c) in self.cells.iter().enumerate() {
+            let requests = c.requests.load(Relaxed);
+            let responses = c.responses.load(Relaxed);
+            if requests == 0 && responses == 0 && c.parse_errors.load(Relaxed) == 0 {
+                continue;
+            }
+            let (key, version) = if i == KEYS * VERSIONS {
+                (-1, -1)
+            } else {
+                ((i / VERSIONS) as i16, (i % VERSIONS) as i16)
+            };
+            let name = ApiKey::try_from(key)
+                .map(|k| format!("{k:?}"))
+                .unwrap_or_else(|_| "Unknown".to_owned());
+            let latency = c.latency_us.load(Relaxed);
+            rows.push(serde_json::json!({
+                "api_key": key,
+                "api_version": version,
+                "api": name,
+                "requests": requests,
+                "responses": responses,
+                "request_bytes": c.request_bytes.load(Relaxed),
+                "response_bytes": c.response_bytes.load(Relaxed),
+                "avg_latency_ms": if responses > 0 { latency as f64 / responses as f64 / 1000.0 } else { 0.0 },
+                "parse_errors": c.parse_errors.load(Relaxed),
+            }));
+        }
+        rows
+    }
+}
+
+/// The built-in sink: per-API counters and tap health in [`ProxyStats`].
+#[derive(Debug)]
+pub struct StatsSink {
+    stats: Arc<ProxyStats>,
+}
+
+impl StatsSink {
+    /// A sink updating `stats`.
+    pub fn new(stats: Arc<ProxyStats>) -> StatsSink {
+        StatsSink { stats }
+    }
+}
+
+impl TapSink for StatsSink {
+    fn on_event(&self, conn: &ConnMeta, event: &TapEvent) {
+        let api = &self.stats.api;
+        match event {
+            TapEvent::Request(r) => {
+                let c = api.cell(r.api_key, r.api_version);
+                c.requests.fetch_add(1, Relaxed);
+                c.request_bytes.fetch_add(r.size, Relaxed);
+            }
+            TapEvent::Response(r) => {
+                let c = api.cell(r.api_key, r.api_version);
+                c.responses.fetch_add(1, Relaxed);
+                c.response_bytes.fetch_add(r.size, Relaxed);
+                c.latency_us
+                    .fetch_add(r.latency.as_micros() as u64, Relaxed);
+            }
+            TapEvent::ParseError(p) => {
+                api.cell(p.api_key, p.api_version)
+                    .parse_errors
+                    .fetch_add(1, Relaxed);
+                ProxyStats::add(&self.stats.tap_parse_errors, 1);
+                tracing::debug!(conn = conn.id, client.addr = %conn.client_addr, request = p.request,
+                    api_key = p.api_key, api_version = p.api_version, error = %p.error,
+                    "tap: frame not followed (forwarded untouched)");
+            }
+            TapEvent::Opaque { reason } => {
+                ProxyStats::add(&self.stats.opaque_connections, 1);
+                tracing::debug!(conn = conn.id, client.addr = %conn.client_addr, %reason,
+                    "tap: connection no longer followed; forwarding the rest untouched");
+            }
+            other => tracing::trace!(conn = conn.id, event = ?other, "tap event"),
+        }
+    }
+}
