@@ -39,7 +39,7 @@ fn tap_agrees_with_tshark_on_requests_and_correlation_ids() {
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("proxy.pcap");
     let mut tcpdump = Command::new("tcpdump")
-        .args(["-i", "lo", "-n", "-U", "-s", "0", "-w"])
+        .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-w"])
         .arg(&pcap)
         .arg(format!("tcp port {port}"))
         .stderr(Stdio::piped())
@@ -145,5 +145,103 @@ fn tap_agrees_with_tshark_on_requests_and_correlation_ids() {
     );
     assert_eq!(tap, tshark, "tap (left) and tshark (right) disagree");
     let _ = std::fs::remove_dir_all(&dir);
+    cluster.stop();
+}
+
+/// Splits `tshark -z follow,tcp,raw` output into (client → broker, broker → client) bytes.
+fn follow_raw(text: &str) -> (Vec<u8>, Vec<u8>) {
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+            .collect()
+    };
+    for line in text.lines() {
+        if line.starts_with('=') || line.contains(':') || line.trim().is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('\t') {
+            down.extend(hex(rest.trim()));
+        } else {
+            up.extend(hex(line.trim()));
+        }
+    }
+    (up, down)
+}
+
+/// Records real Kafka sessions (Java producer, Java consumer in a group) through Sluice and
+/// writes each connection's two byte streams to `protocol-ext/fixtures/`, for the benches and
+/// the fuzz corpus. Run by hand: `cargo test -p sluice-integration-tests --test capture_check
+/// -- --ignored record_fixtures`.
+#[test]
+#[ignore = "regenerates checked-in fixtures"]
+fn record_fixtures() {
+    let cluster = Cluster::start();
+    let port = cluster.proxy_addr.port();
+    let topic = "orders";
+    cluster.create_topic(topic, 2);
+    let dir = std::env::temp_dir().join(unique("sluice-fixtures"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("session.pcap");
+    let mut tcpdump = Command::new("tcpdump")
+        .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-w"])
+        .arg(&pcap)
+        .arg(format!("tcp port {port}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = tcpdump.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    while let Some(Ok(l)) = lines.next() {
+        if l.contains("listening on") {
+            break;
+        }
+    }
+    Client::Java
+        .produce(&cluster.tools, &cluster.bootstrap(), topic, 600, 9)
+        .unwrap();
+    Client::Java
+        .consume(&cluster.tools, &cluster.bootstrap(), topic, "billing", 600)
+        .unwrap();
+    let commits = cluster.events.select(|c, e| match e {
+        TapEvent::OffsetCommit { group_id, .. } if group_id == "billing" => Some(c.id),
+        _ => None,
+    });
+    eprintln!("commits seen live on connections {commits:?}");
+    wait_until("connections closed", Duration::from_secs(30), || {
+        cluster
+            .stats
+            .connections_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+    });
+    let _ = Command::new("kill")
+        .args(["-INT", &tcpdump.id().to_string()])
+        .status();
+    let _ = tcpdump.wait();
+    let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocol-ext/fixtures");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for stream in 0.. {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .args(["-q", "-z", &format!("follow,tcp,raw,{stream}")])
+            .output()
+            .unwrap();
+        let (up, down) = follow_raw(&String::from_utf8_lossy(&out.stdout));
+        if up.is_empty() && down.is_empty() {
+            break;
+        }
+        std::fs::write(
+            out_dir.join(format!("java-session-{stream}.requests.bin")),
+            &up,
+        )
+        .unwrap();
+        std::fs::write(
+            out_dir.join(format!("java-session-{stream}.responses.bin")),
+            &down,
+        )
+        .unwrap();
+    }
     cluster.stop();
 }

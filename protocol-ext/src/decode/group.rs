@@ -9,9 +9,9 @@ use kafka_protocol::messages::{
 };
 
 use super::schema::{always, between, fields, since, Schema, Struct, Ty};
-use super::{assignment, decode_body, name_or_id, owned};
+use super::{assignment, decode_body, owned, topic_id};
 use crate::error::TapError;
-use crate::event::TapEvent;
+use crate::event::{TapEvent, TopicRef};
 
 static JOIN_GROUP_PROTOCOL: Struct = fields(&[
     always(Ty::Str),   // name
@@ -317,7 +317,7 @@ pub(super) fn consumer_group_heartbeat_response(
         assignment: resp.assignment.map(|a| {
             a.topic_partitions
                 .iter()
-                .map(|t| (name_or_id(true, "", &t.topic_id), t.partitions.clone()))
+                .map(|t| (TopicRef::by_id(topic_id(&t.topic_id)), t.partitions.clone()))
                 .collect()
         }),
     });

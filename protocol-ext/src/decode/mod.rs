@@ -8,11 +8,12 @@
 //! 0.18 can decode (its `Message::VERSIONS`); `decode_*` returns
 //! [`TapError::UnsupportedVersion`] for anything else.
 //!
-//! Each body goes through three steps, and any failure is [`TapError::Malformed`], never a
-//! panic:
-//! 1. a guard walk over the bytes ([`schema`]): `kafka-protocol` reserves memory for an array
-//!    from its declared length before reading it, so declared lengths are checked against the
-//!    bytes left first;
+//! A body over [`MAX_DECODE_BODY`] is [`TapError::TooLarge`]. Any other body goes through three
+//! steps, and any failure is [`TapError::Malformed`] with nothing pushed, never a panic:
+//! 1. a guard walk over the bytes (`schema.rs`): `kafka-protocol` reserves memory for an array
+//!    from its declared length before reading an element (2^31 - 1 declared in a 4-byte body
+//!    aborts the process), so the body is first walked as `kafka-protocol` will read it, without
+//!    allocating, and refused unless every declared element is present;
 //! 2. `Decodable::decode` from `kafka-protocol`;
 //! 3. the body must have been consumed exactly: trailing bytes are refused (`kafka-protocol`
 //!    stops after its last field and leaves the rest in the buffer, so this is checked here).
@@ -36,7 +37,7 @@
 //!
 //! # Layout
 //! - this file: the public entry points and the table of what is decoded.
-//! - [`schema`]: the guard walk and the schema description it follows.
+//! - `schema.rs`: the guard walk and the schema descriptions it follows.
 //! - `metadata.rs`: ApiVersions, Metadata, FindCoordinator.
 //! - `fetch.rs`: Fetch requests.
 //! - `group.rs`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ConsumerGroupHeartbeat.
@@ -51,7 +52,7 @@ mod group;
 mod metadata;
 mod offsets;
 mod sasl;
-pub(crate) mod schema;
+mod schema;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{self as m, ApiKey};

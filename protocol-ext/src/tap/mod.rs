@@ -502,7 +502,6 @@ impl ConnectionTap {
         _now: Instant,
         out: &mut impl FnMut(TapEvent),
     ) {
-        let topics = self.topics.clone();
         let dir = if request {
             &mut self.req
         } else {
@@ -513,11 +512,30 @@ impl ConnectionTap {
         };
         *left -= part.len() as u32;
         let done = *left == 0;
+        if let Body::Skip = body {
+            // The common case (most frames, and the tail of a failed walk): no events.
+            if done {
+                dir.phase = Phase::Length {
+                    have: 0,
+                    buf: [0; 4],
+                };
+                dir.frames += 1;
+                if request {
+                    self.counters.requests += 1;
+                } else {
+                    self.counters.responses += 1;
+                    self.resp.current.api_key = -1;
+                }
+            }
+            return;
+        }
+        let topics = &self.topics;
+        let scratch = &mut self.scratch;
         let mut failed = None;
         {
             let mut emit = |mut ev: TapEvent| {
-                resolve_topics(&topics, &mut ev);
-                self.scratch.push(ev);
+                resolve_topics(topics, &mut ev);
+                scratch.push(ev);
             };
             let result = match body {
                 Body::Skip => Ok(()),

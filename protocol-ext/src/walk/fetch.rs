@@ -151,6 +151,14 @@ impl FetchResponseWalker {
                 }
             };
         }
+        macro_rules! tags_then {
+            ($next:expr) => {{
+                if !self.tags.feed(&mut self.r, input)? {
+                    return Ok(());
+                }
+                $next;
+            }};
+        }
         loop {
             match self.step {
                 Step::Top => {
@@ -233,12 +241,7 @@ impl FetchResponseWalker {
                     self.tags.start();
                     self.step = Step::AbortedTags;
                 }
-                Step::AbortedTags => {
-                    if !self.tags.feed(&mut self.r, input)? {
-                        return Ok(());
-                    }
-                    self.step = Step::Aborted;
-                }
+                Step::AbortedTags => tags_then!(self.step = Step::Aborted),
                 Step::PreferredReplica => {
                     self.head.preferred_read_replica = need!(self.r.fixed(input, 4)).i32();
                     self.step = Step::RecordsLen;
@@ -258,24 +261,9 @@ impl FetchResponseWalker {
                         self.next_partition();
                     }
                 }
-                Step::PartitionTags => {
-                    if !self.tags.feed(&mut self.r, input)? {
-                        return Ok(());
-                    }
-                    self.next_partition();
-                }
-                Step::TopicTags => {
-                    if !self.tags.feed(&mut self.r, input)? {
-                        return Ok(());
-                    }
-                    self.next_topic();
-                }
-                Step::TopTags => {
-                    if !self.tags.feed(&mut self.r, input)? {
-                        return Ok(());
-                    }
-                    self.step = Step::Done;
-                }
+                Step::PartitionTags => tags_then!(self.next_partition()),
+                Step::TopicTags => tags_then!(self.next_topic()),
+                Step::TopTags => tags_then!(self.step = Step::Done),
                 Step::Done => {
                     if input.is_empty() {
                         return Ok(());
