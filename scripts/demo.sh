@@ -31,7 +31,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE/target}"
 say() { printf 'demo: %s\n' "$*" >&2; }
 
 say "installing what the demo needs (cached after the first run) ..."
-bash scripts/setup.sh --skip apt,prometheus
+bash scripts/setup.sh --skip apt,prometheus,fuzz
 # shellcheck disable=SC1091
 source "$SLUICE_CACHE/env.sh"
 say "building sluice (release) ..."

@@ -8,7 +8,7 @@
 # never go into the clone; they live in ${SLUICE_CACHE:-$HOME/.cache/sluice}.
 #
 # Usage: scripts/setup.sh [--skip STEP[,STEP...]] [--only STEP[,STEP...]]
-#   STEP is one of: apt, prometheus, kafka, java, python, go
+#   STEP is one of: apt, prometheus, kafka, java, python, go, fuzz
 #   (env.sh is always written at the end.)
 #
 # Environment:
@@ -285,6 +285,23 @@ if want go; then
         rm -f "$GO_BIN.tmp"
         fail_step go "go build failed"
       fi
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+# cargo-fuzz (short fuzz runs in the test suite)
+# ---------------------------------------------------------------------------
+if want fuzz; then
+  if command -v cargo-fuzz >/dev/null 2>&1 || [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-fuzz" ]]; then
+    say "cargo-fuzz ... present"
+  else
+    say "cargo-fuzz: installing from crates.io (once) ..."
+    if cargo install cargo-fuzz --locked --quiet >"$SLUICE_CACHE/cargo-fuzz-install.log" 2>&1; then
+      say "cargo-fuzz ... installed"
+    else
+      tail -n 20 "$SLUICE_CACHE/cargo-fuzz-install.log" >&2
+      fail_step fuzz "cargo install cargo-fuzz failed (see $SLUICE_CACHE/cargo-fuzz-install.log)"
     fi
   fi
 fi
