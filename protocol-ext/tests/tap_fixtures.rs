@@ -128,7 +128,9 @@ fn write_fuzz_seeds() {
         let reqs = frames(&requests);
         let resps = frames(&responses);
         for (i, (rq, rs)) in reqs.iter().zip(&resps).enumerate() {
-            let h = sluice_protocol::header::parse_request_header(rq).unwrap().unwrap();
+            let h = sluice_protocol::header::parse_request_header(rq)
+                .unwrap()
+                .unwrap();
             let (key, version) = (h.api_key, h.api_version);
             if key == 0 && (3..=13).contains(&version) {
                 let mut seed = vec![(version - 3) as u8, 251];
@@ -136,7 +138,9 @@ fn write_fuzz_seeds() {
                 std::fs::write(seeds.join(format!("produce_request/{name}-{i}")), seed).unwrap();
             }
             if key == 1 && (4..=18).contains(&version) {
-                let hl = sluice_protocol::header::response_header_len(rs, key, version).unwrap().unwrap();
+                let hl = sluice_protocol::header::response_header_len(rs, key, version)
+                    .unwrap()
+                    .unwrap();
                 // Large responses are cut to 64 KiB: a truncated body still exercises the walk.
                 let mut seed = vec![(version - 4) as u8, 253];
                 seed.extend_from_slice(&rs[hl..rs.len().min(hl + (64 << 10))]);
