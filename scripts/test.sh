@@ -43,7 +43,7 @@ cargo test --workspace --locked --exclude sluice-integration-tests "$@"
 step "fuzz: short runs of every protocol-ext target (${SLUICE_FUZZ_SECONDS:-20} s each)"
 # Coverage-guided, seeded from encoder-built and captured frames; the corpus is kept in the
 # cache so each run continues where the last one stopped.
-for target in frame_tracker fetch_response produce_request decode; do
+for target in frame_tracker tap fetch_response produce_request decode; do
   corpus="$SLUICE_CACHE/fuzz-corpus/$target"
   mkdir -p "$corpus"
   log="$SLUICE_CACHE/fuzz-$target.log"

@@ -585,27 +585,33 @@ impl ConnectionTap {
         } else {
             None
         };
+        // Events in stream order: what the walker saw before failing, then the failure, then
+        // what a collected body decodes to — the same whatever the chunking.
+        self.flush(request, current.correlation_id, out);
         if let Some(e) = failed {
             self.problem(request, e, out);
         }
         if let Some(bytes) = collected {
-            let mut events = Vec::new();
             let decoded = if request {
-                decode::decode_request(current.api_key, current.api_version, bytes, &mut events)
+                decode::decode_request(
+                    current.api_key,
+                    current.api_version,
+                    bytes,
+                    &mut self.scratch,
+                )
             } else {
-                decode::decode_response(current.api_key, current.api_version, bytes, &mut events)
+                decode::decode_response(
+                    current.api_key,
+                    current.api_version,
+                    bytes,
+                    &mut self.scratch,
+                )
             };
             match decoded {
-                Ok(()) => self.scratch.extend(events),
+                Ok(()) => self.flush(request, current.correlation_id, out),
                 Err(e) => self.problem(request, e, out),
             }
         }
-        let mut events = std::mem::take(&mut self.scratch);
-        for mut ev in events.drain(..) {
-            self.enrich(request, current.correlation_id, &mut ev);
-            out(ev);
-        }
-        self.scratch = events;
         if done {
             if request {
                 self.counters.requests += 1;
@@ -614,6 +620,16 @@ impl ConnectionTap {
                 self.resp.current.api_key = -1;
             }
         }
+    }
+
+    /// Emits the pending events, with connection-level context added.
+    fn flush(&mut self, request: bool, correlation_id: i32, out: &mut impl FnMut(TapEvent)) {
+        let mut events = std::mem::take(&mut self.scratch);
+        for mut ev in events.drain(..) {
+            self.enrich(request, correlation_id, &mut ev);
+            out(ev);
+        }
+        self.scratch = events;
     }
 
     /// Connection-level context: fetch sessions, topic names learned from Metadata.
