@@ -1,27 +1,78 @@
-//! The admin HTTP listener: `/healthz` (the process serves), `/readyz` (accepting and not
-//! draining) and `/api/v1/stats` (the proxy's counters as JSON). Loopback by default.
+//! The admin HTTP listener, loopback by default:
+//! - `/healthz` (the process serves), `/readyz` (accepting and not draining);
+//! - `/api/v1/stats`: the proxy's counters and per-API figures;
+//! - `/api/v1/clients` (`?sort=bytes_out|bytes_in|connections|opened`), `/api/v1/groups`,
+//!   `/api/v1/topics`, `/api/v1/connections`, `/api/v1/findings` (active and recently
+//!   cleared), `/api/v1/observer` (sizes and evictions).
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
+use crate::observer::api::ClientSort;
+use crate::observer::Observer;
 use crate::stats::ProxyStats;
 
-/// The admin routes over these counters.
-pub fn router(stats: Arc<ProxyStats>) -> Router {
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    stats: Arc<ProxyStats>,
+    observer: Arc<Observer>,
+}
+
+/// The admin routes.
+pub fn router(stats: Arc<ProxyStats>, observer: Arc<Observer>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/stats", get(stats_json))
-        .with_state(stats)
+        .route("/api/v1/clients", get(clients))
+        .route(
+            "/api/v1/groups",
+            get(|State(s): State<AdminState>| async move { Json(s.observer.groups_json()) }),
+        )
+        .route(
+            "/api/v1/topics",
+            get(|State(s): State<AdminState>| async move { Json(s.observer.topics_json()) }),
+        )
+        .route(
+            "/api/v1/connections",
+            get(|State(s): State<AdminState>| async move { Json(s.observer.connections_json()) }),
+        )
+        .route(
+            "/api/v1/findings",
+            get(|State(s): State<AdminState>| async move { Json(s.observer.findings_json()) }),
+        )
+        .route(
+            "/api/v1/observer",
+            get(|State(s): State<AdminState>| async move { Json(s.observer.health_json()) }),
+        )
+        .with_state(AdminState { stats, observer })
 }
 
-async fn readyz(State(stats): State<Arc<ProxyStats>>) -> (StatusCode, &'static str) {
+async fn clients(
+    State(s): State<AdminState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+    let sort = match q.get("sort") {
+        None => ClientSort::BytesOut,
+        Some(v) => ClientSort::parse(v).ok_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("unknown sort `{v}`: use bytes_out, bytes_in, connections or opened\n"),
+            )
+        })?,
+    };
+    Ok(Json(s.observer.clients_json(sort)))
+}
+
+async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
+    let stats = &s.stats;
     if stats.is_ready() {
         (StatusCode::OK, "ready\n")
     } else if stats.draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -31,18 +82,19 @@ async fn readyz(State(stats): State<Arc<ProxyStats>>) -> (StatusCode, &'static s
     }
 }
 
-async fn stats_json(State(stats): State<Arc<ProxyStats>>) -> Json<serde_json::Value> {
-    Json(stats.snapshot())
+async fn stats_json(State(s): State<AdminState>) -> Json<serde_json::Value> {
+    Json(s.stats.snapshot())
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     stats: Arc<ProxyStats>,
+    observer: Arc<Observer>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, "admin API listening");
-    axum::serve(listener, router(stats))
+    axum::serve(listener, router(stats, observer))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -21,6 +21,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let admin_task = tokio::spawn(crate::admin::serve(
         admin,
         proxy.stats(),
+        proxy.observer(),
         stop_admin.clone().cancelled_owned(),
     ));
     proxy.run(listener, shutdown).await;

@@ -13,7 +13,9 @@
 //!   for the drain.
 //! - [`stats`]: process-wide counters shared with the admin API.
 //! - [`tap`]: the per-connection protocol tap and the sinks its events go to.
-//! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`).
+//! - [`observer`]: the live picture of clients, groups, topics and partitions, the
+//!   detectors and their findings.
+//! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`, `/api/v1/...`).
 //! - [`error`]: errors that say which side failed (client, broker, config, internal).
 //! - [`logging`]: tracing-subscriber setup, plain or JSON.
 //! - [`cli`]: `sluice run` and `sluice check-config`; [`app`]: bind and serve from a config.
@@ -25,6 +27,7 @@ pub mod connection;
 pub mod duplex;
 pub mod error;
 pub mod logging;
+pub mod observer;
 pub mod server;
 pub mod stats;
 pub mod tap;

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection::{self, ConnContext};
+use crate::observer::config::DetectConfig;
+use crate::observer::Observer;
 use crate::stats::ProxyStats;
 use crate::tap::{StatsSink, TapSink};
 use sluice_protocol::tap::topics::TopicNames;
@@ -39,6 +41,7 @@ pub struct Proxy {
     stats: Arc<ProxyStats>,
     topics: Arc<TopicNames>,
     sinks: Vec<Arc<dyn TapSink>>,
+    observer: Arc<Observer>,
 }
 
 /// Runs a proxy on `listener` until `shutdown` completes, then drains. See [`Proxy::run`].
@@ -50,12 +53,19 @@ impl Proxy {
     /// A proxy for a validated config.
     pub fn new(config: Config) -> Self {
         let stats = Arc::new(ProxyStats::default());
+        let observer = Observer::new(DetectConfig::default());
         Proxy {
             config: Arc::new(config),
-            sinks: vec![Arc::new(StatsSink::new(stats.clone()))],
+            sinks: vec![Arc::new(StatsSink::new(stats.clone())), observer.clone()],
             stats,
             topics: TopicNames::new(),
+            observer,
         }
+    }
+
+    /// The observer: clients, groups, topics, findings.
+    pub fn observer(&self) -> Arc<Observer> {
+        self.observer.clone()
     }
 
     /// Adds a sink for the tap's events (the built-in one keeps per-API counters).
@@ -100,6 +110,11 @@ impl Proxy {
             "proxy accepting connections"
         );
         self.stats.accepting.store(true, Relaxed);
+        let ticks = tokio::spawn(
+            self.observer
+                .clone()
+                .run_ticks(cut.clone().cancelled_owned()),
+        );
         tokio::pin!(shutdown);
         accept_loop(&listener, &cx, &limit, &tasks, shutdown.as_mut()).await;
 
@@ -126,6 +141,8 @@ impl Proxy {
             cut.cancel();
             let _ = tokio::time::timeout(CUT_WAIT, tasks.wait()).await;
         }
+        cut.cancel();
+        let _ = ticks.await;
         tracing::info!("proxy stopped");
     }
 }

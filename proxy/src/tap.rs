@@ -29,6 +29,12 @@ pub struct ConnMeta {
 pub trait TapSink: Send + Sync + fmt::Debug + 'static {
     /// One event of connection `conn`.
     fn on_event(&self, conn: &ConnMeta, event: &TapEvent);
+
+    /// Connection `conn` was opened to the broker and will be followed.
+    fn on_open(&self, _conn: &ConnMeta) {}
+
+    /// Connection `conn` ended.
+    fn on_close(&self, _conn: &ConnMeta) {}
 }
 
 /// Per-connection tap state shared by the two halves (which run on the same task, so the
@@ -43,6 +49,9 @@ pub struct ConnTap {
 impl ConnTap {
     /// A tap for one connection.
     pub fn new(tap: ConnectionTap, meta: ConnMeta, sinks: Arc<[Arc<dyn TapSink>]>) -> ConnTap {
+        for s in sinks.iter() {
+            s.on_open(&meta);
+        }
         ConnTap {
             tap: Mutex::new(tap),
             meta,
@@ -70,6 +79,14 @@ impl ConnTap {
             tap.on_request_bytes(chunk, now, &mut emit);
         } else {
             tap.on_response_bytes(chunk, now, &mut emit);
+        }
+    }
+}
+
+impl Drop for ConnTap {
+    fn drop(&mut self) {
+        for s in self.sinks.iter() {
+            s.on_close(&self.meta);
         }
     }
 }

@@ -1,0 +1,168 @@
+//! Findings: what the detectors report. Each has a start, a last-seen time, a severity and its
+//! evidence; one that is not reported again for `clear_after` is cleared and kept among the
+//! recently cleared.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+/// Recently cleared findings kept.
+pub const MAX_CLEARED: usize = 200;
+
+/// What kind of misbehaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A consumer re-fetching the same offsets again and again.
+    FetchLoop,
+    /// A group fetching data while its committed offsets stay put.
+    FetchWithoutCommit,
+    /// A topic's consumer egress far above what was delivered for the first time.
+    EgressAmplification,
+    /// A client opening connections at a high rate, holding too many, or mostly short-lived.
+    ConnectionChurn,
+    /// A group rejoining over and over.
+    RebalanceStorm,
+}
+
+impl Kind {
+    /// Stable name used in the API, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::FetchLoop => "fetch_loop",
+            Kind::FetchWithoutCommit => "fetch_without_commit",
+            Kind::EgressAmplification => "egress_amplification",
+            Kind::ConnectionChurn => "connection_churn",
+            Kind::RebalanceStorm => "rebalance_storm",
+        }
+    }
+}
+
+/// How bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth a look.
+    Warning,
+    /// Costing the cluster now.
+    Critical,
+}
+
+/// One finding.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// Kind.
+    pub kind: Kind,
+    /// What it is about, e.g. `10.0.3.84|consumer-billing-1|orders|0`.
+    pub key: String,
+    /// Severity.
+    pub severity: Severity,
+    /// One line for humans.
+    pub summary: String,
+    /// Evidence (latest).
+    pub evidence: Value,
+    /// First reported.
+    pub started: Instant,
+    /// Last reported.
+    pub last_seen: Instant,
+    /// When it cleared.
+    pub cleared: Option<Instant>,
+}
+
+fn wall(now: Instant, at: Instant) -> String {
+    let t = SystemTime::now() - now.saturating_duration_since(at);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl Finding {
+    /// As JSON for the admin API.
+    pub fn to_json(&self, now: Instant) -> Value {
+        json!({
+            "kind": self.kind.as_str(),
+            "key": self.key,
+            "severity": match self.severity { Severity::Warning => "warning", Severity::Critical => "critical" },
+            "state": if self.cleared.is_some() { "cleared" } else { "active" },
+            "summary": self.summary,
+            "started": wall(now, self.started),
+            "last_seen": wall(now, self.last_seen),
+            "cleared": self.cleared.map(|c| wall(now, c)),
+            "duration_s": self.last_seen.duration_since(self.started).as_secs_f64(),
+            "evidence": self.evidence,
+        })
+    }
+}
+
+/// Active and recently cleared findings.
+#[derive(Debug, Default)]
+pub struct Registry {
+    active: BTreeMap<(Kind, String), Finding>,
+    cleared: VecDeque<Finding>,
+}
+
+impl Registry {
+    /// Reports (or re-reports) a finding.
+    pub fn report(
+        &mut self,
+        now: Instant,
+        kind: Kind,
+        key: String,
+        severity: Severity,
+        summary: String,
+        evidence: Value,
+    ) {
+        match self.active.get_mut(&(kind, key.clone())) {
+            Some(f) => {
+                f.last_seen = now;
+                f.severity = f.severity.max(severity);
+                f.summary = summary;
+                f.evidence = evidence;
+            }
+            None => {
+                tracing::warn!(finding = kind.as_str(), key = %key, %summary, evidence = %evidence, "finding raised");
+                self.active.insert(
+                    (kind, key.clone()),
+                    Finding {
+                        kind,
+                        key,
+                        severity,
+                        summary,
+                        evidence,
+                        started: now,
+                        last_seen: now,
+                        cleared: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Clears findings not reported for `clear_after`.
+    pub fn sweep(&mut self, now: Instant, clear_after: Duration) {
+        let stale: Vec<_> = self
+            .active
+            .iter()
+            .filter(|(_, f)| now.duration_since(f.last_seen) >= clear_after)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(mut f) = self.active.remove(&k) {
+                f.cleared = Some(now);
+                tracing::info!(finding = f.kind.as_str(), key = %f.key,
+                    lasted_s = f.last_seen.duration_since(f.started).as_secs(), "finding cleared");
+                if self.cleared.len() >= MAX_CLEARED {
+                    self.cleared.pop_front();
+                }
+                self.cleared.push_back(f);
+            }
+        }
+    }
+
+    /// Active findings.
+    pub fn active(&self) -> impl Iterator<Item = &Finding> {
+        self.active.values()
+    }
+
+    /// Recently cleared findings, oldest first.
+    pub fn cleared(&self) -> impl DoubleEndedIterator<Item = &Finding> {
+        self.cleared.iter()
+    }
+}

@@ -1,0 +1,479 @@
+//! What the observer knows: per connection, per client key (client host + `client.id`), per
+//! group, per topic and partition, and per (client key, topic, partition) fetch track. Every
+//! map is capped; idle entries are evicted and counted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_protocol::event::{FetchPartitionDelivered, TopicRef};
+
+/// A client: its host and its `client.id` ("" when it sends none).
+pub type ClientKey = (IpAddr, Arc<str>);
+
+/// A member's assignment: topic → partitions.
+pub type Assigned = Vec<(Arc<str>, Vec<i32>)>;
+
+/// A topic partition, by name.
+pub type TopicPartition = (Arc<str>, i32);
+
+/// The name to file a topic under: its name, or its id until the name is known.
+pub fn topic_name(t: &TopicRef) -> Arc<str> {
+    match (&t.name, t.id) {
+        (Some(n), _) => n.clone(),
+        (None, Some(id)) => Arc::from(format!("id:{id}")),
+        (None, None) => Arc::from("?"),
+    }
+}
+
+/// One proxied connection.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// Client address and port.
+    pub client_addr: SocketAddr,
+    /// When it was opened.
+    pub opened: Instant,
+    /// Last frame seen.
+    pub last_activity: Instant,
+    /// `client.id` from its request headers.
+    pub client_id: Option<Arc<str>>,
+    /// Client software name and version (ApiVersions v3+).
+    pub software: Option<(String, String)>,
+    /// SASL principal, where visible.
+    pub principal: Option<String>,
+    /// Requests by API key.
+    pub requests: BTreeMap<i16, u64>,
+    /// Bytes of request frames (client → broker).
+    pub bytes_in: u64,
+    /// Bytes of response frames (broker → client).
+    pub bytes_out: u64,
+    /// A follower broker's replica fetches, not a consumer.
+    pub replica: bool,
+    /// Groups seen in this connection's coordinator traffic.
+    pub groups: BTreeSet<Arc<str>>,
+    /// Group of the last SyncGroup / ConsumerGroupHeartbeat request (for its response).
+    pub pending_group: Option<(Arc<str>, String)>,
+}
+
+impl Conn {
+    /// A new connection.
+    pub fn new(client_addr: SocketAddr, now: Instant) -> Conn {
+        Conn {
+            client_addr,
+            opened: now,
+            last_activity: now,
+            client_id: None,
+            software: None,
+            principal: None,
+            requests: BTreeMap::new(),
+            bytes_in: 0,
+            bytes_out: 0,
+            replica: false,
+            groups: BTreeSet::new(),
+            pending_group: None,
+        }
+    }
+
+    /// Its client key.
+    pub fn key(&self) -> ClientKey {
+        (
+            self.client_addr.ip(),
+            self.client_id.clone().unwrap_or_else(|| Arc::from("")),
+        )
+    }
+}
+
+/// How a client key was tied to a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Attribution {
+    /// Its own coordinator traffic (JoinGroup, OffsetCommit, …) named the group.
+    Coordinator,
+    /// The Java default `client.id` `consumer-<group>-<n>` names it.
+    ClientIdPattern,
+}
+
+impl Attribution {
+    /// As shown in findings and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribution::Coordinator => "coordinator traffic",
+            Attribution::ClientIdPattern => "java default client.id",
+        }
+    }
+}
+
+/// A client key's totals.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Connections open now.
+    pub open: u64,
+    /// Connections opened in all.
+    pub opened: u64,
+    /// Connections closed in all.
+    pub closed: u64,
+    /// Open times within the window.
+    pub recent_opens: VecDeque<Instant>,
+    /// `(closed at, lifetime)` within the window.
+    pub recent_closes: VecDeque<(Instant, Duration)>,
+    /// Client software.
+    pub software: Option<(String, String)>,
+    /// Bytes fetched per topic (consumer fetches).
+    pub fetched: BTreeMap<Arc<str>, u64>,
+    /// Bytes produced per topic.
+    pub produced: BTreeMap<Arc<str>, u64>,
+    /// Fetch requests.
+    pub fetch_requests: u64,
+    /// Last activity.
+    pub last_seen: Instant,
+}
+
+impl Client {
+    fn new(now: Instant) -> Client {
+        Client {
+            open: 0,
+            opened: 0,
+            closed: 0,
+            recent_opens: VecDeque::new(),
+            recent_closes: VecDeque::new(),
+            software: None,
+            fetched: BTreeMap::new(),
+            produced: BTreeMap::new(),
+            fetch_requests: 0,
+            last_seen: now,
+        }
+    }
+}
+
+/// A committed offset and when it last moved forward.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    /// The offset.
+    pub offset: i64,
+    /// Last commit seen.
+    pub at: Instant,
+    /// Last time it was seen to move forward (`None`: not since Sluice first saw it).
+    pub advanced: Option<Instant>,
+}
+
+/// A consumer group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Generation last seen.
+    pub generation: i32,
+    /// Member id → (client key, assignment).
+    pub members: BTreeMap<String, (ClientKey, Assigned)>,
+    /// JoinGroup times within the rebalance window.
+    pub joins: VecDeque<Instant>,
+    /// Rebalances (JoinGroup requests) in all.
+    pub rebalances: u64,
+    /// Committed offset per (topic, partition).
+    pub committed: BTreeMap<(Arc<str>, i32), Committed>,
+    /// Client keys tied to the group, and how.
+    pub clients: BTreeMap<ClientKey, Attribution>,
+    /// Last activity.
+    pub last_seen: Instant,
+}
+
+impl Group {
+    fn new(now: Instant) -> Group {
+        Group {
+            generation: -1,
+            members: BTreeMap::new(),
+            joins: VecDeque::new(),
+            rebalances: 0,
+            committed: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            last_seen: now,
+        }
+    }
+}
+
+/// A topic's totals.
+#[derive(Debug, Clone, Default)]
+pub struct Topic {
+    /// Bytes produced into it.
+    pub bytes_in: u64,
+    /// Bytes consumers fetched from it.
+    pub bytes_out: u64,
+    /// Of which delivered for the first time to that client.
+    pub unique_out: u64,
+    /// Bytes follower brokers fetched.
+    pub replica_out: u64,
+    /// Per partition: highest offset produced (from batch counts, when known) and fetched.
+    pub partitions: BTreeMap<i32, (i64, i64)>,
+    /// Groups fetching it.
+    pub groups: BTreeSet<Arc<str>>,
+}
+
+/// One client key's fetching of one partition.
+#[derive(Debug, Clone)]
+pub struct FetchTrack {
+    /// End (last offset + 1) of everything delivered so far.
+    pub delivered_end: i64,
+    /// Last fetch offset requested.
+    pub fetch_offset: i64,
+    /// `(time, offset)` of fetches that went back below `delivered_end`, within the window.
+    pub rewinds: VecDeque<(Instant, i64)>,
+    /// Record bytes delivered in all.
+    pub bytes: u64,
+    /// Of which delivered again.
+    pub redelivered: u64,
+    /// Last host:port that fetched it.
+    pub last_addr: SocketAddr,
+    /// Last activity.
+    pub last_seen: Instant,
+    /// `(tick time, bytes, redelivered)` samples within the window, taken by the detectors.
+    pub history: VecDeque<(Instant, u64, u64)>,
+}
+
+impl FetchTrack {
+    /// Bytes and re-delivered bytes within the window, and the span they cover.
+    pub fn window(&self) -> (u64, u64, Duration) {
+        match (self.history.front(), self.history.back()) {
+            (Some(a), Some(b)) => (b.1 - a.1, b.2 - a.2, b.0.duration_since(a.0)),
+            _ => (0, 0, Duration::ZERO),
+        }
+    }
+
+    /// Bytes out ÷ bytes delivered for the first time, over the track's life.
+    pub fn amplification(&self) -> f64 {
+        let unique = self.bytes.saturating_sub(self.redelivered).max(1);
+        self.bytes as f64 / unique as f64
+    }
+}
+
+/// Everything aggregated (behind one lock; per-frame counters live in the connection map).
+#[derive(Debug, Default)]
+pub struct Model {
+    /// Client keys.
+    pub clients: HashMap<ClientKey, Client>,
+    /// Groups.
+    pub groups: HashMap<Arc<str>, Group>,
+    /// Topics.
+    pub topics: HashMap<Arc<str>, Topic>,
+    /// Fetch tracks per (client key, topic, partition).
+    pub fetches: HashMap<(ClientKey, Arc<str>, i32), FetchTrack>,
+    /// Entries evicted for idleness or caps.
+    pub evicted: u64,
+    /// Entries refused because a cap was reached.
+    pub refused: u64,
+}
+
+fn prune<T>(q: &mut VecDeque<T>, keep: impl Fn(&T) -> bool) {
+    while q.front().is_some_and(|x| !keep(x)) {
+        q.pop_front();
+    }
+}
+
+impl Model {
+    /// The client entry for `key`, created if there is room.
+    pub fn client(&mut self, key: &ClientKey, now: Instant, cap: usize) -> Option<&mut Client> {
+        if !self.clients.contains_key(key) {
+            if self.clients.len() >= cap {
+                self.refused += 1;
+                return None;
+            }
+            self.clients.insert(key.clone(), Client::new(now));
+        }
+        let c = self.clients.get_mut(key)?;
+        c.last_seen = now;
+        Some(c)
+    }
+
+    /// The group entry for `id`, created if there is room.
+    pub fn group(&mut self, id: &str, now: Instant, cap: usize) -> Option<&mut Group> {
+        if !self.groups.contains_key(id) {
+            if self.groups.len() >= cap {
+                self.refused += 1;
+                return None;
+            }
+            self.groups.insert(Arc::from(id), Group::new(now));
+        }
+        let g = self.groups.get_mut(id)?;
+        g.last_seen = now;
+        Some(g)
+    }
+
+    /// Records that `key` belongs to `group`.
+    pub fn attribute(
+        &mut self,
+        key: &ClientKey,
+        group: &str,
+        how: Attribution,
+        now: Instant,
+        cap: usize,
+    ) {
+        if let Some(g) = self.group(group, now, cap) {
+            let e = g.clients.entry(key.clone()).or_insert(how);
+            *e = (*e).min(how);
+        }
+    }
+
+    /// The group of a client key and how it was found: coordinator traffic first, then the
+    /// Java default `client.id`.
+    pub fn group_of(&self, key: &ClientKey) -> Option<(Arc<str>, Attribution)> {
+        let mut best: Option<(Arc<str>, Attribution)> = None;
+        for (name, g) in &self.groups {
+            if let Some(how) = g.clients.get(key) {
+                if best.as_ref().is_none_or(|(_, b)| how < b) {
+                    best = Some((name.clone(), *how));
+                }
+            }
+        }
+        best.or_else(|| {
+            java_default_group(&key.1).map(|g| (Arc::from(g), Attribution::ClientIdPattern))
+        })
+    }
+
+    /// A consumer fetch request for one partition.
+    pub fn on_fetch_offset(
+        &mut self,
+        key: &ClientKey,
+        addr: SocketAddr,
+        (topic, partition): TopicPartition,
+        offset: i64,
+        now: Instant,
+        cap: usize,
+    ) {
+        let Some(t) = self.track(key, topic, partition, addr, now, cap) else {
+            return;
+        };
+        if offset < t.delivered_end {
+            t.rewinds.push_back((now, offset));
+            if t.rewinds.len() > 4096 {
+                t.rewinds.pop_front();
+            }
+        }
+        t.fetch_offset = offset;
+    }
+
+    /// Record bytes delivered for one partition; returns (bytes, re-delivered bytes).
+    pub fn on_delivered(
+        &mut self,
+        key: &ClientKey,
+        addr: SocketAddr,
+        p: &FetchPartitionDelivered,
+        now: Instant,
+        cap: usize,
+    ) -> (u64, u64) {
+        let topic = topic_name(&p.topic);
+        let Some(t) = self.track(key, topic, p.partition, addr, now, cap) else {
+            return (p.records_bytes, 0);
+        };
+        let bytes = p.records_bytes;
+        let again = match (p.first_offset, p.last_offset) {
+            (Some(first), Some(last)) if last >= first => {
+                let again = if last < t.delivered_end {
+                    bytes
+                } else if first >= t.delivered_end {
+                    0
+                } else {
+                    let span = (last - first + 1) as f64;
+                    (bytes as f64 * (t.delivered_end - first) as f64 / span) as u64
+                };
+                t.delivered_end = t.delivered_end.max(last + 1);
+                again
+            }
+            _ => 0,
+        };
+        t.bytes += bytes;
+        t.redelivered += again;
+        (bytes, again)
+    }
+
+    fn track(
+        &mut self,
+        key: &ClientKey,
+        topic: Arc<str>,
+        partition: i32,
+        addr: SocketAddr,
+        now: Instant,
+        cap: usize,
+    ) -> Option<&mut FetchTrack> {
+        let k = (key.clone(), topic, partition);
+        if !self.fetches.contains_key(&k) {
+            if self.fetches.len() >= cap {
+                self.refused += 1;
+                return None;
+            }
+            self.fetches.insert(
+                k.clone(),
+                FetchTrack {
+                    delivered_end: -1,
+                    fetch_offset: -1,
+                    rewinds: VecDeque::new(),
+                    bytes: 0,
+                    redelivered: 0,
+                    last_addr: addr,
+                    last_seen: now,
+                    // A zero baseline, so the first window counts from the track's birth.
+                    history: VecDeque::from([(now, 0, 0)]),
+                },
+            );
+        }
+        let t = self.fetches.get_mut(&k)?;
+        t.last_seen = now;
+        t.last_addr = addr;
+        Some(t)
+    }
+
+    /// Drops what fell out of the windows and what has been idle too long.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        window: Duration,
+        rebalance_window: Duration,
+        idle: Duration,
+    ) {
+        let before = self.clients.len() + self.groups.len() + self.fetches.len();
+        for c in self.clients.values_mut() {
+            prune(&mut c.recent_opens, |t| now.duration_since(*t) <= window);
+            prune(&mut c.recent_closes, |(t, _)| {
+                now.duration_since(*t) <= window
+            });
+        }
+        for g in self.groups.values_mut() {
+            prune(&mut g.joins, |t| now.duration_since(*t) <= rebalance_window);
+        }
+        for t in self.fetches.values_mut() {
+            prune(&mut t.rewinds, |(at, _)| now.duration_since(*at) <= window);
+            t.history.push_back((now, t.bytes, t.redelivered));
+            prune(&mut t.history, |(at, _, _)| {
+                now.duration_since(*at) <= window
+            });
+        }
+        self.clients
+            .retain(|_, c| c.open > 0 || now.duration_since(c.last_seen) < idle);
+        self.groups
+            .retain(|_, g| now.duration_since(g.last_seen) < idle);
+        self.fetches
+            .retain(|_, t| now.duration_since(t.last_seen) < idle);
+        let after = self.clients.len() + self.groups.len() + self.fetches.len();
+        self.evicted += (before - after) as u64;
+    }
+}
+
+/// The group named by a Java consumer's default `client.id`, `consumer-<group>-<n>`.
+pub fn java_default_group(client_id: &str) -> Option<&str> {
+    let rest = client_id.strip_prefix("consumer-")?;
+    let (group, n) = rest.rsplit_once('-')?;
+    (!group.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(group)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_default_client_ids_name_their_group() {
+        assert_eq!(java_default_group("consumer-billing-1"), Some("billing"));
+        assert_eq!(
+            java_default_group("consumer-order-events-v2-12"),
+            Some("order-events-v2")
+        );
+        assert_eq!(java_default_group("consumer--1"), None);
+        assert_eq!(java_default_group("producer-1"), None);
+        assert_eq!(java_default_group("consumer-x-y"), None);
+    }
+}

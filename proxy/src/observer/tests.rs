@@ -1,0 +1,259 @@
+//! The observer and detectors over synthetic tap events: a loop is found and named, a healthy
+//! consumer is not, churn is found, findings clear, and memory stays bounded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_protocol::event::*;
+use sluice_protocol::TapEvent;
+
+use super::config::DetectConfig;
+use super::Observer;
+use crate::tap::{ConnMeta, TapSink};
+
+fn meta(id: u64, port: u16) -> ConnMeta {
+    ConnMeta {
+        id,
+        client_addr: SocketAddr::from(([10, 0, 3, 84], port)),
+    }
+}
+
+fn request(client_id: &str, api_key: i16) -> TapEvent {
+    TapEvent::Request(RequestSeen {
+        api_key,
+        api_version: 0,
+        correlation_id: 1,
+        client_id: Some(Arc::from(client_id)),
+        size: 100,
+        expects_response: true,
+    })
+}
+
+fn fetch(offset: i64) -> TapEvent {
+    TapEvent::FetchRequest(FetchRequestInfo {
+        replica: false,
+        max_wait_ms: 500,
+        min_bytes: 1,
+        max_bytes: 50 << 20,
+        isolation_level: 0,
+        session_id: 0,
+        session_epoch: -1,
+        partitions: vec![FetchRequestPartition {
+            topic: TopicRef::named("orders"),
+            partition: 0,
+            fetch_offset: offset,
+            partition_max_bytes: 1 << 20,
+        }],
+        forgotten: vec![],
+        rack_id: String::new(),
+    })
+}
+
+fn delivered(first: i64, last: i64, bytes: u64) -> TapEvent {
+    TapEvent::FetchPartition(FetchPartitionDelivered {
+        topic: TopicRef::named("orders"),
+        partition: 0,
+        error_code: 0,
+        high_watermark: last + 1,
+        last_stable_offset: last + 1,
+        log_start_offset: 0,
+        aborted_transactions: 0,
+        preferred_read_replica: -1,
+        records_bytes: bytes,
+        batches: 1,
+        records: (last - first + 1) as u64,
+        first_offset: Some(first),
+        last_offset: Some(last),
+        compression: Some(0),
+        truncated: false,
+    })
+}
+
+fn commit(group: &str, offset: i64) -> TapEvent {
+    TapEvent::OffsetCommit {
+        group_id: group.into(),
+        generation_id: 1,
+        member_id: "m1".into(),
+        offsets: vec![CommittedOffset {
+            topic: TopicRef::named("orders"),
+            partition: 0,
+            offset,
+        }],
+    }
+}
+
+fn join(group: &str) -> TapEvent {
+    TapEvent::JoinGroup {
+        group_id: group.into(),
+        member_id: String::new(),
+        group_instance_id: None,
+        protocol_type: "consumer".into(),
+        protocols: vec!["range".into()],
+        session_timeout_ms: 45_000,
+    }
+}
+
+fn kinds(o: &Observer) -> Vec<String> {
+    o.findings_json()["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_consumer_rewinding_to_the_same_offset_is_a_fetch_loop() {
+    let o = Observer::new(DetectConfig::default());
+    let (coord, fetcher) = (meta(1, 15630), meta(2, 15631));
+    for m in [&coord, &fetcher] {
+        o.on_open(m);
+        o.on_event(m, &request("order-service", 3));
+    }
+    o.on_event(&coord, &join("billing"));
+    o.on_event(&coord, &commit("billing", 100));
+    let t0 = Instant::now();
+    o.tick(t0);
+    // Fetched from 100, delivered 100..=1099 (1 MiB), seeks back to 100, again and again.
+    for _ in 0..6 {
+        o.on_event(&fetcher, &fetch(100));
+        o.on_event(&fetcher, &delivered(100, 1099, 1 << 20));
+    }
+    o.tick(t0 + Duration::from_secs(1));
+    let active = o.findings_json()["active"].as_array().unwrap().clone();
+    let fl = active
+        .iter()
+        .find(|f| f["kind"] == "fetch_loop")
+        .expect("fetch loop raised");
+    let ev = &fl["evidence"];
+    assert_eq!(ev["client_host"], "10.0.3.84");
+    assert_eq!(ev["client_port"], 15631);
+    assert_eq!(ev["client_id"], "order-service");
+    assert_eq!(ev["group"], "billing");
+    assert_eq!(ev["group_attribution"], "coordinator traffic");
+    assert_eq!(ev["topic"], "orders");
+    assert_eq!(ev["partition"], 0);
+    assert_eq!(ev["offset"], 100);
+    assert_eq!(ev["committed_offset"], 100);
+    assert!(ev["rewinds"].as_u64().unwrap() >= 5);
+    assert!(ev["amplification"].as_f64().unwrap() >= 5.0);
+    assert!(kinds(&o).contains(&"egress_amplification".to_owned()));
+    // It stops: after clear_after without new rewinds the finding clears.
+    o.tick(t0 + Duration::from_secs(40));
+    o.tick(t0 + Duration::from_secs(60));
+    assert!(kinds(&o).is_empty(), "{:?}", kinds(&o));
+    let cleared = o.findings_json()["cleared"].as_array().unwrap().clone();
+    assert!(cleared
+        .iter()
+        .any(|f| f["kind"] == "fetch_loop" && f["state"] == "cleared"));
+}
+
+#[test]
+fn a_healthy_consumer_raises_nothing() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 20000);
+    o.on_open(&c);
+    o.on_event(&c, &request("consumer-healthy-1", 1));
+    o.on_event(&c, &join("healthy"));
+    let t0 = Instant::now();
+    o.tick(t0);
+    for i in 0..50i64 {
+        o.on_event(&c, &fetch(i * 1000));
+        o.on_event(&c, &delivered(i * 1000, i * 1000 + 999, 1 << 20));
+        o.on_event(&c, &commit("healthy", i * 1000 + 1000));
+    }
+    // A restart from the committed offset is one rewind, not a loop.
+    o.on_event(&c, &fetch(49_000));
+    o.tick(t0 + Duration::from_secs(1));
+    assert!(kinds(&o).is_empty(), "{:?}", o.findings_json());
+    let clients = o.clients_json(super::api::ClientSort::BytesOut);
+    assert_eq!(clients[0]["group"], "healthy");
+    assert_eq!(clients[0]["bytes_fetched"], 50u64 << 20);
+}
+
+#[test]
+fn java_default_client_id_attributes_the_group_when_the_coordinator_is_elsewhere() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 20001);
+    o.on_open(&c);
+    o.on_event(&c, &request("consumer-payments-3", 1));
+    let t0 = Instant::now();
+    o.tick(t0);
+    for _ in 0..4 {
+        o.on_event(&c, &fetch(7));
+        o.on_event(&c, &delivered(7, 500, 200_000));
+    }
+    o.tick(t0 + Duration::from_secs(1));
+    let f = o.findings_json();
+    let fl = f["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "fetch_loop")
+        .unwrap()
+        .clone();
+    assert_eq!(fl["evidence"]["group"], "payments");
+    assert_eq!(
+        fl["evidence"]["group_attribution"],
+        "java default client.id"
+    );
+}
+
+#[test]
+fn a_client_opening_connection_after_connection_is_churn() {
+    let o = Observer::new(DetectConfig::default());
+    for i in 0..30u64 {
+        let m = meta(100 + i, 30000 + i as u16);
+        o.on_open(&m);
+        o.on_event(&m, &request("producer-per-message", 0));
+        o.on_close(&m);
+    }
+    o.tick(Instant::now());
+    let f = o.findings_json();
+    let churn: Vec<_> = f["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "connection_churn")
+        .cloned()
+        .collect();
+    assert!(
+        churn
+            .iter()
+            .any(|f| f["evidence"]["client_id"] == "producer-per-message"),
+        "{f}"
+    );
+}
+
+#[test]
+fn rejoining_over_and_over_is_a_rebalance_storm() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 20002);
+    o.on_open(&c);
+    o.on_event(&c, &request("flappy", 11));
+    for _ in 0..8 {
+        o.on_event(&c, &join("flapping"));
+    }
+    o.tick(Instant::now());
+    assert_eq!(kinds(&o), ["rebalance_storm"]);
+}
+
+#[test]
+fn a_flood_of_client_ids_cannot_grow_memory_without_bound() {
+    let cfg = DetectConfig {
+        max_clients: 500,
+        ..DetectConfig::default()
+    };
+    let o = Observer::new(cfg);
+    for i in 0..5_000u64 {
+        let m = meta(i, (i % 60000) as u16);
+        o.on_open(&m);
+        o.on_event(&m, &request(&format!("random-{i}"), 3));
+        o.on_close(&m);
+    }
+    let h = o.health_json();
+    assert!(h["clients"].as_u64().unwrap() <= 500, "{h}");
+    assert!(h["refused_at_cap"].as_u64().unwrap() >= 4_000, "{h}");
+    assert_eq!(h["connections"], 0);
+}
