@@ -123,6 +123,87 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "detect.window",
+        env: "SLUICE_DETECT_WINDOW",
+        help: "Window over which detectors judge rates and repeats [default: 10s]",
+        set: |c, r| {
+            let d = value::duration(r)?;
+            if d < std::time::Duration::from_secs(2) {
+                return Err("must be at least 2s".to_owned());
+            }
+            c.detect.window = d;
+            Ok(())
+        },
+    },
+    Key {
+        path: "detect.loop_min_rewinds",
+        env: "SLUICE_DETECT_LOOP_MIN_REWINDS",
+        help: "Fetch loop: rewinds to the same offset within the window [default: 3]",
+        set: |c, r| {
+            c.detect.loop_min_rewinds =
+                ranged(value::count(r)?, 2, 1_000_000, "loop_min_rewinds")? as u32;
+            Ok(())
+        },
+    },
+    Key {
+        path: "detect.min_redelivered_bytes_per_sec",
+        env: "SLUICE_DETECT_MIN_REDELIVERED_BYTES_PER_SEC",
+        help: "Fetch loop, amplification: re-delivered bytes/s that matter [default: 4096]",
+        set: |c, r| {
+            c.detect.min_redelivered_bytes_per_sec = value::byte_size(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "detect.amplification_min",
+        env: "SLUICE_DETECT_AMPLIFICATION_MIN",
+        help: "Egress amplification: bytes out / unique bytes out above this [default: 5]",
+        set: |c, r| {
+            c.detect.amplification_min =
+                ranged(value::count(r)?, 2, 1_000_000, "amplification_min")? as u32;
+            Ok(())
+        },
+    },
+    Key {
+        path: "detect.churn_opened_per_sec",
+        env: "SLUICE_DETECT_CHURN_OPENED_PER_SEC",
+        help: "Connection churn: connections opened per second by one client [default: 2]",
+        set: |c, r| {
+            c.detect.churn_opened_per_sec =
+                ranged(value::count(r)?, 1, 1_000_000, "churn_opened_per_sec")? as u32;
+            Ok(())
+        },
+    },
+    Key {
+        path: "detect.churn_max_open",
+        env: "SLUICE_DETECT_CHURN_MAX_OPEN",
+        help: "Connection churn: connections held open by one client [default: 50]",
+        set: |c, r| {
+            c.detect.churn_max_open =
+                ranged(value::count(r)?, 2, 10_000_000, "churn_max_open")? as u64;
+            Ok(())
+        },
+    },
+    Key {
+        path: "detect.rebalance_min_joins",
+        env: "SLUICE_DETECT_REBALANCE_MIN_JOINS",
+        help: "Rebalance storm: joins of one group within a minute [default: 6]",
+        set: |c, r| {
+            c.detect.rebalance_min_joins =
+                ranged(value::count(r)?, 2, 1_000_000, "rebalance_min_joins")? as u32;
+            Ok(())
+        },
+    },
+    Key {
+        path: "detect.clear_after",
+        env: "SLUICE_DETECT_CLEAR_AFTER",
+        help: "A finding not seen again for this long is cleared [default: 15s]",
+        set: |c, r| {
+            c.detect.clear_after = value::duration(r)?;
+            Ok(())
+        },
+    },
 ];
 
 /// The key with this dotted path.

@@ -31,6 +31,48 @@ pub struct Config {
     pub log: LogConfig,
     /// The side parser.
     pub tap: TapConfig,
+    /// Detector thresholds.
+    pub detect: DetectSettings,
+}
+
+/// Detector thresholds and windows (see the README's "Detectors").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DetectSettings {
+    /// Window over which rates and repeats are judged.
+    #[serde(with = "humantime_serde_compat")]
+    pub window: Duration,
+    /// Fetch loop: rewinds to the same offset within the window.
+    pub loop_min_rewinds: u32,
+    /// Fetch loop and amplification: re-delivered bytes per second that matter.
+    pub min_redelivered_bytes_per_sec: u64,
+    /// Egress amplification: bytes out ÷ unique bytes out above this.
+    pub amplification_min: u32,
+    /// Connection churn: connections opened per second by one client key.
+    pub churn_opened_per_sec: u32,
+    /// Connection churn: connections held open by one client key.
+    pub churn_max_open: u64,
+    /// Rebalance storm: joins of one group within a minute.
+    pub rebalance_min_joins: u32,
+    /// A finding not seen again for this long is cleared.
+    #[serde(with = "humantime_serde_compat")]
+    pub clear_after: Duration,
+}
+
+impl Eq for DetectSettings {}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        DetectSettings {
+            window: Duration::from_secs(10),
+            loop_min_rewinds: 3,
+            min_redelivered_bytes_per_sec: 4096,
+            amplification_min: 5,
+            churn_opened_per_sec: 2,
+            churn_max_open: 50,
+            rebalance_min_joins: 6,
+            clear_after: Duration::from_secs(15),
+        }
+    }
 }
 
 /// The side parser that follows the Kafka protocol through the proxy.
@@ -121,6 +163,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             tap: TapConfig::default(),
+            detect: DetectSettings::default(),
         }
     }
 }

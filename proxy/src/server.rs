@@ -53,7 +53,7 @@ impl Proxy {
     /// A proxy for a validated config.
     pub fn new(config: Config) -> Self {
         let stats = Arc::new(ProxyStats::default());
-        let observer = Observer::new(DetectConfig::default());
+        let observer = Observer::new(DetectConfig::from_settings(&config.detect));
         Proxy {
             config: Arc::new(config),
             sinks: vec![Arc::new(StatsSink::new(stats.clone())), observer.clone()],

@@ -63,3 +63,20 @@ impl Default for DetectConfig {
         }
     }
 }
+
+impl DetectConfig {
+    /// Thresholds from the validated config; bounds keep their defaults.
+    pub fn from_settings(s: &sluice_config::DetectSettings) -> DetectConfig {
+        DetectConfig {
+            window: s.window,
+            loop_min_rewinds: s.loop_min_rewinds,
+            min_redelivered_bytes_per_sec: s.min_redelivered_bytes_per_sec as f64,
+            amplification_min: f64::from(s.amplification_min),
+            churn_opened_per_sec: f64::from(s.churn_opened_per_sec),
+            churn_max_open: s.churn_max_open,
+            rebalance_min_joins: s.rebalance_min_joins,
+            clear_after: s.clear_after,
+            ..DetectConfig::default()
+        }
+    }
+}

@@ -94,8 +94,8 @@ fn fetch_without_commit(m: &Model, cfg: &DetectConfig, now: Instant, findings: &
     let mut fetched: HashMap<Arc<str>, (u64, Vec<TopicPartition>, Vec<ClientKey>)> = HashMap::new();
     for ((key, topic, partition), t) in &m.fetches {
         let (bytes, _, span) = t.window();
-        if bytes == 0 || span + std::time::Duration::from_secs(1) < cfg.window {
-            continue; // not fetching, or not for a whole window yet
+        if bytes == 0 || span < cfg.window / 2 {
+            continue; // not fetching, or not for long enough to judge
         }
         if let Some((g, _)) = m.group_of(key) {
             let e = fetched.entry(g).or_default();
