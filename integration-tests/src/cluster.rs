@@ -27,6 +27,8 @@ pub struct Cluster {
     pub stats: Arc<ProxyStats>,
     /// Every tap event of the proxy.
     pub events: Arc<EventLog>,
+    /// The proxy's observer (clients, groups, findings).
+    pub observer: Arc<sluice::observer::Observer>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -64,6 +66,7 @@ impl Cluster {
         let events = Arc::new(EventLog::default());
         let proxy = Proxy::new(config).with_sink(events.clone());
         let stats = proxy.stats();
+        let observer = proxy.observer();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sluice-proxy".into())
@@ -90,6 +93,7 @@ impl Cluster {
             proxy_addr,
             stats,
             events,
+            observer,
             stop: Mutex::new(Some(stop)),
             thread: Mutex::new(Some(thread)),
         };

@@ -15,12 +15,14 @@
 //!   one per test binary ([`Cluster::shared`]) or an owned one for destructive tests.
 //! - [`clients`]: [`Client`] — the same produce/consume contract for Java, Python and Go.
 //! - [`events`]: [`EventLog`] — a tap sink recording every event, to check against the clients.
+//! - [`findings`]: waiting for the detectors' findings, and checking that none were raised.
 //! - [`net`]: free loopback ports and waiting with deadlines.
 
 pub mod broker;
 pub mod clients;
 pub mod cluster;
 pub mod events;
+pub mod findings;
 pub mod net;
 pub mod tools;
 

@@ -48,6 +48,21 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Live view of a running Sluice: active findings and the clients pulling the most bytes.
+    Top {
+        /// The admin API of the Sluice to watch.
+        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9464")]
+        admin: String,
+        /// Time between refreshes, e.g. 1s or 500ms.
+        #[arg(long, value_name = "DURATION", default_value = "1s")]
+        interval: String,
+        /// Print one frame and exit.
+        #[arg(long)]
+        once: bool,
+        /// Stop after this long (default: until Ctrl-C).
+        #[arg(long, value_name = "DURATION")]
+        duration: Option<String>,
+    },
 }
 
 /// Flags of `sluice run`. Each overrides the config file and the environment.
@@ -128,6 +143,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::Top {
+            admin,
+            interval,
+            once,
+            duration,
+        }) => top(&admin, &interval, once, duration.as_deref()),
         Some(Command::Run(args)) => run(*args),
         None => run(cli.run),
     }
@@ -172,6 +193,31 @@ fn run(args: RunArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+fn top(admin: &str, interval: &str, once: bool, duration: Option<&str>) -> ExitCode {
+    let bad = |what: &str, v: &str| {
+        eprintln!("sluice top: {what} `{v}` is not valid");
+        ExitCode::from(EXIT_BAD_CONFIG as u8)
+    };
+    let Ok(admin) = admin.parse() else {
+        return bad("--admin", admin);
+    };
+    let Ok(interval) = humantime::parse_duration(interval) else {
+        return bad("--interval", interval);
+    };
+    let duration = match duration.map(humantime::parse_duration) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(_)) => return bad("--duration", duration.unwrap_or_default()),
+    };
+    match crate::top::run(admin, interval, once, duration) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice top: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

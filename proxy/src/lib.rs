@@ -18,7 +18,8 @@
 //! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`, `/api/v1/...`).
 //! - [`error`]: errors that say which side failed (client, broker, config, internal).
 //! - [`logging`]: tracing-subscriber setup, plain or JSON.
-//! - [`cli`]: `sluice run` and `sluice check-config`; [`app`]: bind and serve from a config.
+//! - [`cli`]: `sluice run`, `sluice top` and `sluice check-config`; [`app`]: bind and serve
+//!   from a config; [`top`]: the live view over the admin API.
 
 pub mod admin;
 pub mod app;
@@ -31,6 +32,7 @@ pub mod observer;
 pub mod server;
 pub mod stats;
 pub mod tap;
+pub mod top;
 
 pub use error::{ConnError, Side, StartError};
 pub use server::{run, Proxy};

@@ -359,3 +359,49 @@ mod serde_like {
         }
     }
 }
+
+#[test]
+fn top_shows_findings_and_clients_of_a_running_sluice() {
+    let echo = echo_server();
+    let mut p = Running::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &echo.to_string(),
+    ]);
+    let admin = p.logged_addr("admin API listening", "listen");
+    let out = sluice()
+        .args(["top", "--once", "--admin", &admin.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("FINDINGS (0 active)"), "{text}");
+    assert!(text.contains("TOP CLIENTS by bytes fetched"), "{text}");
+    for path in [
+        "/api/v1/clients",
+        "/api/v1/groups",
+        "/api/v1/topics",
+        "/api/v1/connections",
+        "/api/v1/findings",
+    ] {
+        assert_eq!(http_get(admin, path).0, 200, "{path}");
+    }
+    assert_eq!(http_get(admin, "/api/v1/clients?sort=nonsense").0, 400);
+    p.signal("-TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), 0);
+    // Nothing listening: a clear error, not a hang.
+    let out = sluice()
+        .args(["top", "--once", "--admin", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin API"));
+}

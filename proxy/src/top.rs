@@ -1,0 +1,162 @@
+//! `sluice top`: an iftop-style live view of a running Sluice, read from its admin API — who
+//! is pulling the bytes, and the active findings.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Fetches `path` from the admin API and parses the JSON body.
+pub fn get_json(admin: SocketAddr, path: &str) -> Result<Value, String> {
+    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).map_err(|e| {
+        format!("cannot reach the admin API at {admin}: {e} (is sluice running? see --admin)")
+    })?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("admin API {admin}: {e}"))?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)
+        .map_err(|e| format!("admin API {admin}: {e}"))?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("admin API: malformed HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "admin API {admin}{path}: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    serde_json::from_str(body).map_err(|e| format!("admin API {admin}{path}: bad JSON: {e}"))
+}
+
+fn human(bytes_per_sec: f64) -> String {
+    let mut v = bytes_per_sec;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v < 1024.0 || unit == "GiB" {
+            return format!("{v:.1} {unit}");
+        }
+        v /= 1024.0;
+    }
+    unreachable!()
+}
+
+fn ev<'a>(f: &'a Value, k: &str) -> &'a Value {
+    &f["evidence"][k]
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One frame of the view.
+fn frame(
+    admin: SocketAddr,
+    prev: &mut HashMap<String, (u64, u64)>,
+    dt: f64,
+) -> Result<String, String> {
+    let stats = get_json(admin, "/api/v1/stats")?;
+    let findings = get_json(admin, "/api/v1/findings")?;
+    let clients = get_json(admin, "/api/v1/clients?sort=bytes_out")?;
+    let mut out = String::new();
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    out += &format!(
+        "sluice top — admin {admin} — {now}\nconnections open {}  accepted {}  to broker {}  to clients {}  parse errors {}  opaque {}\n\n",
+        stats["connections_open"], stats["connections_accepted"],
+        human(stats["bytes_to_broker"].as_f64().unwrap_or(0.0)) + " total",
+        human(stats["bytes_to_client"].as_f64().unwrap_or(0.0)) + " total",
+        stats["tap_parse_errors"], stats["opaque_connections"],
+    );
+    let active = findings["active"].as_array().cloned().unwrap_or_default();
+    out += &format!("FINDINGS ({} active)\n", active.len());
+    for f in &active {
+        let sev = if f["severity"] == "critical" {
+            "CRIT"
+        } else {
+            "WARN"
+        };
+        let since = f["duration_s"].as_f64().unwrap_or(0.0);
+        let who = match f["kind"].as_str() {
+            Some("fetch_loop") => format!(
+                "{}:{} {} ({}) group {} [{}] {}-{} offset {}: {} rewinds, {}/s re-delivered, x{} amplification, committed {}",
+                show(ev(f, "client_host")), show(ev(f, "client_port")), show(ev(f, "client_id")),
+                show(ev(f, "software")), show(ev(f, "group")), show(ev(f, "group_attribution")),
+                show(ev(f, "topic")), show(ev(f, "partition")), show(ev(f, "offset")), show(ev(f, "rewinds")),
+                human(ev(f, "redelivered_bytes_per_sec").as_f64().unwrap_or(0.0)),
+                show(ev(f, "amplification")), show(ev(f, "committed_offset")),
+            ),
+            _ => show(&f["summary"]),
+        };
+        out += &format!(" {sev} {:<21} {who}  (for {since:.0}s)\n", show(&f["kind"]));
+    }
+    if active.is_empty() {
+        out += " none\n";
+    }
+    out += "\nTOP CLIENTS by bytes fetched\n";
+    out += &format!(
+        " {:<15} {:<28} {:<24} {:<18} {:>5} {:>12} {:>12}\n",
+        "host", "client.id", "software", "group", "conns", "fetched/s", "produced/s"
+    );
+    let mut next = HashMap::new();
+    for c in clients.as_array().into_iter().flatten().take(15) {
+        let key = format!("{}|{}", show(&c["client_host"]), show(&c["client_id"]));
+        let (fetched, produced) = (
+            c["bytes_fetched"].as_u64().unwrap_or(0),
+            c["bytes_produced"].as_u64().unwrap_or(0),
+        );
+        let (pf, pp) = prev.get(&key).copied().unwrap_or((fetched, produced));
+        next.insert(key, (fetched, produced));
+        let rate =
+            |now: u64, before: u64| human(now.saturating_sub(before) as f64 / dt.max(0.001)) + "/s";
+        out += &format!(
+            " {:<15} {:<28.28} {:<24.24} {:<18.18} {:>5} {:>12} {:>12}\n",
+            show(&c["client_host"]),
+            show(&c["client_id"]),
+            show(&c["software"]),
+            show(&c["group"]),
+            show(&c["connections_open"]),
+            rate(fetched, pf),
+            rate(produced, pp),
+        );
+    }
+    *prev = next;
+    Ok(out)
+}
+
+/// Runs the view: redraws every `interval` on a terminal (appends otherwise), `once` prints
+/// one frame. Stops after `duration` if given.
+pub fn run(
+    admin: SocketAddr,
+    interval: Duration,
+    once: bool,
+    duration: Option<Duration>,
+) -> Result<(), String> {
+    let tty = std::io::stdout().is_terminal();
+    let mut prev = HashMap::new();
+    let started = Instant::now();
+    let mut last = Instant::now();
+    loop {
+        let dt = last.elapsed().as_secs_f64();
+        last = Instant::now();
+        let text = frame(admin, &mut prev, dt)?;
+        let mut stdout = std::io::stdout().lock();
+        if tty && !once {
+            let _ = write!(stdout, "\x1b[H\x1b[2J");
+        }
+        let _ = writeln!(stdout, "{text}");
+        let _ = stdout.flush();
+        if once || duration.is_some_and(|d| started.elapsed() >= d) {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
+}
