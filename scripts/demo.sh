@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Sluice demo: a real Apache Kafka broker (KRaft) with Sluice in front of it as a sidecar, a
-# producer and a consumer group talking to the broker only through Sluice, and a live view of
-# what passes through the proxy.
+# Sluice demo: the incident, end to end. A real Apache Kafka broker (KRaft) with Sluice in front
+# of it as a sidecar; a producer trickle, a healthy consumer group, a Java consumer stuck
+# re-fetching a malformed record without committing, and an app opening a producer per message
+# — all talking to the broker only through Sluice — and Sluice's live view naming the offenders.
 #
 # Usage: scripts/demo.sh [--duration SECONDS] [--rate RECORDS_PER_SEC]
 #   --duration  stop by itself after this long (default 60; 0 = until Ctrl-C)
-#   --rate      producer rate (default 50 records/s of 1 KB)
+#   --rate      producer trickle rate (default 5 records/s of 1 KB)
 #
 # Everything it needs is installed by scripts/setup.sh (called first; cached).
 set -euo pipefail
@@ -13,7 +14,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 DURATION=60
-RATE=50
+RATE=5
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) DURATION="${2:?--duration needs seconds}"; shift 2 ;;
@@ -83,42 +84,30 @@ say "broker ready through the proxy; topic order-events (3 partitions)"
 
 RUN_FOR=$DURATION
 [[ $RUN_FOR -eq 0 ]] && RUN_FOR=86400
-COUNT=$((RATE * RUN_FOR))
-"$SLUICE_JAVA_CLIENT" produce --bootstrap "$BOOT" --topic order-events --count "$COUNT" --rate "$RATE" \
-  >"$WORK/producer.json" 2>"$WORK/producer.log" &
-PIDS+=($!)
-"$SLUICE_GO_CLIENT" consume --bootstrap "$BOOT" --topic order-events --group billing \
-  --count "$COUNT" --timeout-s "$((RUN_FOR + 60))" >"$WORK/consumer.json" 2>"$WORK/consumer.log" &
-PIDS+=($!)
-say "producer (Java client) at $RATE records/s and consumer group 'billing' (franz-go) started"
-if [[ $DURATION -gt 0 ]]; then say "running for ${DURATION}s (Ctrl-C stops earlier)"; else say "Ctrl-C stops"; fi
-echo >&2
+# The backlog: 3,000 JSON order events on partition 0, one of them (offset 100) malformed.
+"$SLUICE_JAVA_CLIENT" produce-json --bootstrap "$BOOT" --topic order-events --partition 0 --count 3000 \
+  --poison-at 100 --client-id order-backfill >/dev/null 2>"$WORK/backfill.log"
+say "3,000 order events on order-events-0, offset 100 is malformed JSON"
 
-python3 - "$ADMIN_PORT" "$RUN_FOR" <<'PY'
-import json, sys, time, urllib.request
-port, run_for = int(sys.argv[1]), int(sys.argv[2])
-url = f"http://127.0.0.1:{port}/api/v1/stats"
-def get():
-    with urllib.request.urlopen(url, timeout=2) as r:
-        return json.load(r)
-def human(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:7.1f} {unit}"
-        n /= 1024
-print(f"{'time':>5}  {'open':>5} {'accepted':>8}  {'client→broker/s':>16} {'broker→client/s':>16}  {'total out':>11}  ready", flush=True)
-prev, t0 = get(), time.time()
-rows = 0
-try:
-    while time.time() - t0 < run_for:
-        time.sleep(1)
-        cur = get()
-        up = cur["bytes_to_broker"] - prev["bytes_to_broker"]
-        down = cur["bytes_to_client"] - prev["bytes_to_client"]
-        print(f"{int(time.time()-t0):4d}s  {cur['connections_open']:5d} {cur['connections_accepted']:8d}  "
-              f"{human(up):>14}/s {human(down):>14}/s  {human(cur['bytes_to_client']):>11}  {cur['ready']}", flush=True)
-        prev = cur
-except KeyboardInterrupt:
-    pass
-PY
-say "consumer so far: $(tail -n1 "$WORK/consumer.log" 2>/dev/null || true)"
+start() { local name=$1; shift; "$@" >"$WORK/$name.json" 2>"$WORK/$name.log" & PIDS+=($!); }
+# A producer trickle: a few records per second, as in the incident.
+start trickle "$SLUICE_JAVA_CLIENT" produce-json --bootstrap "$BOOT" --topic order-events \
+  --count $((RATE * RUN_FOR)) --rate "$RATE" --client-id order-api
+# A healthy group reading everything and committing.
+start analytics "$SLUICE_GO_CLIENT" consume --bootstrap "$BOOT" --topic order-events --group analytics \
+  --count 100000000 --timeout-s "$((RUN_FOR + 30))" --client-id analytics-1
+# The incident: a Java consumer whose handler throws on the malformed record and seeks back to it.
+start billing "$SLUICE_JAVA_CLIENT" consume-loop --bootstrap "$BOOT" --topic order-events --group billing \
+  --duration-s "$RUN_FOR" --client-id billing-service
+# The second problem: an app that opens a new producer for every message and never closes it.
+start notifier "$SLUICE_JAVA_CLIENT" churn --bootstrap "$BOOT" --topic notifications \
+  --count $((5 * RUN_FOR)) --rate 5 --no-close --client-id notifier
+say "running: producer trickle (order-api, $RATE/s), healthy group 'analytics' (franz-go),"
+say "         looping group 'billing' (Java, seeks back on a malformed record), churning app 'notifier'"
+if [[ $DURATION -gt 0 ]]; then say "showing what Sluice sees for ${DURATION}s (Ctrl-C stops earlier)"; else say "Ctrl-C stops"; fi
+echo >&2
+if [[ $DURATION -gt 0 ]]; then TOP_FOR=(--duration "${DURATION}s"); else TOP_FOR=(); fi
+"$SLUICE" top --admin "127.0.0.1:$ADMIN_PORT" --interval 1s "${TOP_FOR[@]}" || true
+echo
+say "findings at the end (JSON: curl http://127.0.0.1:$ADMIN_PORT/api/v1/findings):"
+"$SLUICE" top --admin "127.0.0.1:$ADMIN_PORT" --once | sed -n '/^FINDINGS/,/^$/p'

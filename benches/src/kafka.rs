@@ -17,34 +17,38 @@ pub struct BrokerPorts {
     pub direct: u16,
     /// `HAP` listener, which haproxy forwards to.
     pub haproxy_backend: u16,
-    /// `SLU` listener, which Sluice forwards to.
+    /// `SLU` listener, which Sluice (tap on) forwards to.
     pub sluice_backend: u16,
+    /// `SLUOFF` listener, which Sluice with the tap off forwards to.
+    pub sluice_off_backend: u16,
     /// KRaft controller listener.
     pub controller: u16,
     /// haproxy's frontend, advertised on the `HAP` listener.
     pub haproxy_front: u16,
     /// Sluice's listener, advertised on the `SLU` listener.
     pub sluice_front: u16,
+    /// The tap-off Sluice's listener, advertised on the `SLUOFF` listener.
+    pub sluice_off_front: u16,
 }
 
 impl BrokerPorts {
-    /// `--config` overrides giving the broker three client listeners, each advertising the
+    /// `--config` overrides giving the broker four client listeners, each advertising the
     /// address its clients must come through.
     pub fn config_overrides(&self) -> Vec<String> {
         let p = self;
         vec![
             format!(
                 "listeners=DIRECT://127.0.0.1:{},HAP://127.0.0.1:{},SLU://127.0.0.1:{},\
-                 CONTROLLER://127.0.0.1:{}",
-                p.direct, p.haproxy_backend, p.sluice_backend, p.controller
+                 SLUOFF://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                p.direct, p.haproxy_backend, p.sluice_backend, p.sluice_off_backend, p.controller
             ),
             format!(
                 "advertised.listeners=DIRECT://127.0.0.1:{},HAP://127.0.0.1:{},\
-                 SLU://127.0.0.1:{}",
-                p.direct, p.haproxy_front, p.sluice_front
+                 SLU://127.0.0.1:{},SLUOFF://127.0.0.1:{}",
+                p.direct, p.haproxy_front, p.sluice_front, p.sluice_off_front
             ),
             "listener.security.protocol.map=DIRECT:PLAINTEXT,HAP:PLAINTEXT,SLU:PLAINTEXT,\
-             CONTROLLER:PLAINTEXT"
+             SLUOFF:PLAINTEXT,CONTROLLER:PLAINTEXT"
                 .into(),
             "inter.broker.listener.name=DIRECT".into(),
         ]
@@ -124,6 +128,8 @@ pub struct ConsumerResult {
     pub mb_per_sec: f64,
     /// Messages consumed.
     pub messages: u64,
+    /// Record data consumed, MB (2²⁰ bytes, as Kafka prints it).
+    pub data_mb: f64,
 }
 
 impl PerfTools {
@@ -310,6 +316,7 @@ pub fn parse_consumer(out: &str) -> Option<ConsumerResult> {
         fetch_mb_per_sec: col("fetch.MB.sec")?,
         mb_per_sec: col("MB.sec")?,
         messages: col("data.consumed.in.nMsg")? as u64,
+        data_mb: col("data.consumed.in.MB")?,
     })
 }
 
@@ -347,6 +354,7 @@ mod tests {
         assert_eq!(r.messages, 200000);
         assert_eq!(r.mb_per_sec, 157.3832);
         assert_eq!(r.fetch_mb_per_sec, 218.2263);
+        assert_eq!(r.data_mb, 195.3125);
     }
 
     #[test]
@@ -355,12 +363,15 @@ mod tests {
             direct: 1,
             haproxy_backend: 2,
             sluice_backend: 3,
+            sluice_off_backend: 7,
             controller: 4,
             haproxy_front: 5,
             sluice_front: 6,
+            sluice_off_front: 8,
         };
         let c = p.config_overrides();
-        assert!(c[0].contains("HAP://127.0.0.1:2"));
+        assert!(c[0].contains("HAP://127.0.0.1:2") && c[0].contains("SLUOFF://127.0.0.1:7"));
         assert!(c[1].contains("HAP://127.0.0.1:5") && c[1].contains("SLU://127.0.0.1:6"));
+        assert!(c[1].contains("SLUOFF://127.0.0.1:8") && c[2].contains("SLUOFF:PLAINTEXT"));
     }
 }

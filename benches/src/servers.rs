@@ -1,5 +1,5 @@
 //! The things under test and the servers behind them: an in-process echo server, iperf3's
-//! server, haproxy in TCP mode, and Sluice.
+//! server, haproxy in TCP mode, and Sluice (tap on or off).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -126,32 +126,65 @@ pub fn start_haproxy(haproxy: &Path, routes: &[Route], dir: &Path) -> Result<Chi
     Ok(g)
 }
 
-/// Runs the Sluice binary as `sluice --listen 127.0.0.1:PORT --upstream UPSTREAM` with a
-/// throw-away admin port and warn-level logging, until it listens.
+/// A running Sluice and its admin listener.
+#[derive(Debug)]
+pub struct Sluice {
+    /// The process (stopped when dropped).
+    pub guard: ChildGuard,
+    /// Its admin API (`/api/v1/stats`).
+    pub admin: SocketAddr,
+}
+
+impl Sluice {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+}
+
+/// Runs the Sluice binary as `sluice --listen 127.0.0.1:PORT --upstream UPSTREAM
+/// --admin-listen 127.0.0.1:ADMIN` with warn-level logging, until both listen. With `tap`
+/// false the child gets `SLUICE_TAP_ENABLED=false` (a plain byte pipe); with `tap` true the
+/// variable is removed, so the default (tap on) applies.
 pub fn start_sluice(
     bin: &Path,
     name: &str,
     listen: u16,
     upstream: SocketAddr,
+    admin_port: u16,
+    tap: bool,
     dir: &Path,
-) -> Result<ChildGuard> {
+) -> Result<Sluice> {
     let log: PathBuf = dir.join(format!("sluice-{name}.log"));
+    let mut cmd = Command::new(bin);
+    cmd.arg("--listen")
+        .arg(format!("127.0.0.1:{listen}"))
+        .arg("--upstream")
+        .arg(upstream.to_string())
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin_port}"))
+        .args(["--log-level", "warn", "--shutdown-grace", "1s"]);
+    if tap {
+        cmd.env_remove("SLUICE_TAP_ENABLED");
+    } else {
+        cmd.env("SLUICE_TAP_ENABLED", "false");
+    }
     let mut g = ChildGuard::spawn(
         &format!("sluice ({name})"),
-        Command::new(bin)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{listen}"))
-            .arg("--upstream")
-            .arg(upstream.to_string())
-            .args(["--admin-listen", "127.0.0.1:0", "--log-level", "warn"])
-            .args(["--shutdown-grace", "1s"]),
+        &mut cmd,
         &log,
         Duration::from_secs(5),
     )?;
     g.wait_ready(&format!("port {listen}"), START_TIMEOUT, || {
         listening(listen)
     })?;
-    Ok(g)
+    g.wait_ready(&format!("admin port {admin_port}"), START_TIMEOUT, || {
+        listening(admin_port)
+    })?;
+    Ok(Sluice {
+        guard: g,
+        admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+    })
 }
 
 #[cfg(test)]

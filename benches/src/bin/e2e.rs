@@ -1,26 +1,36 @@
 //! End-to-end benchmark: the same workloads direct, through haproxy (TCP mode) and through
-//! Sluice, in one run, reported as a Markdown table. See `benches/README.md`.
+//! Sluice with its protocol tap on and off, in one run, reported as a Markdown table. See
+//! `benches/README.md`.
 //!
 //! `cargo run --release -p sluice-benches --bin e2e -- [--quick] [--out FILE.md]`
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 
+use sluice_benches::admin;
 use sluice_benches::kafka::{self, BrokerPorts, PerfTools};
 use sluice_benches::measure::{iperf3_client, round_trips};
-use sluice_benches::proc::{self, cpu_seconds, ChildGuard, WorkDir};
-use sluice_benches::report::{self, round_order, Meta, Results, Route, ROUTES};
-use sluice_benches::servers::{self, start_haproxy, start_sluice};
+use sluice_benches::proc::{self, cpu_seconds, WorkDir};
+use sluice_benches::replay::{self, Recorded, ReplayServer};
+use sluice_benches::report::{self, Meta};
+use sluice_benches::results::{round_order, Results, Route, TapCheck, N, ROUTES};
+use sluice_benches::servers::{self, start_haproxy, start_sluice, Sluice};
 use sluice_benches::stats::{median, percentile};
 use sluice_benches::tools::{self, Tools};
 
-/// Compares direct, haproxy (TCP mode) and Sluice on loopback: iperf3 stream throughput and
-/// proxy CPU per GB, 64-byte round-trip latency, and Kafka producer/consumer throughput with
-/// Kafka's own perf tools. Prints a Markdown table (stdout) and progress (stderr).
+/// The recorded Kafka session whose big Fetch exchange the replay uses (relative to the
+/// workspace root; `.requests.bin` and `.responses.bin` are appended).
+const REPLAY_FIXTURE: &str = "protocol-ext/fixtures/java-session-3";
+
+/// Compares direct, haproxy (TCP mode), Sluice (protocol tap on) and Sluice with the tap off
+/// on loopback: iperf3 stream throughput and proxy CPU per GB, 64-byte round-trip latency,
+/// Kafka producer/consumer throughput with Kafka's own perf tools, and a line-rate replay of a
+/// recorded Fetch response. Prints a Markdown table (stdout) and progress (stderr).
 #[derive(Debug, Parser)]
 #[command(name = "e2e")]
 struct Args {
@@ -46,6 +56,16 @@ struct Args {
     /// [default: 1000000; quick: 50000].
     #[arg(long, value_name = "N")]
     kafka_records: Option<u64>,
+    /// Interleaved rounds of the Fetch replay (short runs, so more of them) [default: 5;
+    /// quick: 1].
+    #[arg(long, value_name = "N")]
+    replay_rounds: Option<u32>,
+    /// Seconds per Fetch replay run [default: 4; quick: 2].
+    #[arg(long, value_name = "S")]
+    replay_secs: Option<u32>,
+    /// Fetch requests kept in flight by the replay client.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    replay_inflight: usize,
     /// Extra Kafka broker property, e.g. socket.send.buffer.bytes=-1 (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     broker_config: Vec<String>,
@@ -62,6 +82,7 @@ enum Part {
     Iperf,
     Rtt,
     Kafka,
+    Replay,
 }
 
 /// What to run, after defaults.
@@ -74,9 +95,14 @@ struct Plan {
     rtt_warmup: usize,
     kafka_records: u64,
     kafka_warmup: u64,
+    replay_rounds: u32,
+    replay_secs: u32,
+    replay_inflight: usize,
+    replay_warmup: u64,
     iperf: bool,
     rtt: bool,
     kafka: bool,
+    replay: bool,
     broker_config: Vec<String>,
 }
 
@@ -92,8 +118,11 @@ impl Plan {
         if let Some(bad) = a.broker_config.iter().find(|kv| !kv.contains('=')) {
             bail!("--broker-config {bad}: expected KEY=VALUE");
         }
-        if rounds == 0 || round_trips == 0 || kafka_records == 0 {
-            bail!("--rounds, --round-trips and --kafka-records must be at least 1");
+        if rounds == 0 || round_trips == 0 || kafka_records == 0 || a.replay_inflight == 0 {
+            bail!(
+                "--rounds, --round-trips, --kafka-records and --replay-inflight must be at \
+                 least 1"
+            );
         }
         Ok(Plan {
             rounds,
@@ -103,9 +132,14 @@ impl Plan {
             rtt_warmup: if q { 500 } else { 1_000 },
             kafka_records,
             kafka_warmup: (kafka_records / 5).clamp(1_000, 100_000),
+            replay_rounds: a.replay_rounds.unwrap_or(if q { 1 } else { 5 }).max(1),
+            replay_secs: a.replay_secs.unwrap_or(if q { 2 } else { 4 }).max(1),
+            replay_inflight: a.replay_inflight,
+            replay_warmup: if q { 20 } else { 50 },
             iperf: !a.skip.contains(&Part::Iperf),
             rtt: !a.skip.contains(&Part::Rtt),
             kafka: !a.skip.contains(&Part::Kafka),
+            replay: !a.skip.contains(&Part::Replay),
             broker_config: a.broker_config.clone(),
         })
     }
@@ -114,9 +148,14 @@ impl Plan {
         let r = self.rounds as usize;
         usize::from(building)
             + 1
-            + if self.iperf { 3 * r } else { 0 }
-            + if self.rtt { 3 * self.rtt_blocks } else { 0 }
-            + if self.kafka { 1 + 3 + 1 + 6 * r } else { 0 }
+            + if self.iperf { N * r } else { 0 }
+            + if self.rtt { N * self.rtt_blocks } else { 0 }
+            + if self.kafka { 1 + N + 1 + 2 * N * r } else { 0 }
+            + if self.replay {
+                N * self.replay_rounds as usize
+            } else {
+                0
+            }
     }
 
     fn describe(&self, quick: bool) -> String {
@@ -148,6 +187,13 @@ impl Plan {
                     self.broker_config.join(" ")
                 ));
             }
+        }
+        if self.replay {
+            parts.push(format!(
+                "Fetch replay {} round(s) of {} s per route after {} warm-up responses, {} \
+                 requests in flight",
+                self.replay_rounds, self.replay_secs, self.replay_warmup, self.replay_inflight
+            ));
         }
         parts.join("; ")
     }
@@ -249,14 +295,125 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// Per-route addresses of one workload.
+/// A workload's address on each route, the proxy process behind it, and the Sluices' admin
+/// listeners.
 #[derive(Debug, Clone, Copy)]
-struct Fronts([SocketAddr; 3]);
+struct Workload {
+    fronts: [SocketAddr; N],
+    pids: [Option<u32>; N],
+    admin: [Option<SocketAddr>; N],
+}
 
-impl Fronts {
+impl Workload {
     fn of(&self, route: Route) -> SocketAddr {
-        self.0[route.index()]
+        self.fronts[route.index()]
     }
+
+    /// The proxy process of `route` (none for direct).
+    fn pid(&self, route: Route) -> Option<u32> {
+        self.pids[route.index()]
+    }
+
+    /// Reads both Sluices' admin counters.
+    fn tap_check(&self, workload: &str, received: Option<u64>) -> Result<TapCheck> {
+        let get = |r: Route| {
+            self.admin[r.index()]
+                .map(admin::stats)
+                .transpose()
+                .with_context(|| format!("reading the {} admin stats", r.title()))
+        };
+        Ok(TapCheck {
+            workload: workload.into(),
+            tap_on: get(Route::Sluice)?,
+            tap_off: get(Route::SluiceTapOff)?,
+            received,
+        })
+    }
+}
+
+/// Loopback ports reserved together, handed out one by one.
+#[derive(Debug)]
+struct Ports(std::vec::IntoIter<u16>);
+
+impl Ports {
+    fn take(&mut self) -> Result<u16> {
+        self.0.next().context("too few ports reserved")
+    }
+
+    /// A workload's haproxy, Sluice and Sluice tap-off ports.
+    fn three(&mut self) -> Result<(u16, u16, u16)> {
+        Ok((self.take()?, self.take()?, self.take()?))
+    }
+}
+
+/// What every part needs.
+struct Ctx<'a> {
+    plan: &'a Plan,
+    tools: &'a Tools,
+    sluice_bin: &'a Path,
+    dir: &'a Path,
+    recorded: Option<&'a Recorded>,
+}
+
+/// The proxies being set up: ports still free, haproxy's routes so far, the Sluices started.
+struct Setup {
+    ports: Ports,
+    routes: Vec<servers::Route>,
+    sluices: Vec<Sluice>,
+}
+
+impl Setup {
+    /// Starts a workload's two Sluices — tap on at `on.0`, tap off at `off.0`, each forwarding
+    /// to its upstream — and adds its haproxy frontend (`haproxy.0` → `haproxy.1`) to the
+    /// routes. The haproxy pid is filled in once haproxy runs.
+    fn workload(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: &str,
+        direct: SocketAddr,
+        haproxy: (u16, SocketAddr),
+        on: (u16, SocketAddr),
+        off: (u16, SocketAddr),
+    ) -> Result<Workload> {
+        self.routes.push(servers::Route {
+            name: name.into(),
+            listen: haproxy.0,
+            upstream: haproxy.1,
+        });
+        let mut start = |suffix: &str, (listen, upstream): (u16, SocketAddr), tap: bool| {
+            let admin_port = self.ports.take()?;
+            let s = start_sluice(
+                ctx.sluice_bin,
+                &format!("{name}{suffix}"),
+                listen,
+                upstream,
+                admin_port,
+                tap,
+                ctx.dir,
+            )?;
+            let ids = (s.pid(), s.admin);
+            self.sluices.push(s);
+            anyhow::Ok(ids)
+        };
+        let (on_pid, on_admin) = start("", on, true)?;
+        let (off_pid, off_admin) = start("-tapoff", off, false)?;
+        Ok(Workload {
+            fronts: [direct, addr(haproxy.0), addr(on.0), addr(off.0)],
+            pids: [None, None, Some(on_pid), Some(off_pid)],
+            admin: [None, None, Some(on_admin), Some(off_admin)],
+        })
+    }
+}
+
+/// Runs `f` and returns its result with the CPU seconds `pid` used meanwhile (if any pid).
+fn with_cpu<T>(pid: Option<u32>, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
+    let cpu0 = pid.map(cpu_seconds).transpose()?;
+    let v = f()?;
+    let cpu = match (pid, cpu0) {
+        (Some(pid), Some(c0)) => Some(cpu_seconds(pid)? - c0),
+        _ => None,
+    };
+    Ok((v, cpu))
 }
 
 fn run(args: &Args) -> Result<bool> {
@@ -267,6 +424,12 @@ fn run(args: &Args) -> Result<bool> {
     let mut progress = Progress {
         n: 0,
         total: plan.steps(building),
+    };
+    let recorded = if plan.replay {
+        let prefix = workspace_root().join(REPLAY_FIXTURE);
+        Some(Recorded::load(&prefix)?)
+    } else {
+        None
     };
     let sluice_bin = sluice_binary(args, &mut progress)?;
 
@@ -294,6 +457,15 @@ fn run(args: &Args) -> Result<bool> {
         },
         java: tools.java_version(),
         plan: plan.describe(args.quick),
+        replay: recorded.as_ref().map_or_else(String::new, |r| {
+            format!(
+                "the {} B Fetch v{} response of {REPLAY_FIXTURE}.responses.bin and its {} B \
+                 request (frames with length)",
+                r.response.len(),
+                r.api_version,
+                r.request.len()
+            )
+        }),
         ..Meta::default()
     };
 
@@ -305,10 +477,13 @@ fn run(args: &Args) -> Result<bool> {
     let mut results = Results::default();
     // Children are declared after `work`, so they are dropped (stopped) before it.
     let outcome = measure_all(
-        &plan,
-        &tools,
-        &sluice_bin,
-        &dir,
+        &Ctx {
+            plan: &plan,
+            tools: &tools,
+            sluice_bin: &sluice_bin,
+            dir: &dir,
+            recorded: recorded.as_ref(),
+        },
         &mut progress,
         &mut meta,
         &mut results,
@@ -341,95 +516,86 @@ fn run(args: &Args) -> Result<bool> {
     Ok(true)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn measure_all(
-    plan: &Plan,
-    tools: &Tools,
-    sluice_bin: &Path,
-    dir: &Path,
+    ctx: &Ctx<'_>,
     progress: &mut Progress,
     meta: &mut Meta,
     results: &mut Results,
 ) -> Result<()> {
-    progress.step("starting echo server, iperf3 server, haproxy and Sluice");
-    let p = proc::free_ports(11)?;
-    let iperf_server = p[0];
-    let iperf = Fronts([addr(iperf_server), addr(p[1]), addr(p[2])]);
-    let echo_addr = servers::start_echo_server()?;
-    let rtt = Fronts([echo_addr, addr(p[3]), addr(p[4])]);
-    let bports = BrokerPorts {
-        direct: p[5],
-        haproxy_backend: p[6],
-        sluice_backend: p[7],
-        controller: p[8],
-        haproxy_front: p[9],
-        sluice_front: p[10],
+    let plan = ctx.plan;
+    progress.step("starting the servers, haproxy and the Sluices (tap on and tap off)");
+    // All ports at once, so none is handed out twice: 4 iperf3, 3 round trip, 8 Kafka,
+    // 3 replay, and an admin port per Sluice.
+    let mut setup = Setup {
+        ports: Ports(proc::free_ports(4 + 3 + 8 + 3 + 8)?.into_iter()),
+        routes: Vec::new(),
+        sluices: Vec::new(),
     };
-    let kafka = Fronts([
-        addr(bports.direct),
-        addr(bports.haproxy_front),
-        addr(bports.sluice_front),
-    ]);
 
     // The proxies come up first (connections to a missing upstream simply fail), then the
     // servers behind them.
-    let mut routes = Vec::new();
-    let mut sluices: Vec<ChildGuard> = Vec::new();
-    let mut sluice_iperf_pid = None;
+    let mut iperf_server = None;
+    let mut iperf = None;
     if plan.iperf {
-        routes.push(servers::Route {
-            name: "iperf".into(),
-            listen: iperf.of(Route::Haproxy).port(),
-            upstream: iperf.of(Route::Direct),
-        });
-        let g = start_sluice(
-            sluice_bin,
+        let server = addr(setup.ports.take()?);
+        iperf_server = Some(server.port());
+        let (h, on, off) = setup.ports.three()?;
+        iperf = Some(setup.workload(
+            ctx,
             "iperf",
-            iperf.of(Route::Sluice).port(),
-            iperf.of(Route::Direct),
-            dir,
-        )?;
-        sluice_iperf_pid = Some(g.pid());
-        sluices.push(g);
+            server,
+            (h, server),
+            (on, server),
+            (off, server),
+        )?);
     }
+    let mut rtt = None;
     if plan.rtt {
-        routes.push(servers::Route {
-            name: "rtt".into(),
-            listen: rtt.of(Route::Haproxy).port(),
-            upstream: rtt.of(Route::Direct),
-        });
-        sluices.push(start_sluice(
-            sluice_bin,
-            "rtt",
-            rtt.of(Route::Sluice).port(),
-            rtt.of(Route::Direct),
-            dir,
-        )?);
+        let echo = servers::start_echo_server()?;
+        let (h, on, off) = setup.ports.three()?;
+        rtt = Some(setup.workload(ctx, "rtt", echo, (h, echo), (on, echo), (off, echo))?);
     }
-    if plan.kafka {
-        routes.push(servers::Route {
-            name: "kafka".into(),
-            listen: bports.haproxy_front,
-            upstream: addr(bports.haproxy_backend),
-        });
-        sluices.push(start_sluice(
-            sluice_bin,
-            "kafka",
-            bports.sluice_front,
-            addr(bports.sluice_backend),
-            dir,
-        )?);
-    }
-    let haproxy = start_haproxy(&tools.haproxy, &routes, dir)?;
-    let _iperf_server = if plan.iperf {
-        Some(servers::start_iperf3_server(
-            &tools.iperf3,
-            iperf_server,
-            dir,
-        )?)
-    } else {
-        None
+    let mut kafka = None;
+    let bports = BrokerPorts {
+        direct: setup.ports.take()?,
+        haproxy_backend: setup.ports.take()?,
+        sluice_backend: setup.ports.take()?,
+        sluice_off_backend: setup.ports.take()?,
+        controller: setup.ports.take()?,
+        haproxy_front: setup.ports.take()?,
+        sluice_front: setup.ports.take()?,
+        sluice_off_front: setup.ports.take()?,
     };
+    if plan.kafka {
+        let b = &bports;
+        kafka = Some(setup.workload(
+            ctx,
+            "kafka",
+            addr(b.direct),
+            (b.haproxy_front, addr(b.haproxy_backend)),
+            (b.sluice_front, addr(b.sluice_backend)),
+            (b.sluice_off_front, addr(b.sluice_off_backend)),
+        )?);
+    }
+    let mut replay = None;
+    let mut replay_server = None;
+    if let Some(rec) = ctx.recorded {
+        let server = ReplayServer::start(rec.response.clone())?;
+        let a = server.addr();
+        replay_server = Some(server);
+        let (h, on, off) = setup.ports.three()?;
+        replay = Some(setup.workload(ctx, "replay", a, (h, a), (on, a), (off, a))?);
+    }
+    let haproxy = start_haproxy(&ctx.tools.haproxy, &setup.routes, ctx.dir)?;
+    for w in [&mut iperf, &mut rtt, &mut kafka, &mut replay]
+        .into_iter()
+        .flatten()
+    {
+        w.pids[Route::Haproxy.index()] = Some(haproxy.pid());
+    }
+    let _iperf_server = iperf_server
+        .map(|p| servers::start_iperf3_server(&ctx.tools.iperf3, p, ctx.dir))
+        .transpose()?;
     meta.load_start = tools::load_average();
     if meta.load_start > 0.5 {
         eprintln!(
@@ -439,105 +605,107 @@ fn measure_all(
         );
     }
 
-    if plan.iperf {
-        for round in 1..=plan.rounds {
-            for route in round_order(round) {
-                progress.step(&format!(
-                    "iperf3 via {} (round {round}/{}, {} s)",
-                    route.name(),
-                    plan.rounds,
-                    plan.iperf_secs
-                ));
-                let pid = match route {
-                    Route::Direct => None,
-                    Route::Haproxy => Some(haproxy.pid()),
-                    Route::Sluice => sluice_iperf_pid,
-                };
-                let name = format!("iperf3-{}-{round}", route.name());
-                let what = format!("iperf3 via {} round {round}", route.name());
-                let run = attempt(results, &what, || {
-                    let cpu0 = pid.map(cpu_seconds).transpose()?;
-                    let r = iperf3_client(
-                        &tools.iperf3,
-                        iperf.of(route).port(),
-                        plan.iperf_secs,
-                        dir,
-                        &name,
-                    )?;
-                    let cpu = match (pid, cpu0) {
-                        (Some(pid), Some(c0)) => Some((cpu_seconds(pid)? - c0) / (r.bytes / 1e9)),
-                        _ => None,
-                    };
-                    Ok((r, cpu))
-                });
-                if let Some((r, cpu)) = run {
-                    let i = route.index();
-                    results.iperf[i].push(r);
-                    let mut msg = format!("{:.2} Gbit/s", r.bits_per_second / 1e9);
-                    if let Some(c) = cpu {
-                        results.cpu_per_gb[i].push(c);
-                        msg.push_str(&format!(", proxy CPU {c:.3} s/GB"));
-                    }
-                    progress.note(&msg);
-                }
-            }
-        }
+    if let Some(w) = &iperf {
+        iperf_part(ctx, w, progress, results);
     }
-
-    if plan.rtt {
-        for block in 1..=plan.rtt_blocks {
-            for route in round_order(block as u32) {
-                progress.step(&format!(
-                    "round trips via {} (block {block}/{}, {} × 64 B)",
-                    route.name(),
-                    plan.rtt_blocks,
-                    plan.rtt_per_block
-                ));
-                let what = format!("round trips via {} block {block}", route.name());
-                if let Some(mut s) = attempt(results, &what, || {
-                    round_trips(rtt.of(route), plan.rtt_warmup, plan.rtt_per_block, 64)
-                }) {
-                    let mut sorted = s.clone();
-                    sorted.sort_unstable();
-                    let us = |p| percentile(&sorted, p).unwrap_or(0) as f64 / 1000.0;
-                    progress.note(&format!("p50 {:.1} µs, p99 {:.1} µs", us(50.0), us(99.0)));
-                    s.shrink_to_fit();
-                    results.rtt[route.index()].push(s);
-                }
-            }
-        }
+    if let Some(w) = &rtt {
+        rtt_part(plan, w, progress, results);
     }
-
-    if plan.kafka {
-        kafka_part(plan, tools, &bports, kafka, dir, progress, results);
+    if let Some(w) = &kafka {
+        kafka_part(ctx, &bports, w, progress, results);
     }
-    drop(sluices);
+    if let (Some(w), Some(rec)) = (&replay, ctx.recorded) {
+        replay_part(plan, rec, w, progress, results);
+    }
+    drop(setup);
     drop(haproxy);
+    drop(replay_server);
     Ok(())
 }
 
+fn iperf_part(ctx: &Ctx<'_>, w: &Workload, progress: &mut Progress, results: &mut Results) {
+    let plan = ctx.plan;
+    for round in 1..=plan.rounds {
+        for route in round_order(round) {
+            progress.step(&format!(
+                "iperf3 via {} (round {round}/{}, {} s)",
+                route.name(),
+                plan.rounds,
+                plan.iperf_secs
+            ));
+            let name = format!("iperf3-{}-{round}", route.name());
+            let what = format!("iperf3 via {} round {round}", route.name());
+            let run = attempt(results, &what, || {
+                with_cpu(w.pid(route), || {
+                    iperf3_client(
+                        &ctx.tools.iperf3,
+                        w.of(route).port(),
+                        plan.iperf_secs,
+                        ctx.dir,
+                        &name,
+                    )
+                })
+            });
+            if let Some((r, cpu)) = run {
+                let i = route.index();
+                results.iperf[i].push(r);
+                let mut msg = format!("{:.2} Gbit/s", r.bits_per_second / 1e9);
+                if let Some(c) = cpu {
+                    let c = c / (r.bytes / 1e9);
+                    results.cpu_per_gb[i].push(c);
+                    msg.push_str(&format!(", proxy CPU {c:.3} s/GB"));
+                }
+                progress.note(&msg);
+            }
+        }
+    }
+}
+
+fn rtt_part(plan: &Plan, w: &Workload, progress: &mut Progress, results: &mut Results) {
+    for block in 1..=plan.rtt_blocks {
+        for route in round_order(block as u32) {
+            progress.step(&format!(
+                "round trips via {} (block {block}/{}, {} × 64 B)",
+                route.name(),
+                plan.rtt_blocks,
+                plan.rtt_per_block
+            ));
+            let what = format!("round trips via {} block {block}", route.name());
+            if let Some(mut s) = attempt(results, &what, || {
+                round_trips(w.of(route), plan.rtt_warmup, plan.rtt_per_block, 64)
+            }) {
+                let mut sorted = s.clone();
+                sorted.sort_unstable();
+                let us = |p| percentile(&sorted, p).unwrap_or(0) as f64 / 1000.0;
+                progress.note(&format!("p50 {:.1} µs, p99 {:.1} µs", us(50.0), us(99.0)));
+                s.shrink_to_fit();
+                results.rtt[route.index()].push(s);
+            }
+        }
+    }
+}
+
 fn kafka_part(
-    plan: &Plan,
-    tools: &Tools,
+    ctx: &Ctx<'_>,
     bports: &BrokerPorts,
-    fronts: Fronts,
-    dir: &Path,
+    w: &Workload,
     progress: &mut Progress,
     results: &mut Results,
 ) {
+    let plan = ctx.plan;
     progress.step("starting Kafka broker (one listener per route)");
     let Some(_broker) = attempt(results, "starting the Kafka broker", || {
-        kafka::start_broker(tools, bports, &plan.broker_config, dir)
+        kafka::start_broker(ctx.tools, bports, &plan.broker_config, ctx.dir)
     }) else {
         return;
     };
     let Some(perf) = attempt(results, "preparing Kafka perf tools", || {
-        PerfTools::new(tools, dir)
+        PerfTools::new(ctx.tools, ctx.dir)
     }) else {
         return;
     };
     let topic = |route: Route| format!("e2e-{}", route.name());
-    let bootstrap = |route: Route| fronts.of(route).to_string();
+    let bootstrap = |route: Route| w.of(route).to_string();
 
     // Warm-up: creates each route's topic (auto-create) and warms the broker's JIT, so the
     // first measured route is not penalised.
@@ -606,32 +774,110 @@ fn kafka_part(
                 plan.kafka_records
             ));
             let what = format!("Kafka consume via {} round {round}", route.name());
-            if let Some(r) = attempt(results, &what, || {
-                perf.consume(
-                    &format!("consume-{}-{round}", route.name()),
-                    &bootstrap(route),
-                    &topic(route),
-                    plan.kafka_records,
-                    &format!("e2e-{}-{round}", route.name()),
-                )
+            if let Some((r, cpu)) = attempt(results, &what, || {
+                with_cpu(w.pid(route), || {
+                    perf.consume(
+                        &format!("consume-{}-{round}", route.name()),
+                        &bootstrap(route),
+                        &topic(route),
+                        plan.kafka_records,
+                        &format!("e2e-{}-{round}", route.name()),
+                    )
+                })
             }) {
-                progress.note(&format!(
+                let mut msg = format!(
                     "fetch {:.1} MB/s ({:.1} MB/s with group join)",
                     r.fetch_mb_per_sec, r.mb_per_sec
-                ));
+                );
+                if let Some(c) = cpu.filter(|_| r.data_mb > 0.0) {
+                    let c = c / (r.data_mb * 1_048_576.0 / 1e9);
+                    results.consumer_cpu_per_gb[route.index()].push(c);
+                    msg.push_str(&format!(", proxy CPU {c:.3} s/GB"));
+                }
+                progress.note(&msg);
                 results.consumer[route.index()].push(r);
             }
         }
     }
-    let med = |i: usize| {
+    let med = |r: Route| {
         median(
-            &results.consumer[i]
+            &results.consumer[r.index()]
                 .iter()
                 .map(|c| c.fetch_mb_per_sec)
                 .collect::<Vec<_>>(),
         )
     };
-    if let (Some(d), Some(s)) = (med(0), med(2)) {
-        progress.note(&format!("consumer median: Sluice {:.2}× direct", s / d));
+    if let (Some(d), Some(s), Some(off)) = (
+        med(Route::Direct),
+        med(Route::Sluice),
+        med(Route::SluiceTapOff),
+    ) {
+        progress.note(&format!(
+            "consumer median: Sluice {:.2}× direct, tap on {:.3}× tap off",
+            s / d,
+            s / off
+        ));
+    }
+    if let Some(c) = attempt(results, "Kafka tap check", || {
+        w.tap_check("Kafka (producers and consumers)", None)
+    }) {
+        results.tap_checks.push(c);
+    }
+}
+
+fn replay_part(
+    plan: &Plan,
+    rec: &Recorded,
+    w: &Workload,
+    progress: &mut Progress,
+    results: &mut Results,
+) {
+    for round in 1..=plan.replay_rounds {
+        for route in round_order(round) {
+            progress.step(&format!(
+                "Fetch replay via {} (round {round}/{}, {} s, {} in flight)",
+                route.name(),
+                plan.replay_rounds,
+                plan.replay_secs,
+                plan.replay_inflight
+            ));
+            let what = format!("Fetch replay via {} round {round}", route.name());
+            if let Some((r, cpu)) = attempt(results, &what, || {
+                with_cpu(w.pid(route), || {
+                    replay::run_client(
+                        w.of(route),
+                        rec,
+                        plan.replay_inflight,
+                        plan.replay_warmup,
+                        Duration::from_secs(u64::from(plan.replay_secs)),
+                    )
+                })
+            }) {
+                let mut msg = format!("{:.2} GB/s, {} responses", r.gb_per_sec(), r.responses);
+                if let Some(c) = cpu {
+                    let c = c / (r.total_bytes as f64 / 1e9);
+                    results.replay_cpu_per_gb[route.index()].push(c);
+                    msg.push_str(&format!(", proxy CPU {c:.3} s/GB"));
+                }
+                progress.note(&msg);
+                results.replay[route.index()].push(r);
+            }
+        }
+    }
+    let received = results.replay[Route::Sluice.index()]
+        .iter()
+        .map(|r| r.responses)
+        .sum();
+    if let Some(c) = attempt(results, "Fetch replay tap check", || {
+        w.tap_check("Fetch replay", Some(received))
+    }) {
+        progress.note(&format!(
+            "tap on: {} of {received} Fetch responses followed, {} parse errors, {} opaque \
+             connections",
+            c.tap_on.map_or(0, |t| t.fetch_responses),
+            c.tap_on.map_or(0, |t| t.tap_parse_errors),
+            c.tap_on.map_or(0, |t| t.opaque_connections)
+        ));
+        results.tap_checks.push(c);
     }
 }

@@ -49,11 +49,38 @@ const usage = `usage: sluice-go-client COMMAND [OPTIONS]
 
 commands:
   produce      --bootstrap H:P --topic T --count N [--size BYTES=1000] [--seed S=1] [--rate PER_SEC=0]
-  consume      --bootstrap H:P --topic T --group G --count N [--timeout-s S=60] [--commit sync|auto]
-  create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30]
-  wait-ready   --bootstrap H:P [--timeout-s S=60]
+               [--client-id ID=sluice-go-producer]
+  consume      --bootstrap H:P --topic T --group G --count N [--timeout-s S=60] [--commit sync|auto|none]
+               [--client-id ID=sluice-go-consumer]
+  consume      --bootstrap H:P --topic T --assign --count N [--timeout-s S=60] [--client-id ID]
+  create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30] [--client-id ID=sluice-go-admin]
+  wait-ready   --bootstrap H:P [--timeout-s S=60] [--client-id ID=sluice-go-admin]
+  produce-json --bootstrap H:P --topic T --count N [--rate PER_SEC=0] [--poison-at I=-1] [--size BYTES=1000]
+               [--partition P] [--client-id ID=sluice-go-producer]
+  consume-loop --bootstrap H:P --topic T --group G --duration-s S [--max-partition-fetch-bytes N=1048576]
+               [--fetch-max-wait-ms MS=500] [--backoff-ms MS=0] [--client-id ID=sluice-go-consumer]
+  churn        --bootstrap H:P --topic T --count N [--rate PER_SEC=10] [--no-close] [--client-id ID=sluice-go-churn]
+
+consume --commit none never commits; --assign uses no group: it consumes every
+partition of the topic from the earliest offset and never commits.
+
+produce-json writes key "json-<i>" and a JSON object value {"i":<i>,"pad":"xx.."} of
+about --size bytes; record number --poison-at is malformed JSON instead. Without
+--partition the key picks the partition (murmur2, as the Java client does).
+
+consume-loop reproduces a consumer stuck in a redelivery loop: it commits (sync)
+the offset after the last record whose value parses as JSON, and on the first
+record that does not parse it seeks its partition back to that record without
+committing it, so the next poll fetches it (and what follows) again, until
+--duration-s ends. --backoff-ms pauses after each failure (default 0).
+--fetch-max-wait-ms is the fetch long-poll (FetchMaxWait; franz-go needs >= 10).
+
+churn opens a new client for every record, produces it, flushes and closes the
+client; with --no-close every client stays open until the end.
 
 Prints one JSON line on stdout; diagnostics go to stderr.
+SIGINT/SIGTERM stop produce-json, consume-loop and churn early; they still print
+their summary.
 Exit status: 0 ok, 1 failure, 2 usage error.`
 
 type usageError struct{ msg string }
@@ -76,9 +103,19 @@ func emit(v any) {
 type args map[string]string
 
 func parseArgs(argv []string, allowed ...string) (args, error) {
+	return parseArgsFlags(argv, nil, allowed...)
+}
+
+// parseArgsFlags is parseArgs where the options in flags take no value
+// (present means "true").
+func parseArgsFlags(argv []string, flags []string, allowed ...string) (args, error) {
 	ok := map[string]bool{}
 	for _, a := range allowed {
 		ok[a] = true
+	}
+	isFlag := map[string]bool{}
+	for _, f := range flags {
+		isFlag[f] = true
 	}
 	out := args{}
 	for i := 0; i < len(argv); i++ {
@@ -87,6 +124,13 @@ func parseArgs(argv []string, allowed ...string) (args, error) {
 			return nil, usagef("unexpected argument: %s", a)
 		}
 		name, value, hasEq := strings.Cut(a[2:], "=")
+		if isFlag[name] {
+			if hasEq {
+				return nil, usagef("option --%s takes no value", name)
+			}
+			out[name] = "true"
+			continue
+		}
 		if !hasEq {
 			if i+1 >= len(argv) {
 				return nil, usagef("option --%s needs a value", name)
@@ -115,6 +159,23 @@ func (a args) strOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+func (a args) has(name string) bool {
+	_, ok := a[name]
+	return ok
+}
+
+// clientID is the --client-id option (must not be empty), or def.
+func (a args) clientID(def string) (string, error) {
+	v, ok := a["client-id"]
+	if !ok {
+		return def, nil
+	}
+	if v == "" {
+		return "", usagef("--client-id must not be empty")
+	}
+	return v, nil
 }
 
 // num parses an integer option; required when def is nil.
@@ -197,7 +258,11 @@ func commonOpts(bootstrap, clientID string) []kgo.Opt {
 // ---------------------------------------------------------------- produce
 
 func produce(argv []string) (int, error) {
-	a, err := parseArgs(argv, "bootstrap", "topic", "count", "size", "seed", "rate")
+	a, err := parseArgs(argv, "bootstrap", "topic", "count", "size", "seed", "rate", "client-id")
+	if err != nil {
+		return 2, err
+	}
+	clientID, err := a.clientID("sluice-go-producer")
 	if err != nil {
 		return 2, err
 	}
@@ -230,7 +295,7 @@ func produce(argv []string) (int, error) {
 	}
 	size := int(size64)
 
-	opts := append(commonOpts(bootstrap, "sluice-go-producer"),
+	opts := append(commonOpts(bootstrap, clientID),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.RecordDeliveryTimeout(120*time.Second),
@@ -357,7 +422,8 @@ func (s *seenKeys) add(key []byte) bool {
 }
 
 func consume(argv []string) (int, error) {
-	a, err := parseArgs(argv, "bootstrap", "topic", "group", "count", "timeout-s", "commit")
+	a, err := parseArgsFlags(argv, []string{"assign"},
+		"bootstrap", "topic", "group", "count", "timeout-s", "commit", "client-id")
 	if err != nil {
 		return 2, err
 	}
@@ -369,7 +435,16 @@ func consume(argv []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	group, err := a.str("group")
+	assign := a.has("assign")
+	var group string
+	if assign {
+		if a.has("group") {
+			return 2, usagef("--group cannot be used with --assign (it uses no group)")
+		}
+	} else if group, err = a.str("group"); err != nil {
+		return 2, err
+	}
+	clientID, err := a.clientID("sluice-go-consumer")
 	if err != nil {
 		return 2, err
 	}
@@ -381,24 +456,36 @@ func consume(argv []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	commit := a.strOr("commit", "sync")
-	if commit != "sync" && commit != "auto" {
-		return 2, usagef("--commit must be sync or auto, got: %s", commit)
+	defCommit := "sync"
+	if assign {
+		defCommit = "none"
+	}
+	commit := a.strOr("commit", defCommit)
+	if commit != "sync" && commit != "auto" && commit != "none" {
+		return 2, usagef("--commit must be sync, auto or none, got: %s", commit)
+	}
+	if assign && commit != "none" {
+		return 2, usagef("--assign never commits; --commit must be none (or left out)")
 	}
 	syncCommit := commit == "sync"
 
-	opts := append(commonOpts(bootstrap, "sluice-go-consumer"),
-		kgo.ConsumerGroup(group),
+	opts := append(commonOpts(bootstrap, clientID),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.SessionTimeout(10*time.Second),
-		kgo.HeartbeatInterval(time.Second),
 		kgo.FetchMaxWait(500*time.Millisecond),
 	)
-	if syncCommit {
-		opts = append(opts, kgo.DisableAutoCommit())
-	} else {
-		opts = append(opts, kgo.AutoCommitInterval(time.Second))
+	if !assign {
+		// Without a group, franz-go consumes every partition of the topic directly.
+		opts = append(opts,
+			kgo.ConsumerGroup(group),
+			kgo.SessionTimeout(10*time.Second),
+			kgo.HeartbeatInterval(time.Second),
+		)
+		if commit == "auto" {
+			opts = append(opts, kgo.AutoCommitInterval(time.Second))
+		} else {
+			opts = append(opts, kgo.DisableAutoCommit())
+		}
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -465,11 +552,13 @@ func consume(argv []string) (int, error) {
 		logf("timed out after %ds with %d/%d records", timeoutS, unique, count)
 	}
 	// Commit what was consumed (also in auto mode), then leave the group cleanly.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-		logf("final commit failed: %v", err)
+	if commit != "none" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			logf("final commit failed: %v", err)
+		}
+		cancel()
 	}
-	cancel()
 	closeDone := make(chan struct{})
 	go func() { cl.Close(); close(closeDone) }()
 	select {
@@ -497,8 +586,8 @@ func consume(argv []string) (int, error) {
 // controller itself. So they work directly against a broker whose advertised
 // address (normally the proxy) is not listening yet, and through the proxy alike.
 
-func seedClient(bootstrap string) (*kgo.Client, error) {
-	return kgo.NewClient(commonOpts(bootstrap, "sluice-go-admin")...)
+func seedClient(bootstrap, clientID string) (*kgo.Client, error) {
+	return kgo.NewClient(commonOpts(bootstrap, clientID)...)
 }
 
 // seedRequest sends req to the seed brokers in turn until one answers.
@@ -515,7 +604,11 @@ func seedRequest(ctx context.Context, cl *kgo.Client, req kmsg.Request) (kmsg.Re
 }
 
 func createTopic(argv []string) (int, error) {
-	a, err := parseArgs(argv, "bootstrap", "topic", "partitions", "timeout-s")
+	a, err := parseArgs(argv, "bootstrap", "topic", "partitions", "timeout-s", "client-id")
+	if err != nil {
+		return 2, err
+	}
+	clientID, err := a.clientID("sluice-go-admin")
 	if err != nil {
 		return 2, err
 	}
@@ -538,7 +631,7 @@ func createTopic(argv []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	cl, err := seedClient(bootstrap)
+	cl, err := seedClient(bootstrap, clientID)
 	if err != nil {
 		return 1, err
 	}
@@ -626,7 +719,11 @@ fail:
 }
 
 func waitReady(argv []string) (int, error) {
-	a, err := parseArgs(argv, "bootstrap", "timeout-s")
+	a, err := parseArgs(argv, "bootstrap", "timeout-s", "client-id")
+	if err != nil {
+		return 2, err
+	}
+	clientID, err := a.clientID("sluice-go-admin")
 	if err != nil {
 		return 2, err
 	}
@@ -638,7 +735,7 @@ func waitReady(argv []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	cl, err := seedClient(bootstrap)
+	cl, err := seedClient(bootstrap, clientID)
 	if err != nil {
 		return 1, err
 	}
@@ -703,6 +800,12 @@ func main() {
 		rc, err = createTopic(rest)
 	case "wait-ready":
 		rc, err = waitReady(rest)
+	case "produce-json":
+		rc, err = produceJSON(rest)
+	case "consume-loop":
+		rc, err = consumeLoop(rest)
+	case "churn":
+		rc, err = churn(rest)
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		os.Exit(0)

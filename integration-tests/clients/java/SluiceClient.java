@@ -20,17 +20,22 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.kafka.clients.CommonClientConfigs;
@@ -45,10 +50,14 @@ import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.Node;
+import org.apache.kafka.common.PartitionInfo;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.errors.RetriableException;
 import org.apache.kafka.common.errors.TopicExistsException;
@@ -65,15 +74,44 @@ public final class SluiceClient {
         "",
         "commands:",
         "  produce      --bootstrap H:P --topic T --count N [--size BYTES=1000] [--seed S=1] [--rate PER_SEC=0]",
-        "  consume      --bootstrap H:P --topic T --group G --count N [--timeout-s S=60] [--commit sync|auto]",
-        "  create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30]",
-        "  wait-ready   --bootstrap H:P [--timeout-s S=60]",
+        "               [--client-id ID=sluice-java-producer]",
+        "  consume      --bootstrap H:P --topic T --group G --count N [--timeout-s S=60] [--commit sync|auto|none]",
+        "               [--group-protocol classic|consumer] [--client-id ID=sluice-java-consumer]",
+        "  consume      --bootstrap H:P --topic T --assign --count N [--timeout-s S=60] [--client-id ID]",
+        "  create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30] [--client-id ID=sluice-java-admin]",
+        "  wait-ready   --bootstrap H:P [--timeout-s S=60] [--client-id ID=sluice-java-admin]",
+        "  produce-json --bootstrap H:P --topic T --count N [--rate PER_SEC=0] [--poison-at I=-1] [--size BYTES=1000]",
+        "               [--partition P] [--client-id ID=sluice-java-producer]",
+        "  consume-loop --bootstrap H:P --topic T --group G --duration-s S [--max-partition-fetch-bytes N=1048576]",
+        "               [--fetch-max-wait-ms MS=500] [--backoff-ms MS=0] [--group-protocol classic|consumer]",
+        "               [--client-id ID=sluice-java-consumer]",
+        "  churn        --bootstrap H:P --topic T --count N [--rate PER_SEC=10] [--no-close] [--client-id ID=sluice-java-churn]",
+        "",
+        "consume --commit none never commits; --assign uses no group: it assigns every",
+        "partition of the topic, reads from the earliest offset and never commits.",
+        "",
+        "produce-json writes key \"json-<i>\" and a JSON object value {\"i\":<i>,\"pad\":\"xx..\"} of",
+        "about --size bytes; record number --poison-at is malformed JSON instead. Without",
+        "--partition the default (key hash) partitioner picks the partition.",
+        "",
+        "consume-loop reproduces a consumer stuck in a redelivery loop: it commits (sync)",
+        "the offset after the last record whose value parses as JSON, and on the first",
+        "record that does not parse it seeks its partition back to that record without",
+        "committing it, so the next poll fetches it (and what follows) again, until",
+        "--duration-s ends. --backoff-ms pauses after each failure (default 0, like",
+        "an error handler with no back-off). --fetch-max-wait-ms is the fetch long-poll",
+        "(fetch.max.wait.ms).",
+        "",
+        "churn opens a new producer for every record, sends it, flushes and closes the",
+        "producer; with --no-close every producer stays open until the end.",
         "",
         "wait-ready also accepts --bootstrap-controller H:P instead of --bootstrap: it",
         "then asks the KRaft controller listener, which answers before anything",
         "listens on the broker's advertised address.",
         "",
         "Prints one JSON line on stdout; diagnostics go to stderr.",
+        "SIGINT/SIGTERM stop produce-json, consume-loop and churn early; they still print",
+        "their summary.",
         "Exit status: 0 ok, 1 failure, 2 usage error.");
 
     private static final class UsageException extends Exception {
@@ -86,6 +124,11 @@ public final class SluiceClient {
         final Map<String, String> values = new HashMap<>();
 
         static Args parse(String[] argv, int from, Set<String> allowed) throws UsageException {
+            return parse(argv, from, allowed, Collections.emptySet());
+        }
+
+        /** Options in {@code flags} take no value (present means "true"). */
+        static Args parse(String[] argv, int from, Set<String> allowed, Set<String> flags) throws UsageException {
             Args a = new Args();
             for (int i = from; i < argv.length; i++) {
                 String arg = argv[i];
@@ -93,6 +136,11 @@ public final class SluiceClient {
                 String name = arg.substring(2);
                 String value;
                 int eq = name.indexOf('=');
+                if (flags.contains(eq >= 0 ? name.substring(0, eq) : name)) {
+                    if (eq >= 0) throw new UsageException("option --" + name.substring(0, eq) + " takes no value");
+                    a.values.put(name, "true");
+                    continue;
+                }
                 if (eq >= 0) {
                     value = name.substring(eq + 1);
                     name = name.substring(0, eq);
@@ -115,6 +163,22 @@ public final class SluiceClient {
         String str(String name, String def) {
             String v = values.get(name);
             return v == null ? def : v;
+        }
+
+        boolean has(String name) {
+            return values.containsKey(name);
+        }
+
+        boolean flag(String name) {
+            return values.containsKey(name);
+        }
+
+        /** The --client-id option (must not be empty), or def. */
+        String clientId(String def) throws UsageException {
+            String v = values.get("client-id");
+            if (v == null) return def;
+            if (v.isEmpty()) throw new UsageException("--client-id must not be empty");
+            return v;
         }
 
         long num(String name, Long def, long min) throws UsageException {
@@ -232,6 +296,20 @@ public final class SluiceClient {
 
     // --------------------------------------------------------------- produce
 
+    private static Properties producerProps(String bootstrap, String clientId, int size) {
+        Properties p = new Properties();
+        common(p, bootstrap, clientId);
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
+        p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, String.valueOf(Math.max(1048576, size + 4096)));
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        return p;
+    }
+
     private static int produce(Args a) throws Exception {
         String bootstrap = a.str("bootstrap");
         String topic = a.str("topic");
@@ -242,16 +320,7 @@ public final class SluiceClient {
         long seed = a.num("seed", 1L, Long.MIN_VALUE);
         double rate = a.dbl("rate", 0.0, 0.0);
 
-        Properties p = new Properties();
-        common(p, bootstrap, "sluice-java-producer");
-        p.put(ProducerConfig.ACKS_CONFIG, "all");
-        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
-        p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
-        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
-        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
-        p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, String.valueOf(Math.max(1048576, size + 4096)));
-        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        Properties p = producerProps(bootstrap, a.clientId("sluice-java-producer"), size);
 
         byte[] pool = pool(seed, size);
         MessageDigest md = sha256();
@@ -342,22 +411,33 @@ public final class SluiceClient {
     private static int consume(Args a) throws Exception {
         String bootstrap = a.str("bootstrap");
         String topic = a.str("topic");
-        String group = a.str("group");
+        boolean assign = a.flag("assign");
+        String group = null;
+        if (assign) {
+            if (a.has("group")) throw new UsageException("--group cannot be used with --assign (it uses no group)");
+            if (a.has("group-protocol")) throw new UsageException("--group-protocol cannot be used with --assign");
+        } else {
+            group = a.str("group");
+        }
         long count = a.num("count", null, 0);
         long timeoutS = a.num("timeout-s", 60L, 0);
-        String commit = a.str("commit", "sync");
-        if (!commit.equals("sync") && !commit.equals("auto"))
-            throw new UsageException("--commit must be sync or auto, got: " + commit);
+        String commit = a.str("commit", assign ? "none" : "sync");
+        if (!commit.equals("sync") && !commit.equals("auto") && !commit.equals("none"))
+            throw new UsageException("--commit must be sync, auto or none, got: " + commit);
+        if (assign && !commit.equals("none"))
+            throw new UsageException("--assign never commits; --commit must be none (or left out)");
         boolean syncCommit = commit.equals("sync");
+        String clientId = a.clientId("sluice-java-consumer");
 
         Properties p = new Properties();
-        common(p, bootstrap, "sluice-java-consumer");
-        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        common(p, bootstrap, clientId);
+        if (group != null) {
+            p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+            groupProtocol(p, a);
+        }
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, syncCommit ? "false" : "true");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, commit.equals("auto") ? "true" : "false");
         p.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, "1000");
-        p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
-        p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
         p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "20000");
         p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "1000");
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
@@ -374,7 +454,13 @@ public final class SluiceClient {
         long lastProgress = start;
         KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p);
         try {
-            consumer.subscribe(Collections.singletonList(topic));
+            if (assign) {
+                List<TopicPartition> tps = partitionsOf(consumer, topic, deadline);
+                consumer.assign(tps);
+                consumer.seekToBeginning(tps);
+            } else {
+                consumer.subscribe(Collections.singletonList(topic));
+            }
             while (unique < count && System.nanoTime() < deadline) {
                 long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
                 ConsumerRecords<byte[], byte[]> records;
@@ -441,6 +527,556 @@ public final class SluiceClient {
         return unique == count && bad == 0 ? 0 : 1;
     }
 
+    // ------------------------------------------------------- stop on signal
+
+    /** Set by SIGINT/SIGTERM for the long-running commands (produce-json, consume-loop, churn). */
+    private static volatile boolean stopRequested = false;
+    private static final CountDownLatch FINISHED = new CountDownLatch(1);
+
+    /**
+     * On SIGINT/SIGTERM, asks the running command to stop and waits (bounded) until it
+     * has closed its clients and printed its summary. The JVM then exits with the
+     * signal's status (130/143).
+     */
+    private static void stopOnSignal() {
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            stopRequested = true;
+            try {
+                FINISHED.await(25, TimeUnit.SECONDS);
+            } catch (InterruptedException ignored) {
+                Thread.currentThread().interrupt();
+            }
+        }, "sluice-stop"));
+    }
+
+    /** Sleeps until the given System.nanoTime() target, or until a stop is requested. */
+    private static void sleepUntil(long target) throws InterruptedException {
+        while (!stopRequested) {
+            long left = target - System.nanoTime();
+            if (left <= 0) return;
+            TimeUnit.NANOSECONDS.sleep(Math.min(left, 100_000_000L));
+        }
+    }
+
+    // ------------------------------------------------------------ JSON check
+
+    /**
+     * A strict validator of the JSON grammar (RFC 8259) over UTF-8 bytes: the consumer
+     * "parses" each value with it, so a malformed record fails the way a JSON library
+     * would. Nesting is limited to 512 levels.
+     */
+    static final class JsonCheck {
+        private static final int MAX_DEPTH = 512;
+
+        private static final class Bad extends Exception {
+            Bad() { super(null, null, false, false); }
+        }
+
+        private static final Bad BAD = new Bad();
+
+        private final byte[] b;
+        private int i;
+
+        private JsonCheck(byte[] b) { this.b = b; }
+
+        static boolean valid(byte[] b) {
+            if (b == null) return false;
+            JsonCheck p = new JsonCheck(b);
+            try {
+                p.ws();
+                p.value(0);
+                p.ws();
+                return p.i == b.length;
+            } catch (Bad e) {
+                return false;
+            }
+        }
+
+        private int peek() throws Bad {
+            if (i >= b.length) throw BAD;
+            return b[i] & 0xff;
+        }
+
+        private int next() throws Bad {
+            int c = peek();
+            i++;
+            return c;
+        }
+
+        private void expect(int c) throws Bad {
+            if (next() != c) throw BAD;
+        }
+
+        private void ws() {
+            while (i < b.length && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) i++;
+        }
+
+        private void value(int depth) throws Bad {
+            if (depth > MAX_DEPTH) throw BAD;
+            int c = peek();
+            switch (c) {
+                case '{': object(depth); break;
+                case '[': array(depth); break;
+                case '"': string(); break;
+                case 't': literal("true"); break;
+                case 'f': literal("false"); break;
+                case 'n': literal("null"); break;
+                default:
+                    if (c == '-' || (c >= '0' && c <= '9')) number();
+                    else throw BAD;
+            }
+        }
+
+        private void object(int depth) throws Bad {
+            expect('{');
+            ws();
+            if (peek() == '}') {
+                i++;
+                return;
+            }
+            while (true) {
+                ws();
+                string();
+                ws();
+                expect(':');
+                ws();
+                value(depth + 1);
+                ws();
+                int c = next();
+                if (c == '}') return;
+                if (c != ',') throw BAD;
+            }
+        }
+
+        private void array(int depth) throws Bad {
+            expect('[');
+            ws();
+            if (peek() == ']') {
+                i++;
+                return;
+            }
+            while (true) {
+                ws();
+                value(depth + 1);
+                ws();
+                int c = next();
+                if (c == ']') return;
+                if (c != ',') throw BAD;
+            }
+        }
+
+        private void literal(String word) throws Bad {
+            for (int k = 0; k < word.length(); k++) expect(word.charAt(k));
+        }
+
+        private boolean digit() {
+            return i < b.length && b[i] >= '0' && b[i] <= '9';
+        }
+
+        private void number() throws Bad {
+            if (peek() == '-') i++;
+            int c = next();
+            if (c == '0') {
+                // no leading zeros
+            } else if (c >= '1' && c <= '9') {
+                while (digit()) i++;
+            } else {
+                throw BAD;
+            }
+            if (i < b.length && b[i] == '.') {
+                i++;
+                if (!digit()) throw BAD;
+                while (digit()) i++;
+            }
+            if (i < b.length && (b[i] == 'e' || b[i] == 'E')) {
+                i++;
+                if (i < b.length && (b[i] == '+' || b[i] == '-')) i++;
+                if (!digit()) throw BAD;
+                while (digit()) i++;
+            }
+        }
+
+        private void hex4() throws Bad {
+            for (int k = 0; k < 4; k++) {
+                int c = next();
+                boolean ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+                if (!ok) throw BAD;
+            }
+        }
+
+        private void cont(int lo, int hi) throws Bad {
+            int c = next();
+            if (c < lo || c > hi) throw BAD;
+        }
+
+        private void string() throws Bad {
+            expect('"');
+            while (true) {
+                int c = next();
+                if (c == '"') return;
+                if (c == '\\') {
+                    int e = next();
+                    switch (e) {
+                        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                            break;
+                        case 'u':
+                            hex4();
+                            break;
+                        default:
+                            throw BAD;
+                    }
+                } else if (c < 0x20) {
+                    throw BAD;
+                } else if (c >= 0x80) {
+                    // Well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
+                    if (c >= 0xc2 && c <= 0xdf) {
+                        cont(0x80, 0xbf);
+                    } else if (c == 0xe0) {
+                        cont(0xa0, 0xbf); cont(0x80, 0xbf);
+                    } else if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) {
+                        cont(0x80, 0xbf); cont(0x80, 0xbf);
+                    } else if (c == 0xed) {
+                        cont(0x80, 0x9f); cont(0x80, 0xbf);
+                    } else if (c == 0xf0) {
+                        cont(0x90, 0xbf); cont(0x80, 0xbf); cont(0x80, 0xbf);
+                    } else if (c >= 0xf1 && c <= 0xf3) {
+                        cont(0x80, 0xbf); cont(0x80, 0xbf); cont(0x80, 0xbf);
+                    } else if (c == 0xf4) {
+                        cont(0x80, 0x8f); cont(0x80, 0xbf); cont(0x80, 0xbf);
+                    } else {
+                        throw BAD;
+                    }
+                }
+            }
+        }
+    }
+
+    /** {"<k>":v,...} with keys in ascending order. */
+    private static String jsonLongMap(Map<Integer, Long> m) {
+        StringBuilder sb = new StringBuilder("{");
+        for (Map.Entry<Integer, Long> e : new TreeMap<>(m).entrySet()) {
+            if (sb.length() > 1) sb.append(',');
+            sb.append('"').append(e.getKey()).append("\":").append(e.getValue());
+        }
+        return sb.append('}').toString();
+    }
+
+    // ---------------------------------------------------------- produce-json
+
+    /**
+     * Value of produce-json record i: {"i":<i>,"pad":"xxx..."} padded with 'x' to size
+     * bytes (never shorter than the bare object); the poison record instead reads
+     * {"i":<i>, BROKEN,"pad":"xxx..."} (malformed JSON), padded the same way.
+     */
+    static byte[] jsonValue(long i, int size, boolean poison) {
+        String head = "{\"i\":" + i + (poison ? ", BROKEN" : "") + ",\"pad\":\"";
+        String tail = "\"}";
+        int pad = Math.max(0, size - head.length() - tail.length());
+        byte[] out = new byte[head.length() + pad + tail.length()];
+        byte[] h = head.getBytes(StandardCharsets.US_ASCII);
+        System.arraycopy(h, 0, out, 0, h.length);
+        java.util.Arrays.fill(out, h.length, h.length + pad, (byte) 'x');
+        out[out.length - 2] = '"';
+        out[out.length - 1] = '}';
+        return out;
+    }
+
+    private static int produceJson(Args a) throws Exception {
+        String bootstrap = a.str("bootstrap");
+        String topic = a.str("topic");
+        long count = a.num("count", null, 0);
+        double rate = a.dbl("rate", 0.0, 0.0);
+        long poisonAt = a.num("poison-at", -1L, -1);
+        long sizeL = a.num("size", 1000L, 0);
+        if (sizeL > 64L * 1024 * 1024) throw new UsageException("--size must be <= 67108864");
+        int size = (int) sizeL;
+        long partL = a.num("partition", -1L, 0);
+        if (partL > Integer.MAX_VALUE) throw new UsageException("--partition too large");
+        final Integer partition = partL >= 0 ? Integer.valueOf((int) partL) : null;
+        Properties p = producerProps(bootstrap, a.clientId("sluice-java-producer"), size);
+
+        final AtomicLong ok = new AtomicLong();
+        final AtomicLong errors = new AtomicLong();
+        final AtomicLong reported = new AtomicLong();
+        final long[] poisonAt2 = {-1, -1}; // partition, offset of the delivered poison record
+        long sent = 0;
+        long start = System.nanoTime();
+        long lastProgress = start;
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p)) {
+            for (long i = 0; i < count && !stopRequested; i++) {
+                if (rate > 0) sleepUntil(start + (long) (i * 1e9 / rate));
+                if (stopRequested) break;
+                final boolean poison = i == poisonAt;
+                byte[] key = ("json-" + i).getBytes(StandardCharsets.UTF_8);
+                byte[] value = jsonValue(i, size, poison);
+                producer.send(new ProducerRecord<>(topic, partition, key, value), (meta, ex) -> {
+                    if (ex != null) {
+                        errors.incrementAndGet();
+                        if (reported.incrementAndGet() <= 10) log("produce error: " + ex);
+                    } else {
+                        if (poison) {
+                            synchronized (poisonAt2) {
+                                poisonAt2[0] = meta.partition();
+                                poisonAt2[1] = meta.offset();
+                            }
+                        }
+                        ok.incrementAndGet();
+                    }
+                });
+                sent++;
+                long now = System.nanoTime();
+                if (now - lastProgress > 2_000_000_000L) {
+                    lastProgress = now;
+                    log("produce-json progress: sent " + (i + 1) + "/" + count + ", acked " + ok.get()
+                        + ", errors " + errors.get());
+                }
+            }
+            producer.flush();
+        } catch (Exception e) {
+            log("producer failed: " + e);
+            long missing = sent - ok.get() - errors.get();
+            if (missing > 0) errors.addAndGet(missing);
+        }
+        long produced = ok.get();
+        long errs = errors.get();
+        StringBuilder out = new StringBuilder("{\"client\":\"" + CLIENT + "\",\"produced\":" + produced
+            + ",\"errors\":" + errs);
+        synchronized (poisonAt2) {
+            if (poisonAt2[1] >= 0)
+                out.append(",\"poison_partition\":").append(poisonAt2[0])
+                   .append(",\"poison_offset\":").append(poisonAt2[1]);
+        }
+        emit(out.append('}').toString());
+        return errs == 0 && produced == count ? 0 : 1;
+    }
+
+    // ---------------------------------------------------------- consume-loop
+
+    private static int consumeLoop(Args a) throws Exception {
+        String bootstrap = a.str("bootstrap");
+        String topic = a.str("topic");
+        String group = a.str("group");
+        long durationS = a.num("duration-s", null, 0);
+        long fetchBytes = a.num("max-partition-fetch-bytes", 1048576L, 1);
+        if (fetchBytes > Integer.MAX_VALUE) throw new UsageException("--max-partition-fetch-bytes too large");
+        long backoffMs = a.num("backoff-ms", 0L, 0);
+        long fetchWaitMs = a.num("fetch-max-wait-ms", 500L, 0);
+        if (fetchWaitMs > Integer.MAX_VALUE) throw new UsageException("--fetch-max-wait-ms too large");
+
+        Properties p = new Properties();
+        common(p, bootstrap, a.clientId("sluice-java-consumer"));
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        groupProtocol(p, a);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.put(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, String.valueOf(fetchBytes));
+        p.put(ConsumerConfig.FETCH_MAX_BYTES_CONFIG, String.valueOf(Math.max(52428800L, fetchBytes)));
+        p.put(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, String.valueOf(fetchWaitMs));
+        p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "20000");
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+
+        long polls = 0, seen = 0, processed = 0, failures = 0, bytesSeen = 0, commitErrors = 0;
+        Map<Integer, Long> committed = new HashMap<>();
+        Map<Integer, Long> stuckAt = new HashMap<>();
+        long start = System.nanoTime();
+        long deadline = start + TimeUnit.SECONDS.toNanos(durationS);
+        long lastProgress = start;
+        KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p);
+        try {
+            consumer.subscribe(Collections.singletonList(topic));
+            while (!stopRequested && System.nanoTime() < deadline) {
+                long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+                ConsumerRecords<byte[], byte[]> records;
+                try {
+                    records = consumer.poll(Duration.ofMillis(Math.max(1, Math.min(500, left))));
+                } catch (RetriableException e) {
+                    log("poll: " + e);
+                    continue;
+                }
+                polls++;
+                seen += records.count();
+                for (ConsumerRecord<byte[], byte[]> r : records) {
+                    if (r.value() != null) bytesSeen += r.value().length;
+                }
+                Map<TopicPartition, OffsetAndMetadata> toCommit = new HashMap<>();
+                boolean failed = false;
+                for (TopicPartition tp : records.partitions()) {
+                    long lastGood = -1;
+                    for (ConsumerRecord<byte[], byte[]> r : records.records(tp)) {
+                        if (JsonCheck.valid(r.value())) {
+                            processed++; // "processing" is the parse itself
+                            lastGood = r.offset();
+                            continue;
+                        }
+                        // Like a listener whose JSON parse throws: the error handler seeks
+                        // back to the failed record, which is neither skipped nor committed.
+                        failures++;
+                        failed = true;
+                        stuckAt.put(tp.partition(), r.offset());
+                        consumer.seek(tp, r.offset());
+                        break;
+                    }
+                    if (lastGood >= 0) {
+                        toCommit.put(tp, new OffsetAndMetadata(lastGood + 1));
+                        Long s = stuckAt.get(tp.partition());
+                        if (s != null && s <= lastGood) stuckAt.remove(tp.partition());
+                    }
+                }
+                if (!toCommit.isEmpty()) {
+                    try {
+                        consumer.commitSync(toCommit, Duration.ofSeconds(10));
+                        for (Map.Entry<TopicPartition, OffsetAndMetadata> e : toCommit.entrySet())
+                            committed.put(e.getKey().partition(), e.getValue().offset());
+                    } catch (Exception e) {
+                        commitErrors++;
+                        log("commit failed: " + e);
+                    }
+                }
+                long now = System.nanoTime();
+                if (now - lastProgress > 2_000_000_000L) {
+                    lastProgress = now;
+                    log("consume-loop progress: " + polls + " polls, " + seen + " records seen, " + failures
+                        + " failures, committed " + jsonLongMap(committed) + ", stuck at " + jsonLongMap(stuckAt));
+                }
+                if (failed && backoffMs > 0) sleepUntil(Math.min(deadline, now + TimeUnit.MILLISECONDS.toNanos(backoffMs)));
+            }
+        } finally {
+            try {
+                consumer.close(Duration.ofSeconds(10));
+            } catch (Exception e) {
+                log("close: " + e);
+            }
+        }
+        emit("{\"client\":\"" + CLIENT + "\",\"polls\":" + polls + ",\"records_seen\":" + seen
+            + ",\"failures\":" + failures + ",\"committed\":" + jsonLongMap(committed)
+            + ",\"stuck_at\":" + jsonLongMap(stuckAt) + ",\"processed\":" + processed
+            + ",\"bytes_seen\":" + bytesSeen + ",\"commit_errors\":" + commitErrors + "}");
+        return 0;
+    }
+
+    // ----------------------------------------------------------------- churn
+
+    /**
+     * Producers sharing one client.id make the JMX registration of each but the first
+     * log a warning with a stack trace; churn creates many on purpose, so quiet it.
+     */
+    private static void quietAppInfoWarnings() {
+        try {
+            Class<?> level = Class.forName("org.apache.logging.log4j.Level");
+            Class.forName("org.apache.logging.log4j.core.config.Configurator")
+                .getMethod("setLevel", String.class, level)
+                .invoke(null, "org.apache.kafka.common.utils.AppInfoParser", level.getField("ERROR").get(null));
+        } catch (Throwable ignored) {
+            // log4j-core not on the class path: the warnings stay.
+        }
+    }
+
+    private static int churn(Args a) throws Exception {
+        String bootstrap = a.str("bootstrap");
+        String topic = a.str("topic");
+        long count = a.num("count", null, 0);
+        double rate = a.dbl("rate", 10.0, 0.0);
+        boolean noClose = a.flag("no-close");
+        Properties p = producerProps(bootstrap, a.clientId("sluice-java-churn"), 1000);
+        p.put(ProducerConfig.LINGER_MS_CONFIG, "0");
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "30000");
+        quietAppInfoWarnings();
+
+        List<KafkaProducer<byte[], byte[]>> open = new ArrayList<>();
+        long producers = 0, sent = 0, errors = 0;
+        long start = System.nanoTime();
+        long lastProgress = start;
+        try {
+            for (long i = 0; i < count && !stopRequested; i++) {
+                if (rate > 0) sleepUntil(start + (long) (i * 1e9 / rate));
+                if (stopRequested) break;
+                KafkaProducer<byte[], byte[]> producer;
+                try {
+                    producer = new KafkaProducer<>(p);
+                } catch (Exception e) {
+                    errors++;
+                    log("new producer: " + e);
+                    continue;
+                }
+                producers++;
+                try {
+                    Future<RecordMetadata> f = producer.send(new ProducerRecord<>(topic,
+                        ("churn-" + i).getBytes(StandardCharsets.UTF_8),
+                        ("{\"i\":" + i + "}").getBytes(StandardCharsets.UTF_8)));
+                    producer.flush();
+                    f.get(30, TimeUnit.SECONDS);
+                    sent++;
+                } catch (Exception e) {
+                    errors++;
+                    if (errors <= 10) log("churn send " + i + ": " + rootCause(e));
+                }
+                if (noClose) {
+                    open.add(producer);
+                } else {
+                    producer.close(Duration.ofSeconds(10));
+                }
+                long now = System.nanoTime();
+                if (now - lastProgress > 2_000_000_000L) {
+                    lastProgress = now;
+                    log("churn progress: " + producers + "/" + count + " producers, " + sent + " sent, "
+                        + errors + " errors" + (noClose ? ", " + open.size() + " open" : ""));
+                }
+            }
+        } finally {
+            for (KafkaProducer<byte[], byte[]> producer : open) {
+                try {
+                    producer.close(Duration.ofSeconds(5));
+                } catch (Exception e) {
+                    log("close: " + e);
+                }
+            }
+        }
+        emit("{\"client\":\"" + CLIENT + "\",\"producers\":" + producers + ",\"sent\":" + sent
+            + ",\"errors\":" + errors + "}");
+        return errors == 0 && sent == count ? 0 : 1;
+    }
+
+    /**
+     * Applies --group-protocol: "classic" (the default; JoinGroup/SyncGroup/Heartbeat)
+     * or "consumer" (KIP-848, ConsumerGroupHeartbeat; the broker owns the session timing).
+     */
+    private static void groupProtocol(Properties p, Args a) throws UsageException {
+        String proto = a.str("group-protocol", "classic");
+        switch (proto) {
+            case "classic":
+                p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
+                p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
+                break;
+            case "consumer":
+                p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+                break;
+            default:
+                throw new UsageException("--group-protocol must be classic or consumer, got: " + proto);
+        }
+    }
+
+    /** Every partition of topic, waiting (until deadline) for the topic to have metadata. */
+    private static List<TopicPartition> partitionsOf(KafkaConsumer<?, ?> consumer, String topic, long deadline)
+            throws Exception {
+        while (true) {
+            List<PartitionInfo> infos = null;
+            try {
+                infos = consumer.partitionsFor(topic, Duration.ofSeconds(5));
+            } catch (RetriableException e) {
+                log("partitionsFor: " + e);
+            }
+            if (infos != null && !infos.isEmpty()) {
+                List<TopicPartition> tps = new ArrayList<>();
+                for (PartitionInfo pi : infos) tps.add(new TopicPartition(topic, pi.partition()));
+                return tps;
+            }
+            if (System.nanoTime() >= deadline) throw new IllegalStateException("topic " + topic + " has no partitions");
+            Thread.sleep(200);
+        }
+    }
+
     // ----------------------------------------------------------------- admin
 
     /** Admin client for --bootstrap, or for --bootstrap-controller (KRaft controller listener). */
@@ -449,13 +1085,14 @@ public final class SluiceClient {
         String bootstrap = a.str("bootstrap", null);
         if ((controller == null) == (bootstrap == null))
             throw new UsageException("exactly one of --bootstrap and --bootstrap-controller is required");
+        String clientId = a.clientId("sluice-java-admin");
         Properties p = new Properties();
         if (controller != null) {
-            common(p, controller, "sluice-java-admin");
+            common(p, controller, clientId);
             p.remove(CommonClientConfigs.BOOTSTRAP_SERVERS_CONFIG);
             p.put(AdminClientConfig.BOOTSTRAP_CONTROLLERS_CONFIG, controller);
         } else {
-            common(p, bootstrap, "sluice-java-admin");
+            common(p, bootstrap, clientId);
         }
         p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "10000");
         p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "5000");
@@ -575,17 +1212,42 @@ public final class SluiceClient {
             String cmd = argv[0];
             switch (cmd) {
                 case "produce":
-                    rc = produce(Args.parse(argv, 1, opts("bootstrap", "topic", "count", "size", "seed", "rate")));
+                    rc = produce(Args.parse(argv, 1, opts("bootstrap", "topic", "count", "size", "seed", "rate",
+                        "client-id")));
                     break;
                 case "consume":
-                    rc = consume(Args.parse(argv, 1, opts("bootstrap", "topic", "group", "count", "timeout-s", "commit")));
+                    rc = consume(Args.parse(argv, 1, opts("bootstrap", "topic", "group", "count", "timeout-s", "commit",
+                        "group-protocol", "client-id"), opts("assign")));
                     break;
                 case "create-topic":
-                    rc = createTopic(Args.parse(argv, 1, opts("bootstrap", "topic", "partitions", "timeout-s")));
+                    rc = createTopic(Args.parse(argv, 1, opts("bootstrap", "topic", "partitions", "timeout-s",
+                        "client-id")));
                     break;
                 case "wait-ready":
-                    rc = waitReady(Args.parse(argv, 1, opts("bootstrap", "bootstrap-controller", "timeout-s")));
+                    rc = waitReady(Args.parse(argv, 1, opts("bootstrap", "bootstrap-controller", "timeout-s",
+                        "client-id")));
                     break;
+                case "produce-json": {
+                    Args a = Args.parse(argv, 1, opts("bootstrap", "topic", "count", "rate", "poison-at", "size",
+                        "partition", "client-id"));
+                    stopOnSignal();
+                    rc = produceJson(a);
+                    break;
+                }
+                case "consume-loop": {
+                    Args a = Args.parse(argv, 1, opts("bootstrap", "topic", "group", "duration-s",
+                        "max-partition-fetch-bytes", "fetch-max-wait-ms", "backoff-ms", "group-protocol", "client-id"));
+                    stopOnSignal();
+                    rc = consumeLoop(a);
+                    break;
+                }
+                case "churn": {
+                    Args a = Args.parse(argv, 1, opts("bootstrap", "topic", "count", "rate", "client-id"),
+                        opts("no-close"));
+                    stopOnSignal();
+                    rc = churn(a);
+                    break;
+                }
                 case "-h":
                 case "--help":
                 case "help":
@@ -606,6 +1268,7 @@ public final class SluiceClient {
         }
         System.out.flush();
         System.err.flush();
+        FINISHED.countDown();
         // Kafka client threads are daemon-safe after close(), but exit explicitly anyway.
         System.exit(rc);
     }

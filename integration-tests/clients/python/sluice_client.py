@@ -20,6 +20,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.
 import argparse
 import hashlib
 import json
+import signal
 import sys
 import time
 
@@ -33,11 +34,42 @@ usage: sluice-py-client COMMAND [OPTIONS]
 
 commands:
   produce      --bootstrap H:P --topic T --count N [--size BYTES=1000] [--seed S=1] [--rate PER_SEC=0]
-  consume      --bootstrap H:P --topic T --group G --count N [--timeout-s S=60] [--commit sync|auto]
-  create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30]
-  wait-ready   --bootstrap H:P [--timeout-s S=60]
+               [--client-id ID=sluice-py-producer]
+  consume      --bootstrap H:P --topic T --group G --count N [--timeout-s S=60] [--commit sync|auto|none]
+               [--client-id ID=sluice-py-consumer]
+  consume      --bootstrap H:P --topic T --assign --count N [--timeout-s S=60] [--client-id ID]
+  create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30] [--client-id ID=sluice-py-admin]
+  wait-ready   --bootstrap H:P [--timeout-s S=60] [--client-id ID=sluice-py-admin]
+  produce-json --bootstrap H:P --topic T --count N [--rate PER_SEC=0] [--poison-at I=-1] [--size BYTES=1000]
+               [--partition P] [--client-id ID=sluice-py-producer]
+  consume-loop --bootstrap H:P --topic T --group G --duration-s S [--max-partition-fetch-bytes N=1048576]
+               [--fetch-max-wait-ms MS=500] [--backoff-ms MS=0] [--client-id ID=sluice-py-consumer]
+  churn        --bootstrap H:P --topic T --count N [--rate PER_SEC=10] [--no-close] [--client-id ID=sluice-py-churn]
+
+consume --commit none never commits; --assign joins no group: it assigns every
+partition of the topic, reads from the earliest offset and never commits
+(librdkafka still needs a group.id, so a placeholder "<client-id>-assign" is set;
+it is never joined nor committed to).
+
+produce-json writes key "json-<i>" and a JSON object value {"i":<i>,"pad":"xx.."} of
+about --size bytes; record number --poison-at is malformed JSON instead. Without
+--partition the key picks the partition (murmur2, as the Java client does).
+
+consume-loop reproduces a consumer stuck in a redelivery loop: it commits (sync)
+the offset after the last record whose value parses as JSON, and on the first
+record that does not parse it seeks its partition back to that record without
+committing it, so the next poll fetches it (and what follows) again, until
+--duration-s ends. --backoff-ms pauses after each failure (default 0).
+--fetch-max-wait-ms is the fetch long-poll (fetch.wait.max.ms): librdkafka fetches
+ahead, and once that prefetch reaches the log end the re-fetch after a seek waits
+for the outstanding long-poll fetch, so it bounds how often librdkafka loops.
+
+churn opens a new producer for every record, sends it, flushes and closes the
+producer; with --no-close every producer stays open until the end.
 
 Prints one JSON line on stdout; diagnostics go to stderr.
+SIGINT/SIGTERM stop produce-json, consume-loop and churn early; they still print
+their summary.
 Exit status: 0 ok, 1 failure, 2 usage error."""
 
 
@@ -103,6 +135,7 @@ def parse_args(argv):
         sys.exit(0)
     p = _Parser(prog="sluice-py-client " + cmd, add_help=False, allow_abbrev=False)
     p.add_argument("--bootstrap", required=True)
+    p.add_argument("--client-id", dest="client_id", default=None)
     if cmd == "produce":
         p.add_argument("--topic", required=True)
         p.add_argument("--count", required=True, type=_nonneg_int)
@@ -111,10 +144,31 @@ def parse_args(argv):
         p.add_argument("--rate", default=0.0, type=_nonneg_float)
     elif cmd == "consume":
         p.add_argument("--topic", required=True)
-        p.add_argument("--group", required=True)
+        p.add_argument("--group", default=None)
+        p.add_argument("--assign", action="store_true")
         p.add_argument("--count", required=True, type=_nonneg_int)
         p.add_argument("--timeout-s", dest="timeout_s", default=60, type=_nonneg_int)
-        p.add_argument("--commit", default="sync", choices=["sync", "auto"])
+        p.add_argument("--commit", default=None, choices=["sync", "auto", "none"])
+    elif cmd == "produce-json":
+        p.add_argument("--topic", required=True)
+        p.add_argument("--count", required=True, type=_nonneg_int)
+        p.add_argument("--rate", default=0.0, type=_nonneg_float)
+        p.add_argument("--poison-at", dest="poison_at", default=-1, type=_int)
+        p.add_argument("--size", default=1000, type=_nonneg_int)
+        p.add_argument("--partition", default=None, type=_nonneg_int)
+    elif cmd == "consume-loop":
+        p.add_argument("--topic", required=True)
+        p.add_argument("--group", required=True)
+        p.add_argument("--duration-s", dest="duration_s", required=True, type=_nonneg_int)
+        p.add_argument("--max-partition-fetch-bytes", dest="max_partition_fetch_bytes",
+                       default=1048576, type=_pos_int)
+        p.add_argument("--backoff-ms", dest="backoff_ms", default=0, type=_nonneg_int)
+        p.add_argument("--fetch-max-wait-ms", dest="fetch_max_wait_ms", default=500, type=_nonneg_int)
+    elif cmd == "churn":
+        p.add_argument("--topic", required=True)
+        p.add_argument("--count", required=True, type=_nonneg_int)
+        p.add_argument("--rate", default=10.0, type=_nonneg_float)
+        p.add_argument("--no-close", dest="no_close", action="store_true")
     elif cmd == "create-topic":
         p.add_argument("--topic", required=True)
         p.add_argument("--partitions", default=1, type=_pos_int)
@@ -124,9 +178,26 @@ def parse_args(argv):
     else:
         raise UsageError("unknown command: %s" % cmd)
     ns = p.parse_args(argv[1:])
-    for name in ("topic", "group", "bootstrap"):
+    for name in ("topic", "group", "bootstrap", "client_id"):
         if getattr(ns, name, None) == "":
-            raise UsageError("--%s must not be empty" % name)
+            raise UsageError("--%s must not be empty" % name.replace("_", "-"))
+    if cmd == "consume":
+        if ns.assign:
+            if ns.group is not None:
+                raise UsageError("--group cannot be used with --assign (it joins no group)")
+            if ns.commit not in (None, "none"):
+                raise UsageError("--assign never commits; --commit must be none (or left out)")
+            ns.commit = "none"
+        else:
+            if ns.group is None:
+                raise UsageError("the following arguments are required: --group")
+            if ns.commit is None:
+                ns.commit = "sync"
+    if cmd == "produce-json":
+        if ns.poison_at < -1:
+            raise UsageError("--poison-at must be >= -1")
+        if ns.size > 64 * 1024 * 1024:
+            raise UsageError("--size must be <= 67108864")
     return cmd, ns
 
 
@@ -167,7 +238,7 @@ def pool_offset(i):
 def produce(a):
     from confluent_kafka import Producer
 
-    conf = common_config(a.bootstrap, "sluice-py-producer")
+    conf = common_config(a.bootstrap, a.client_id or "sluice-py-producer")
     conf.update({
         "acks": "all",
         "enable.idempotence": True,
@@ -249,11 +320,13 @@ def consume(a):
     from confluent_kafka import Consumer, KafkaError, KafkaException
 
     sync_commit = a.commit == "sync"
-    conf = common_config(a.bootstrap, "sluice-py-consumer")
+    client_id = a.client_id or "sluice-py-consumer"
+    conf = common_config(a.bootstrap, client_id)
     conf.update({
-        "group.id": a.group,
+        # librdkafka insists on a group.id; with --assign it is never joined nor committed to.
+        "group.id": a.group if not a.assign else client_id + "-assign",
         "auto.offset.reset": "earliest",
-        "enable.auto.commit": not sync_commit,
+        "enable.auto.commit": a.commit == "auto",
         "auto.commit.interval.ms": 1000,
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 1000,
@@ -269,7 +342,12 @@ def consume(a):
     deadline = start + a.timeout_s
     last_progress = start
     try:
-        consumer.subscribe([a.topic])
+        if a.assign:
+            from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+            parts = _partitions_of(consumer, a.topic, deadline)
+            consumer.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in parts])
+        else:
+            consumer.subscribe([a.topic])
         while unique < a.count:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -320,12 +398,341 @@ def consume(a):
     return 0 if unique == a.count and bad == 0 else 1
 
 
+def _partitions_of(client, topic, deadline):
+    """Partition ids of topic, waiting (until deadline) for it to have metadata."""
+    last = "no metadata"
+    while True:
+        try:
+            md = client.list_topics(topic=topic, timeout=5)
+            t = md.topics.get(topic)
+            if t is not None and t.error is None and t.partitions:
+                return sorted(t.partitions)
+            last = "no partitions" if t is None or t.error is None else str(t.error)
+        except Exception as e:  # noqa: BLE001
+            last = str(e)
+        if time.monotonic() >= deadline:
+            raise RuntimeError("topic %s: %s" % (topic, last))
+        time.sleep(0.2)
+
+
+# --------------------------------------------------- stop on SIGINT/SIGTERM
+
+_stop = {"requested": False}
+
+
+def _stop_on_signal():
+    """SIGINT/SIGTERM ask the running command to stop; it still prints its summary."""
+    def handler(signum, _frame):
+        _stop["requested"] = True
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _sleep_until(target):
+    while not _stop["requested"]:
+        left = target - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.1))
+
+
+# ------------------------------------------------------------ produce-json
+
+def json_value(i, size, poison):
+    """{"i":<i>,"pad":"xx.."} padded with 'x' to size bytes (never shorter than the
+    bare object); the poison record reads {"i":<i>, BROKEN,"pad":"xx.."} instead."""
+    head = '{"i":%d%s,"pad":"' % (i, ", BROKEN" if poison else "")
+    tail = '"}'
+    return (head + "x" * max(0, size - len(head) - len(tail)) + tail).encode()
+
+
+def produce_json(a):
+    from confluent_kafka import Producer
+
+    conf = common_config(a.bootstrap, a.client_id or "sluice-py-producer")
+    conf.update({
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "request.timeout.ms": 10000,
+        "message.timeout.ms": 120000,
+        "message.max.bytes": max(1000000, a.size + 4096),
+        "queue.buffering.max.messages": 100000,
+        # Same key -> partition mapping as the Java and franz-go producers.
+        "partitioner": "murmur2_random",
+    })
+    producer = Producer(conf)
+    state = {"ok": 0, "errors": 0, "reported": 0, "poison": None}
+
+    def on_delivery(err, msg):
+        if err is not None:
+            state["errors"] += 1
+            state["reported"] += 1
+            if state["reported"] <= 10:
+                log("produce error: %s" % err)
+            return
+        state["ok"] += 1
+        if msg.key() == poison_key:
+            state["poison"] = (msg.partition(), msg.offset())
+
+    poison_key = ("json-%d" % a.poison_at).encode() if a.poison_at >= 0 else None
+    extra = {} if a.partition is None else {"partition": a.partition}
+    sent = 0
+    start = time.monotonic()
+    last_progress = start
+    for i in range(a.count):
+        if a.rate > 0:
+            target = start + i / a.rate
+            while not _stop["requested"] and time.monotonic() < target:
+                producer.poll(min(0.1, max(0.0, target - time.monotonic())))
+        if _stop["requested"]:
+            break
+        key = ("json-%d" % i).encode()
+        value = json_value(i, a.size, i == a.poison_at)
+        while True:
+            try:
+                producer.produce(a.topic, value=value, key=key, on_delivery=on_delivery, **extra)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        sent += 1
+        producer.poll(0)
+        now = time.monotonic()
+        if now - last_progress >= PROGRESS_INTERVAL_S:
+            last_progress = now
+            log("produce-json progress: sent %d/%d, acked %d, errors %d"
+                % (i + 1, a.count, state["ok"], state["errors"]))
+    while producer.flush(2.0) > 0:
+        log("produce-json: waiting for outstanding acks")
+    errors = state["errors"] + max(0, sent - state["ok"] - state["errors"])
+    out = {"client": CLIENT, "produced": state["ok"], "errors": errors}
+    if state["poison"] is not None:
+        out["poison_partition"], out["poison_offset"] = state["poison"]
+    emit(out)
+    return 0 if errors == 0 and state["ok"] == a.count else 1
+
+
+# ------------------------------------------------------------ consume-loop
+
+def consume_loop(a):
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+    fetch_bytes = a.max_partition_fetch_bytes
+    conf = common_config(a.bootstrap, a.client_id or "sluice-py-consumer")
+    conf.update({
+        "group.id": a.group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 1000,
+        "enable.partition.eof": False,
+        "max.partition.fetch.bytes": fetch_bytes,
+        "fetch.wait.max.ms": a.fetch_max_wait_ms,
+        "fetch.max.bytes": max(52428800, fetch_bytes),
+        "receive.message.max.bytes": max(100000000, fetch_bytes + 1048576),
+    })
+    topic = a.topic
+    stuck = {}         # partition -> offset of the record that keeps failing
+    seek_pending = {}  # partition -> offset whose seek could not be done yet
+    committed = {}
+    st = {"polls": 0, "seen": 0, "processed": 0, "failures": 0, "bytes": 0, "commit_errors": 0,
+          "stale": 0}
+
+    def on_assign(consumer, partitions):
+        # A partition (re)assigned while stuck resumes at the failing record, so a
+        # seek lost to a rebalance is not lost for good.
+        changed = False
+        for tp in partitions:
+            if tp.partition in stuck:
+                tp.offset = stuck[tp.partition]
+                seek_pending.pop(tp.partition, None)
+                changed = True
+        if changed:
+            consumer.assign(partitions)
+
+    consumer = Consumer(conf)
+
+    def seek(p, off):
+        """Seeks p back to off. librdkafka refuses a seek on a partition whose fetcher
+        is not started yet (assign race) with _STATE: retry briefly, else remember it."""
+        for attempt in range(20):
+            try:
+                consumer.seek(TopicPartition(topic, p, off))
+                seek_pending.pop(p, None)
+                return
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                code = err.code() if isinstance(err, KafkaError) else None
+                if code == KafkaError._STATE and attempt < 19:
+                    time.sleep(0.01)
+                    continue
+                log("seek %s/%d to %d failed (will retry): %s" % (topic, p, off, e))
+                seek_pending[p] = off
+                return
+
+    start = time.monotonic()
+    deadline = start + a.duration_s
+    last_progress = start
+    try:
+        consumer.subscribe([topic], on_assign=on_assign)
+        while not _stop["requested"]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # librdkafka counts whole milliseconds: a shorter timeout would spin.
+            msgs = consumer.consume(num_messages=500, timeout=max(0.002, min(0.5, left)))
+            st["polls"] += 1
+            last_good = {}
+            failed_now = set()
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    log("consume: %s" % err)
+                    continue
+                st["seen"] += 1
+                v = m.value()
+                st["bytes"] += len(v) if v else 0
+                p = m.partition()
+                off = m.offset()
+                if p in failed_now:
+                    continue  # the rest of the batch for a partition that just failed
+                if p in stuck and off > stuck[p]:
+                    # Fetched from before the seek took effect: not ours to process.
+                    st["stale"] += 1
+                    if p in seek_pending:
+                        seek(p, stuck[p])
+                    continue
+                try:
+                    json.loads(v)
+                    ok = True
+                except (ValueError, TypeError):
+                    ok = False
+                if ok:
+                    st["processed"] += 1
+                    last_good[p] = off
+                    if p in stuck and off >= stuck[p]:
+                        del stuck[p]
+                    continue
+                # The listener threw: seek back to the failed record, do not commit it.
+                st["failures"] += 1
+                failed_now.add(p)
+                stuck[p] = off
+                seek(p, off)
+            if last_good:
+                offsets = [TopicPartition(topic, p, off + 1) for p, off in last_good.items()]
+                try:
+                    res = consumer.commit(offsets=offsets, asynchronous=False)
+                    for tp in res or []:
+                        if tp.error is None:
+                            committed[tp.partition] = tp.offset
+                        else:
+                            st["commit_errors"] += 1
+                            log("commit %s/%d: %s" % (tp.topic, tp.partition, tp.error))
+                except KafkaException as e:
+                    st["commit_errors"] += 1
+                    log("commit failed: %s" % e)
+            now = time.monotonic()
+            if now - last_progress >= PROGRESS_INTERVAL_S:
+                last_progress = now
+                log("consume-loop progress: %d polls, %d records seen, %d failures, committed %s, stuck at %s"
+                    % (st["polls"], st["seen"], st["failures"], committed, stuck))
+            if failed_now and a.backoff_ms > 0:
+                _sleep_until(min(deadline, now + a.backoff_ms / 1000.0))
+    finally:
+        try:
+            consumer.close()
+        except Exception as e:  # noqa: BLE001 - best effort on shutdown
+            log("close: %s" % e)
+    emit({
+        "client": CLIENT,
+        "polls": st["polls"],
+        "records_seen": st["seen"],
+        "failures": st["failures"],
+        "committed": {str(p): committed[p] for p in sorted(committed)},
+        "stuck_at": {str(p): stuck[p] for p in sorted(stuck)},
+        "processed": st["processed"],
+        "bytes_seen": st["bytes"],
+        "commit_errors": st["commit_errors"],
+        "stale": st["stale"],
+    })
+    return 0
+
+
+# ------------------------------------------------------------------- churn
+
+def churn(a):
+    from confluent_kafka import Producer
+
+    # librdkafka's defaults otherwise (no idempotence), as a typical short-lived
+    # producer would use them.
+    conf = common_config(a.bootstrap, a.client_id or "sluice-py-churn")
+    conf.update({
+        "acks": "all",
+        "linger.ms": 0,
+        "message.timeout.ms": 30000,
+    })
+    open_producers = []
+    producers = sent = errors = 0
+    start = time.monotonic()
+    last_progress = start
+    try:
+        for i in range(a.count):
+            if a.rate > 0:
+                _sleep_until(start + i / a.rate)
+            if _stop["requested"]:
+                break
+            try:
+                producer = Producer(conf)
+            except Exception as e:  # noqa: BLE001
+                errors += 1
+                log("new producer: %s" % e)
+                continue
+            producers += 1
+            result = {}
+
+            def on_delivery(err, _msg, result=result):
+                result["err"] = err
+
+            try:
+                producer.produce(a.topic, key=("churn-%d" % i).encode(),
+                                 value=('{"i":%d}' % i).encode(), on_delivery=on_delivery)
+                producer.flush(30)
+                if result.get("err", "no delivery report") is None:
+                    sent += 1
+                else:
+                    errors += 1
+                    if errors <= 10:
+                        log("churn send %d: %s" % (i, result.get("err", "no delivery report")))
+            except Exception as e:  # noqa: BLE001
+                errors += 1
+                if errors <= 10:
+                    log("churn send %d: %s" % (i, e))
+            if a.no_close:
+                open_producers.append(producer)
+            else:
+                producer.close()
+            now = time.monotonic()
+            if now - last_progress >= PROGRESS_INTERVAL_S:
+                last_progress = now
+                log("churn progress: %d/%d producers, %d sent, %d errors, %d open"
+                    % (producers, a.count, sent, errors, len(open_producers)))
+    finally:
+        for producer in open_producers:
+            try:
+                producer.close()
+            except Exception as e:  # noqa: BLE001
+                log("close: %s" % e)
+    emit({"client": CLIENT, "producers": producers, "sent": sent, "errors": errors})
+    return 0 if errors == 0 and sent == a.count else 1
+
+
 # ------------------------------------------------------------------- admin
 
-def _admin(bootstrap):
+def _admin(bootstrap, client_id=None):
     from confluent_kafka.admin import AdminClient
 
-    conf = common_config(bootstrap, "sluice-py-admin")
+    conf = common_config(bootstrap, client_id or "sluice-py-admin")
     return AdminClient(conf)
 
 
@@ -333,7 +740,7 @@ def create_topic(a):
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
-    admin = _admin(a.bootstrap)
+    admin = _admin(a.bootstrap, a.client_id)
     deadline = time.monotonic() + a.timeout_s
     created = False
     last_error = None
@@ -381,7 +788,7 @@ def create_topic(a):
 
 
 def wait_ready(a):
-    admin = _admin(a.bootstrap)
+    admin = _admin(a.bootstrap, a.client_id)
     start = time.monotonic()
     deadline = start + a.timeout_s
     last_error = "no answer"
@@ -421,7 +828,14 @@ def main(argv):
             return consume(a)
         if cmd == "create-topic":
             return create_topic(a)
-        return wait_ready(a)
+        if cmd == "wait-ready":
+            return wait_ready(a)
+        _stop_on_signal()
+        if cmd == "produce-json":
+            return produce_json(a)
+        if cmd == "consume-loop":
+            return consume_loop(a)
+        return churn(a)
     except KeyboardInterrupt:
         return 1
 

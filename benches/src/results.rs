@@ -1,0 +1,156 @@
+//! What the harness measures, per route.
+
+use crate::admin::TapStats;
+use crate::kafka::{ConsumerResult, ProducerResult};
+use crate::measure::IperfRun;
+use crate::replay::ReplayRun;
+
+/// A way from the client to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to the server.
+    Direct,
+    /// Through haproxy in TCP mode.
+    Haproxy,
+    /// Through Sluice with its protocol tap on (the default).
+    Sluice,
+    /// Through Sluice with the tap off (`SLUICE_TAP_ENABLED=false`): a plain byte pipe.
+    SluiceTapOff,
+}
+
+/// How many routes there are.
+pub const N: usize = 4;
+
+/// All routes, in the order they are shown.
+pub const ROUTES: [Route; N] = [
+    Route::Direct,
+    Route::Haproxy,
+    Route::Sluice,
+    Route::SluiceTapOff,
+];
+
+/// The order of the routes in round `round` (from 1): interleaved, and rotated by one each
+/// round (direct, haproxy, Sluice, Sluice tap off; haproxy, Sluice, Sluice tap off, direct;
+/// …) so that no route always runs first, right after a warm-up or a different kind of step.
+pub fn round_order(round: u32) -> [Route; N] {
+    let k = (round.saturating_sub(1) as usize) % N;
+    std::array::from_fn(|i| ROUTES[(k + i) % N])
+}
+
+impl Route {
+    /// Lower-case name for progress lines and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Haproxy => "haproxy",
+            Route::Sluice => "sluice",
+            Route::SluiceTapOff => "sluice-tapoff",
+        }
+    }
+
+    /// Column title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Route::Direct => "Direct",
+            Route::Haproxy => "haproxy",
+            Route::Sluice => "Sluice",
+            Route::SluiceTapOff => "Sluice tap off",
+        }
+    }
+
+    /// Index into per-route arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Everything measured, per route (indexed by [`Route::index`]).
+#[derive(Debug, Default)]
+pub struct Results {
+    /// iperf3 runs.
+    pub iperf: [Vec<IperfRun>; N],
+    /// Proxy CPU seconds per GB received, one per iperf3 run (empty for direct).
+    pub cpu_per_gb: [Vec<f64>; N],
+    /// Round-trip samples in ns, one vector per interleaved block.
+    pub rtt: [Vec<Vec<u64>>; N],
+    /// ProducerPerformance runs.
+    pub producer: [Vec<ProducerResult>; N],
+    /// ConsumerPerformance runs.
+    pub consumer: [Vec<ConsumerResult>; N],
+    /// Proxy CPU seconds per GB of record data consumed, one per consumer run.
+    pub consumer_cpu_per_gb: [Vec<f64>; N],
+    /// Fetch replay runs.
+    pub replay: [Vec<ReplayRun>; N],
+    /// Proxy CPU seconds per GB received, one per replay run.
+    pub replay_cpu_per_gb: [Vec<f64>; N],
+    /// What the tap-on and tap-off Sluices reported after a workload.
+    pub tap_checks: Vec<TapCheck>,
+    /// Steps that failed, with their error.
+    pub failures: Vec<String>,
+}
+
+/// The admin counters of a workload's two Sluices after it ran.
+#[derive(Debug, Clone, Default)]
+pub struct TapCheck {
+    /// Which workload.
+    pub workload: String,
+    /// The tap-on Sluice's counters.
+    pub tap_on: Option<TapStats>,
+    /// The tap-off Sluice's counters.
+    pub tap_off: Option<TapStats>,
+    /// Fetch responses the client received through the tap-on Sluice, when known.
+    pub received: Option<u64>,
+}
+
+impl TapCheck {
+    /// True if the tap-on Sluice followed every Fetch response without a parse error or an
+    /// opaque connection, and the tap-off Sluice followed nothing.
+    pub fn ok(&self) -> bool {
+        let on = self.tap_on.is_some_and(|t| {
+            t.tap_parse_errors == 0
+                && t.opaque_connections == 0
+                && t.fetch_responses > 0
+                && self.received.is_none_or(|r| r == t.fetch_responses)
+        });
+        on && self.tap_off.is_some_and(|t| t.api_rows == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_rotate_the_order() {
+        use Route::*;
+        assert_eq!(round_order(1), [Direct, Haproxy, Sluice, SluiceTapOff]);
+        assert_eq!(round_order(2), [Haproxy, Sluice, SluiceTapOff, Direct]);
+        assert_eq!(round_order(4), [SluiceTapOff, Direct, Haproxy, Sluice]);
+        assert_eq!(round_order(5), round_order(1));
+    }
+
+    #[test]
+    fn tap_check_needs_every_response_followed() {
+        let on = TapStats {
+            fetch_responses: 10,
+            fetch_requests: 10,
+            api_rows: 1,
+            ..TapStats::default()
+        };
+        let mut c = TapCheck {
+            workload: "replay".into(),
+            tap_on: Some(on),
+            tap_off: Some(TapStats::default()),
+            received: Some(10),
+        };
+        assert!(c.ok());
+        c.received = Some(11);
+        assert!(!c.ok());
+        c.received = None;
+        c.tap_on = Some(TapStats {
+            opaque_connections: 1,
+            ..on
+        });
+        assert!(!c.ok());
+    }
+}
