@@ -45,7 +45,7 @@ fn fetch_loops(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Regis
         if again_rate < cfg.min_redelivered_bytes_per_sec {
             continue;
         }
-        let group = m.group_of(key);
+        let group = m.group_for(key, topic, *partition);
         let committed = group.as_ref().and_then(|(g, _)| {
             m.groups
                 .get(g)
@@ -97,7 +97,7 @@ fn fetch_without_commit(m: &Model, cfg: &DetectConfig, now: Instant, findings: &
         if bytes == 0 || span < cfg.window / 2 {
             continue; // not fetching, or not for long enough to judge
         }
-        if let Some((g, _)) = m.group_of(key) {
+        if let Some((g, _)) = m.group_for(key, topic, *partition) {
             let e = fetched.entry(g).or_default();
             e.0 += bytes;
             e.1.push((topic.clone(), *partition));

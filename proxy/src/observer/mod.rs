@@ -161,7 +161,7 @@ impl Observer {
                 if let Some(c) = m.client(&key, now, cap_c) {
                     *c.fetched.entry(topic.clone()).or_default() += bytes;
                 }
-                let group = m.group_of(&key).map(|(g, _)| g);
+                let group = m.group_for(&key, &topic, p.partition).map(|(g, _)| g);
                 if m.topics.len() < cap_p || m.topics.contains_key(&topic) {
                     let t = m.topics.entry(topic).or_default();
                     t.bytes_out += bytes;

@@ -310,20 +310,46 @@ impl Model {
         }
     }
 
-    /// The group of a client key and how it was found: coordinator traffic first, then the
-    /// Java default `client.id`.
+    /// The group of a client key and how it was found: its own coordinator traffic when that
+    /// names one group, else the Java default `client.id`. `None` when several groups share
+    /// the client key (a `client.id` reused across groups) — use [`Model::group_for`].
     pub fn group_of(&self, key: &ClientKey) -> Option<(Arc<str>, Attribution)> {
-        let mut best: Option<(Arc<str>, Attribution)> = None;
-        for (name, g) in &self.groups {
-            if let Some(how) = g.clients.get(key) {
-                if best.as_ref().is_none_or(|(_, b)| how < b) {
-                    best = Some((name.clone(), *how));
-                }
+        let mut found = self
+            .groups
+            .iter()
+            .filter_map(|(name, g)| g.clients.get(key).map(|how| (name.clone(), *how)));
+        match (found.next(), found.next()) {
+            (Some(one), None) => Some(one),
+            (Some(_), Some(_)) => None,
+            (None, _) => {
+                java_default_group(&key.1).map(|g| (Arc::from(g), Attribution::ClientIdPattern))
             }
         }
-        best.or_else(|| {
-            java_default_group(&key.1).map(|g| (Arc::from(g), Attribution::ClientIdPattern))
-        })
+    }
+
+    /// The group consuming `topic`-`partition` through client key `key`: the group one of
+    /// whose members with this client key is assigned that partition (SyncGroup or
+    /// ConsumerGroupHeartbeat), else [`Model::group_of`].
+    pub fn group_for(
+        &self,
+        key: &ClientKey,
+        topic: &str,
+        partition: i32,
+    ) -> Option<(Arc<str>, Attribution)> {
+        let assigned = self
+            .groups
+            .iter()
+            .filter(|(_, g)| {
+                g.members.values().any(|(k, parts)| {
+                    k == key
+                        && parts
+                            .iter()
+                            .any(|(t, ps)| &**t == topic && ps.contains(&partition))
+                })
+            })
+            .max_by_key(|(_, g)| g.last_seen)
+            .map(|(name, _)| (name.clone(), Attribution::Coordinator));
+        assigned.or_else(|| self.group_of(key))
     }
 
     /// A consumer fetch request for one partition.

@@ -257,3 +257,48 @@ fn a_flood_of_client_ids_cannot_grow_memory_without_bound() {
     assert!(h["refused_at_cap"].as_u64().unwrap() >= 4_000, "{h}");
     assert_eq!(h["connections"], 0);
 }
+
+#[test]
+fn a_client_id_shared_by_groups_is_attributed_through_the_assignment() {
+    let o = Observer::new(DetectConfig::default());
+    // One client.id ("rdkafka", librdkafka's default) in two groups; only "billing" is
+    // assigned orders-0.
+    let (a, b, fetcher) = (meta(1, 40001), meta(2, 40002), meta(3, 40003));
+    for m in [&a, &b, &fetcher] {
+        o.on_open(m);
+        o.on_event(m, &request("rdkafka", 3));
+    }
+    o.on_event(&a, &join("reports"));
+    o.on_event(&b, &join("billing"));
+    o.on_event(
+        &b,
+        &TapEvent::SyncGroup {
+            group_id: "billing".into(),
+            generation_id: 1,
+            member_id: "m-b".into(),
+        },
+    );
+    o.on_event(
+        &b,
+        &TapEvent::SyncGroupResponse {
+            error_code: 0,
+            assignment: Some(vec![(TopicRef::named("orders"), vec![0])]),
+        },
+    );
+    let t0 = Instant::now();
+    o.tick(t0);
+    for _ in 0..4 {
+        o.on_event(&fetcher, &fetch(100));
+        o.on_event(&fetcher, &delivered(100, 900, 300_000));
+    }
+    o.tick(t0 + Duration::from_secs(1));
+    let f = o.findings_json();
+    let fl = f["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "fetch_loop")
+        .unwrap()
+        .clone();
+    assert_eq!(fl["evidence"]["group"], "billing", "{f}");
+}
