@@ -186,12 +186,12 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        path: "detect.rebalance_min_joins",
-        env: "SLUICE_DETECT_REBALANCE_MIN_JOINS",
-        help: "Rebalance storm: joins of one group within a minute [default: 6]",
+        path: "detect.rebalance_min_generations",
+        env: "SLUICE_DETECT_REBALANCE_MIN_GENERATIONS",
+        help: "Rebalance storm: new generations of one group within a minute [default: 6]",
         set: |c, r| {
-            c.detect.rebalance_min_joins =
-                ranged(value::count(r)?, 2, 1_000_000, "rebalance_min_joins")? as u32;
+            c.detect.rebalance_min_generations =
+                ranged(value::count(r)?, 2, 1_000_000, "rebalance_min_generations")? as u32;
             Ok(())
         },
     },

@@ -51,8 +51,8 @@ pub struct DetectSettings {
     pub churn_opened_per_sec: u32,
     /// Connection churn: connections held open by one client key.
     pub churn_max_open: u64,
-    /// Rebalance storm: joins of one group within a minute.
-    pub rebalance_min_joins: u32,
+    /// Rebalance storm: new generations (completed rebalances) of one group within a minute.
+    pub rebalance_min_generations: u32,
     /// A finding not seen again for this long is cleared.
     #[serde(with = "humantime_serde_compat")]
     pub clear_after: Duration,
@@ -69,7 +69,7 @@ impl Default for DetectSettings {
             amplification_min: 5,
             churn_opened_per_sec: 2,
             churn_max_open: 50,
-            rebalance_min_joins: 6,
+            rebalance_min_generations: 6,
             clear_after: Duration::from_secs(15),
         }
     }

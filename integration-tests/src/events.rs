@@ -11,7 +11,7 @@ pub const MAX_EVENTS: usize = 2_000_000;
 /// Records `(connection, event)` pairs.
 #[derive(Debug, Default)]
 pub struct EventLog {
-    events: Mutex<Vec<(ConnMeta, TapEvent)>>,
+    events: Mutex<Vec<(ConnMeta, TapEvent, std::time::Instant)>>,
     dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -19,7 +19,7 @@ impl TapSink for EventLog {
     fn on_event(&self, conn: &ConnMeta, event: &TapEvent) {
         let mut events = self.events.lock().unwrap();
         if events.len() < MAX_EVENTS {
-            events.push((conn.clone(), event.clone()));
+            events.push((conn.clone(), event.clone(), std::time::Instant::now()));
         } else {
             self.dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -34,8 +34,21 @@ impl EventLog {
             .lock()
             .unwrap()
             .iter()
-            .filter_map(|(c, e)| keep(c, e))
+            .filter_map(|(c, e, _)| keep(c, e))
             .collect()
+    }
+
+    /// When the first event for which `pred` holds was seen.
+    pub fn first_time(
+        &self,
+        mut pred: impl FnMut(&ConnMeta, &TapEvent) -> bool,
+    ) -> Option<std::time::Instant> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(c, e, _)| pred(c, e))
+            .map(|(_, _, t)| *t)
     }
 
     /// Connection ids on which `pred` held for some event.

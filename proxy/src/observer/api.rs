@@ -123,7 +123,7 @@ impl Observer {
                     "group": &**name,
                     "generation": g.generation,
                     "rebalances": g.rebalances,
-                    "joins_in_window": g.joins.len(),
+                    "rebalances_in_window": g.joins.len(),
                     "members": g.members.iter().map(|(id, (key, parts))| json!({
                         "member_id": id,
                         "client_host": key.0.to_string(),

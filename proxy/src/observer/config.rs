@@ -25,8 +25,8 @@ pub struct DetectConfig {
     pub churn_max_open: u64,
     /// Churn: a connection closed within this is short-lived.
     pub short_lived: Duration,
-    /// Rebalance storm: joins of one group within `rebalance_window`.
-    pub rebalance_min_joins: u32,
+    /// Rebalance storm: new generations of one group within `rebalance_window`.
+    pub rebalance_min_generations: u32,
     /// Window for rebalance storms.
     pub rebalance_window: Duration,
     /// A finding not seen again for this long is cleared.
@@ -53,7 +53,7 @@ impl Default for DetectConfig {
             churn_host_opened_per_sec: 20.0,
             churn_max_open: 50,
             short_lived: Duration::from_secs(5),
-            rebalance_min_joins: 6,
+            rebalance_min_generations: 6,
             rebalance_window: Duration::from_secs(60),
             clear_after: Duration::from_secs(15),
             max_clients: 10_000,
@@ -74,7 +74,7 @@ impl DetectConfig {
             amplification_min: f64::from(s.amplification_min),
             churn_opened_per_sec: f64::from(s.churn_opened_per_sec),
             churn_max_open: s.churn_max_open,
-            rebalance_min_joins: s.rebalance_min_joins,
+            rebalance_min_generations: s.rebalance_min_generations,
             clear_after: s.clear_after,
             ..DetectConfig::default()
         }

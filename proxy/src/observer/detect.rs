@@ -265,14 +265,14 @@ fn churn(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
 fn rebalance_storms(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
     for (group, g) in &m.groups {
         let joins = g.joins.len() as u32;
-        if joins >= cfg.rebalance_min_joins {
+        if joins >= cfg.rebalance_min_generations {
             findings.report(
                 now,
                 Kind::RebalanceStorm,
                 group.to_string(),
                 Severity::Warning,
-                format!("group {group} rejoined {joins} times in {}s", cfg.rebalance_window.as_secs()),
-                json!({"group": &**group, "joins_in_window": joins, "window_s": cfg.rebalance_window.as_secs(),
+                format!("group {group} rebalanced {joins} times (new generations) in {}s", cfg.rebalance_window.as_secs()),
+                json!({"group": &**group, "rebalances_in_window": joins, "window_s": cfg.rebalance_window.as_secs(),
                        "generation": g.generation, "members": g.members.len(), "rebalances_total": g.rebalances}),
             );
         }

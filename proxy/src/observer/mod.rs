@@ -194,10 +194,7 @@ impl Observer {
                 conn.pending_group = Some((group_id.as_str().into(), member_id.clone()));
                 let mut m = self.model();
                 m.attribute(&key, group_id, Attribution::Coordinator, now, cap_g);
-                if let Some(g) = m.group(group_id, now, cap_g) {
-                    g.joins.push_back(now);
-                    g.rebalances += 1;
-                }
+                m.group(group_id, now, cap_g);
             }
             TapEvent::JoinGroupResponse {
                 generation_id,
@@ -208,7 +205,12 @@ impl Observer {
                 if let Some((group, _)) = conn.pending_group.clone() {
                     conn.pending_group = Some((group.clone(), member_id.clone()));
                     if let Some(g) = self.model().group(&group, now, cap_g) {
-                        g.generation = *generation_id;
+                        // Every member learns the new generation: count it once.
+                        if *generation_id > g.generation {
+                            g.joins.push_back(now);
+                            g.rebalances += 1;
+                        }
+                        g.generation = g.generation.max(*generation_id);
                         g.members
                             .entry(member_id.clone())
                             .or_insert((key.clone(), Vec::new()));
@@ -228,14 +230,34 @@ impl Observer {
                     g.generation = g.generation.max(*generation_id);
                 }
             }
+            TapEvent::ConsumerGroupHeartbeatResponse {
+                member_epoch,
+                assignment,
+                error_code: 0,
+                ..
+            } => {
+                // KIP-848: a member epoch above the group's last known one is a new
+                // generation of the assignment.
+                if let Some((group, member)) = conn.pending_group.clone() {
+                    if let Some(g) = self.model().group(&group, now, cap_g) {
+                        if *member_epoch > g.generation {
+                            g.joins.push_back(now);
+                            g.rebalances += 1;
+                            g.generation = *member_epoch;
+                        }
+                        if let Some(a) = assignment {
+                            let parts = a
+                                .iter()
+                                .map(|(t, ps)| (topic_name(t), ps.clone()))
+                                .collect();
+                            g.members.insert(member, (key.clone(), parts));
+                        }
+                    }
+                }
+            }
             TapEvent::SyncGroupResponse {
                 assignment: Some(a),
                 error_code: 0,
-            }
-            | TapEvent::ConsumerGroupHeartbeatResponse {
-                assignment: Some(a),
-                error_code: 0,
-                ..
             } => {
                 if let Some((group, member)) = conn.pending_group.clone() {
                     let parts = a
@@ -272,10 +294,7 @@ impl Observer {
                 let mut m = self.model();
                 m.attribute(&key, group_id, Attribution::Coordinator, now, cap_g);
                 if let Some(g) = m.group(group_id, now, cap_g) {
-                    if *member_epoch == 0 {
-                        g.joins.push_back(now);
-                        g.rebalances += 1;
-                    } else if *member_epoch < 0 {
+                    if *member_epoch < 0 {
                         g.members.remove(member_id);
                     }
                 }

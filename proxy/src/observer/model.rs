@@ -163,7 +163,7 @@ pub struct Group {
     pub generation: i32,
     /// Member id → (client key, assignment).
     pub members: BTreeMap<String, (ClientKey, Assigned)>,
-    /// JoinGroup times within the rebalance window.
+    /// When each new generation was seen, within the rebalance window.
     pub joins: VecDeque<Instant>,
     /// Rebalances (JoinGroup requests) in all.
     pub rebalances: u64,

@@ -232,11 +232,27 @@ fn rejoining_over_and_over_is_a_rebalance_storm() {
     let c = meta(1, 20002);
     o.on_open(&c);
     o.on_event(&c, &request("flappy", 11));
-    for _ in 0..8 {
+    for generation in 1..=8 {
         o.on_event(&c, &join("flapping"));
+        o.on_event(&c, &join("flapping"));
+        // Retried joins of one rebalance carry the same generation: counted once.
+        for _ in 0..2 {
+            o.on_event(
+                &c,
+                &TapEvent::JoinGroupResponse {
+                    error_code: 0,
+                    generation_id: generation,
+                    protocol_name: Some("range".into()),
+                    leader: "m1".into(),
+                    member_id: "m1".into(),
+                },
+            );
+        }
     }
     o.tick(Instant::now());
     assert_eq!(kinds(&o), ["rebalance_storm"]);
+    let f = o.findings_json();
+    assert_eq!(f["active"][0]["evidence"]["rebalances_in_window"], 8, "{f}");
 }
 
 #[test]
