@@ -59,8 +59,14 @@ for target in frame_tracker tap fetch_response produce_request decode; do
 done
 
 step "integration tests (real Kafka broker, real clients)"
+rm -f "$CARGO_TARGET_DIR/detect-report.txt"
 # Each test binary starts its own broker; tests inside a binary share it with their own
 # topics and groups. Two test threads keep a 2-core machine responsive.
 RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}" cargo test -p sluice-integration-tests --locked "$@"
+
+if [[ -s "$CARGO_TARGET_DIR/detect-report.txt" ]]; then
+  step "detection report (real clients through Sluice)"
+  cat "$CARGO_TARGET_DIR/detect-report.txt"
+fi
 
 step "done in $((SECONDS - started)) s"

@@ -137,6 +137,7 @@ impl Observer {
                         "topic": &**t, "partition": p, "offset": c.offset,
                         "last_commit_s_ago": now.duration_since(c.at).as_secs(),
                         "last_advance_s_ago": c.advanced.map(|a| now.duration_since(a).as_secs()),
+                        "advance_per_sec": (c.advance_per_sec * 10.0).round() / 10.0,
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -160,7 +161,7 @@ impl Observer {
                     "replica_bytes_out": t.replica_out,
                     "amplification": if t.unique_out > 0 { ((t.bytes_out as f64 / t.unique_out as f64) * 10.0).round() / 10.0 } else { 0.0 },
                     "consuming_groups": t.groups.iter().map(|g| &**g).collect::<Vec<_>>(),
-                    "partitions": t.partitions.iter().map(|(p, (_, fetched))| json!({"partition": p, "highest_offset_fetched": fetched})).collect::<Vec<_>>(),
+                    "partitions": t.partitions.iter().map(|(p, (end, fetched))| json!({"partition": p, "log_end_offset": end, "highest_offset_delivered": fetched})).collect::<Vec<_>>(),
                 })
             })
             .collect();

@@ -166,8 +166,9 @@ impl Observer {
                     let t = m.topics.entry(topic).or_default();
                     t.bytes_out += bytes;
                     t.unique_out += bytes - again;
+                    let e = t.partitions.entry(p.partition).or_default();
+                    e.0 = e.0.max(p.high_watermark);
                     if let Some(last) = p.last_offset {
-                        let e = t.partitions.entry(p.partition).or_default();
                         e.1 = e.1.max(last);
                     }
                     if let Some(g) = group {
@@ -314,6 +315,9 @@ impl Observer {
                         match g.committed.get_mut(&k) {
                             Some(c) => {
                                 if o.offset > c.offset {
+                                    let since = c.advanced.unwrap_or(c.at);
+                                    let dt = now.duration_since(since).as_secs_f64().max(0.001);
+                                    c.advance_per_sec = (o.offset - c.offset) as f64 / dt;
                                     c.advanced = Some(now);
                                 }
                                 c.offset = o.offset;
@@ -326,6 +330,7 @@ impl Observer {
                                         offset: o.offset,
                                         at: now,
                                         advanced: None,
+                                        advance_per_sec: 0.0,
                                     },
                                 );
                             }

@@ -154,6 +154,8 @@ pub struct Committed {
     pub at: Instant,
     /// Last time it was seen to move forward (`None`: not since Sluice first saw it).
     pub advanced: Option<Instant>,
+    /// Offsets per second over its last advance.
+    pub advance_per_sec: f64,
 }
 
 /// A consumer group.
@@ -200,7 +202,8 @@ pub struct Topic {
     pub unique_out: u64,
     /// Bytes follower brokers fetched.
     pub replica_out: u64,
-    /// Per partition: highest offset produced (from batch counts, when known) and fetched.
+    /// Per partition: end of the log (the high watermark the broker reported in Fetch
+    /// responses) and the highest offset delivered to a consumer.
     pub partitions: BTreeMap<i32, (i64, i64)>,
     /// Groups fetching it.
     pub groups: BTreeSet<Arc<str>>,
