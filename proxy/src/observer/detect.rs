@@ -58,9 +58,9 @@ fn fetch_loops(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Regis
             continue; // its group is committing progress: not stuck
         }
         let summary = format!(
-            "{}:{} ({}) re-fetches {}-{} from offset {} again and again: {} rewinds in {}s, {:.0} re-delivered bytes/s, amplification {:.1}x",
+            "{}:{} ({}) re-fetches {}-{} from offset {} again and again: {} rewinds in {}s, {}/s re-delivered, amplification {:.1}x",
             t.last_addr.ip(), t.last_addr.port(), key.1, topic, partition, offset, rewinds,
-            cfg.window.as_secs(), again_rate, t.amplification()
+            cfg.window.as_secs(), human(again_rate), t.amplification()
         );
         findings.report(
             now,
@@ -90,40 +90,41 @@ fn fetch_loops(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Regis
 }
 
 fn fetch_without_commit(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
-    // Bytes each group fetched within the window, from the fetch tracks of its clients.
-    let mut fetched: HashMap<Arc<str>, (u64, Vec<TopicPartition>, Vec<ClientKey>)> = HashMap::new();
+    // Per group: the partitions it fetched data from within the window while their
+    // committed offset did not move.
+    type Stuck = (u64, Vec<(TopicPartition, u64)>, Vec<ClientKey>);
+    let mut stuck: HashMap<Arc<str>, Stuck> = HashMap::new();
     for ((key, topic, partition), t) in &m.fetches {
         let (bytes, _, span) = t.window();
-        if bytes == 0 || span < cfg.window / 2 {
-            continue; // not fetching, or not for long enough to judge
+        if bytes < cfg.no_commit_min_fetched_bytes || span < cfg.window / 2 {
+            continue; // not fetching much, or not for long enough to judge
         }
-        if let Some((g, _)) = m.group_for(key, topic, *partition) {
-            let e = fetched.entry(g).or_default();
-            e.0 += bytes;
-            e.1.push((topic.clone(), *partition));
-            if !e.2.contains(key) {
-                e.2.push(key.clone());
-            }
+        let Some((group, _)) = m.group_for(key, topic, *partition) else {
+            continue; // no group: nothing to commit to
+        };
+        let committed = m
+            .groups
+            .get(&group)
+            .and_then(|g| g.committed.get(&(topic.clone(), *partition)));
+        if committed.is_some_and(|c| {
+            c.advanced
+                .is_some_and(|a| now.duration_since(a) < cfg.window)
+        }) {
+            continue;
+        }
+        let e = stuck.entry(group).or_default();
+        e.0 += bytes;
+        e.1.push(((topic.clone(), *partition), bytes));
+        if !e.2.contains(key) {
+            e.2.push(key.clone());
         }
     }
-    for (group, (bytes, parts, clients)) in fetched {
-        if bytes < cfg.no_commit_min_fetched_bytes {
-            continue;
-        }
+    for (group, (bytes, parts, clients)) in stuck {
         let g = m.groups.get(&group);
-        let advanced = parts.iter().any(|p| {
-            g.and_then(|g| g.committed.get(p)).is_some_and(|c| {
-                c.advanced
-                    .is_some_and(|a| now.duration_since(a) < cfg.window)
-            })
-        });
-        if advanced {
-            continue;
-        }
-        let committed: Vec<_> = parts
+        let partitions: Vec<_> = parts
             .iter()
-            .map(|(t, p)| {
-                json!({"topic": &**t, "partition": p,
+            .map(|((t, p), b)| {
+                json!({"topic": &**t, "partition": p, "fetched_bytes_in_window": b,
                     "committed_offset": g.and_then(|g| g.committed.get(&(t.clone(), *p))).map(|c| c.offset)})
             })
             .collect();
@@ -133,18 +134,32 @@ fn fetch_without_commit(m: &Model, cfg: &DetectConfig, now: Instant, findings: &
             group.to_string(),
             Severity::Warning,
             format!(
-                "group {group} fetched {bytes} bytes in {}s while its committed offsets did not move",
-                cfg.window.as_secs()
+                "group {group} fetched {} in {}s from {} partition(s) whose committed offset did not move",
+                human(bytes as f64),
+                cfg.window.as_secs(),
+                parts.len()
             ),
             json!({
                 "group": &*group,
                 "fetched_bytes_in_window": bytes,
                 "window_s": cfg.window.as_secs(),
                 "clients": clients.iter().map(|(h, id)| json!({"host": h.to_string(), "client_id": &**id, "software": software(m, &(*h, id.clone()))})).collect::<Vec<_>>(),
-                "partitions": committed,
+                "partitions": partitions,
             }),
         );
     }
+}
+
+/// Bytes for humans: `1.2 GiB`.
+pub fn human(bytes: f64) -> String {
+    let mut v = bytes;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v < 1024.0 || unit == "GiB" {
+            return format!("{v:.1} {unit}");
+        }
+        v /= 1024.0;
+    }
+    format!("{v:.1} TiB")
 }
 
 fn egress_amplification(m: &Model, cfg: &DetectConfig, findings: &mut Registry, now: Instant) {
@@ -171,8 +186,8 @@ fn egress_amplification(m: &Model, cfg: &DetectConfig, findings: &mut Registry, 
             topic.to_string(),
             if amp >= 4.0 * cfg.amplification_min { Severity::Critical } else { Severity::Warning },
             format!(
-                "topic {topic}: consumers pulled {:.0} bytes/s, {:.1}x what was new to them ({:.0} re-delivered bytes/s)",
-                bytes as f64 / secs, amp, again as f64 / secs
+                "topic {topic}: consumers pulled {}/s, {:.1}x what was new to them ({}/s re-delivered)",
+                human(bytes as f64 / secs), amp, human(again as f64 / secs)
             ),
             json!({
                 "topic": &*topic,
@@ -228,7 +243,7 @@ fn churn(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
             Kind::ConnectionChurn,
             format!("{}|{}", key.0, key.1),
             Severity::Warning,
-            format!("client {} ({}) {why}", key.0, key.1),
+            format!("client {} ({}) {why}; {} open now", key.0, key.1, c.open),
             json!({
                 "client_host": key.0.to_string(),
                 "client_id": &*key.1,
