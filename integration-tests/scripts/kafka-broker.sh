@@ -225,8 +225,12 @@ JVM_BASE=(
 
 format_storage() {
   local id
-  # A Kafka cluster id is 16 random bytes, base64url without padding.
-  id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  # A Kafka cluster id is 16 random bytes, base64url without padding. Like Kafka's own
+  # Uuid.randomUuid(), never start with '-': the storage tool would read it as an option.
+  id="-"
+  while [[ "$id" == -* ]]; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
   echo "$id" >"$DIR/cluster.id"
   echo "==== $(date '+%F %T') format: cluster id $id ====" >>"$LOG"
   # -Xshare/-XX:TieredStopAtLevel keep this short-lived JVM quick.
