@@ -105,6 +105,10 @@ impl Half<'_> {
         let mut frames = FrameTracker::new();
         let mut total = 0u64;
         let mut draining = false;
+        // One drain future for the whole connection: re-creating it per read would register
+        // and unregister a waiter (a lock) on every chunk.
+        let drain = self.drain.cancelled();
+        tokio::pin!(drain);
         loop {
             if draining && self.done_draining(&frames) {
                 return Ok((total, HalfEnd::Drained));
@@ -118,7 +122,7 @@ impl Half<'_> {
             } else {
                 tokio::select! {
                     biased;
-                    _ = self.drain.cancelled() => { draining = true; continue; }
+                    _ = &mut drain => { draining = true; continue; }
                     r = from.read(&mut buf) => r,
                 }
             };
