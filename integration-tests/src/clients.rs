@@ -54,6 +54,10 @@ pub struct Running {
 impl Running {
     /// Waits for the process (up to `deadline`) and parses its JSON summary.
     pub fn finish(mut self, deadline: Duration) -> Result<Value, String> {
+        self.wait_summary(deadline)
+    }
+
+    fn wait_summary(&mut self, deadline: Duration) -> Result<Value, String> {
         let end = Instant::now() + deadline;
         let status = loop {
             if let Some(s) = self.child.try_wait().map_err(|e| e.to_string())? {
@@ -91,6 +95,17 @@ impl Running {
                 tail(&out),
                 tail(&err)
             )),
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A client still running when its handle is dropped (a test ended or failed early) is
+    /// killed: nothing a test starts outlives it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
