@@ -23,6 +23,35 @@ fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Starts `tcpdump` on loopback for `port`, writing to `pcap`; returns once the capture is live
+/// (tcpdump says "listening on"). `--immediate-mode` so that no packet waits in a buffer
+/// when the capture is stopped.
+fn start_capture(pcap: &std::path::Path, port: u16) -> std::process::Child {
+    let mut tcpdump = Command::new("tcpdump")
+        .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-w"])
+        .arg(pcap)
+        .arg(format!("tcp port {port}"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start tcpdump");
+    let stderr = tcpdump.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("tcpdump did not start");
+        if line.contains("listening on") {
+            return tcpdump;
+        }
+    }
+}
+
 #[test]
 fn tap_agrees_with_tshark_on_requests_and_correlation_ids() {
     assert!(
@@ -38,30 +67,7 @@ fn tap_agrees_with_tshark_on_requests_and_correlation_ids() {
     let dir = std::env::temp_dir().join(unique("sluice-capture"));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("proxy.pcap");
-    let mut tcpdump = Command::new("tcpdump")
-        .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-w"])
-        .arg(&pcap)
-        .arg(format!("tcp port {port}"))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start tcpdump");
-    // tcpdump says "listening on lo" once the capture is live.
-    let stderr = tcpdump.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("tcpdump did not start");
-        if line.contains("listening on") {
-            break;
-        }
-    }
+    let mut tcpdump = start_capture(&pcap, port);
     let first_event = cluster.events.len();
     let first_conn = cluster
         .stats
@@ -183,20 +189,7 @@ fn record_fixtures() {
     let dir = std::env::temp_dir().join(unique("sluice-fixtures"));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("session.pcap");
-    let mut tcpdump = Command::new("tcpdump")
-        .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-w"])
-        .arg(&pcap)
-        .arg(format!("tcp port {port}"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = tcpdump.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    while let Some(Ok(l)) = lines.next() {
-        if l.contains("listening on") {
-            break;
-        }
-    }
+    let mut tcpdump = start_capture(&pcap, port);
     Client::Java
         .produce(&cluster.tools, &cluster.bootstrap(), topic, 600, 9)
         .unwrap();

@@ -6,17 +6,43 @@
 
 use std::time::{Duration, Instant};
 
+use sluice_integration_tests::clients::Running;
 use sluice_integration_tests::{findings, unique, Client, Cluster};
 
-fn s(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| (*a).to_owned()).collect()
+/// Starts `consume` of `topic` for `count` records as `client_id`; `how` is the group
+/// (`--group G`, with optional `--commit ...`) or `--assign`.
+fn consume(
+    cluster: &Cluster,
+    client: Client,
+    topic: &str,
+    count: &str,
+    client_id: &str,
+    how: &[&str],
+) -> Running {
+    let boot = cluster.bootstrap();
+    let mut args: Vec<String> = [
+        "consume",
+        "--bootstrap",
+        &boot,
+        "--topic",
+        topic,
+        "--count",
+        count,
+        "--timeout-s",
+        "60",
+        "--client-id",
+        client_id,
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    args.extend(how.iter().map(|a| (*a).to_owned()));
+    client.spawn(&cluster.tools, &args)
 }
 
 #[test]
 fn healthy_clients_raise_nothing() {
     let cluster = Cluster::start();
-    let boot = cluster.bootstrap();
-    let tools = &cluster.tools;
     let started = Instant::now();
     let mut names: Vec<String> = Vec::new();
     let mut name = |n: &str| {
@@ -28,14 +54,16 @@ fn healthy_clients_raise_nothing() {
     // A topic with a 20,000-record backlog (about 20 MB) and a trickle on top.
     let topic = name("orders");
     cluster.create_topic(&topic, 3);
-    Client::Go.produce(tools, &boot, &topic, 20_000, 1).unwrap();
+    Client::Go
+        .produce(&cluster.tools, &cluster.bootstrap(), &topic, 20_000, 1)
+        .unwrap();
     let trickle_id = name("order-api");
     let trickle = Client::Java.spawn(
-        tools,
-        &s(&[
+        &cluster.tools,
+        &[
             "produce",
             "--bootstrap",
-            &boot,
+            &cluster.bootstrap(),
             "--topic",
             &topic,
             "--count",
@@ -46,176 +74,87 @@ fn healthy_clients_raise_nothing() {
             "2",
             "--client-id",
             &trickle_id,
-        ]),
+        ]
+        .map(str::to_owned),
     );
     let total = "20100";
 
     // Two healthy groups reading the same topic at full speed (and catching up on the lag).
-    let (g1, c1, g2, c2) = (
-        name("analytics"),
-        name("analytics-1"),
-        name("search"),
-        name("search-1"),
+    let (g1, g2) = (name("analytics"), name("search"));
+    let a = consume(
+        &cluster,
+        Client::Java,
+        &topic,
+        total,
+        &name("analytics-1"),
+        &["--group", &g1],
     );
-    let a = Client::Java.spawn(
-        tools,
-        &s(&[
-            "consume",
-            "--bootstrap",
-            &boot,
-            "--topic",
-            &topic,
-            "--group",
-            &g1,
-            "--count",
-            total,
-            "--timeout-s",
-            "60",
-            "--client-id",
-            &c1,
-        ]),
-    );
-    let b = Client::Go.spawn(
-        tools,
-        &s(&[
-            "consume",
-            "--bootstrap",
-            &boot,
-            "--topic",
-            &topic,
-            "--group",
-            &g2,
-            "--count",
-            total,
-            "--timeout-s",
-            "60",
-            "--client-id",
-            &c2,
-        ]),
+    let b = consume(
+        &cluster,
+        Client::Go,
+        &topic,
+        total,
+        &name("search-1"),
+        &["--group", &g2],
     );
     // An auto-commit consumer and a consumer using assign() without a group.
-    let (g3, c3, c4) = (name("audit"), name("audit-1"), name("replayer"));
-    let c = Client::Java.spawn(
-        tools,
-        &s(&[
-            "consume",
-            "--bootstrap",
-            &boot,
-            "--topic",
-            &topic,
-            "--group",
-            &g3,
-            "--count",
-            total,
-            "--timeout-s",
-            "60",
-            "--commit",
-            "auto",
-            "--client-id",
-            &c3,
-        ]),
+    let g3 = name("audit");
+    let c = consume(
+        &cluster,
+        Client::Java,
+        &topic,
+        total,
+        &name("audit-1"),
+        &["--group", &g3, "--commit", "auto"],
     );
-    let d = Client::Go.spawn(
-        tools,
-        &s(&[
-            "consume",
-            "--bootstrap",
-            &boot,
-            "--topic",
-            &topic,
-            "--assign",
-            "--commit",
-            "none",
-            "--count",
-            total,
-            "--timeout-s",
-            "60",
-            "--client-id",
-            &c4,
-        ]),
+    let d = consume(
+        &cluster,
+        Client::Go,
+        &topic,
+        total,
+        &name("replayer"),
+        &["--assign", "--commit", "none"],
     );
     // A consumer that stops part way and restarts from its committed offset.
     let (g5, c5) = (name("billing"), name("billing-1"));
-    Client::Java
-        .spawn(
-            tools,
-            &s(&[
-                "consume",
-                "--bootstrap",
-                &boot,
-                "--topic",
-                &topic,
-                "--group",
-                &g5,
-                "--count",
-                "8000",
-                "--timeout-s",
-                "60",
-                "--client-id",
-                &c5,
-            ]),
-        )
-        .finish(Duration::from_secs(90))
-        .unwrap();
-    let e = Client::Java.spawn(
-        tools,
-        &s(&[
-            "consume",
-            "--bootstrap",
-            &boot,
-            "--topic",
-            &topic,
-            "--group",
-            &g5,
-            "--count",
-            "12100",
-            "--timeout-s",
-            "60",
-            "--client-id",
-            &c5,
-        ]),
+    consume(
+        &cluster,
+        Client::Java,
+        &topic,
+        "8000",
+        &c5,
+        &["--group", &g5],
+    )
+    .finish(Duration::from_secs(90))
+    .unwrap();
+    let e = consume(
+        &cluster,
+        Client::Java,
+        &topic,
+        "12100",
+        &c5,
+        &["--group", &g5],
     );
     // A rebalance: a second member joins the group, reads a little, and leaves.
-    let (g6, c6, c7) = (name("shipping"), name("shipping-1"), name("shipping-2"));
-    let f = Client::Go.spawn(
-        tools,
-        &s(&[
-            "consume",
-            "--bootstrap",
-            &boot,
-            "--topic",
-            &topic,
-            "--group",
-            &g6,
-            "--count",
-            total,
-            "--timeout-s",
-            "60",
-            "--client-id",
-            &c6,
-        ]),
+    let g6 = name("shipping");
+    let f = consume(
+        &cluster,
+        Client::Go,
+        &topic,
+        total,
+        &name("shipping-1"),
+        &["--group", &g6],
     );
     std::thread::sleep(Duration::from_secs(3));
-    let _ = Client::Java
-        .spawn(
-            tools,
-            &s(&[
-                "consume",
-                "--bootstrap",
-                &boot,
-                "--topic",
-                &topic,
-                "--group",
-                &g6,
-                "--count",
-                "500",
-                "--timeout-s",
-                "30",
-                "--client-id",
-                &c7,
-            ]),
-        )
-        .finish(Duration::from_secs(60));
+    let _ = consume(
+        &cluster,
+        Client::Java,
+        &topic,
+        "500",
+        &name("shipping-2"),
+        &["--group", &g6],
+    )
+    .finish(Duration::from_secs(60));
 
     for (label, p) in [
         ("two groups: analytics", a),
