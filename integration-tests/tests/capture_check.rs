@@ -26,6 +26,7 @@ fn have(tool: &str) -> bool {
 /// Starts `tcpdump` on loopback for `port`, writing to `pcap`; returns once the capture is live
 /// (tcpdump says "listening on"). `--immediate-mode` so that no packet waits in a buffer
 /// when the capture is stopped.
+#[allow(clippy::zombie_processes)] // handed to the caller, which stops and waits for it
 fn start_capture(pcap: &std::path::Path, port: u16) -> std::process::Child {
     let mut tcpdump = Command::new("tcpdump")
         .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-w"])
