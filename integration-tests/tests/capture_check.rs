@@ -110,6 +110,8 @@ fn tap_agrees_with_tshark_on_requests_and_correlation_ids() {
             "-E",
             "aggregator=,",
             "-e",
+            "tcp.srcport",
+            "-e",
             "kafka.api_key",
             "-e",
             "kafka.correlation_id",
@@ -121,12 +123,25 @@ fn tap_agrees_with_tshark_on_requests_and_correlation_ids() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Only the connections opened after the capture started, on both sides: a client of the
+    // setup (e.g. the topic's creation) may still send a request on a connection it opened
+    // before.
+    let ports: std::collections::BTreeSet<u16> = cluster
+        .events
+        .select(|c, _| (c.id > first_conn).then_some(c.client_addr.port()))
+        .into_iter()
+        .collect();
     let mut tshark: BTreeMap<i16, Vec<i32>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         // One packet may carry several requests: each field is then a comma-joined list.
-        let Some((keys, ids)) = line.split_once(';') else {
+        let mut fields = line.split(';');
+        let (Some(port), Some(keys), Some(ids)) = (fields.next(), fields.next(), fields.next())
+        else {
             continue;
         };
+        if !port.parse().is_ok_and(|p: u16| ports.contains(&p)) {
+            continue;
+        }
         for (k, c) in keys.split(',').zip(ids.split(',')) {
             if let (Ok(k), Ok(c)) = (k.parse(), c.parse()) {
                 tshark.entry(k).or_default().push(c);
