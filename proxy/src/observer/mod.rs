@@ -161,7 +161,6 @@ impl Observer {
                 if let Some(c) = m.client(&key, now, cap_c) {
                     *c.fetched.entry(topic.clone()).or_default() += bytes;
                 }
-                let group = m.group_for(&key, &topic, p.partition).map(|(g, _)| g);
                 if m.topics.len() < cap_p || m.topics.contains_key(&topic) {
                     let t = m.topics.entry(topic).or_default();
                     t.bytes_out += bytes;
@@ -170,9 +169,6 @@ impl Observer {
                     e.0 = e.0.max(p.high_watermark);
                     if let Some(last) = p.last_offset {
                         e.1 = e.1.max(last);
-                    }
-                    if let Some(g) = group {
-                        t.groups.insert(g);
                     }
                 }
             }

@@ -205,7 +205,7 @@ pub struct Topic {
     /// Per partition: end of the log (the high watermark the broker reported in Fetch
     /// responses) and the highest offset delivered to a consumer.
     pub partitions: BTreeMap<i32, (i64, i64)>,
-    /// Groups fetching it.
+    /// Groups seen fetching it (refreshed each tick).
     pub groups: BTreeSet<Arc<str>>,
 }
 
@@ -445,6 +445,25 @@ impl Model {
         t.last_seen = now;
         t.last_addr = addr;
         Some(t)
+    }
+
+    /// Recomputes which groups consume each topic, from the fetch tracks active within the
+    /// window — once per tick, not per event: attribution walks the groups.
+    pub fn refresh_topic_groups(&mut self, now: Instant, window: Duration) {
+        let mut by_topic: HashMap<Arc<str>, BTreeSet<Arc<str>>> = HashMap::new();
+        for ((key, topic, partition), t) in &self.fetches {
+            if now.duration_since(t.last_seen) > window {
+                continue;
+            }
+            if let Some((g, _)) = self.group_for(key, topic, *partition) {
+                by_topic.entry(topic.clone()).or_default().insert(g);
+            }
+        }
+        for (name, t) in &mut self.topics {
+            if let Some(groups) = by_topic.remove(name) {
+                t.groups.extend(groups);
+            }
+        }
     }
 
     /// Drops what fell out of the windows and what has been idle too long.
