@@ -78,6 +78,7 @@ impl Observer {
             self.cfg.rebalance_window,
             self.cfg.idle_eviction,
         );
+        m.refresh_topic_groups(now, self.cfg.window);
         let mut f = self.registry();
         detect::run(&m, &self.cfg, now, &mut f);
         f.sweep(now, self.cfg.clear_after);
