@@ -158,7 +158,8 @@ impl Observer {
                     m.topics.entry(topic).or_default().replica_out += p.records_bytes;
                     return;
                 }
-                let (bytes, again) = m.on_delivered(&key, conn.client_addr, p, now, cap_p);
+                let (bytes, again) =
+                    m.on_delivered(&key, conn.client_addr, (topic.clone(), p), now, cap_p);
                 if let Some(c) = m.client(&key, now, cap_c) {
                     *c.fetched.entry(topic.clone()).or_default() += bytes;
                 }

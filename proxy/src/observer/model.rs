@@ -18,13 +18,32 @@ pub type Assigned = Vec<(Arc<str>, Vec<i32>)>;
 /// A topic partition, by name.
 pub type TopicPartition = (Arc<str>, i32);
 
-/// The name to file a topic under: its name, or its id until the name is known.
+/// Topic ids whose `id:<hex>` label is kept for reuse.
+const MAX_ID_LABELS: usize = 100_000;
+
+/// The name to file a topic under: its name, or `id:<hex>` until the name is known.
 pub fn topic_name(t: &TopicRef) -> Arc<str> {
     match (&t.name, t.id) {
         (Some(n), _) => n.clone(),
-        (None, Some(id)) => Arc::from(format!("id:{id}")),
+        (None, Some(id)) => id_label(id),
         (None, None) => Arc::from("?"),
     }
+}
+
+/// The label of a topic known only by id, made once (this runs per delivered partition).
+fn id_label(id: sluice_protocol::event::TopicId) -> Arc<str> {
+    static LABELS: std::sync::OnceLock<
+        dashmap::DashMap<sluice_protocol::event::TopicId, Arc<str>>,
+    > = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(dashmap::DashMap::new);
+    if let Some(l) = labels.get(&id) {
+        return l.clone();
+    }
+    let label: Arc<str> = Arc::from(format!("id:{id}"));
+    if labels.len() < MAX_ID_LABELS {
+        labels.insert(id, label.clone());
+    }
+    label
 }
 
 /// One proxied connection.
@@ -382,11 +401,10 @@ impl Model {
         &mut self,
         key: &ClientKey,
         addr: SocketAddr,
-        p: &FetchPartitionDelivered,
+        (topic, p): (Arc<str>, &FetchPartitionDelivered),
         now: Instant,
         cap: usize,
     ) -> (u64, u64) {
-        let topic = topic_name(&p.topic);
         let Some(t) = self.track(key, topic, p.partition, addr, now, cap) else {
             return (p.records_bytes, 0);
         };

@@ -140,7 +140,11 @@ fn a_consumer_rewinding_to_the_same_offset_is_a_fetch_loop() {
     assert!(ev["amplification"].as_f64().unwrap() >= 5.0);
     assert!(kinds(&o).contains(&"egress_amplification".to_owned()));
     let topics = o.topics_json();
-    assert_eq!(topics[0]["consuming_groups"], serde_json::json!(["billing"]), "{topics}");
+    assert_eq!(
+        topics[0]["consuming_groups"],
+        serde_json::json!(["billing"]),
+        "{topics}"
+    );
     // It stops: after clear_after without new rewinds the finding clears.
     o.tick(t0 + Duration::from_secs(40));
     o.tick(t0 + Duration::from_secs(60));
