@@ -167,10 +167,10 @@ proptest! {
         prop_assert_eq!(tap.counters().parse_errors, 0);
     }
 
-    /// Garbage after valid frames: the valid ones are reported, then the tap gives up once,
+    /// Garbage after valid frames: the valid ones are reported, the tap gives up at most once,
     /// and never panics.
     #[test]
-    fn garbage_makes_the_connection_opaque_without_panicking(
+    fn garbage_after_valid_frames_never_panics_and_is_reported_once_at_most(
         xs in proptest::collection::vec(exchange(), 0..4),
         garbage in proptest::collection::vec(any::<u8>(), 0..2000),
         cuts in proptest::collection::vec(1usize..64, 1..8),
@@ -223,7 +223,7 @@ fn negative_length_loses_framing_once() {
 }
 
 #[test]
-fn a_huge_skipped_frame_costs_no_memory_and_keeps_framing() {
+fn a_huge_skipped_frame_is_followed_in_chunks_and_keeps_framing() {
     // A 50 MiB ListOffsets "response" body streamed in 64 KiB chunks.
     let mut tap = ConnectionTap::new(TopicNames::new());
     let mut events = Vec::new();

@@ -14,8 +14,8 @@ use crate::server::Proxy;
 /// and serves until `shutdown` completes and the drain is over. The admin API keeps answering
 /// during the drain (`/readyz` says `draining`) and stops last.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let listener = bind(&config, "listen", config.listen).await?;
-    let admin = bind(&config, "admin.listen", config.admin.listen).await?;
+    let listener = bind("listen", config.listen).await?;
+    let admin = bind("admin.listen", config.admin.listen).await?;
     let proxy = Proxy::new(config);
     let stop_admin = CancellationToken::new();
     let admin_task = tokio::spawn(crate::admin::serve(
@@ -32,11 +32,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     Ok(())
 }
 
-async fn bind(
-    _config: &Config,
-    what: &'static str,
-    addr: std::net::SocketAddr,
-) -> Result<TcpListener, StartError> {
+async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { what, addr, source })

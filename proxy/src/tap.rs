@@ -61,13 +61,13 @@ impl ConnTap {
 
     /// Follows bytes just forwarded in one direction.
     pub fn observe(&self, to_broker: bool, chunk: &[u8]) {
-        let now = Instant::now();
         let Ok(mut tap) = self.tap.lock() else {
             return; // a sink panicked earlier; forwarding goes on without the tap
         };
         if tap.is_opaque() {
-            return;
+            return; // given up on: no clock read, no parsing, for the rest of the stream
         }
+        let now = Instant::now();
         let sinks = &self.sinks;
         let meta = &self.meta;
         let mut emit = |ev: TapEvent| {

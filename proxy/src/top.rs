@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::observer::detect::human;
+
 /// Fetches `path` from the admin API and parses the JSON body.
 pub fn get_json(admin: SocketAddr, path: &str) -> Result<Value, String> {
     let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).map_err(|e| {
@@ -33,17 +35,6 @@ pub fn get_json(admin: SocketAddr, path: &str) -> Result<Value, String> {
         ));
     }
     serde_json::from_str(body).map_err(|e| format!("admin API {admin}{path}: bad JSON: {e}"))
-}
-
-fn human(bytes_per_sec: f64) -> String {
-    let mut v = bytes_per_sec;
-    for unit in ["B", "KiB", "MiB", "GiB"] {
-        if v < 1024.0 || unit == "GiB" {
-            return format!("{v:.1} {unit}");
-        }
-        v /= 1024.0;
-    }
-    unreachable!()
 }
 
 fn ev<'a>(f: &'a Value, k: &str) -> &'a Value {

@@ -75,7 +75,6 @@ struct Direction {
     phase: Phase,
     head: Vec<u8>,
     current: Current,
-    frames: u64,
 }
 
 impl Direction {
@@ -87,7 +86,6 @@ impl Direction {
             },
             head: Vec::new(),
             current: Current::default(),
-            frames: 0,
         }
     }
 }
@@ -519,7 +517,6 @@ impl ConnectionTap {
                     have: 0,
                     buf: [0; 4],
                 };
-                dir.frames += 1;
                 if request {
                     self.counters.requests += 1;
                 } else {
@@ -574,7 +571,6 @@ impl ConnectionTap {
                     buf: [0; 4],
                 },
             );
-            dir.frames += 1;
             match finished {
                 Phase::Body {
                     body: Body::Collect(buf),
