@@ -204,7 +204,142 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "telemetry.otlp_endpoint",
+        env: "SLUICE_TELEMETRY_OTLP_ENDPOINT",
+        help: "OTLP collector URL, e.g. http://127.0.0.1:4317; empty: no export [default: \"\"]",
+        set: |c, r| {
+            c.telemetry.otlp_endpoint = value::endpoint(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.otlp_protocol",
+        env: "SLUICE_TELEMETRY_OTLP_PROTOCOL",
+        help: "OTLP transport: grpc (port 4317) or http/protobuf (port 4318) [default: grpc]",
+        set: |c, r| {
+            c.telemetry.otlp_protocol = value::otlp_protocol(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.otlp_headers",
+        env: "SLUICE_TELEMETRY_OTLP_HEADERS",
+        help: "Headers sent with every export, key=value,... [default: none]",
+        set: |c, r| {
+            let kv = value::key_values(r)?;
+            for (k, v) in &kv {
+                let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+                if !k.chars().all(token) {
+                    return Err(format!("`{k}` is not a valid header name"));
+                }
+                if !v
+                    .chars()
+                    .all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic())
+                {
+                    return Err(format!("the value of `{k}` is not a valid header value"));
+                }
+            }
+            c.telemetry.otlp_headers = kv;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.otlp_timeout",
+        env: "SLUICE_TELEMETRY_OTLP_TIMEOUT",
+        help: "Time allowed for one export [default: 10s]",
+        set: |c, r| {
+            let d = value::duration(r)?;
+            if d.is_zero() {
+                return Err("must be greater than zero".to_owned());
+            }
+            c.telemetry.otlp_timeout = d;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.metrics_interval",
+        env: "SLUICE_TELEMETRY_METRICS_INTERVAL",
+        help: "How often metrics are exported over OTLP [default: 10s]",
+        set: |c, r| {
+            let d = value::duration(r)?;
+            if d < std::time::Duration::from_millis(100) {
+                return Err("must be at least 100ms".to_owned());
+            }
+            c.telemetry.metrics_interval = d;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.service_name",
+        env: "SLUICE_TELEMETRY_SERVICE_NAME",
+        help: "service.name of the exported resource [default: sluice]",
+        set: |c, r| {
+            let name = text(r)?;
+            if name.is_empty() {
+                return Err("must not be empty".to_owned());
+            }
+            c.telemetry.service_name = name;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.resource_attributes",
+        env: "SLUICE_TELEMETRY_RESOURCE_ATTRIBUTES",
+        help: "Extra resource attributes, key=value,... (sluice.broker is added) [default: none]",
+        set: |c, r| {
+            c.telemetry.resource_attributes = value::key_values(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.max_series",
+        env: "SLUICE_TELEMETRY_MAX_SERIES",
+        help: "Most series per metric; more fold into one overflow series [default: 2000]",
+        set: |c, r| {
+            c.telemetry.max_series = ranged(value::count(r)?, 10, 1_000_000, "max_series")?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.span_sample_ratio",
+        env: "SLUICE_TELEMETRY_SPAN_SAMPLE_RATIO",
+        help: "Share of request/response pairs sent as spans, 0 to 1 [default: 0.01]",
+        set: |c, r| {
+            c.telemetry.span_sample_ratio = value::ratio(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.slow_request",
+        env: "SLUICE_TELEMETRY_SLOW_REQUEST",
+        help: "Requests slower than this always get a span [default: 1s]",
+        set: |c, r| {
+            c.telemetry.slow_request = value::duration(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "telemetry.span_queue",
+        env: "SLUICE_TELEMETRY_SPAN_QUEUE",
+        help: "Spans waiting for export at most; more are dropped and counted [default: 4096]",
+        set: |c, r| {
+            c.telemetry.span_queue = ranged(value::count(r)?, 16, 1_000_000, "span_queue")?;
+            Ok(())
+        },
+    },
 ];
+
+/// The text of a value (a string in the file, or the raw text of a variable or flag).
+fn text(raw: &Raw) -> Result<String, String> {
+    match raw {
+        Raw::Text(s) | Raw::Toml(toml::Value::String(s)) => Ok(s.trim().to_owned()),
+        Raw::Toml(other) => Err(format!(
+            "expected a string, found {} `{other}`",
+            other.type_str()
+        )),
+    }
+}
 
 /// The key with this dotted path.
 pub fn find(path: &str) -> Option<&'static Key> {

@@ -21,7 +21,10 @@ pub mod value;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::Loader;
-pub use model::{AdminConfig, Config, DetectSettings, LogConfig, LogFormat, TapConfig, Upstream};
+pub use model::{
+    AdminConfig, Config, DetectSettings, LogConfig, LogFormat, OtlpProtocol, TapConfig,
+    TelemetryConfig, Upstream,
+};
 
 /// Exit code for a bad configuration (`EX_USAGE` from sysexits.h).
 pub const EXIT_BAD_CONFIG: i32 = 64;

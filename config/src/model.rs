@@ -33,6 +33,71 @@ pub struct Config {
     pub tap: TapConfig,
     /// Detector thresholds.
     pub detect: DetectSettings,
+    /// Metrics and spans: OTLP export and the Prometheus endpoint.
+    pub telemetry: TelemetryConfig,
+}
+
+/// How metrics and spans leave the process (see the README's "Telemetry").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TelemetryConfig {
+    /// OTLP collector endpoint, e.g. `http://127.0.0.1:4317` (gRPC) or
+    /// `http://127.0.0.1:4318` (HTTP); empty: no OTLP export (`/metrics` still serves).
+    pub otlp_endpoint: String,
+    /// OTLP transport.
+    pub otlp_protocol: OtlpProtocol,
+    /// Extra headers (HTTP) or metadata (gRPC) sent with every export, `key=value,...`.
+    pub otlp_headers: Vec<(String, String)>,
+    /// Time allowed for one export.
+    #[serde(with = "humantime_serde_compat")]
+    pub otlp_timeout: Duration,
+    /// How often metrics are exported over OTLP.
+    #[serde(with = "humantime_serde_compat")]
+    pub metrics_interval: Duration,
+    /// `service.name` of the resource.
+    pub service_name: String,
+    /// Extra resource attributes, `key=value,...` (`sluice.broker` is added: the upstream).
+    pub resource_attributes: Vec<(String, String)>,
+    /// Most series per instrument; the rest are folded into one overflow series and counted.
+    pub max_series: usize,
+    /// Share of request/response pairs exported as spans (errors, slow requests and
+    /// connections under a finding are always kept).
+    pub span_sample_ratio: f64,
+    /// A request slower than this always gets a span.
+    #[serde(with = "humantime_serde_compat")]
+    pub slow_request: Duration,
+    /// Spans waiting for export at most; more are dropped and counted.
+    pub span_queue: usize,
+}
+
+impl Eq for TelemetryConfig {}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: String::new(),
+            otlp_protocol: OtlpProtocol::Grpc,
+            otlp_headers: Vec::new(),
+            otlp_timeout: Duration::from_secs(10),
+            metrics_interval: Duration::from_secs(10),
+            service_name: "sluice".to_owned(),
+            resource_attributes: Vec::new(),
+            max_series: 2000,
+            span_sample_ratio: 0.01,
+            slow_request: Duration::from_secs(1),
+            span_queue: 4096,
+        }
+    }
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (collector port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (collector port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 /// Detector thresholds and windows (see the README's "Detectors").
@@ -164,6 +229,7 @@ impl Default for Config {
             log: LogConfig::default(),
             tap: TapConfig::default(),
             detect: DetectSettings::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::model::{LogFormat, Upstream};
+use crate::model::{LogFormat, OtlpProtocol, Upstream};
 
 /// A raw value before parsing: typed from TOML, or text from the environment or a flag.
 #[derive(Debug, Clone)]
@@ -133,6 +133,80 @@ pub fn log_format(raw: &Raw) -> Result<LogFormat, String> {
         "json" => Ok(LogFormat::Json),
         other => Err(format!("`{other}` is not a log format (plain or json)")),
     }
+}
+
+/// `grpc` or `http/protobuf`.
+pub fn otlp_protocol(raw: &Raw) -> Result<OtlpProtocol, String> {
+    match raw.text("an OTLP protocol")? {
+        "grpc" => Ok(OtlpProtocol::Grpc),
+        "http/protobuf" | "http" => Ok(OtlpProtocol::HttpProtobuf),
+        other => Err(format!(
+            "`{other}` is not an OTLP protocol (grpc or http/protobuf)"
+        )),
+    }
+}
+
+/// An `http://` or `https://` URL with a host, or empty (off).
+pub fn endpoint(raw: &Raw) -> Result<String, String> {
+    let s = raw.text("a URL")?;
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| {
+            format!("`{s}` is not an http:// or https:// URL (e.g. http://127.0.0.1:4317)")
+        })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains(char::is_whitespace) {
+        return Err(format!("`{s}` has no host (e.g. http://127.0.0.1:4317)"));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+/// `key=value,key2=value2` (the `OTEL_EXPORTER_OTLP_HEADERS` form); empty is an empty list.
+/// In the file, a TOML table `{ key = "value" }` works too.
+pub fn key_values(raw: &Raw) -> Result<Vec<(String, String)>, String> {
+    if let Raw::Toml(toml::Value::Table(t)) = raw {
+        return t
+            .iter()
+            .map(|(k, v)| match v {
+                toml::Value::String(s) => Ok((k.clone(), s.clone())),
+                other => Ok((k.clone(), other.to_string())),
+            })
+            .collect();
+    }
+    let s = raw.text("key=value pairs")?;
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}` is not key=value (e.g. team=payments,env=prod)"))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(format!("`{part}` has an empty key"));
+        }
+        out.push((k.to_owned(), v.trim().to_owned()));
+    }
+    Ok(out)
+}
+
+/// A ratio between 0 and 1, e.g. `0.01`.
+pub fn ratio(raw: &Raw) -> Result<f64, String> {
+    let v = match raw {
+        Raw::Toml(toml::Value::Float(f)) => *f,
+        Raw::Toml(toml::Value::Integer(i)) => *i as f64,
+        _ => {
+            let s = raw.text("a ratio")?;
+            s.parse::<f64>()
+                .map_err(|_| format!("`{s}` is not a number between 0 and 1 (e.g. 0.01)"))?
+        }
+    };
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("`{v}` is not between 0 and 1"));
+    }
+    Ok(v)
 }
 
 /// A tracing filter directive such as `info` or `info,sluice=debug`.

@@ -82,6 +82,8 @@ pub struct ResponseSeen {
     pub correlation_id: i32,
     /// Frame size including the 4-byte length.
     pub size: u64,
+    /// Size of the request frame it answers, including the 4-byte length.
+    pub request_size: u64,
     /// From the last byte of the request seen to the first byte of the response seen.
     pub latency: Duration,
 }

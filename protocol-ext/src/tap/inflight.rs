@@ -22,6 +22,8 @@ pub struct Pending {
     pub api_version: i16,
     /// When the request was seen.
     pub sent_at: Instant,
+    /// Request frame size including the 4-byte length.
+    pub size: u64,
 }
 
 /// The FIFO of pending requests.
@@ -72,6 +74,7 @@ mod tests {
             api_key: 1,
             api_version: 12,
             sent_at: Instant::now(),
+            size: 0,
         }
     }
 

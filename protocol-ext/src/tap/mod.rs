@@ -318,6 +318,7 @@ impl ConnectionTap {
                 api_key,
                 api_version,
                 sent_at: now,
+                size: u64::from(frame_len) + 4,
             })
         {
             return self.go_opaque(
@@ -380,6 +381,7 @@ impl ConnectionTap {
                 api_version: pending.api_version,
                 correlation_id,
                 size: u64::from(frame_len) + 4,
+                request_size: pending.size,
                 latency: now.saturating_duration_since(pending.sent_at),
             }));
         }
