@@ -1,5 +1,6 @@
 //! The admin HTTP listener, loopback by default:
 //! - `/healthz` (the process serves), `/readyz` (accepting and not draining);
+//! - `/metrics`: every instrument in the Prometheus text format;
 //! - `/api/v1/stats`: the proxy's counters and per-API figures;
 //! - `/api/v1/clients` (`?sort=bytes_out|bytes_in|connections|opened`), `/api/v1/groups`,
 //!   `/api/v1/topics`, `/api/v1/connections`, `/api/v1/findings` (active and recently
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
@@ -17,19 +19,39 @@ use tokio::net::TcpListener;
 use crate::observer::api::ClientSort;
 use crate::observer::Observer;
 use crate::stats::ProxyStats;
+use crate::telemetry::Telemetry;
 
 /// What the handlers read.
 #[derive(Debug, Clone)]
 pub struct AdminState {
     stats: Arc<ProxyStats>,
     observer: Arc<Observer>,
+    telemetry: Option<Arc<Telemetry>>,
+}
+
+impl AdminState {
+    /// Handlers over these counters and this observer.
+    pub fn new(stats: Arc<ProxyStats>, observer: Arc<Observer>) -> AdminState {
+        AdminState {
+            stats,
+            observer,
+            telemetry: None,
+        }
+    }
+
+    /// Serves `/metrics` from this telemetry.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> AdminState {
+        self.telemetry = Some(telemetry);
+        self
+    }
 }
 
 /// The admin routes.
-pub fn router(stats: Arc<ProxyStats>, observer: Arc<Observer>) -> Router {
+pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/stats", get(stats_json))
         .route("/api/v1/clients", get(clients))
         .route(
@@ -52,7 +74,26 @@ pub fn router(stats: Arc<ProxyStats>, observer: Arc<Observer>) -> Router {
             "/api/v1/observer",
             get(|State(s): State<AdminState>| async move { Json(s.observer.health_json()) }),
         )
-        .with_state(AdminState { stats, observer })
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    match s.telemetry {
+        Some(t) => {
+            let body = tokio::task::spawn_blocking(move || t.prometheus_text())
+                .await
+                .unwrap_or_default();
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                body,
+            )
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "telemetry is not running\n").into_response(),
+    }
 }
 
 async fn clients(
@@ -89,12 +130,11 @@ async fn stats_json(State(s): State<AdminState>) -> Json<serde_json::Value> {
 /// Serves the admin API on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    stats: Arc<ProxyStats>,
-    observer: Arc<Observer>,
+    state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, "admin API listening");
-    axum::serve(listener, router(stats, observer))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

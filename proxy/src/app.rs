@@ -2,6 +2,7 @@
 //! admin API, stop both on the shutdown signal.
 
 use std::future::Future;
+use std::time::Duration;
 
 use sluice_config::Config;
 use tokio::net::TcpListener;
@@ -9,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::StartError;
 use crate::server::Proxy;
+use crate::telemetry::Telemetry;
 
 /// Binds the proxy and admin listeners (the proxy's first, so a taken client port fails fast)
 /// and serves until `shutdown` completes and the drain is over. The admin API keeps answering
@@ -16,12 +18,44 @@ use crate::server::Proxy;
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let listener = bind("listen", config.listen).await?;
     let admin = bind("admin.listen", config.admin.listen).await?;
-    let proxy = Proxy::new(config);
+    serve_on(listener, admin, config, shutdown).await
+}
+
+/// Serves on listeners already bound (tests bind `127.0.0.1:0`): the proxy, its telemetry
+/// and the admin API, until `shutdown` completes and the drain is over; then flushes the
+/// telemetry exporters.
+pub async fn serve_on(
+    listener: TcpListener,
+    admin: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    serve_proxy(Proxy::new(config), listener, admin, shutdown).await
+}
+
+/// Like [`serve_on`] with a proxy already built (tests add their own tap sinks).
+pub async fn serve_proxy(
+    proxy: Proxy,
+    listener: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let config = proxy.config();
+    let mut proxy = proxy;
+    let telemetry = Telemetry::start(
+        &config.telemetry,
+        &config.upstream.to_string(),
+        proxy.observer(),
+        proxy.stats(),
+    )?;
+    for sink in telemetry.sinks() {
+        proxy = proxy.with_sink(sink);
+    }
     let stop_admin = CancellationToken::new();
     let admin_task = tokio::spawn(crate::admin::serve(
         admin,
-        proxy.stats(),
-        proxy.observer(),
+        crate::admin::AdminState::new(proxy.stats(), proxy.observer())
+            .with_telemetry(telemetry.clone()),
         stop_admin.clone().cancelled_owned(),
     ));
     proxy.run(listener, shutdown).await;
@@ -29,6 +63,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     if let Ok(Err(e)) = admin_task.await {
         tracing::warn!(error = %e, "admin API ended with an error");
     }
+    let grace = config.telemetry.otlp_timeout.min(Duration::from_secs(5)) * 2;
+    let t = telemetry.clone();
+    let _ = tokio::task::spawn_blocking(move || t.shutdown(grace)).await;
     Ok(())
 }
 

@@ -88,14 +88,22 @@ pub enum StartError {
     /// Installing signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    /// The telemetry exporters could not be built from the config.
+    #[error("telemetry: {0}")]
+    TelemetryConfig(String),
+    /// The span exporter thread could not be started.
+    #[error("cannot start the span exporter thread: {0}")]
+    Telemetry(io::Error),
 }
 
 impl StartError {
     /// The side at fault: a bind failure is the operator's (port in use, privileged port).
     pub fn side(&self) -> Side {
         match self {
-            StartError::Bind { .. } => Side::Config,
-            StartError::Runtime(_) | StartError::Signals(_) => Side::Internal,
+            StartError::Bind { .. } | StartError::TelemetryConfig(_) => Side::Config,
+            StartError::Runtime(_) | StartError::Signals(_) | StartError::Telemetry(_) => {
+                Side::Internal
+            }
         }
     }
 }

@@ -15,7 +15,8 @@
 //! - [`tap`]: the per-connection protocol tap and the sinks its events go to.
 //! - [`observer`]: the live picture of clients, groups, topics and partitions, the
 //!   detectors and their findings.
-//! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`, `/api/v1/...`).
+//! - [`telemetry`]: OpenTelemetry metrics and spans over OTLP, and `/metrics`.
+//! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`, `/metrics`, `/api/v1/...`).
 //! - [`error`]: errors that say which side failed (client, broker, config, internal).
 //! - [`logging`]: tracing-subscriber setup, plain or JSON.
 //! - [`cli`]: `sluice run`, `sluice top` and `sluice check-config`; [`app`]: bind and serve
@@ -32,6 +33,7 @@ pub mod observer;
 pub mod server;
 pub mod stats;
 pub mod tap;
+pub mod telemetry;
 pub mod top;
 
 pub use error::{ConnError, Side, StartError};

@@ -63,6 +63,11 @@ impl Proxy {
         }
     }
 
+    /// The validated config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
     /// The observer: clients, groups, topics, findings.
     pub fn observer(&self) -> Arc<Observer> {
         self.observer.clone()

@@ -61,7 +61,10 @@ impl Observer {
                     "bytes_out": c.bytes_out,
                     "replica": c.replica,
                     "groups": c.groups.iter().map(|g| &**g).collect::<Vec<_>>(),
-                    "requests": c.requests.iter().map(|(k, n)| (api_name(*k), *n)).collect::<BTreeMap<_, _>>(),
+                    "requests": c.api.iter().fold(BTreeMap::new(), |mut by, ((k, _), n)| {
+                        *by.entry(api_name(*k)).or_insert(0) += n.requests;
+                        by
+                    }),
                 })
             })
             .collect();

@@ -96,6 +96,7 @@ impl Finding {
 pub struct Registry {
     active: BTreeMap<(Kind, String), Finding>,
     cleared: VecDeque<Finding>,
+    raised: BTreeMap<Kind, u64>,
 }
 
 impl Registry {
@@ -117,6 +118,7 @@ impl Registry {
                 f.evidence = evidence;
             }
             None => {
+                *self.raised.entry(kind).or_default() += 1;
                 tracing::warn!(finding = kind.as_str(), key = %key, %summary, evidence = %evidence, "finding raised");
                 self.active.insert(
                     (kind, key.clone()),
@@ -159,6 +161,11 @@ impl Registry {
     /// Active findings.
     pub fn active(&self) -> impl Iterator<Item = &Finding> {
         self.active.values()
+    }
+
+    /// Findings raised in all, by kind.
+    pub fn raised(&self) -> impl Iterator<Item = (Kind, u64)> + '_ {
+        self.raised.iter().map(|(k, n)| (*k, *n))
     }
 
     /// Recently cleared findings, oldest first.

@@ -13,14 +13,16 @@
 //! - [`findings`]: findings and their lifecycle (active → cleared).
 //! - [`config`]: thresholds and windows.
 //! - [`api`]: JSON views for the admin API.
+//! - [`export`]: the copy telemetry exports as metrics, and which connections are flagged.
 
 pub mod api;
 pub mod config;
 pub mod detect;
+pub mod export;
 pub mod findings;
 pub mod model;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,6 +45,8 @@ pub struct Observer {
     conns: DashMap<u64, Conn>,
     model: Mutex<Model>,
     findings: Mutex<Registry>,
+    flagged: std::sync::RwLock<std::collections::HashSet<model::ClientKey>>,
+    any_flagged: std::sync::atomic::AtomicBool,
 }
 
 impl Observer {
@@ -53,6 +57,8 @@ impl Observer {
             conns: DashMap::new(),
             model: Mutex::new(Model::default()),
             findings: Mutex::new(Registry::default()),
+            flagged: std::sync::RwLock::default(),
+            any_flagged: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -82,6 +88,8 @@ impl Observer {
         let mut f = self.registry();
         detect::run(&m, &self.cfg, now, &mut f);
         f.sweep(now, self.cfg.clear_after);
+        let active: Vec<_> = f.active().collect();
+        self.refresh_flagged(&m, &active);
     }
 
     /// Runs [`Observer::tick`] every [`TICK`] until `stop` completes.
@@ -354,8 +362,11 @@ impl TapSink for Observer {
         let now = Instant::now();
         let key = c.key();
         let mut m = self.model();
-        let counted = !c.requests.is_empty();
+        let counted = !c.api.is_empty();
         if let Some(cl) = m.client(&key, now, self.cfg.max_clients) {
+            for (k, n) in &c.api {
+                cl.api.entry(*k).or_default().add(n);
+            }
             if counted {
                 cl.open = cl.open.saturating_sub(1);
             } else {
@@ -375,13 +386,15 @@ impl TapSink for Observer {
         };
         match event {
             TapEvent::Request(r) => {
-                let first = c.requests.is_empty();
+                let first = c.api.is_empty();
                 if let Some(id) = &r.client_id {
                     if c.client_id.as_ref() != Some(id) {
                         c.client_id = Some(id.clone());
                     }
                 }
-                *c.requests.entry(r.api_key).or_default() += 1;
+                let n = c.api.entry((r.api_key, r.api_version)).or_default();
+                n.requests += 1;
+                n.bytes_in += r.size;
                 c.bytes_in += r.size;
                 c.last_activity = now;
                 if first {
@@ -389,6 +402,10 @@ impl TapSink for Observer {
                 }
             }
             TapEvent::Response(r) => {
+                c.api
+                    .entry((r.api_key, r.api_version))
+                    .or_default()
+                    .bytes_out += r.size;
                 c.bytes_out += r.size;
                 c.last_activity = now;
             }

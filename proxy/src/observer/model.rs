@@ -61,8 +61,8 @@ pub struct Conn {
     pub software: Option<(String, String)>,
     /// SASL principal, where visible.
     pub principal: Option<String>,
-    /// Requests by API key.
-    pub requests: BTreeMap<i16, u64>,
+    /// Requests and bytes by API key and version.
+    pub api: BTreeMap<(i16, i16), ApiCount>,
     /// Bytes of request frames (client → broker).
     pub bytes_in: u64,
     /// Bytes of response frames (broker → client).
@@ -85,7 +85,7 @@ impl Conn {
             client_id: None,
             software: None,
             principal: None,
-            requests: BTreeMap::new(),
+            api: BTreeMap::new(),
             bytes_in: 0,
             bytes_out: 0,
             replica: false,
@@ -100,6 +100,26 @@ impl Conn {
             self.client_addr.ip(),
             self.client_id.clone().unwrap_or_else(|| Arc::from("")),
         )
+    }
+}
+
+/// Requests and bytes of one API key and version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApiCount {
+    /// Request frames.
+    pub requests: u64,
+    /// Request bytes (client → broker).
+    pub bytes_in: u64,
+    /// Response bytes (broker → client).
+    pub bytes_out: u64,
+}
+
+impl ApiCount {
+    /// Adds `other` to this count.
+    pub fn add(&mut self, other: &ApiCount) {
+        self.requests += other.requests;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
     }
 }
 
@@ -143,6 +163,9 @@ pub struct Client {
     pub produced: BTreeMap<Arc<str>, u64>,
     /// Fetch requests.
     pub fetch_requests: u64,
+    /// Requests and bytes by API key and version, of its closed connections (open ones
+    /// keep their own counts until they close).
+    pub api: BTreeMap<(i16, i16), ApiCount>,
     /// Last activity.
     pub last_seen: Instant,
 }
@@ -159,6 +182,7 @@ impl Client {
             fetched: BTreeMap::new(),
             produced: BTreeMap::new(),
             fetch_requests: 0,
+            api: BTreeMap::new(),
             last_seen: now,
         }
     }

@@ -12,14 +12,14 @@ use super::config::DetectConfig;
 use super::Observer;
 use crate::tap::{ConnMeta, TapSink};
 
-fn meta(id: u64, port: u16) -> ConnMeta {
+pub(crate) fn meta(id: u64, port: u16) -> ConnMeta {
     ConnMeta {
         id,
         client_addr: SocketAddr::from(([10, 0, 3, 84], port)),
     }
 }
 
-fn request(client_id: &str, api_key: i16) -> TapEvent {
+pub(crate) fn request(client_id: &str, api_key: i16) -> TapEvent {
     TapEvent::Request(RequestSeen {
         api_key,
         api_version: 0,
@@ -30,7 +30,7 @@ fn request(client_id: &str, api_key: i16) -> TapEvent {
     })
 }
 
-fn fetch(offset: i64) -> TapEvent {
+pub(crate) fn fetch(offset: i64) -> TapEvent {
     TapEvent::FetchRequest(FetchRequestInfo {
         replica: false,
         max_wait_ms: 500,
@@ -50,7 +50,7 @@ fn fetch(offset: i64) -> TapEvent {
     })
 }
 
-fn delivered(first: i64, last: i64, bytes: u64) -> TapEvent {
+pub(crate) fn delivered(first: i64, last: i64, bytes: u64) -> TapEvent {
     TapEvent::FetchPartition(FetchPartitionDelivered {
         topic: TopicRef::named("orders"),
         partition: 0,
@@ -70,7 +70,7 @@ fn delivered(first: i64, last: i64, bytes: u64) -> TapEvent {
     })
 }
 
-fn commit(group: &str, offset: i64) -> TapEvent {
+pub(crate) fn commit(group: &str, offset: i64) -> TapEvent {
     TapEvent::OffsetCommit {
         group_id: group.into(),
         generation_id: 1,
@@ -83,7 +83,7 @@ fn commit(group: &str, offset: i64) -> TapEvent {
     }
 }
 
-fn join(group: &str) -> TapEvent {
+pub(crate) fn join(group: &str) -> TapEvent {
     TapEvent::JoinGroup {
         group_id: group.into(),
         member_id: String::new(),

@@ -1,0 +1,391 @@
+//! Spans: one per request/response pair that is kept — a share of them (`span_sample_ratio`),
+//! and always errors, slow requests and connections under an active finding. Findings become
+//! spans of their own with `finding.raised` / `finding.cleared` events.
+//!
+//! The forwarding path only decides and enqueues: a kept pair becomes a small record in a
+//! bounded queue (`try_send`; a full queue drops and counts). One exporter thread turns records
+//! into OpenTelemetry spans, looks up the connection's `client.id` and group, and hands them to
+//! the SDK's batch processor.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use dashmap::DashMap;
+use opentelemetry::trace::{Span, SpanKind, Status, Tracer};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::SdkTracer;
+use sluice_protocol::event::{ResponseSeen, TopicRef};
+use sluice_protocol::TapEvent;
+
+use super::names::*;
+use crate::observer::export::severity_name;
+use crate::observer::findings::Finding;
+use crate::observer::model::topic_name;
+use crate::observer::Observer;
+use crate::tap::{ConnMeta, TapSink};
+
+/// A response whose body may still bring an error code or a topic.
+#[derive(Debug, Clone)]
+struct Pending {
+    client_addr: SocketAddr,
+    resp: ResponseSeen,
+    at: Instant,
+    keep: Option<&'static str>,
+    error: i16,
+    topic: Option<Arc<str>>,
+}
+
+/// A kept request/response pair on its way to the exporter thread.
+#[derive(Debug)]
+pub struct SpanRecord {
+    conn: u64,
+    pending: Pending,
+}
+
+/// When and why spans are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanPolicy {
+    /// Share of pairs kept at random.
+    pub ratio: f64,
+    /// A pair slower than this is kept.
+    pub slow: Duration,
+}
+
+/// The tap sink that decides which pairs become spans.
+#[derive(Debug)]
+pub struct SpanSink {
+    policy: SpanPolicy,
+    threshold: u64,
+    observer: Arc<Observer>,
+    pending: Arc<DashMap<u64, Pending>>,
+    /// Pending entries that will be kept (body events only look them up when some are).
+    kept_pending: Arc<AtomicUsize>,
+    queue: SyncSender<SpanRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// A stateless 64-bit mix (SplitMix64), for a sampling decision that needs no RNG state.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl SpanSink {
+    /// A sink and the exporter's end of its queue.
+    pub fn new(
+        policy: SpanPolicy,
+        queue_len: usize,
+        observer: Arc<Observer>,
+        dropped: Arc<AtomicU64>,
+    ) -> (Arc<SpanSink>, Receiver<SpanRecord>) {
+        let (tx, rx) = sync_channel(queue_len);
+        let threshold = if policy.ratio >= 1.0 {
+            u64::MAX
+        } else {
+            (policy.ratio * u64::MAX as f64) as u64
+        };
+        let sink = Arc::new(SpanSink {
+            policy,
+            threshold,
+            observer,
+            pending: Arc::new(DashMap::new()),
+            kept_pending: Arc::new(AtomicUsize::new(0)),
+            queue: tx,
+            dropped,
+        });
+        (sink, rx)
+    }
+
+    fn decide(&self, conn: &ConnMeta, r: &ResponseSeen) -> Option<&'static str> {
+        if r.latency >= self.policy.slow {
+            return Some("slow");
+        }
+        if self.observer.has_flagged() {
+            if let Some(labels) = self.observer.conn_labels(conn.id) {
+                let id = labels.client_id.as_deref().unwrap_or_default();
+                if self.observer.is_flagged(conn.client_addr.ip(), id) {
+                    return Some("finding");
+                }
+            }
+        }
+        let h = mix(conn.id.rotate_left(32) ^ r.correlation_id as u32 as u64);
+        (self.threshold > 0 && h <= self.threshold).then_some("ratio")
+    }
+
+    /// Sends a finished pair to the exporter if it is kept or failed.
+    fn finish(&self, conn: u64, p: Pending) {
+        if p.keep.is_some() {
+            self.kept_pending.fetch_sub(1, Relaxed);
+        }
+        let mut p = p;
+        if p.keep.is_none() && p.error != 0 {
+            p.keep = Some("error");
+        }
+        if p.keep.is_none() {
+            return;
+        }
+        let rec = SpanRecord { conn, pending: p };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.queue.try_send(rec)
+        {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn with_pending(&self, conn: &ConnMeta, f: impl FnOnce(&mut Pending)) {
+        if let Some(mut p) = self.pending.get_mut(&conn.id) {
+            f(&mut p);
+        }
+    }
+
+    fn on_error(&self, conn: &ConnMeta, code: i16, topic: Option<&TopicRef>) {
+        if code != 0 {
+            self.with_pending(conn, |p| {
+                if p.error == 0 {
+                    p.error = code;
+                    if let Some(t) = topic {
+                        p.topic = Some(topic_name(t));
+                    }
+                }
+            });
+        }
+    }
+
+    /// Finishes pairs whose response started more than `age` ago (their connection went
+    /// quiet). Runs on the exporter thread.
+    fn sweep(&self, age: Duration) {
+        let now = Instant::now();
+        let old: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|e| now.duration_since(e.at) >= age)
+            .map(|e| *e.key())
+            .collect();
+        for id in old {
+            if let Some((_, p)) = self
+                .pending
+                .remove_if(&id, |_, p| now.duration_since(p.at) >= age)
+            {
+                self.finish(id, p);
+            }
+        }
+    }
+}
+
+impl TapSink for SpanSink {
+    fn on_event(&self, conn: &ConnMeta, event: &TapEvent) {
+        match event {
+            TapEvent::Response(r) => {
+                let keep = self.decide(conn, r);
+                if keep.is_some() {
+                    self.kept_pending.fetch_add(1, Relaxed);
+                }
+                let p = Pending {
+                    client_addr: conn.client_addr,
+                    resp: r.clone(),
+                    at: Instant::now(),
+                    keep,
+                    error: 0,
+                    topic: None,
+                };
+                if let Some(prev) = self.pending.insert(conn.id, p) {
+                    self.finish(conn.id, prev);
+                }
+            }
+            TapEvent::FetchResponse(f) => self.on_error(conn, f.error_code, None),
+            TapEvent::FetchPartition(p) => {
+                if p.error_code != 0 {
+                    self.on_error(conn, p.error_code, Some(&p.topic));
+                } else if self.kept_pending.load(Relaxed) > 0 {
+                    self.with_pending(conn, |pd| {
+                        if pd.keep.is_some() && pd.topic.is_none() {
+                            pd.topic = Some(topic_name(&p.topic));
+                        }
+                    });
+                }
+            }
+            TapEvent::JoinGroupResponse { error_code, .. }
+            | TapEvent::SyncGroupResponse { error_code, .. }
+            | TapEvent::HeartbeatResponse { error_code, .. }
+            | TapEvent::ConsumerGroupHeartbeatResponse { error_code, .. } => {
+                self.on_error(conn, *error_code, None)
+            }
+            TapEvent::OffsetCommitResponse { errors, .. } => {
+                if let Some((t, _, code)) = errors.first() {
+                    self.on_error(conn, *code, Some(t));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_close(&self, conn: &ConnMeta) {
+        if let Some((_, p)) = self.pending.remove(&conn.id) {
+            self.finish(conn.id, p);
+        }
+    }
+}
+
+fn wall(at: Instant) -> SystemTime {
+    SystemTime::now() - at.elapsed()
+}
+
+fn pair_span(tracer: &SdkTracer, observer: &Observer, rec: SpanRecord) {
+    let p = rec.pending;
+    let r = &p.resp;
+    let end = wall(p.at);
+    let start = end - r.latency;
+    let name = api_name(r.api_key);
+    let mut attrs = vec![
+        KeyValue::new(SYSTEM, "kafka"),
+        KeyValue::new(API_NAME, name),
+        KeyValue::new(API_KEY, i64::from(r.api_key)),
+        KeyValue::new(API_VERSION, i64::from(r.api_version)),
+        KeyValue::new(CORRELATION_ID, i64::from(r.correlation_id)),
+        KeyValue::new("sluice.request.size", r.request_size as i64),
+        KeyValue::new("sluice.response.size", r.size as i64),
+        KeyValue::new(SAMPLED_BY, p.keep.unwrap_or("error")),
+        KeyValue::new("sluice.connection.id", rec.conn as i64),
+    ];
+    attrs.push(KeyValue::new(PEER_ADDRESS, p.client_addr.ip().to_string()));
+    attrs.push(KeyValue::new(PEER_PORT, i64::from(p.client_addr.port())));
+    if let Some(labels) = observer.conn_labels(rec.conn) {
+        if let Some(id) = labels.client_id {
+            attrs.push(KeyValue::new(CLIENT_ID, id.to_string()));
+        }
+        if let Some(g) = labels.group {
+            attrs.push(KeyValue::new(GROUP, g.to_string()));
+        }
+    }
+    if let Some(t) = &p.topic {
+        attrs.push(KeyValue::new(TOPIC, t.to_string()));
+    }
+    if p.error != 0 {
+        attrs.push(KeyValue::new(ERROR_CODE, i64::from(p.error)));
+        attrs.push(KeyValue::new(ERROR_TYPE, p.error.to_string()));
+    }
+    let mut span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Server)
+        .with_start_time(start)
+        .with_attributes(attrs)
+        .start(tracer);
+    if p.error != 0 {
+        span.set_status(Status::error(format!("Kafka error code {}", p.error)));
+    }
+    span.end_with_timestamp(end);
+}
+
+fn finding_attrs(f: &Finding) -> Vec<KeyValue> {
+    let p = crate::observer::export::FindingPoint::of(f);
+    let mut a = vec![
+        KeyValue::new(SYSTEM, "kafka"),
+        KeyValue::new(FINDING_KIND, p.kind),
+        KeyValue::new(FINDING_SEVERITY, severity_name(f.severity)),
+        KeyValue::new("sluice.finding.key", f.key.clone()),
+        KeyValue::new("sluice.finding.summary", f.summary.clone()),
+        KeyValue::new("sluice.finding.evidence", f.evidence.to_string()),
+    ];
+    for (k, v) in [
+        (GROUP, p.group),
+        (TOPIC, p.topic),
+        (PARTITION, p.partition),
+        (CLIENT_ID, p.client_id),
+        (PEER_ADDRESS, p.host),
+    ] {
+        if !v.is_empty() {
+            a.push(KeyValue::new(k, v));
+        }
+    }
+    a
+}
+
+/// One finding's span, from its start, with one event.
+fn finding_span(tracer: &SdkTracer, f: &Finding, event: &'static str, at: SystemTime) {
+    let attrs = finding_attrs(f);
+    let mut span = tracer
+        .span_builder(format!("finding {}", f.kind.as_str()))
+        .with_kind(SpanKind::Internal)
+        .with_start_time(wall(f.started))
+        .with_attributes(attrs.clone())
+        .start(tracer);
+    span.add_event_with_timestamp(event, at, attrs);
+    span.end();
+}
+
+/// Emits a span per finding raised or cleared since the last call.
+fn finding_spans(
+    tracer: &SdkTracer,
+    observer: &Observer,
+    known: &mut BTreeMap<(&'static str, String), Finding>,
+) {
+    let now: BTreeMap<_, _> = observer
+        .active_findings()
+        .into_iter()
+        .map(|f| ((f.kind.as_str(), f.key.clone()), f))
+        .collect();
+    for (k, f) in &now {
+        if !known.contains_key(k) {
+            finding_span(tracer, f, "finding.raised", wall(f.started));
+        }
+    }
+    for (k, f) in known.iter() {
+        if !now.contains_key(k) {
+            finding_span(tracer, f, "finding.cleared", SystemTime::now());
+        }
+    }
+    *known = now;
+}
+
+/// The exporter thread: turns records into spans until the sink is dropped and the queue is
+/// empty; once a second, finishes quiet connections' pairs and reports finding changes.
+pub fn run_exporter(
+    rx: Receiver<SpanRecord>,
+    sink: std::sync::Weak<SpanSink>,
+    tracer: SdkTracer,
+    observer: Arc<Observer>,
+) {
+    let mut known = BTreeMap::new();
+    let mut last_tick = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(rec) => pair_span(&tracer, &observer, rec),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            match sink.upgrade() {
+                Some(s) => s.sweep(Duration::from_secs(1)),
+                None => break,
+            }
+            finding_spans(&tracer, &observer, &mut known);
+        }
+    }
+    while let Ok(rec) = rx.try_recv() {
+        pair_span(&tracer, &observer, rec);
+    }
+    finding_spans(&tracer, &observer, &mut known);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sampling_hash_spreads_evenly() {
+        let threshold = (0.1 * u64::MAX as f64) as u64;
+        let kept = (0..100_000u64)
+            .filter(|i| mix((i % 37).rotate_left(32) ^ (i / 37)) <= threshold)
+            .count();
+        assert!(
+            (9_000..11_000).contains(&kept),
+            "kept {kept} of 100000 at 10%"
+        );
+    }
+}

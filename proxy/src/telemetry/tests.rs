@@ -1,0 +1,185 @@
+//! Telemetry over synthetic tap events: what `/metrics` shows for the incident, and that a
+//! flood of random client ids stays capped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_config::TelemetryConfig;
+use sluice_protocol::event::ResponseSeen;
+use sluice_protocol::TapEvent;
+
+use super::Telemetry;
+use crate::observer::config::DetectConfig;
+use crate::observer::tests::{commit, delivered, fetch, join, meta, request};
+use crate::observer::Observer;
+use crate::stats::ProxyStats;
+use crate::tap::TapSink;
+
+fn response(api_key: i16, latency_ms: u64) -> TapEvent {
+    TapEvent::Response(ResponseSeen {
+        api_key,
+        api_version: 12,
+        correlation_id: 1,
+        size: 1 << 20,
+        request_size: 100,
+        latency: Duration::from_millis(latency_ms),
+    })
+}
+
+fn start(cfg: &TelemetryConfig) -> (Arc<Observer>, Arc<Telemetry>) {
+    let o = Observer::new(DetectConfig::default());
+    let t = Telemetry::start(
+        cfg,
+        "127.0.0.1:19093",
+        o.clone(),
+        Arc::new(ProxyStats::default()),
+    )
+    .unwrap();
+    (o, t)
+}
+
+fn line<'a>(text: &'a str, starts: &str, contains: &[&str]) -> Option<&'a str> {
+    text.lines()
+        .find(|l| l.starts_with(starts) && contains.iter().all(|c| l.contains(c)))
+}
+
+fn value(l: &str) -> f64 {
+    l.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_incident_shows_in_the_prometheus_text() {
+    let (o, t) = start(&TelemetryConfig::default());
+    let sinks = t.sinks();
+    let (coord, fetcher) = (meta(1, 15630), meta(2, 15631));
+    for m in [&coord, &fetcher] {
+        o.on_open(m);
+        o.on_event(m, &request("order-service", 1));
+    }
+    o.on_event(&coord, &join("billing"));
+    o.on_event(&coord, &commit("billing", 100));
+    let t0 = Instant::now();
+    o.tick(t0);
+    for _ in 0..6 {
+        o.on_event(&fetcher, &fetch(100));
+        o.on_event(&fetcher, &delivered(100, 1099, 1 << 20));
+        o.on_event(&fetcher, &response(1, 3));
+        for s in &sinks {
+            s.on_event(&fetcher, &response(1, 3));
+        }
+    }
+    o.tick(t0 + Duration::from_secs(1));
+    let text = t.prometheus_text();
+    let fetched = line(
+        &text,
+        "sluice_consumer_fetched_bytes_total{",
+        &[
+            "messaging_consumer_group_name=\"billing\"",
+            "messaging_destination_name=\"orders\"",
+            "messaging_destination_partition_id=\"0\"",
+            "messaging_client_id=\"order-service\"",
+            "network_peer_address=\"10.0.3.84\"",
+        ],
+    )
+    .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(value(fetched), (6u64 << 20) as f64);
+    let again = line(
+        &text,
+        "sluice_consumer_redelivered_bytes_total{",
+        &["billing"],
+    )
+    .unwrap();
+    assert_eq!(value(again), (5u64 << 20) as f64);
+    let finding = line(
+        &text,
+        "sluice_findings_active{",
+        &[
+            "sluice_finding_kind=\"fetch_loop\"",
+            "messaging_consumer_group_name=\"billing\"",
+            "messaging_destination_partition_id=\"0\"",
+        ],
+    )
+    .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(value(finding), 1.0);
+    let committed = line(&text, "sluice_consumer_committed_offset{", &["billing"]).unwrap();
+    assert_eq!(value(committed), 100.0);
+    let position = line(&text, "sluice_consumer_fetch_position{", &["billing"]).unwrap();
+    assert_eq!(value(position), 100.0);
+    let end = line(&text, "sluice_partition_end_offset{", &["orders"]).unwrap();
+    assert_eq!(value(end), 1100.0);
+    let requests = line(
+        &text,
+        "sluice_client_requests_total{",
+        &["kafka_api_name=\"Fetch\"", "order-service"],
+    )
+    .unwrap();
+    assert_eq!(
+        value(requests),
+        2.0,
+        "one Fetch on each of its two connections"
+    );
+    let egress = line(
+        &text,
+        "sluice_client_bytes_total{",
+        &[
+            "kafka_api_name=\"Fetch\"",
+            "network_io_direction=\"transmit\"",
+        ],
+    )
+    .unwrap();
+    assert_eq!(value(egress), (6u64 << 20) as f64);
+    let bucket = line(
+        &text,
+        "sluice_request_duration_seconds_bucket{",
+        &["kafka_api_name=\"Fetch\"", "le=\"0.005\""],
+    )
+    .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(value(bucket), 6.0);
+    assert!(text.contains("# TYPE sluice_request_duration_seconds histogram"));
+    assert!(
+        line(
+            &text,
+            "target_info{",
+            &[
+                "service_name=\"sluice\"",
+                "sluice_broker=\"127.0.0.1:19093\""
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_flood_of_random_client_ids_is_capped_and_counted() {
+    let cfg = TelemetryConfig {
+        max_series: 50,
+        ..TelemetryConfig::default()
+    };
+    let (o, t) = start(&cfg);
+    for i in 0..2_000u64 {
+        let m = meta(i, 30_000 + (i % 1000) as u16);
+        o.on_open(&m);
+        o.on_event(&m, &request(&format!("random-{i}"), 3));
+    }
+    let text = t.prometheus_text();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_client_requests_total{"))
+        .count();
+    assert_eq!(series, 51, "50 series and one overflow series");
+    let overflow = line(
+        &text,
+        "sluice_client_requests_total{otel_metric_overflow=\"true\"}",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(value(overflow), 1950.0, "the folded series still add up");
+    let counted = line(
+        &text,
+        "sluice_telemetry_series_overflow_total{",
+        &["sluice_instrument=\"sluice.client.requests\""],
+    )
+    .unwrap();
+    assert_eq!(value(counted), 1950.0);
+}
