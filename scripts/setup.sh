@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything Sluice's integration tests and benchmarks need to run a
 # real Apache Kafka broker and real clients (Java kafka-clients, librdkafka via
-# Python confluent-kafka, Go franz-go).
+# Python confluent-kafka, Go franz-go), and an OpenTelemetry Collector built from
+# its Go modules (integration-tests/collector).
 #
 # Idempotent and safe to re-run: every step is keyed on a version or a content
 # hash and is skipped when its output is already in the cache. Build outputs
 # never go into the clone; they live in ${SLUICE_CACHE:-$HOME/.cache/sluice}.
 #
 # Usage: scripts/setup.sh [--skip STEP[,STEP...]] [--only STEP[,STEP...]]
-#   STEP is one of: apt, prometheus, kafka, java, python, go, fuzz
+#   STEP is one of: apt, prometheus, kafka, java, python, go, collector, fuzz
 #   (env.sh is always written at the end.)
 #
 # Environment:
@@ -18,7 +19,7 @@
 #
 # After it succeeds, `source "$SLUICE_CACHE/env.sh"` exports:
 #   SLUICE_CACHE SLUICE_KAFKA_LIBS SLUICE_JAVA_CLIENT SLUICE_PY_CLIENT
-#   SLUICE_GO_CLIENT SLUICE_KAFKA_BROKER_SCRIPT SLUICE_KAFKA_VERSION
+#   SLUICE_GO_CLIENT SLUICE_KAFKA_BROKER_SCRIPT SLUICE_KAFKA_VERSION SLUICE_OTELCOL
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -39,7 +40,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --only) ONLY="${2:?--only needs a value}"; shift 2 ;;
     --skip) SKIP="${SKIP:+$SKIP,}${2:?--skip needs a value}"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -290,6 +291,36 @@ if want go; then
 fi
 
 # ---------------------------------------------------------------------------
+# OpenTelemetry Collector (otelcol-sluice: OTLP receiver, batch processor, debug
+# and file exporters; every collector module at one release, see its go.mod)
+# ---------------------------------------------------------------------------
+OTELCOL_DIR="$REPO_ROOT/integration-tests/collector"
+OTELCOL_BIN="$BIN_DIR/otelcol-sluice"
+if want collector; then
+  if ! command -v go >/dev/null 2>&1; then
+    fail_step collector "go toolchain not found"
+  else
+    otelcol_hash="$( { (cd "$OTELCOL_DIR" && cat go.mod go.sum ./*.go); go version; } | sha256sum | cut -c1-64)"
+    if [[ -x "$OTELCOL_BIN" && -f "$OTELCOL_BIN.hash" && "$(cat "$OTELCOL_BIN.hash")" == "$otelcol_hash" ]]; then
+      say "collector (${otelcol_hash:0:12}) ... cached"
+    else
+      say "collector (${otelcol_hash:0:12}): building ... (first time takes a few minutes)"
+      started=$SECONDS
+      if (cd "$OTELCOL_DIR" && go build -mod=readonly -buildvcs=false -trimpath -o "$OTELCOL_BIN.tmp" . ) \
+          >"$SLUICE_CACHE/collector-build.log" 2>&1; then
+        mv "$OTELCOL_BIN.tmp" "$OTELCOL_BIN"
+        echo "$otelcol_hash" >"$OTELCOL_BIN.hash"
+        say "collector ... done in $((SECONDS - started))s"
+      else
+        cat "$SLUICE_CACHE/collector-build.log" >&2
+        rm -f "$OTELCOL_BIN.tmp"
+        fail_step collector "go build of integration-tests/collector failed (see $SLUICE_CACHE/collector-build.log)"
+      fi
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------------------
 # cargo-fuzz (short fuzz runs in the test suite)
 # ---------------------------------------------------------------------------
 if want fuzz; then
@@ -317,6 +348,7 @@ export SLUICE_KAFKA_LIBS="$KAFKA_LIBS"
 export SLUICE_JAVA_CLIENT="$JAVA_LAUNCHER"
 export SLUICE_PY_CLIENT="$PY_LAUNCHER"
 export SLUICE_GO_CLIENT="$GO_BIN"
+export SLUICE_OTELCOL="$OTELCOL_BIN"
 export SLUICE_KAFKA_BROKER_SCRIPT="$REPO_ROOT/integration-tests/scripts/kafka-broker.sh"
 EOF
 mv "$SLUICE_CACHE/env.sh.tmp" "$SLUICE_CACHE/env.sh"

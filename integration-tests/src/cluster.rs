@@ -23,6 +23,10 @@ pub struct Cluster {
     pub broker: Mutex<Broker>,
     /// The proxy's listener: the bootstrap address clients use.
     pub proxy_addr: SocketAddr,
+    /// The proxy's admin listener (`/metrics`, `/api/v1/...`).
+    pub admin_addr: SocketAddr,
+    /// The broker's own listener (the proxy's upstream).
+    pub broker_addr: SocketAddr,
     /// The proxy's counters.
     pub stats: Arc<ProxyStats>,
     /// Every tap event of the proxy.
@@ -53,6 +57,9 @@ impl Cluster {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let proxy_addr = listener.local_addr().unwrap();
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        admin.set_nonblocking(true).unwrap();
+        let admin_addr = admin.local_addr().unwrap();
         let broker_port = free_port();
         let controller_port = free_port();
         let config = sluice_config::Loader::new()
@@ -78,11 +85,12 @@ impl Cluster {
                     .unwrap();
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    proxy
-                        .run(listener, async move {
-                            let _ = stopped.await;
-                        })
-                        .await;
+                    let admin = tokio::net::TcpListener::from_std(admin).unwrap();
+                    sluice::app::serve_proxy(proxy, listener, admin, async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("proxy starts");
                 });
             })
             .unwrap();
@@ -91,6 +99,8 @@ impl Cluster {
             tools,
             broker: Mutex::new(broker),
             proxy_addr,
+            admin_addr,
+            broker_addr: SocketAddr::from(([127, 0, 0, 1], broker_port)),
             stats,
             events,
             observer,

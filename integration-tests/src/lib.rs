@@ -17,18 +17,24 @@
 //! - [`events`]: [`EventLog`] — a tap sink recording every event, to check against the clients.
 //! - [`findings`]: waiting for the detectors' findings, and checking that none were raised.
 //! - [`net`]: free loopback ports and waiting with deadlines.
+//! - [`scenario`]: traffic several binaries share (the incident's poisoned backlog).
+//! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP, and
+//!   helpers that read the metrics and spans it wrote.
 
 pub mod broker;
 pub mod clients;
 pub mod cluster;
+pub mod collector;
 pub mod events;
 pub mod findings;
 pub mod net;
+pub mod scenario;
 pub mod tools;
 
 pub use broker::Broker;
 pub use clients::{Client, ConsumeReport, ProduceReport};
 pub use cluster::Cluster;
+pub use collector::Collector;
 pub use events::EventLog;
 pub use tools::Tools;
 

@@ -18,6 +18,8 @@ pub struct Tools {
     pub py_client: PathBuf,
     /// Go (franz-go) client binary.
     pub go_client: PathBuf,
+    /// OpenTelemetry Collector binary (`otelcol-sluice`, from `integration-tests/collector`).
+    pub otelcol: PathBuf,
 }
 
 impl Tools {
@@ -61,6 +63,7 @@ impl Tools {
             java_client: get("SLUICE_JAVA_CLIENT"),
             py_client: get("SLUICE_PY_CLIENT"),
             go_client: get("SLUICE_GO_CLIENT"),
+            otelcol: get("SLUICE_OTELCOL"),
             cache,
         }
     }

@@ -6,14 +6,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sluice_integration_tests::scenario::{args as s, poisoned_topic};
 use sluice_integration_tests::{findings, unique, Client, Cluster};
 use sluice_protocol::TapEvent;
 
 const DEADLINE: Duration = Duration::from_secs(10);
-
-fn s(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| (*a).to_owned()).collect()
-}
 
 /// When the client first fetched (the misbehaviour can't start before), waiting for it.
 fn first_fetch(cluster: &Cluster, client_id: &str) -> Instant {
@@ -27,34 +24,6 @@ fn first_fetch(cluster: &Cluster, client_id: &str) -> Instant {
         assert!(Instant::now() < end, "{client_id} never fetched");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The incident's backlog: 3,000 JSON records of 1 KB on partition 0, offset 100 malformed.
-fn poisoned_topic(cluster: &Cluster, name: &str) -> String {
-    let topic = unique(name);
-    cluster.create_topic(&topic, 1);
-    Client::Java
-        .spawn(
-            &cluster.tools,
-            &s(&[
-                "produce-json",
-                "--bootstrap",
-                &cluster.bootstrap(),
-                "--topic",
-                &topic,
-                "--count",
-                "3000",
-                "--partition",
-                "0",
-                "--poison-at",
-                "100",
-                "--client-id",
-                "backfill",
-            ]),
-        )
-        .finish(Duration::from_secs(120))
-        .unwrap();
-    topic
 }
 
 fn check_loop(cluster: &Cluster, label: &str, client: Client, extra: &[&str], software: &str) {
