@@ -34,6 +34,21 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "deploy: promtool check rules / test rules and dashboard JSON"
+# Alert rules, their unit tests, the example Prometheus config and the Grafana dashboard in
+# deploy/: rules parse and every alert's tests pass, the dashboard is JSON whose queries parse,
+# and every metric and label name they use is one Sluice exports.
+PROMTOOL="$(command -v promtool || true)"
+if [[ -z "$PROMTOOL" && -x "$SLUICE_CACHE/bin/promtool" ]]; then PROMTOOL="$SLUICE_CACHE/bin/promtool"; fi
+[[ -n "$PROMTOOL" ]] || { echo "promtool not found; scripts/setup.sh --only prometheus installs it" >&2; exit 1; }
+export PROMTOOL
+"$PROMTOOL" check rules deploy/prometheus/sluice-alerts.yml
+"$PROMTOOL" test rules deploy/prometheus/sluice-alerts.test.yml
+"$PROMTOOL" check config deploy/prometheus/prometheus.yml
+python3 -m json.tool deploy/grafana/sluice-dashboard.json >/dev/null
+python3 deploy/check-dashboard.py
+bash deploy/check-names.sh
+
 step "build"
 cargo build --workspace --all-targets --locked
 
