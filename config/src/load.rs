@@ -294,6 +294,48 @@ mod tests {
     }
 
     #[test]
+    fn telemetry_settings_are_parsed_and_every_bad_one_reported() {
+        let f = file(
+            "[telemetry]\notlp_endpoint = \"http://collector:4318/\"\n\
+             otlp_protocol = \"http/protobuf\"\notlp_headers = { \"x-api-key\" = \"k1\" }\n\
+             resource_attributes = \"env=prod, team=data\"\nspan_sample_ratio = 0.25\n",
+        );
+        let c = Loader::new().file(f.path()).load().unwrap();
+        let t = &c.telemetry;
+        assert_eq!(t.otlp_endpoint, "http://collector:4318");
+        assert_eq!(t.otlp_protocol, crate::OtlpProtocol::HttpProtobuf);
+        assert_eq!(t.otlp_headers, [("x-api-key".to_owned(), "k1".to_owned())]);
+        assert_eq!(
+            t.resource_attributes,
+            [
+                ("env".to_owned(), "prod".to_owned()),
+                ("team".to_owned(), "data".to_owned())
+            ]
+        );
+        assert_eq!(t.span_sample_ratio, 0.25);
+        let f = file(
+            "[telemetry]\notlp_endpoint = \"collector:4317\"\notlp_protocol = \"thrift\"\n\
+             otlp_headers = \"bad header=1\"\nspan_sample_ratio = 2.0\nmax_series = 1\n\
+             metrics_interval = \"1ms\"\nresource_attributes = \"novalue\"\n",
+        );
+        let err = Loader::new().file(f.path()).load().unwrap_err();
+        let mut paths = err.paths();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "telemetry.max_series",
+                "telemetry.metrics_interval",
+                "telemetry.otlp_endpoint",
+                "telemetry.otlp_headers",
+                "telemetry.otlp_protocol",
+                "telemetry.resource_attributes",
+                "telemetry.span_sample_ratio",
+            ]
+        );
+    }
+
+    #[test]
     fn missing_file_and_bad_toml_are_errors() {
         let err = Loader::new()
             .file("/nonexistent/sluice.toml")

@@ -46,6 +46,7 @@ pub struct TelemetryConfig {
     /// OTLP transport.
     pub otlp_protocol: OtlpProtocol,
     /// Extra headers (HTTP) or metadata (gRPC) sent with every export, `key=value,...`.
+    #[serde(serialize_with = "kv_table")]
     pub otlp_headers: Vec<(String, String)>,
     /// Time allowed for one export.
     #[serde(with = "humantime_serde_compat")]
@@ -56,6 +57,7 @@ pub struct TelemetryConfig {
     /// `service.name` of the resource.
     pub service_name: String,
     /// Extra resource attributes, `key=value,...` (`sluice.broker` is added: the upstream).
+    #[serde(serialize_with = "kv_table")]
     pub resource_attributes: Vec<(String, String)>,
     /// Most series per instrument; the rest are folded into one overflow series and counted.
     pub max_series: usize,
@@ -256,6 +258,11 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
+}
+
+/// Key/value lists serialize as a TOML table, which the file accepts back.
+fn kv_table<S: serde::Serializer>(kv: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(kv.iter().map(|(k, v)| (k, v)))
 }
 
 /// Durations serialize in the same human form the file accepts (`5s`, `1m 30s`).
