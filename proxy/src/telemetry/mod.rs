@@ -73,7 +73,7 @@ pub struct Telemetry {
     pull: Arc<ManualReader>,
     tracer: Option<SdkTracerProvider>,
     exporter: Mutex<Option<JoinHandle<()>>>,
-    sinks: Vec<Arc<dyn TapSink>>,
+    sinks: Mutex<Vec<Arc<dyn TapSink>>>,
     _instruments: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -144,14 +144,14 @@ impl Telemetry {
             pull,
             tracer,
             exporter: Mutex::new(exporter),
-            sinks,
+            sinks: Mutex::new(sinks),
             _instruments: instruments,
         }))
     }
 
     /// The tap sinks telemetry needs (latency histogram; span sampling when exporting).
     pub fn sinks(&self) -> Vec<Arc<dyn TapSink>> {
-        self.sinks.clone()
+        self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Collects every instrument now, in the Prometheus text format.
@@ -167,6 +167,9 @@ impl Telemetry {
     /// call it from a blocking thread (the gRPC exporter needs the runtime to keep running).
     pub fn shutdown(&self, deadline: Duration) {
         let started = Instant::now();
+        // Our copies of the sinks go first: once the proxy has dropped its own, the span
+        // thread sees the sink gone, sends what is queued and ends.
+        self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let handle = self
             .exporter
             .lock()

@@ -376,6 +376,105 @@ pub fn run_exporter(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observer::config::DetectConfig;
+    use sluice_protocol::event::FetchPartitionDelivered;
+
+    fn sink(ratio: f64, queue: usize) -> (Arc<SpanSink>, Receiver<SpanRecord>, Arc<AtomicU64>) {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let policy = SpanPolicy {
+            ratio,
+            slow: Duration::from_millis(100),
+        };
+        let observer = Observer::new(DetectConfig::default());
+        let (s, rx) = SpanSink::new(policy, queue, observer, dropped.clone());
+        (s, rx, dropped)
+    }
+
+    fn conn(id: u64) -> ConnMeta {
+        ConnMeta {
+            id,
+            client_addr: SocketAddr::from(([10, 0, 0, 7], 40_000)),
+        }
+    }
+
+    fn response(correlation_id: i32, latency_ms: u64) -> TapEvent {
+        TapEvent::Response(ResponseSeen {
+            api_key: 1,
+            api_version: 17,
+            correlation_id,
+            size: 1000,
+            request_size: 90,
+            latency: Duration::from_millis(latency_ms),
+        })
+    }
+
+    fn partition_error(code: i16) -> TapEvent {
+        TapEvent::FetchPartition(FetchPartitionDelivered {
+            topic: TopicRef::named("orders"),
+            partition: 3,
+            error_code: code,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            aborted_transactions: 0,
+            preferred_read_replica: -1,
+            records_bytes: 0,
+            batches: 0,
+            records: 0,
+            first_offset: None,
+            last_offset: None,
+            compression: None,
+            truncated: false,
+        })
+    }
+
+    #[test]
+    fn errors_and_slow_pairs_are_kept_when_nothing_is_sampled() {
+        let (s, rx, _) = sink(0.0, 16);
+        let c = conn(1);
+        s.on_event(&c, &response(1, 2)); // fast, fine: dropped
+        s.on_event(&c, &response(2, 250)); // slow
+        s.on_event(&c, &response(3, 2));
+        s.on_event(&c, &partition_error(6)); // NOT_LEADER_OR_FOLLOWER
+        s.on_event(&c, &response(4, 2));
+        s.on_close(&c);
+        let kept: Vec<_> = rx
+            .try_iter()
+            .map(|r| {
+                (
+                    r.pending.resp.correlation_id,
+                    r.pending.keep,
+                    r.pending.error,
+                )
+            })
+            .collect();
+        assert_eq!(kept, [(2, Some("slow"), 0), (3, Some("error"), 6)]);
+    }
+
+    #[test]
+    fn ratio_one_keeps_every_pair_and_a_full_queue_drops_and_counts() {
+        let (s, rx, dropped) = sink(1.0, 4);
+        let c = conn(2);
+        for i in 0..10 {
+            s.on_event(&c, &response(i, 1));
+        }
+        s.on_close(&c);
+        assert_eq!(rx.try_iter().count(), 4);
+        assert_eq!(dropped.load(Relaxed), 6);
+        assert!(s.pending.is_empty());
+        assert_eq!(s.kept_pending.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_quiet_connection_s_last_pair_is_finished_by_the_sweep() {
+        let (s, rx, _) = sink(1.0, 16);
+        s.on_event(&conn(3), &response(9, 1));
+        assert_eq!(rx.try_iter().count(), 0, "waits for its body events");
+        s.sweep(Duration::ZERO);
+        let rec = rx.try_recv().unwrap();
+        assert_eq!(rec.pending.client_addr, conn(3).client_addr);
+        assert_eq!(rec.pending.keep, Some("ratio"));
+    }
 
     #[test]
     fn the_sampling_hash_spreads_evenly() {
