@@ -112,6 +112,11 @@ fn fetch_without_commit(m: &Model, cfg: &DetectConfig, now: Instant, findings: &
         }) {
             continue;
         }
+        // Everything delivered is committed: a consumer that read a backlog and committed
+        // once (its first commit Sluice saw, so never seen to advance) is not stuck.
+        if committed.is_some_and(|c| c.offset >= t.delivered_end) {
+            continue;
+        }
         let e = stuck.entry(group).or_default();
         e.0 += bytes;
         e.1.push(((topic.clone(), *partition), bytes));

@@ -156,6 +156,26 @@ fn a_consumer_rewinding_to_the_same_offset_is_a_fetch_loop() {
 }
 
 #[test]
+fn a_consumer_that_reads_a_backlog_and_commits_once_is_not_stuck() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 20002);
+    o.on_open(&c);
+    o.on_event(&c, &request("sluice-py-consumer", 1));
+    o.on_event(&c, &join("one-shot"));
+    let t0 = Instant::now();
+    o.tick(t0);
+    o.on_event(&c, &fetch(0));
+    o.on_event(&c, &delivered(0, 999, 1 << 20));
+    // Its only commit: everything it was sent. Sluice never sees it advance.
+    o.on_event(&c, &commit("one-shot", 1000));
+    for s in 1..=12 {
+        o.on_event(&c, &fetch(1000));
+        o.tick(t0 + Duration::from_secs(s));
+    }
+    assert!(kinds(&o).is_empty(), "{:?}", o.findings_json());
+}
+
+#[test]
 fn a_healthy_consumer_raises_nothing() {
     let o = Observer::new(DetectConfig::default());
     let c = meta(1, 20000);
