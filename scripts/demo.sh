@@ -111,3 +111,8 @@ if [[ $DURATION -gt 0 ]]; then TOP_FOR=(--duration "${DURATION}s"); else TOP_FOR
 echo
 say "findings at the end (JSON: curl http://127.0.0.1:$ADMIN_PORT/api/v1/findings):"
 "$SLUICE" top --admin "127.0.0.1:$ADMIN_PORT" --once | sed -n '/^FINDINGS/,/^$/p'
+say "the same, as the metrics Prometheus scrapes (curl http://127.0.0.1:$ADMIN_PORT/metrics; dashboards and alerts in deploy/):"
+if command -v curl >/dev/null 2>&1; then
+  curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" \
+    | grep -E '^sluice_findings_active\{|^sluice_consumer_redelivered_bytes_total\{.*billing' | head -n 8 || true
+fi
