@@ -161,12 +161,13 @@ impl FindingPoint {
 }
 
 fn fetch_points(m: &Model) -> Vec<FetchPoint> {
+    let index = m.group_index();
     m.fetches
         .iter()
         .map(|((key, topic, partition), t)| FetchPoint {
             host: key.0,
             client_id: key.1.clone(),
-            group: m.group_for(key, topic, *partition).map(|(g, _)| g),
+            group: index.group_for(key, topic, *partition).map(|(g, _)| g),
             topic: topic.clone(),
             partition: *partition,
             bytes: t.bytes,

@@ -18,6 +18,9 @@ pub type Assigned = Vec<(Arc<str>, Vec<i32>)>;
 /// A topic partition, by name.
 pub type TopicPartition = (Arc<str>, i32);
 
+/// A fetch track: a client key's fetching of one topic partition.
+pub type TrackKey = (ClientKey, Arc<str>, i32);
+
 /// Topic ids whose `id:<hex>` label is kept for reuse.
 const MAX_ID_LABELS: usize = 100_000;
 
@@ -489,15 +492,47 @@ impl Model {
         Some(t)
     }
 
+    /// [`Model::group_for`] for many tracks at once: one walk over the groups, then a lookup
+    /// per track (the model lock is held while it is used).
+    pub fn group_index(&self) -> GroupIndex {
+        let mut assigned: HashMap<TrackKey, (Arc<str>, Instant)> = HashMap::new();
+        let mut by_client: HashMap<ClientKey, Option<(Arc<str>, Attribution)>> = HashMap::new();
+        for (name, g) in &self.groups {
+            for (key, parts) in g.members.values() {
+                for (t, ps) in parts {
+                    for p in ps {
+                        let e = assigned
+                            .entry((key.clone(), t.clone(), *p))
+                            .or_insert((name.clone(), g.last_seen));
+                        if g.last_seen > e.1 {
+                            *e = (name.clone(), g.last_seen);
+                        }
+                    }
+                }
+            }
+            for (key, how) in &g.clients {
+                by_client
+                    .entry(key.clone())
+                    .and_modify(|e| *e = None) // a client key in several groups: ambiguous
+                    .or_insert(Some((name.clone(), *how)));
+            }
+        }
+        GroupIndex {
+            assigned,
+            by_client,
+        }
+    }
+
     /// Recomputes which groups consume each topic, from the fetch tracks active within the
     /// window — once per tick, not per event: attribution walks the groups.
     pub fn refresh_topic_groups(&mut self, now: Instant, window: Duration) {
         let mut by_topic: HashMap<Arc<str>, BTreeSet<Arc<str>>> = HashMap::new();
+        let index = self.group_index();
         for ((key, topic, partition), t) in &self.fetches {
             if now.duration_since(t.last_seen) > window {
                 continue;
             }
-            if let Some((g, _)) = self.group_for(key, topic, *partition) {
+            if let Some((g, _)) = index.group_for(key, topic, *partition) {
                 by_topic.entry(topic.clone()).or_default().insert(g);
             }
         }
@@ -544,6 +579,34 @@ impl Model {
     }
 }
 
+/// Group attribution for every fetch track, built once ([`Model::group_index`]); answers
+/// exactly as [`Model::group_for`].
+#[derive(Debug, Default)]
+pub struct GroupIndex {
+    assigned: HashMap<TrackKey, (Arc<str>, Instant)>,
+    by_client: HashMap<ClientKey, Option<(Arc<str>, Attribution)>>,
+}
+
+impl GroupIndex {
+    /// See [`Model::group_for`].
+    pub fn group_for(
+        &self,
+        key: &ClientKey,
+        topic: &Arc<str>,
+        partition: i32,
+    ) -> Option<(Arc<str>, Attribution)> {
+        if let Some((g, _)) = self.assigned.get(&(key.clone(), topic.clone(), partition)) {
+            return Some((g.clone(), Attribution::Coordinator));
+        }
+        match self.by_client.get(key) {
+            Some(found) => found.clone(),
+            None => {
+                java_default_group(&key.1).map(|g| (Arc::from(g), Attribution::ClientIdPattern))
+            }
+        }
+    }
+}
+
 /// The group named by a Java consumer's default `client.id`, `consumer-<group>-<n>`.
 pub fn java_default_group(client_id: &str) -> Option<&str> {
     let rest = client_id.strip_prefix("consumer-")?;
@@ -554,6 +617,54 @@ pub fn java_default_group(client_id: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_group_index_answers_as_group_for_does() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let hosts: Vec<IpAddr> = (1..4).map(|i| IpAddr::from([10, 0, 0, i])).collect();
+        let ids = ["consumer-a-1", "consumer-b-2", "svc", ""];
+        let topics: Vec<Arc<str>> = ["t1", "t2"].iter().map(|t| Arc::from(*t)).collect();
+        let keys: Vec<ClientKey> = hosts
+            .iter()
+            .flat_map(|h| ids.iter().map(move |i| (*h, Arc::from(*i))))
+            .collect();
+        for _ in 0..200 {
+            let mut m = Model::default();
+            let t0 = Instant::now();
+            for (i, g) in ["a", "b", "c"].into_iter().enumerate() {
+                if rng.gen_bool(0.2) {
+                    continue;
+                }
+                // Distinct times: on a tie the two answers may pick different groups.
+                let at = t0 + Duration::from_millis(rng.gen_range(0..100) * 3 + i as u64);
+                let grp = m.group(g, at, 100).unwrap();
+                for n in 0..rng.gen_range(0..4) {
+                    let k = keys[rng.gen_range(0..keys.len())].clone();
+                    let parts = vec![(
+                        topics[rng.gen_range(0..2)].clone(),
+                        vec![rng.gen_range(0..3)],
+                    )];
+                    grp.members.insert(format!("m{n}"), (k.clone(), parts));
+                    if rng.gen_bool(0.7) {
+                        grp.clients.insert(k, Attribution::Coordinator);
+                    }
+                }
+            }
+            let index = m.group_index();
+            for k in &keys {
+                for t in &topics {
+                    for p in 0..3 {
+                        assert_eq!(
+                            index.group_for(k, t, p),
+                            m.group_for(k, t, p),
+                            "{k:?} {t} {p}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn java_default_client_ids_name_their_group() {
