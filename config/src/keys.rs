@@ -328,6 +328,16 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "telemetry.finding_spans_per_sec",
+        env: "SLUICE_TELEMETRY_FINDING_SPANS_PER_SEC",
+        help: "Spans/s kept per connection under a finding; 0 keeps every pair [default: 50]",
+        set: |c, r| {
+            c.telemetry.finding_spans_per_sec =
+                ranged(value::count(r)?, 0, 1_000_000, "finding_spans_per_sec")? as u32;
+            Ok(())
+        },
+    },
 ];
 
 /// The text of a value (a string in the file, or the raw text of a variable or flag).

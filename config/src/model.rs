@@ -69,6 +69,8 @@ pub struct TelemetryConfig {
     pub slow_request: Duration,
     /// Spans waiting for export at most; more are dropped and counted.
     pub span_queue: usize,
+    /// Spans per second kept for each connection under an active finding (0: every pair).
+    pub finding_spans_per_sec: u32,
 }
 
 impl Eq for TelemetryConfig {}
@@ -87,6 +89,7 @@ impl Default for TelemetryConfig {
             span_sample_ratio: 0.01,
             slow_request: Duration::from_secs(1),
             span_queue: 4096,
+            finding_spans_per_sec: 50,
         }
     }
 }

@@ -120,6 +120,7 @@ impl Telemetry {
                 spans::SpanPolicy {
                     ratio: cfg.span_sample_ratio,
                     slow: cfg.slow_request,
+                    finding_per_sec: cfg.finding_spans_per_sec,
                 },
                 cfg.span_queue,
                 observer.clone(),

@@ -53,6 +53,8 @@ pub struct SpanPolicy {
     pub ratio: f64,
     /// A pair slower than this is kept.
     pub slow: Duration,
+    /// Pairs kept per second for each connection under a finding (0: all).
+    pub finding_per_sec: u32,
 }
 
 /// The tap sink that decides which pairs become spans.
@@ -66,6 +68,8 @@ pub struct SpanSink {
     kept_pending: Arc<AtomicUsize>,
     queue: SyncSender<SpanRecord>,
     dropped: Arc<AtomicU64>,
+    /// Per flagged connection: the second it is counting, and pairs kept in it.
+    finding_budget: DashMap<u64, (Instant, u32)>,
 }
 
 /// A stateless 64-bit mix (SplitMix64), for a sampling decision that needs no RNG state.
@@ -98,6 +102,7 @@ impl SpanSink {
             kept_pending: Arc::new(AtomicUsize::new(0)),
             queue: tx,
             dropped,
+            finding_budget: DashMap::new(),
         });
         (sink, rx)
     }
@@ -109,13 +114,30 @@ impl SpanSink {
         if self.observer.has_flagged() {
             if let Some(labels) = self.observer.conn_labels(conn.id) {
                 let id = labels.client_id.as_deref().unwrap_or_default();
-                if self.observer.is_flagged(conn.client_addr.ip(), id) {
+                if self.observer.is_flagged(conn.client_addr.ip(), id)
+                    && self.finding_allows(conn.id)
+                {
                     return Some("finding");
                 }
             }
         }
         let h = mix(conn.id.rotate_left(32) ^ r.correlation_id as u32 as u64);
         (self.threshold > 0 && h <= self.threshold).then_some("ratio")
+    }
+
+    /// Whether a flagged connection's budget for this second has room for one more pair.
+    fn finding_allows(&self, conn: u64) -> bool {
+        let limit = self.policy.finding_per_sec;
+        if limit == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut e = self.finding_budget.entry(conn).or_insert((now, 0));
+        if now.duration_since(e.0) >= Duration::from_secs(1) {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        e.1 <= limit
     }
 
     /// Sends a finished pair to the exporter if it is kept or failed.
@@ -225,6 +247,7 @@ impl TapSink for SpanSink {
     }
 
     fn on_close(&self, conn: &ConnMeta) {
+        self.finding_budget.remove(&conn.id);
         if let Some((_, p)) = self.pending.remove(&conn.id) {
             self.finish(conn.id, p);
         }
@@ -384,6 +407,7 @@ mod tests {
         let policy = SpanPolicy {
             ratio,
             slow: Duration::from_millis(100),
+            finding_per_sec: 3,
         };
         let observer = Observer::new(DetectConfig::default());
         let (s, rx) = SpanSink::new(policy, queue, observer, dropped.clone());
@@ -449,6 +473,28 @@ mod tests {
             })
             .collect();
         assert_eq!(kept, [(2, Some("slow"), 0), (3, Some("error"), 6)]);
+    }
+
+    #[test]
+    fn a_connection_under_a_finding_is_kept_up_to_its_budget() {
+        let (s, _, _) = sink(0.0, 64);
+        let kept = (0..10).filter(|_| s.finding_allows(5)).count();
+        assert_eq!(kept, 3, "3 per second");
+        assert!(s.finding_allows(6), "each connection has its own budget");
+        s.on_close(&conn(5));
+        assert!(s.finding_budget.get(&5).is_none(), "forgotten at close");
+        let (unlimited, _, _) = sink(0.0, 64);
+        let policy = SpanPolicy {
+            finding_per_sec: 0,
+            ..unlimited.policy
+        };
+        let (s, _) = SpanSink::new(
+            policy,
+            4,
+            Observer::new(DetectConfig::default()),
+            Arc::new(AtomicU64::new(0)),
+        );
+        assert_eq!((0..100).filter(|_| s.finding_allows(1)).count(), 100);
     }
 
     #[test]
