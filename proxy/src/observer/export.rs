@@ -294,7 +294,8 @@ impl Observer {
             return false;
         }
         let set = self.flagged.read().unwrap_or_else(|e| e.into_inner());
-        set.contains(&(host, Arc::from(""))) || set.contains(&(host, Arc::from(client_id)))
+        set.get(&host)
+            .is_some_and(|ids| ids.contains("") || ids.contains(client_id))
     }
 
     /// `client.id` and group of an open connection, for a span.
@@ -331,8 +332,12 @@ impl Observer {
                 }
             }
         }
+        let mut by_host: HashMap<IpAddr, HashSet<Arc<str>>> = HashMap::new();
+        for (host, id) in set {
+            by_host.entry(host).or_default().insert(id);
+        }
         self.any_flagged
-            .store(!set.is_empty(), std::sync::atomic::Ordering::Relaxed);
-        *self.flagged.write().unwrap_or_else(|e| e.into_inner()) = set;
+            .store(!by_host.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        *self.flagged.write().unwrap_or_else(|e| e.into_inner()) = by_host;
     }
 }

@@ -45,7 +45,10 @@ pub struct Observer {
     conns: DashMap<u64, Conn>,
     model: Mutex<Model>,
     findings: Mutex<Registry>,
-    flagged: std::sync::RwLock<std::collections::HashSet<model::ClientKey>>,
+    /// Host → `client.id`s under an active finding ("" flags the whole host).
+    flagged: std::sync::RwLock<
+        std::collections::HashMap<std::net::IpAddr, std::collections::HashSet<Arc<str>>>,
+    >,
     any_flagged: std::sync::atomic::AtomicBool,
 }
 
