@@ -29,27 +29,40 @@ pub struct BrokerPorts {
     pub sluice_front: u16,
     /// The tap-off Sluice's listener, advertised on the `SLUOFF` listener.
     pub sluice_off_front: u16,
+    /// The telemetry-on Sluice's `SLUTEL` listener (backend) and its own listener (front,
+    /// advertised there), when that Sluice runs.
+    pub telemetry: Option<(u16, u16)>,
 }
 
 impl BrokerPorts {
-    /// `--config` overrides giving the broker four client listeners, each advertising the
-    /// address its clients must come through.
+    /// `--config` overrides giving the broker a client listener per route (four, or five
+    /// with the telemetry-on Sluice), each advertising the address its clients must come
+    /// through.
     pub fn config_overrides(&self) -> Vec<String> {
         let p = self;
+        let (tel_listener, tel_advertised, tel_protocol) = match p.telemetry {
+            Some((backend, front)) => (
+                format!(",SLUTEL://127.0.0.1:{backend}"),
+                format!(",SLUTEL://127.0.0.1:{front}"),
+                ",SLUTEL:PLAINTEXT",
+            ),
+            None => (String::new(), String::new(), ""),
+        };
         vec![
             format!(
                 "listeners=DIRECT://127.0.0.1:{},HAP://127.0.0.1:{},SLU://127.0.0.1:{},\
-                 SLUOFF://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                 SLUOFF://127.0.0.1:{}{tel_listener},CONTROLLER://127.0.0.1:{}",
                 p.direct, p.haproxy_backend, p.sluice_backend, p.sluice_off_backend, p.controller
             ),
             format!(
                 "advertised.listeners=DIRECT://127.0.0.1:{},HAP://127.0.0.1:{},\
-                 SLU://127.0.0.1:{},SLUOFF://127.0.0.1:{}",
+                 SLU://127.0.0.1:{},SLUOFF://127.0.0.1:{}{tel_advertised}",
                 p.direct, p.haproxy_front, p.sluice_front, p.sluice_off_front
             ),
-            "listener.security.protocol.map=DIRECT:PLAINTEXT,HAP:PLAINTEXT,SLU:PLAINTEXT,\
-             SLUOFF:PLAINTEXT,CONTROLLER:PLAINTEXT"
-                .into(),
+            format!(
+                "listener.security.protocol.map=DIRECT:PLAINTEXT,HAP:PLAINTEXT,SLU:PLAINTEXT,\
+                 SLUOFF:PLAINTEXT{tel_protocol},CONTROLLER:PLAINTEXT"
+            ),
             "inter.broker.listener.name=DIRECT".into(),
         ]
     }
@@ -368,10 +381,20 @@ mod tests {
             haproxy_front: 5,
             sluice_front: 6,
             sluice_off_front: 8,
+            telemetry: None,
         };
         let c = p.config_overrides();
         assert!(c[0].contains("HAP://127.0.0.1:2") && c[0].contains("SLUOFF://127.0.0.1:7"));
         assert!(c[1].contains("HAP://127.0.0.1:5") && c[1].contains("SLU://127.0.0.1:6"));
         assert!(c[1].contains("SLUOFF://127.0.0.1:8") && c[2].contains("SLUOFF:PLAINTEXT"));
+        assert!(!c.concat().contains("SLUTEL"));
+        let c = BrokerPorts {
+            telemetry: Some((9, 10)),
+            ..p
+        }
+        .config_overrides();
+        assert!(c[0].contains(",SLUTEL://127.0.0.1:9,CONTROLLER://127.0.0.1:4"));
+        assert!(c[1].ends_with(",SLUTEL://127.0.0.1:10"));
+        assert!(c[2].contains(",SLUTEL:PLAINTEXT,"));
     }
 }

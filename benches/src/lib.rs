@@ -3,14 +3,18 @@
 //! Two things live in this crate:
 //! - `benches/frame_tracker.rs`: a criterion micro-benchmark of
 //!   `sluice_protocol::FrameTracker::feed`.
-//! - `src/bin/e2e.rs`: an end-to-end harness that measures the same workloads four ways —
-//!   direct, through haproxy (TCP mode), through Sluice with its protocol tap on (the default)
-//!   and with the tap off — and prints a Markdown table.
+//! - `src/bin/e2e.rs`: an end-to-end harness that measures the same workloads five ways —
+//!   direct, through haproxy (TCP mode), through Sluice with its protocol tap on (the default),
+//!   with the tap off, and with the tap on and telemetry exported over OTLP to a real
+//!   OpenTelemetry Collector — and prints a Markdown table.
 //!
 //! The library holds the harness's parts:
 //! - [`proc`]: child processes that stop when dropped (and on Ctrl-C), CPU time from `/proc`.
 //! - [`tools`]: locating haproxy, iperf3, java and the Kafka jars; describing the machine.
-//! - [`servers`]: echo server, iperf3 server, haproxy and Sluice (tap on or off).
+//! - [`servers`]: echo server, iperf3 server, haproxy and Sluice (tap on or off, telemetry
+//!   on or off).
+//! - [`collector`]: the OpenTelemetry Collector the telemetry-on Sluice exports to, and what
+//!   it received.
 //! - [`admin`]: Sluice's `/api/v1/stats`, to check what the tap followed.
 //! - [`measure`]: iperf3 client runs and small-message round trips.
 //! - [`kafka`]: the broker with one listener per route, ProducerPerformance and
@@ -21,6 +25,7 @@
 //!   medians, percentiles and the Markdown report.
 
 pub mod admin;
+pub mod collector;
 pub mod kafka;
 pub mod measure;
 pub mod proc;

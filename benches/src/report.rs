@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::replay::ReplayRun;
-use crate::results::{Results, Route, TapCheck, N};
+use crate::results::{Results, Route, TapCheck, TelemetryCheck, N, ROUTES};
 use crate::stats::{median, percentile};
 
 /// The context printed above the table.
@@ -31,6 +31,8 @@ pub struct Meta {
     pub plan: String,
     /// The recorded Fetch exchange replayed (empty when not run).
     pub replay: String,
+    /// How the telemetry-on Sluice exports, and to which collector (empty when not run).
+    pub telemetry: String,
 }
 
 /// Percentile `p` of one block of round-trip samples, in µs.
@@ -71,9 +73,48 @@ fn tap_check_line(c: &TapCheck) -> String {
         Some(t) => format!("tap off: {} API rows", t.api_rows),
         None => "tap off: no stats".into(),
     };
+    let telemetry = c.telemetry.map_or_else(String::new, |t| {
+        format!(
+            "; telemetry on: {} Fetch responses followed{}, tap_parse_errors {}, \
+             opaque_connections {}",
+            t.fetch_responses,
+            c.telemetry_received
+                .map_or_else(String::new, |r| format!(" of {r} received")),
+            t.tap_parse_errors,
+            t.opaque_connections
+        )
+    });
     format!(
-        "- {}: {on}; {off} — **{}**",
+        "- {}: {on}; {off}{telemetry} — **{}**",
         c.workload,
+        if c.ok() { "OK" } else { "CHECK" }
+    )
+}
+
+/// One line of the telemetry check list: what the collector received, and the CPU of the
+/// whole part.
+fn telemetry_check_line(c: &TelemetryCheck) -> String {
+    let r = &c.received;
+    let spans = if r.spans.is_empty() {
+        "0 spans".to_owned()
+    } else {
+        let by: Vec<String> = r.spans.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        format!("{} spans ({})", r.span_total(), by.join(", "))
+    };
+    let cpu = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{v:.1} s"));
+    format!(
+        "- {}: the collector received {} metric exports ({} data points) and {spans}; \
+         spans dropped {}. CPU over the whole part ({:.0} s, measured runs and the time \
+         between them): Sluice telemetry off {}, telemetry on {}, collector {} — **{}**",
+        c.workload,
+        r.metric_exports,
+        r.metric_points,
+        r.spans_dropped
+            .map_or_else(|| "n/a".into(), |d| format!("{d:.0}")),
+        c.secs,
+        cpu(c.cpu_off),
+        cpu(c.cpu_on),
+        cpu(c.cpu_collector),
         if c.ok() { "OK" } else { "CHECK" }
     )
 }
@@ -96,7 +137,8 @@ struct Target {
     check: fn(Option<f64>, f64) -> Option<bool>,
 }
 
-/// Whether a row appears in the tap on / tap off table, and with which target.
+/// Whether a row appears in a comparison table (tap on / off, telemetry on / off), and with
+/// which target.
 enum TapRow {
     Hide,
     Show,
@@ -110,6 +152,7 @@ struct Row {
     compare: Compare,
     target: Option<Target>,
     tap: TapRow,
+    telemetry: TapRow,
 }
 
 fn fmt_num(v: f64, decimals: usize) -> String {
@@ -170,12 +213,22 @@ impl Row {
 
     /// The row of the tap on / tap off table, if it has one.
     fn tap_line(&self) -> Option<String> {
-        let target = match &self.tap {
+        self.compare_line(&self.tap, Route::Sluice, Route::SluiceTapOff)
+    }
+
+    /// The row of the telemetry on / off table, if it has one.
+    fn telemetry_line(&self) -> Option<String> {
+        self.compare_line(&self.telemetry, Route::SluiceTelemetry, Route::Sluice)
+    }
+
+    /// `| metric | on | off | on / off | target | verdict |`.
+    fn compare_line(&self, show: &TapRow, on: Route, off: Route) -> Option<String> {
+        let target = match show {
             TapRow::Hide => return None,
             TapRow::Show => None,
             TapRow::Target(t) => Some(t),
         };
-        let (on, off) = (self.value(Route::Sluice), self.value(Route::SluiceTapOff));
+        let (on, off) = (self.value(on), self.value(off));
         let fmt = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| fmt_num(v, self.decimals));
         let ratio = match (on, off) {
             (Some(a), Some(b)) if b != 0.0 => format!("{:.3}", a / b),
@@ -205,6 +258,7 @@ fn row(metric: &'static str, values: [Option<f64>; N], decimals: usize, compare:
         compare,
         target: None,
         tap: TapRow::Hide,
+        telemetry: TapRow::Hide,
     }
 }
 
@@ -220,6 +274,12 @@ const TAP_CPU: Target = Target {
     check: |off, on| off.map(|off| on <= 1.03 * off),
 };
 
+/// Telemetry on within 5% of telemetry off, for a throughput.
+const TELEMETRY_THROUGHPUT: Target = Target {
+    text: "telemetry on ≥ 0.95× off",
+    check: |off, on| off.map(|off| on >= 0.95 * off),
+};
+
 /// Builds the table rows from the results.
 fn rows(r: &Results) -> Vec<Row> {
     let cpu_med = |runs: &[Vec<f64>; N]| med(runs, |x| *x);
@@ -230,6 +290,7 @@ fn rows(r: &Results) -> Vec<Row> {
                 check: |d, s| d.map(|d| s >= 0.75 * d),
             }),
             tap: TapRow::Show,
+            telemetry: TapRow::Show,
             ..row(
                 "Raw TCP, 1 stream (Gbit/s)",
                 med(&r.iperf, |x| x.bits_per_second / 1e9),
@@ -262,6 +323,7 @@ fn rows(r: &Results) -> Vec<Row> {
                 check: |d, s| d.map(|d| s - d <= 40.0),
             }),
             tap: TapRow::Show,
+            telemetry: TapRow::Show,
             ..row(
                 "Round trip 64 B, p99 (µs)",
                 std::array::from_fn(|i| rtt_us(&r.rtt[i], 99.0)),
@@ -269,12 +331,15 @@ fn rows(r: &Results) -> Vec<Row> {
                 Compare::RatioAndDelta,
             )
         },
-        row(
-            "Kafka produce (MB/s)",
-            med(&r.producer, |x| x.mb_per_sec),
-            1,
-            Compare::Ratio,
-        ),
+        Row {
+            telemetry: TapRow::Show,
+            ..row(
+                "Kafka produce (MB/s)",
+                med(&r.producer, |x| x.mb_per_sec),
+                1,
+                Compare::Ratio,
+            )
+        },
         row(
             "Kafka produce (records/s)",
             med(&r.producer, |x| x.records_per_sec),
@@ -287,18 +352,22 @@ fn rows(r: &Results) -> Vec<Row> {
             1,
             Compare::RatioAndDelta,
         ),
-        row(
-            "Kafka produce latency, p99 (ms)",
-            med(&r.producer, |x| x.p99_latency_ms),
-            1,
-            Compare::RatioAndDelta,
-        ),
+        Row {
+            telemetry: TapRow::Show,
+            ..row(
+                "Kafka produce latency, p99 (ms)",
+                med(&r.producer, |x| x.p99_latency_ms),
+                1,
+                Compare::RatioAndDelta,
+            )
+        },
         Row {
             target: Some(Target {
                 text: "≥ 0.95× direct",
                 check: |d, s| d.map(|d| s >= 0.95 * d),
             }),
             tap: TapRow::Target(TAP_THROUGHPUT),
+            telemetry: TapRow::Target(TELEMETRY_THROUGHPUT),
             ..row(
                 "Kafka consume, fetch (MB/s)",
                 med(&r.consumer, |x| x.fetch_mb_per_sec),
@@ -308,6 +377,7 @@ fn rows(r: &Results) -> Vec<Row> {
         },
         Row {
             tap: TapRow::Target(TAP_CPU),
+            telemetry: TapRow::Show,
             ..row(
                 "Kafka consume, proxy CPU per GB consumed (s/GB)",
                 cpu_med(&r.consumer_cpu_per_gb),
@@ -317,6 +387,7 @@ fn rows(r: &Results) -> Vec<Row> {
         },
         Row {
             tap: TapRow::Target(TAP_THROUGHPUT),
+            telemetry: TapRow::Target(TELEMETRY_THROUGHPUT),
             ..row(
                 "Fetch replay (GB/s)",
                 med(&r.replay, ReplayRun::gb_per_sec),
@@ -326,6 +397,7 @@ fn rows(r: &Results) -> Vec<Row> {
         },
         Row {
             tap: TapRow::Target(TAP_CPU),
+            telemetry: TapRow::Show,
             ..row(
                 "Fetch replay, proxy CPU per GB (s/GB)",
                 cpu_med(&r.replay_cpu_per_gb),
@@ -345,12 +417,104 @@ fn list(values: impl Iterator<Item = f64>, decimals: usize) -> String {
     }
 }
 
-/// The whole Markdown report: context, the table, tap on vs off, per-run values, notes.
+/// The telemetry on vs off table, the per-round ratios and what the collector received.
+fn telemetry_section(s: &mut String, r: &Results, rows: &[Row]) {
+    let _ = writeln!(
+        s,
+        "\n### Sluice telemetry on vs off\n\n\
+         Both with the tap on; \"telemetry off\" is the Sluice column above (no OTLP endpoint), \
+         \"telemetry on\" exports metrics and sampled spans to the collector.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| Metric | Telemetry on | Telemetry off | On / off | Target (telemetry on) | Result |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---|---|");
+    for line in rows.iter().filter_map(Row::telemetry_line) {
+        let _ = writeln!(s, "{line}");
+    }
+    let (on, off) = (Route::SluiceTelemetry.index(), Route::Sluice.index());
+    let fetch =
+        |i: usize| -> Vec<f64> { r.consumer[i].iter().map(|c| c.fetch_mb_per_sec).collect() };
+    let replay = |i: usize| -> Vec<f64> { r.replay[i].iter().map(ReplayRun::gb_per_sec).collect() };
+    let pairs = [
+        (
+            "Kafka consume, fetch MB/s",
+            paired(&fetch(on), &fetch(off), 3),
+        ),
+        (
+            "Kafka consume, proxy CPU s/GB",
+            paired(&r.consumer_cpu_per_gb[on], &r.consumer_cpu_per_gb[off], 3),
+        ),
+        ("Fetch replay GB/s", paired(&replay(on), &replay(off), 3)),
+        (
+            "Fetch replay, proxy CPU s/GB",
+            paired(&r.replay_cpu_per_gb[on], &r.replay_cpu_per_gb[off], 3),
+        ),
+    ];
+    if pairs.iter().any(|p| p.1.is_some()) {
+        let _ = writeln!(
+            s,
+            "\nTelemetry on ÷ off, round by round (the two ran in the same interleaved round):\n"
+        );
+        for (name, p) in pairs {
+            if let Some(p) = p {
+                let _ = writeln!(s, "- {name}: {p}");
+            }
+        }
+    }
+    if !r.telemetry_checks.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nWhat the collector received from the telemetry-on Sluice of each workload (by the \
+             end of its part):\n"
+        );
+        for c in &r.telemetry_checks {
+            let _ = writeln!(s, "{}", telemetry_check_line(c));
+        }
+    }
+}
+
+/// Per-round ratios `on[i] / off[i]` (rounds are interleaved, so run `i` of each route
+/// belongs to the same round), with their median and range; `None` unless both routes
+/// have the same number of runs.
+fn paired(on: &[f64], off: &[f64], decimals: usize) -> Option<String> {
+    if on.is_empty() || on.len() != off.len() {
+        return None;
+    }
+    let ratios: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some(format!(
+        "{} (median {}, range {}–{})",
+        list(ratios.iter().copied(), decimals),
+        fmt_num(median(&ratios)?, decimals),
+        fmt_num(lo, decimals),
+        fmt_num(hi, decimals)
+    ))
+}
+
+/// The columns of the main and per-run tables.
+fn columns(r: &Results) -> &'static [Route] {
+    if r.telemetry_route {
+        &ROUTES
+    } else {
+        &ROUTES[..4]
+    }
+}
+
+/// The whole Markdown report: context, the table, tap on vs off, telemetry on vs off, per-run
+/// values, notes.
 pub fn render(meta: &Meta, r: &Results) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "## Sluice end-to-end benchmark: direct vs haproxy vs Sluice (tap on and off)\n"
+        "## Sluice end-to-end benchmark: direct vs haproxy vs Sluice (tap on and off{})\n",
+        if r.telemetry_route {
+            ", telemetry on and off"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(s, "- Date: {}", meta.date);
     let _ = writeln!(s, "- Machine: {}", meta.machine);
@@ -370,6 +534,9 @@ pub fn render(meta: &Meta, r: &Results) -> String {
     if !meta.replay.is_empty() {
         let _ = writeln!(s, "- Fetch replay: {}", meta.replay);
     }
+    if !meta.telemetry.is_empty() {
+        let _ = writeln!(s, "- Telemetry: {}", meta.telemetry);
+    }
     let _ = writeln!(s, "- Plan: {}", meta.plan);
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get()) as f64;
     if meta.load_start > 0.5 || meta.load_end > cpus + 0.5 {
@@ -381,22 +548,23 @@ pub fn render(meta: &Meta, r: &Results) -> String {
         );
     }
     let rows = rows(r);
+    let cols = columns(r);
     let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "| Metric | Direct | haproxy (vs direct) | Sluice (vs direct) | Sluice tap off (vs direct) \
-         | Target (Sluice) | Result |"
-    );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---|");
+    let mut head = String::from("| Metric | Direct |");
+    let mut rule = String::from("|---|---:|");
+    for c in &cols[1..] {
+        let _ = write!(head, " {} (vs direct) |", c.title());
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(s, "{head} Target (Sluice) | Result |");
+    let _ = writeln!(s, "{rule}---|---|");
     for row in &rows {
+        let cells: Vec<String> = cols.iter().map(|c| row.cell(*c)).collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} |",
             row.metric,
-            row.cell(Route::Direct),
-            row.cell(Route::Haproxy),
-            row.cell(Route::Sluice),
-            row.cell(Route::SluiceTapOff),
+            cells.join(" | "),
             row.target.as_ref().map_or("", |t| t.text),
             row.verdict()
         );
@@ -421,14 +589,21 @@ pub fn render(meta: &Meta, r: &Results) -> String {
         }
     }
 
+    if r.telemetry_route {
+        telemetry_section(&mut s, r, &rows);
+    }
+
     let _ = writeln!(s, "\n### Per-run values\n");
-    let _ = writeln!(
-        s,
-        "| Measurement | Direct | haproxy | Sluice | Sluice tap off |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|");
+    let mut head = String::from("| Measurement |");
+    let mut rule = String::from("|---|");
+    for c in cols {
+        let _ = write!(head, " {} |", c.title());
+        rule.push_str("---|");
+    }
+    let _ = writeln!(s, "{head}\n{rule}");
     let line = |s: &mut String, name: &str, f: &dyn Fn(usize) -> String| {
-        let _ = writeln!(s, "| {name} | {} | {} | {} | {} |", f(0), f(1), f(2), f(3));
+        let cells: Vec<String> = cols.iter().map(|c| f(c.index())).collect();
+        let _ = writeln!(s, "| {name} | {} |", cells.join(" | "));
     };
     line(&mut s, "iperf3 Gbit/s", &|i| {
         list(r.iperf[i].iter().map(|x| x.bits_per_second / 1e9), 2)
@@ -511,6 +686,23 @@ pub fn render(meta: &Meta, r: &Results) -> String {
          a test. With the medians of only a few rounds on a shared machine, differences of a \
          few percent between tap on and tap off can be noise: see the per-run values."
     );
+    if r.telemetry_route {
+        let _ = writeln!(
+            s,
+            "- \"Sluice telemetry on\" is a third Sluice per workload, tap on, exporting metrics \
+             (every instrument, at the metrics interval) and a sample of request/response spans \
+             over OTLP/gRPC to a real OpenTelemetry Collector on the same machine; the \
+             collector's CPU competes for the same cores. Its proxy CPU per GB covers only the \
+             exports that fall inside a run; the CPU over the whole part (in the telemetry \
+             check) includes the exports between runs as well. Spans counted as `finding` come \
+             from connections under an active finding, whose pairs are all exported whatever \
+             the sample ratio: the replay client re-reads one offset (fetch loop, egress \
+             amplification), and ConsumerPerformance re-reads its topic without committing \
+             within its short run (fetch without commit, egress amplification), so with the \
+             default detectors both are soon flagged and far more than 1% of their pairs \
+             become spans (see benches/README.md to measure 1% sampling alone)."
+        );
+    }
     s
 }
 
@@ -607,6 +799,8 @@ mod tests {
             }),
             tap_off: Some(TapStats::default()),
             received: Some(10),
+            telemetry: None,
+            telemetry_received: None,
         };
         assert_eq!(
             tap_check_line(&c),
@@ -616,6 +810,70 @@ mod tests {
         );
         c.received = Some(11);
         assert!(tap_check_line(&c).ends_with("**CHECK**"));
+    }
+
+    #[test]
+    fn telemetry_column_table_and_round_ratios() {
+        use crate::collector::Received;
+        use crate::kafka::ConsumerResult;
+        let mut r = Results::default();
+        let out = render(&Meta::default(), &r);
+        assert!(!out.contains("telemetry"), "{out}");
+        r.telemetry_route = true;
+        let consume = |mb: f64| ConsumerResult {
+            fetch_mb_per_sec: mb,
+            mb_per_sec: mb,
+            messages: 1,
+            data_mb: 1.0,
+        };
+        r.consumer[0].push(consume(800.0));
+        for (on, off) in [(570.0, 600.0), (600.0, 580.0), (590.0, 590.0)] {
+            r.consumer[Route::SluiceTelemetry.index()].push(consume(on));
+            r.consumer[Route::Sluice.index()].push(consume(off));
+        }
+        r.telemetry_checks.push(TelemetryCheck {
+            workload: "Kafka".into(),
+            received: Received {
+                metric_exports: 12,
+                metric_points: 300,
+                spans_dropped: Some(0.0),
+                spans: [("ratio".to_owned(), 40)].into_iter().collect(),
+            },
+            secs: 120.0,
+            cpu_off: Some(3.0),
+            cpu_on: Some(3.5),
+            cpu_collector: Some(0.4),
+        });
+        let out = render(&Meta::default(), &r);
+        assert!(
+            out.contains("| Sluice telemetry on (vs direct) | Target (Sluice) |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| Kafka consume, fetch (MB/s) | 800.0 | n/a | 590.0 (0.74×) | n/a | 590.0 (0.74×) |"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "| Kafka consume, fetch (MB/s) | 590.0 | 590.0 | 1.000 | telemetry on ≥ 0.95× off | **PASS** |"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "- Kafka consume, fetch MB/s: 0.950, 1.034, 1.000 (median 1.000, range 0.950–1.034)"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("received 12 metric exports (300 data points) and 40 spans (ratio 40)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("telemetry on 3.5 s, collector 0.4 s — **OK**"),
+            "{out}"
+        );
+        assert!(out.contains("| consume fetch MB/s | 800.0 | — | 600.0, 580.0, 590.0 | — | 570.0, 600.0, 590.0 |"), "{out}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the harness measures, per route.
 
 use crate::admin::TapStats;
+use crate::collector::Received;
 use crate::kafka::{ConsumerResult, ProducerResult};
 use crate::measure::IperfRun;
 use crate::replay::ReplayRun;
@@ -16,10 +17,13 @@ pub enum Route {
     Sluice,
     /// Through Sluice with the tap off (`SLUICE_TAP_ENABLED=false`): a plain byte pipe.
     SluiceTapOff,
+    /// Through Sluice with the tap on and telemetry exported over OTLP to a collector (the
+    /// `Sluice` route has no OTLP endpoint: telemetry off).
+    SluiceTelemetry,
 }
 
 /// How many routes there are.
-pub const N: usize = 4;
+pub const N: usize = 5;
 
 /// All routes, in the order they are shown.
 pub const ROUTES: [Route; N] = [
@@ -27,14 +31,16 @@ pub const ROUTES: [Route; N] = [
     Route::Haproxy,
     Route::Sluice,
     Route::SluiceTapOff,
+    Route::SluiceTelemetry,
 ];
 
-/// The order of the routes in round `round` (from 1): interleaved, and rotated by one each
+/// The order of `routes` in round `round` (from 1): interleaved, and rotated by one each
 /// round (direct, haproxy, Sluice, Sluice tap off; haproxy, Sluice, Sluice tap off, direct;
 /// …) so that no route always runs first, right after a warm-up or a different kind of step.
-pub fn round_order(round: u32) -> [Route; N] {
-    let k = (round.saturating_sub(1) as usize) % N;
-    std::array::from_fn(|i| ROUTES[(k + i) % N])
+pub fn round_order(round: u32, routes: &[Route]) -> Vec<Route> {
+    let n = routes.len().max(1);
+    let k = (round.saturating_sub(1) as usize) % n;
+    (0..routes.len()).map(|i| routes[(k + i) % n]).collect()
 }
 
 impl Route {
@@ -45,6 +51,7 @@ impl Route {
             Route::Haproxy => "haproxy",
             Route::Sluice => "sluice",
             Route::SluiceTapOff => "sluice-tapoff",
+            Route::SluiceTelemetry => "sluice-telemetry",
         }
     }
 
@@ -55,6 +62,7 @@ impl Route {
             Route::Haproxy => "haproxy",
             Route::Sluice => "Sluice",
             Route::SluiceTapOff => "Sluice tap off",
+            Route::SluiceTelemetry => "Sluice telemetry on",
         }
     }
 
@@ -85,6 +93,10 @@ pub struct Results {
     pub replay_cpu_per_gb: [Vec<f64>; N],
     /// What the tap-on and tap-off Sluices reported after a workload.
     pub tap_checks: Vec<TapCheck>,
+    /// Whether the telemetry-on Sluice ran (its column and comparison are shown).
+    pub telemetry_route: bool,
+    /// What the collector received from the telemetry-on Sluice after each workload.
+    pub telemetry_checks: Vec<TelemetryCheck>,
     /// Steps that failed, with their error.
     pub failures: Vec<String>,
 }
@@ -100,19 +112,57 @@ pub struct TapCheck {
     pub tap_off: Option<TapStats>,
     /// Fetch responses the client received through the tap-on Sluice, when known.
     pub received: Option<u64>,
+    /// The telemetry-on Sluice's counters (when it ran).
+    pub telemetry: Option<TapStats>,
+    /// Fetch responses the client received through the telemetry-on Sluice, when known.
+    pub telemetry_received: Option<u64>,
+}
+
+/// Evidence that telemetry flowed during a workload, and what it cost besides the measured
+/// runs.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryCheck {
+    /// Which workload.
+    pub workload: String,
+    /// What the collector had received from that workload's telemetry-on Sluice by the end.
+    pub received: Received,
+    /// Wall-clock seconds of the workload's part.
+    pub secs: f64,
+    /// CPU seconds over the whole part (measured runs and idle time between them) of the
+    /// telemetry-off Sluice, the telemetry-on Sluice and the collector.
+    pub cpu_off: Option<f64>,
+    /// See `cpu_off`.
+    pub cpu_on: Option<f64>,
+    /// See `cpu_off`.
+    pub cpu_collector: Option<f64>,
+}
+
+impl TelemetryCheck {
+    /// True if the collector received metrics and spans from the workload's Sluice, and no
+    /// span was dropped.
+    pub fn ok(&self) -> bool {
+        self.received.metric_exports > 0
+            && self.received.span_total() > 0
+            && self.received.spans_dropped.unwrap_or(0.0) == 0.0
+    }
 }
 
 impl TapCheck {
-    /// True if the tap-on Sluice followed every Fetch response without a parse error or an
-    /// opaque connection, and the tap-off Sluice followed nothing.
+    /// True if the tap-on Sluice (and the telemetry-on one, when it ran) followed every
+    /// Fetch response without a parse error or an opaque connection, and the tap-off Sluice
+    /// followed nothing.
     pub fn ok(&self) -> bool {
-        let on = self.tap_on.is_some_and(|t| {
-            t.tap_parse_errors == 0
-                && t.opaque_connections == 0
-                && t.fetch_responses > 0
-                && self.received.is_none_or(|r| r == t.fetch_responses)
-        });
-        on && self.tap_off.is_some_and(|t| t.api_rows == 0)
+        let followed = |t: Option<TapStats>, received: Option<u64>| {
+            t.is_some_and(|t| {
+                t.tap_parse_errors == 0
+                    && t.opaque_connections == 0
+                    && t.fetch_responses > 0
+                    && received.is_none_or(|r| r == t.fetch_responses)
+            })
+        };
+        followed(self.tap_on, self.received)
+            && (self.telemetry.is_none() || followed(self.telemetry, self.telemetry_received))
+            && self.tap_off.is_some_and(|t| t.api_rows == 0)
     }
 }
 
@@ -123,10 +173,24 @@ mod tests {
     #[test]
     fn rounds_rotate_the_order() {
         use Route::*;
-        assert_eq!(round_order(1), [Direct, Haproxy, Sluice, SluiceTapOff]);
-        assert_eq!(round_order(2), [Haproxy, Sluice, SluiceTapOff, Direct]);
-        assert_eq!(round_order(4), [SluiceTapOff, Direct, Haproxy, Sluice]);
-        assert_eq!(round_order(5), round_order(1));
+        let four = &ROUTES[..4];
+        assert_eq!(
+            round_order(1, four),
+            [Direct, Haproxy, Sluice, SluiceTapOff]
+        );
+        assert_eq!(
+            round_order(2, four),
+            [Haproxy, Sluice, SluiceTapOff, Direct]
+        );
+        assert_eq!(
+            round_order(4, four),
+            [SluiceTapOff, Direct, Haproxy, Sluice]
+        );
+        assert_eq!(round_order(5, four), round_order(1, four));
+        assert_eq!(
+            round_order(5, &ROUTES),
+            [SluiceTelemetry, Direct, Haproxy, Sluice, SluiceTapOff]
+        );
     }
 
     #[test]
@@ -142,8 +206,16 @@ mod tests {
             tap_on: Some(on),
             tap_off: Some(TapStats::default()),
             received: Some(10),
+            telemetry: None,
+            telemetry_received: None,
         };
         assert!(c.ok());
+        c.telemetry = Some(on);
+        c.telemetry_received = Some(10);
+        assert!(c.ok());
+        c.telemetry_received = Some(9);
+        assert!(!c.ok());
+        c.telemetry = None;
         c.received = Some(11);
         assert!(!c.ok());
         c.received = None;

@@ -1,5 +1,5 @@
 //! The things under test and the servers behind them: an in-process echo server, iperf3's
-//! server, haproxy in TCP mode, and Sluice (tap on or off).
+//! server, haproxy in TCP mode, and Sluice (tap on or off, telemetry on or off).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -142,10 +142,49 @@ impl Sluice {
     }
 }
 
+/// Telemetry settings of a telemetry-on Sluice (as `SLUICE_TELEMETRY_*` variables).
+#[derive(Debug, Clone)]
+pub struct Otlp {
+    /// Collector endpoint, `http://127.0.0.1:PORT` (OTLP over gRPC).
+    pub endpoint: String,
+    /// `telemetry.metrics_interval`, e.g. `10s`.
+    pub metrics_interval: String,
+    /// `telemetry.span_sample_ratio`.
+    pub span_sample_ratio: f64,
+    /// Value of the `e2e.workload` resource attribute, to tell the Sluices apart in the
+    /// collector's files.
+    pub workload: String,
+}
+
+impl Otlp {
+    /// The variables that switch telemetry export on.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SLUICE_TELEMETRY_OTLP_ENDPOINT", self.endpoint.clone()),
+            ("SLUICE_TELEMETRY_OTLP_PROTOCOL", "grpc".into()),
+            (
+                "SLUICE_TELEMETRY_METRICS_INTERVAL",
+                self.metrics_interval.clone(),
+            ),
+            (
+                "SLUICE_TELEMETRY_SPAN_SAMPLE_RATIO",
+                self.span_sample_ratio.to_string(),
+            ),
+            (
+                "SLUICE_TELEMETRY_RESOURCE_ATTRIBUTES",
+                format!("{}={}", crate::collector::WORKLOAD_ATTR, self.workload),
+            ),
+        ]
+    }
+}
+
 /// Runs the Sluice binary as `sluice --listen 127.0.0.1:PORT --upstream UPSTREAM
 /// --admin-listen 127.0.0.1:ADMIN` with warn-level logging, until both listen. With `tap`
 /// false the child gets `SLUICE_TAP_ENABLED=false` (a plain byte pipe); with `tap` true the
-/// variable is removed, so the default (tap on) applies.
+/// variable is removed, so the default (tap on). Every `SLUICE_TELEMETRY_*` variable of the
+/// harness's environment is removed (no OTLP export: telemetry off) and, with `otlp`, the
+/// ones that export to its collector are set.
+#[allow(clippy::too_many_arguments)]
 pub fn start_sluice(
     bin: &Path,
     name: &str,
@@ -153,6 +192,7 @@ pub fn start_sluice(
     upstream: SocketAddr,
     admin_port: u16,
     tap: bool,
+    otlp: Option<&Otlp>,
     dir: &Path,
 ) -> Result<Sluice> {
     let log: PathBuf = dir.join(format!("sluice-{name}.log"));
@@ -169,11 +209,20 @@ pub fn start_sluice(
     } else {
         cmd.env("SLUICE_TAP_ENABLED", "false");
     }
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SLUICE_TELEMETRY_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in otlp.map(Otlp::env).unwrap_or_default() {
+        cmd.env(k, v);
+    }
     let mut g = ChildGuard::spawn(
         &format!("sluice ({name})"),
         &mut cmd,
         &log,
-        Duration::from_secs(5),
+        // Telemetry flushes its exporters after the 1 s drain.
+        Duration::from_secs(if otlp.is_some() { 10 } else { 5 }),
     )?;
     g.wait_ready(&format!("port {listen}"), START_TIMEOUT, || {
         listening(listen)

@@ -107,6 +107,22 @@ impl Tools {
     }
 }
 
+/// The OpenTelemetry Collector binary (`SLUICE_OTELCOL`, built by
+/// `scripts/setup.sh --only collector`).
+pub fn otelcol() -> Result<PathBuf> {
+    match sluice_env().get("SLUICE_OTELCOL") {
+        Some(v) if Path::new(v).is_file() => Ok(PathBuf::from(v)),
+        Some(v) => bail!(
+            "missing tools: SLUICE_OTELCOL={v} does not exist — run scripts/setup.sh --only \
+             collector, or pass --skip telemetry"
+        ),
+        None => bail!(
+            "missing tools: SLUICE_OTELCOL is not set (no env.sh?) — run scripts/setup.sh \
+             --only collector, or pass --skip telemetry"
+        ),
+    }
+}
+
 /// `SLUICE_*` settings: `$SLUICE_CACHE/env.sh`, overridden by the process environment.
 fn sluice_env() -> HashMap<String, String> {
     let cache = std::env::var_os("SLUICE_CACHE")

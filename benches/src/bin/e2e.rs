@@ -1,25 +1,26 @@
 //! End-to-end benchmark: the same workloads direct, through haproxy (TCP mode) and through
-//! Sluice with its protocol tap on and off, in one run, reported as a Markdown table. See
-//! `benches/README.md`.
+//! Sluice with its protocol tap on and off, and with telemetry exported to an OpenTelemetry
+//! Collector, in one run, reported as a Markdown table. See `benches/README.md`.
 //!
 //! `cargo run --release -p sluice-benches --bin e2e -- [--quick] [--out FILE.md]`
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 
 use sluice_benches::admin;
+use sluice_benches::collector::Collector;
 use sluice_benches::kafka::{self, BrokerPorts, PerfTools};
 use sluice_benches::measure::{iperf3_client, round_trips};
 use sluice_benches::proc::{self, cpu_seconds, WorkDir};
 use sluice_benches::replay::{self, Recorded, ReplayServer};
 use sluice_benches::report::{self, Meta};
-use sluice_benches::results::{round_order, Results, Route, TapCheck, N, ROUTES};
-use sluice_benches::servers::{self, start_haproxy, start_sluice, Sluice};
+use sluice_benches::results::{round_order, Results, Route, TapCheck, TelemetryCheck, N, ROUTES};
+use sluice_benches::servers::{self, start_haproxy, start_sluice, Otlp, Sluice};
 use sluice_benches::stats::{median, percentile};
 use sluice_benches::tools::{self, Tools};
 
@@ -27,10 +28,12 @@ use sluice_benches::tools::{self, Tools};
 /// workspace root; `.requests.bin` and `.responses.bin` are appended).
 const REPLAY_FIXTURE: &str = "protocol-ext/fixtures/java-session-3";
 
-/// Compares direct, haproxy (TCP mode), Sluice (protocol tap on) and Sluice with the tap off
-/// on loopback: iperf3 stream throughput and proxy CPU per GB, 64-byte round-trip latency,
-/// Kafka producer/consumer throughput with Kafka's own perf tools, and a line-rate replay of a
-/// recorded Fetch response. Prints a Markdown table (stdout) and progress (stderr).
+/// Compares direct, haproxy (TCP mode), Sluice (protocol tap on), Sluice with the tap off and
+/// Sluice with the tap on and telemetry exported over OTLP/gRPC to a real OpenTelemetry
+/// Collector, on loopback: iperf3 stream throughput and proxy CPU per GB, 64-byte round-trip
+/// latency, Kafka producer/consumer throughput with Kafka's own perf tools, and a line-rate
+/// replay of a recorded Fetch response. Prints a Markdown table (stdout) and progress
+/// (stderr).
 #[derive(Debug, Parser)]
 #[command(name = "e2e")]
 struct Args {
@@ -69,7 +72,16 @@ struct Args {
     /// Extra Kafka broker property, e.g. socket.send.buffer.bytes=-1 (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     broker_config: Vec<String>,
-    /// Parts to leave out (comma-separated).
+    /// Telemetry-on Sluice: how often it exports metrics (telemetry.metrics_interval; the
+    /// default is Sluice's own).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    metrics_interval: String,
+    /// Telemetry-on Sluice: share of request/response pairs exported as spans
+    /// (telemetry.span_sample_ratio).
+    #[arg(long, value_name = "RATIO", default_value_t = 0.01)]
+    span_sample_ratio: f64,
+    /// Parts to leave out (comma-separated). `telemetry` leaves out the telemetry-on Sluice
+    /// and its collector (the four routes of older runs).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PART")]
     skip: Vec<Part>,
     /// Keep the work directory (configs, logs, broker data) instead of deleting it.
@@ -83,6 +95,7 @@ enum Part {
     Rtt,
     Kafka,
     Replay,
+    Telemetry,
 }
 
 /// What to run, after defaults.
@@ -103,6 +116,9 @@ struct Plan {
     rtt: bool,
     kafka: bool,
     replay: bool,
+    telemetry: bool,
+    metrics_interval: String,
+    span_sample_ratio: f64,
     broker_config: Vec<String>,
 }
 
@@ -117,6 +133,9 @@ impl Plan {
             .unwrap_or(if q { 50_000 } else { 1_000_000 });
         if let Some(bad) = a.broker_config.iter().find(|kv| !kv.contains('=')) {
             bail!("--broker-config {bad}: expected KEY=VALUE");
+        }
+        if !(0.0..=1.0).contains(&a.span_sample_ratio) {
+            bail!("--span-sample-ratio must be between 0 and 1");
         }
         if rounds == 0 || round_trips == 0 || kafka_records == 0 || a.replay_inflight == 0 {
             bail!(
@@ -140,19 +159,34 @@ impl Plan {
             rtt: !a.skip.contains(&Part::Rtt),
             kafka: !a.skip.contains(&Part::Kafka),
             replay: !a.skip.contains(&Part::Replay),
+            // Telemetry has work to do only on Kafka traffic (Kafka or the Fetch replay).
+            telemetry: !a.skip.contains(&Part::Telemetry)
+                && (!a.skip.contains(&Part::Kafka) || !a.skip.contains(&Part::Replay)),
+            metrics_interval: a.metrics_interval.clone(),
+            span_sample_ratio: a.span_sample_ratio,
             broker_config: a.broker_config.clone(),
         })
     }
 
+    /// The routes measured: all five, or the first four with `--skip telemetry`.
+    fn routes(&self) -> &'static [Route] {
+        if self.telemetry {
+            &ROUTES
+        } else {
+            &ROUTES[..4]
+        }
+    }
+
     fn steps(&self, building: bool) -> usize {
         let r = self.rounds as usize;
+        let n = self.routes().len();
         usize::from(building)
             + 1
-            + if self.iperf { N * r } else { 0 }
-            + if self.rtt { N * self.rtt_blocks } else { 0 }
-            + if self.kafka { 1 + N + 1 + 2 * N * r } else { 0 }
+            + if self.iperf { n * r } else { 0 }
+            + if self.rtt { n * self.rtt_blocks } else { 0 }
+            + if self.kafka { 1 + n + 1 + 2 * n * r } else { 0 }
             + if self.replay {
-                N * self.replay_rounds as usize
+                n * self.replay_rounds as usize
             } else {
                 0
             }
@@ -194,6 +228,9 @@ impl Plan {
                  requests in flight",
                 self.replay_rounds, self.replay_secs, self.replay_warmup, self.replay_inflight
             ));
+        }
+        if !self.telemetry {
+            parts.push("no telemetry-on Sluice (--skip telemetry)".into());
         }
         parts.join("; ")
     }
@@ -295,18 +332,27 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// A workload's address on each route, the proxy process behind it, and the Sluices' admin
-/// listeners.
+/// A workload's address on each route (none for a route not run), the proxy process behind
+/// it, and the Sluices' admin listeners.
 #[derive(Debug, Clone, Copy)]
 struct Workload {
-    fronts: [SocketAddr; N],
+    fronts: [Option<SocketAddr>; N],
     pids: [Option<u32>; N],
     admin: [Option<SocketAddr>; N],
 }
 
 impl Workload {
+    /// The routes this workload runs on.
+    fn routes(&self) -> Vec<Route> {
+        ROUTES
+            .into_iter()
+            .filter(|r| self.fronts[r.index()].is_some())
+            .collect()
+    }
+
+    /// The address of `route` (one of [`Workload::routes`]).
     fn of(&self, route: Route) -> SocketAddr {
-        self.fronts[route.index()]
+        self.fronts[route.index()].expect("route not set up for this workload")
     }
 
     /// The proxy process of `route` (none for direct).
@@ -314,8 +360,9 @@ impl Workload {
         self.pids[route.index()]
     }
 
-    /// Reads both Sluices' admin counters.
-    fn tap_check(&self, workload: &str, received: Option<u64>) -> Result<TapCheck> {
+    /// Reads the Sluices' admin counters. `received`: Fetch responses the client got through
+    /// the tap-on and the telemetry-on Sluice, when known.
+    fn tap_check(&self, workload: &str, received: Option<(u64, u64)>) -> Result<TapCheck> {
         let get = |r: Route| {
             self.admin[r.index()]
                 .map(admin::stats)
@@ -326,7 +373,57 @@ impl Workload {
             workload: workload.into(),
             tap_on: get(Route::Sluice)?,
             tap_off: get(Route::SluiceTapOff)?,
-            received,
+            received: received.map(|r| r.0),
+            telemetry: get(Route::SluiceTelemetry)?,
+            telemetry_received: received
+                .filter(|_| self.fronts[Route::SluiceTelemetry.index()].is_some())
+                .map(|r| r.1),
+        })
+    }
+}
+
+/// CPU and wall-clock time at the start of a part, for the telemetry check at its end.
+struct PartStart {
+    at: Instant,
+    cpu: [Option<f64>; 3],
+}
+
+/// CPU seconds so far of the telemetry-off Sluice, the telemetry-on Sluice and the collector.
+fn part_cpu(w: &Workload, collector: Option<&Collector>) -> [Option<f64>; 3] {
+    let cpu = |pid: Option<u32>| pid.and_then(|p| cpu_seconds(p).ok());
+    [
+        cpu(w.pid(Route::Sluice)),
+        cpu(w.pid(Route::SluiceTelemetry)),
+        cpu(collector.map(Collector::pid)),
+    ]
+}
+
+impl PartStart {
+    fn now(w: &Workload, collector: Option<&Collector>) -> PartStart {
+        PartStart {
+            at: Instant::now(),
+            cpu: part_cpu(w, collector),
+        }
+    }
+
+    /// What the collector received from `workload`'s telemetry-on Sluice, and the CPU the
+    /// Sluices and the collector used since the part started.
+    fn check(
+        &self,
+        w: &Workload,
+        collector: &Collector,
+        workload: &str,
+        title: &str,
+    ) -> Result<TelemetryCheck> {
+        let end = part_cpu(w, Some(collector));
+        let used = |i: usize| Some(end[i]? - self.cpu[i]?);
+        Ok(TelemetryCheck {
+            workload: title.into(),
+            received: collector.counts(workload)?,
+            secs: self.at.elapsed().as_secs_f64(),
+            cpu_off: used(0),
+            cpu_on: used(1),
+            cpu_collector: used(2),
         })
     }
 }
@@ -340,9 +437,9 @@ impl Ports {
         self.0.next().context("too few ports reserved")
     }
 
-    /// A workload's haproxy, Sluice and Sluice tap-off ports.
-    fn three(&mut self) -> Result<(u16, u16, u16)> {
-        Ok((self.take()?, self.take()?, self.take()?))
+    /// A workload's haproxy, Sluice, Sluice tap-off and Sluice telemetry-on ports.
+    fn four(&mut self) -> Result<(u16, u16, u16, u16)> {
+        Ok((self.take()?, self.take()?, self.take()?, self.take()?))
     }
 }
 
@@ -353,19 +450,25 @@ struct Ctx<'a> {
     sluice_bin: &'a Path,
     dir: &'a Path,
     recorded: Option<&'a Recorded>,
+    /// The collector binary, when the telemetry-on Sluice runs.
+    otelcol: Option<&'a Path>,
 }
 
-/// The proxies being set up: ports still free, haproxy's routes so far, the Sluices started.
+/// The proxies being set up: ports still free, haproxy's routes so far, the Sluices started,
+/// and the collector the telemetry-on Sluices export to.
 struct Setup {
     ports: Ports,
     routes: Vec<servers::Route>,
     sluices: Vec<Sluice>,
+    collector: Option<Collector>,
 }
 
 impl Setup {
-    /// Starts a workload's two Sluices — tap on at `on.0`, tap off at `off.0`, each forwarding
-    /// to its upstream — and adds its haproxy frontend (`haproxy.0` → `haproxy.1`) to the
-    /// routes. The haproxy pid is filled in once haproxy runs.
+    /// Starts a workload's Sluices — tap on at `on.0`, tap off at `off.0` and, with a
+    /// collector, tap and telemetry on at `telemetry.0`, each forwarding to its upstream — and
+    /// adds its haproxy frontend (`haproxy.0` → `haproxy.1`) to the routes. The haproxy pid is
+    /// filled in once haproxy runs.
+    #[allow(clippy::too_many_arguments)]
     fn workload(
         &mut self,
         ctx: &Ctx<'_>,
@@ -374,13 +477,23 @@ impl Setup {
         haproxy: (u16, SocketAddr),
         on: (u16, SocketAddr),
         off: (u16, SocketAddr),
+        telemetry: (u16, SocketAddr),
     ) -> Result<Workload> {
         self.routes.push(servers::Route {
             name: name.into(),
             listen: haproxy.0,
             upstream: haproxy.1,
         });
-        let mut start = |suffix: &str, (listen, upstream): (u16, SocketAddr), tap: bool| {
+        let otlp = self.collector.as_ref().map(|c| Otlp {
+            endpoint: c.endpoint(),
+            metrics_interval: ctx.plan.metrics_interval.clone(),
+            span_sample_ratio: ctx.plan.span_sample_ratio,
+            workload: name.into(),
+        });
+        let mut start = |suffix: &str,
+                         (listen, upstream): (u16, SocketAddr),
+                         tap: bool,
+                         otlp: Option<&Otlp>| {
             let admin_port = self.ports.take()?;
             let s = start_sluice(
                 ctx.sluice_bin,
@@ -389,19 +502,34 @@ impl Setup {
                 upstream,
                 admin_port,
                 tap,
+                otlp,
                 ctx.dir,
             )?;
             let ids = (s.pid(), s.admin);
             self.sluices.push(s);
             anyhow::Ok(ids)
         };
-        let (on_pid, on_admin) = start("", on, true)?;
-        let (off_pid, off_admin) = start("-tapoff", off, false)?;
-        Ok(Workload {
-            fronts: [direct, addr(haproxy.0), addr(on.0), addr(off.0)],
-            pids: [None, None, Some(on_pid), Some(off_pid)],
-            admin: [None, None, Some(on_admin), Some(off_admin)],
-        })
+        let (on_pid, on_admin) = start("", on, true, None)?;
+        let (off_pid, off_admin) = start("-tapoff", off, false, None)?;
+        let mut w = Workload {
+            fronts: [
+                Some(direct),
+                Some(addr(haproxy.0)),
+                Some(addr(on.0)),
+                Some(addr(off.0)),
+                None,
+            ],
+            pids: [None, None, Some(on_pid), Some(off_pid), None],
+            admin: [None, None, Some(on_admin), Some(off_admin), None],
+        };
+        if let Some(otlp) = &otlp {
+            let (pid, admin) = start("-telemetry", telemetry, true, Some(otlp))?;
+            let i = Route::SluiceTelemetry.index();
+            w.fronts[i] = Some(addr(telemetry.0));
+            w.pids[i] = Some(pid);
+            w.admin[i] = Some(admin);
+        }
+        Ok(w)
     }
 }
 
@@ -420,6 +548,11 @@ fn run(args: &Args) -> Result<bool> {
     proc::install_signal_handler()?;
     let plan = Plan::new(args)?;
     let tools = Tools::load(plan.kafka)?;
+    let otelcol = if plan.telemetry {
+        Some(tools::otelcol()?)
+    } else {
+        None
+    };
     let building = args.sluice_bin.is_none() && std::env::var_os("CARGO").is_some();
     let mut progress = Progress {
         n: 0,
@@ -466,6 +599,16 @@ fn run(args: &Args) -> Result<bool> {
                 r.request.len()
             )
         }),
+        telemetry: otelcol.as_ref().map_or_else(String::new, |bin| {
+            format!(
+                "\"Sluice telemetry on\" exports over OTLP/gRPC to {} (OTLP receiver, file \
+                 exporter) with metrics_interval {} and span_sample_ratio {}; the other Sluices \
+                 have no OTLP endpoint",
+                tools::first_line(bin, &["--version"]),
+                plan.metrics_interval,
+                plan.span_sample_ratio
+            )
+        }),
         ..Meta::default()
     };
 
@@ -483,6 +626,7 @@ fn run(args: &Args) -> Result<bool> {
             sluice_bin: &sluice_bin,
             dir: &dir,
             recorded: recorded.as_ref(),
+            otelcol: otelcol.as_deref(),
         },
         &mut progress,
         &mut meta,
@@ -523,14 +667,24 @@ fn measure_all(
     results: &mut Results,
 ) -> Result<()> {
     let plan = ctx.plan;
-    progress.step("starting the servers, haproxy and the Sluices (tap on and tap off)");
-    // All ports at once, so none is handed out twice: 4 iperf3, 3 round trip, 8 Kafka,
-    // 3 replay, and an admin port per Sluice.
+    progress.step(if ctx.otelcol.is_some() {
+        "starting the servers, haproxy, the collector and the Sluices (tap on, tap off, \
+         telemetry on)"
+    } else {
+        "starting the servers, haproxy and the Sluices (tap on and tap off)"
+    });
+    // All ports at once, so none is handed out twice: 5 iperf3, 4 round trip, 10 Kafka,
+    // 4 replay, an admin port per Sluice and the collector's.
     let mut setup = Setup {
-        ports: Ports(proc::free_ports(4 + 3 + 8 + 3 + 8)?.into_iter()),
+        ports: Ports(proc::free_ports(5 + 4 + 10 + 4 + 12 + 1)?.into_iter()),
         routes: Vec::new(),
         sluices: Vec::new(),
+        collector: None,
     };
+    if let Some(bin) = ctx.otelcol {
+        let port = setup.ports.take()?;
+        setup.collector = Some(Collector::start(bin, port, ctx.dir)?);
+    }
 
     // The proxies come up first (connections to a missing upstream simply fail), then the
     // servers behind them.
@@ -539,7 +693,7 @@ fn measure_all(
     if plan.iperf {
         let server = addr(setup.ports.take()?);
         iperf_server = Some(server.port());
-        let (h, on, off) = setup.ports.three()?;
+        let (h, on, off, tel) = setup.ports.four()?;
         iperf = Some(setup.workload(
             ctx,
             "iperf",
@@ -547,16 +701,25 @@ fn measure_all(
             (h, server),
             (on, server),
             (off, server),
+            (tel, server),
         )?);
     }
     let mut rtt = None;
     if plan.rtt {
         let echo = servers::start_echo_server()?;
-        let (h, on, off) = setup.ports.three()?;
-        rtt = Some(setup.workload(ctx, "rtt", echo, (h, echo), (on, echo), (off, echo))?);
+        let (h, on, off, tel) = setup.ports.four()?;
+        rtt = Some(setup.workload(
+            ctx,
+            "rtt",
+            echo,
+            (h, echo),
+            (on, echo),
+            (off, echo),
+            (tel, echo),
+        )?);
     }
     let mut kafka = None;
-    let bports = BrokerPorts {
+    let mut bports = BrokerPorts {
         direct: setup.ports.take()?,
         haproxy_backend: setup.ports.take()?,
         sluice_backend: setup.ports.take()?,
@@ -565,7 +728,14 @@ fn measure_all(
         haproxy_front: setup.ports.take()?,
         sluice_front: setup.ports.take()?,
         sluice_off_front: setup.ports.take()?,
+        telemetry: None,
     };
+    // The telemetry route's listener on the broker and its Sluice's front (taken even when
+    // unused, so the ports handed out after them do not depend on it).
+    let tel_ports = (setup.ports.take()?, setup.ports.take()?);
+    if setup.collector.is_some() {
+        bports.telemetry = Some(tel_ports);
+    }
     if plan.kafka {
         let b = &bports;
         kafka = Some(setup.workload(
@@ -575,6 +745,7 @@ fn measure_all(
             (b.haproxy_front, addr(b.haproxy_backend)),
             (b.sluice_front, addr(b.sluice_backend)),
             (b.sluice_off_front, addr(b.sluice_off_backend)),
+            (tel_ports.1, addr(tel_ports.0)),
         )?);
     }
     let mut replay = None;
@@ -583,8 +754,8 @@ fn measure_all(
         let server = ReplayServer::start(rec.response.clone())?;
         let a = server.addr();
         replay_server = Some(server);
-        let (h, on, off) = setup.ports.three()?;
-        replay = Some(setup.workload(ctx, "replay", a, (h, a), (on, a), (off, a))?);
+        let (h, on, off, tel) = setup.ports.four()?;
+        replay = Some(setup.workload(ctx, "replay", a, (h, a), (on, a), (off, a), (tel, a))?);
     }
     let haproxy = start_haproxy(&ctx.tools.haproxy, &setup.routes, ctx.dir)?;
     for w in [&mut iperf, &mut rtt, &mut kafka, &mut replay]
@@ -611,11 +782,13 @@ fn measure_all(
     if let Some(w) = &rtt {
         rtt_part(plan, w, progress, results);
     }
+    results.telemetry_route = setup.collector.is_some();
+    let collector = setup.collector.as_ref();
     if let Some(w) = &kafka {
-        kafka_part(ctx, &bports, w, progress, results);
+        kafka_part(ctx, &bports, w, collector, progress, results);
     }
     if let (Some(w), Some(rec)) = (&replay, ctx.recorded) {
-        replay_part(plan, rec, w, progress, results);
+        replay_part(plan, rec, w, collector, progress, results);
     }
     drop(setup);
     drop(haproxy);
@@ -626,7 +799,7 @@ fn measure_all(
 fn iperf_part(ctx: &Ctx<'_>, w: &Workload, progress: &mut Progress, results: &mut Results) {
     let plan = ctx.plan;
     for round in 1..=plan.rounds {
-        for route in round_order(round) {
+        for route in round_order(round, &w.routes()) {
             progress.step(&format!(
                 "iperf3 via {} (round {round}/{}, {} s)",
                 route.name(),
@@ -663,7 +836,7 @@ fn iperf_part(ctx: &Ctx<'_>, w: &Workload, progress: &mut Progress, results: &mu
 
 fn rtt_part(plan: &Plan, w: &Workload, progress: &mut Progress, results: &mut Results) {
     for block in 1..=plan.rtt_blocks {
-        for route in round_order(block as u32) {
+        for route in round_order(block as u32, &w.routes()) {
             progress.step(&format!(
                 "round trips via {} (block {block}/{}, {} × 64 B)",
                 route.name(),
@@ -689,10 +862,13 @@ fn kafka_part(
     ctx: &Ctx<'_>,
     bports: &BrokerPorts,
     w: &Workload,
+    collector: Option<&Collector>,
     progress: &mut Progress,
     results: &mut Results,
 ) {
     let plan = ctx.plan;
+    let routes = w.routes();
+    let start = PartStart::now(w, collector);
     progress.step("starting Kafka broker (one listener per route)");
     let Some(_broker) = attempt(results, "starting the Kafka broker", || {
         kafka::start_broker(ctx.tools, bports, &plan.broker_config, ctx.dir)
@@ -709,7 +885,7 @@ fn kafka_part(
 
     // Warm-up: creates each route's topic (auto-create) and warms the broker's JIT, so the
     // first measured route is not penalised.
-    for route in ROUTES {
+    for &route in &routes {
         progress.step(&format!(
             "Kafka warm-up produce via {} ({} records)",
             route.name(),
@@ -741,7 +917,7 @@ fn kafka_part(
     }
 
     for round in 1..=plan.rounds {
-        for route in round_order(round) {
+        for route in round_order(round, &routes) {
             progress.step(&format!(
                 "Kafka produce via {} (round {round}/{}, {} records)",
                 route.name(),
@@ -766,7 +942,7 @@ fn kafka_part(
         }
     }
     for round in 1..=plan.rounds {
-        for route in round_order(round) {
+        for route in round_order(round, &routes) {
             progress.step(&format!(
                 "Kafka consume via {} (round {round}/{}, {} messages)",
                 route.name(),
@@ -817,11 +993,47 @@ fn kafka_part(
             s / d,
             s / off
         ));
+        if let Some(t) = med(Route::SluiceTelemetry) {
+            progress.note(&format!(
+                "consumer median: telemetry on {:.3}× telemetry off",
+                t / s
+            ));
+        }
     }
     if let Some(c) = attempt(results, "Kafka tap check", || {
         w.tap_check("Kafka (producers and consumers)", None)
     }) {
         results.tap_checks.push(c);
+    }
+    if let Some(col) = collector {
+        telemetry_check(&start, w, col, "kafka", "Kafka", progress, results);
+    }
+}
+
+/// Records (and prints) what the collector received from a workload's telemetry-on Sluice.
+fn telemetry_check(
+    start: &PartStart,
+    w: &Workload,
+    collector: &Collector,
+    workload: &str,
+    title: &str,
+    progress: &mut Progress,
+    results: &mut Results,
+) {
+    let what = format!("{title} telemetry check");
+    if let Some(c) = attempt(results, &what, || {
+        start.check(w, collector, workload, title)
+    }) {
+        progress.note(&format!(
+            "collector: {} metric exports, {} spans from the telemetry-on Sluice; CPU over \
+             the part: telemetry off {:.1} s, on {:.1} s, collector {:.1} s",
+            c.received.metric_exports,
+            c.received.span_total(),
+            c.cpu_off.unwrap_or(f64::NAN),
+            c.cpu_on.unwrap_or(f64::NAN),
+            c.cpu_collector.unwrap_or(f64::NAN)
+        ));
+        results.telemetry_checks.push(c);
     }
 }
 
@@ -829,11 +1041,13 @@ fn replay_part(
     plan: &Plan,
     rec: &Recorded,
     w: &Workload,
+    collector: Option<&Collector>,
     progress: &mut Progress,
     results: &mut Results,
 ) {
+    let start = PartStart::now(w, collector);
     for round in 1..=plan.replay_rounds {
-        for route in round_order(round) {
+        for route in round_order(round, &w.routes()) {
             progress.step(&format!(
                 "Fetch replay via {} (round {round}/{}, {} s, {} in flight)",
                 route.name(),
@@ -864,12 +1078,10 @@ fn replay_part(
             }
         }
     }
-    let received = results.replay[Route::Sluice.index()]
-        .iter()
-        .map(|r| r.responses)
-        .sum();
+    let received = |r: Route| results.replay[r.index()].iter().map(|r| r.responses).sum();
+    let (received, received_tel) = (received(Route::Sluice), received(Route::SluiceTelemetry));
     if let Some(c) = attempt(results, "Fetch replay tap check", || {
-        w.tap_check("Fetch replay", Some(received))
+        w.tap_check("Fetch replay", Some((received, received_tel)))
     }) {
         progress.note(&format!(
             "tap on: {} of {received} Fetch responses followed, {} parse errors, {} opaque \
@@ -879,5 +1091,8 @@ fn replay_part(
             c.tap_on.map_or(0, |t| t.opaque_connections)
         ));
         results.tap_checks.push(c);
+    }
+    if let Some(col) = collector {
+        telemetry_check(&start, w, col, "replay", "Fetch replay", progress, results);
     }
 }
