@@ -695,12 +695,12 @@ pub fn render(meta: &Meta, r: &Results) -> String {
              collector's CPU competes for the same cores. Its proxy CPU per GB covers only the \
              exports that fall inside a run; the CPU over the whole part (in the telemetry \
              check) includes the exports between runs as well. Spans counted as `finding` come \
-             from connections under an active finding, whose pairs are all exported whatever \
-             the sample ratio: the replay client re-reads one offset (fetch loop, egress \
+             from connections under an active finding, which are kept whatever the sample ratio \
+             (up to `telemetry.finding_spans_per_sec`, 50/s per connection): the replay client re-reads one offset (fetch loop, egress \
              amplification), and ConsumerPerformance re-reads its topic without committing \
              within its short run (fetch without commit, egress amplification), so with the \
-             default detectors both are soon flagged and far more than 1% of their pairs \
-             become spans (see benches/README.md to measure 1% sampling alone)."
+             default detectors both are soon flagged and more than 1% of their pairs become \
+             spans (see benches/README.md to measure 1% sampling alone)."
         );
     }
     s
