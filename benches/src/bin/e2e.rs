@@ -164,7 +164,10 @@ impl Plan {
                 && (!a.skip.contains(&Part::Kafka) || !a.skip.contains(&Part::Replay)),
             metrics_interval: a.metrics_interval.clone(),
             span_sample_ratio: a.span_sample_ratio,
-            broker_config: a.broker_config.clone(),
+            broker_config: retention(kafka_records)
+                .into_iter()
+                .chain(a.broker_config.iter().cloned())
+                .collect(),
         })
     }
 
@@ -1095,4 +1098,15 @@ fn replay_part(
     if let Some(col) = collector {
         telemetry_check(&start, w, col, "replay", "Fetch replay", progress, results);
     }
+}
+
+/// Every round writes `records` more to each route's topic: keep one and a half rounds' worth per
+/// topic (the consumer reads `records` from the earliest offset), so a long run does not fill
+/// the disk (3 million records × 5 routes × 5 rounds would be 75 GB). `--broker-config` wins.
+fn retention(records: u64) -> Vec<String> {
+    let bytes = (records * 1100 * 3 / 2).max(256 << 20);
+    vec![
+        format!("log.retention.bytes={bytes}"),
+        "log.retention.check.interval.ms=5000".to_owned(),
+    ]
 }
