@@ -33,7 +33,7 @@ pub trait TapSink: Send + Sync + fmt::Debug + 'static {
     /// Connection `conn` was opened to the broker and will be followed.
     fn on_open(&self, _conn: &ConnMeta) {}
 
-    /// Connection `conn` ended.
+    /// Connection `conn` ended. Sinks are told in the reverse order they were added.
     fn on_close(&self, _conn: &ConnMeta) {}
 }
 
@@ -85,7 +85,9 @@ impl ConnTap {
 
 impl Drop for ConnTap {
     fn drop(&mut self) {
-        for s in self.sinks.iter() {
+        // Last registered first: a sink added on top of the observer (telemetry) still finds
+        // the connection in the observer while it closes.
+        for s in self.sinks.iter().rev() {
             s.on_close(&self.meta);
         }
     }

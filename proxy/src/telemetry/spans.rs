@@ -22,7 +22,7 @@ use sluice_protocol::event::{ResponseSeen, TopicRef};
 use sluice_protocol::TapEvent;
 
 use super::names::*;
-use crate::observer::export::severity_name;
+use crate::observer::export::{severity_name, ConnLabels};
 use crate::observer::findings::Finding;
 use crate::observer::model::topic_name;
 use crate::observer::Observer;
@@ -44,6 +44,8 @@ struct Pending {
 pub struct SpanRecord {
     conn: u64,
     pending: Pending,
+    /// The connection's `client.id` and group, taken while it is still open.
+    labels: Option<ConnLabels>,
 }
 
 /// When and why spans are kept.
@@ -152,7 +154,11 @@ impl SpanSink {
         if p.keep.is_none() {
             return;
         }
-        let rec = SpanRecord { conn, pending: p };
+        let rec = SpanRecord {
+            conn,
+            pending: p,
+            labels: self.observer.conn_labels(conn),
+        };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.queue.try_send(rec)
         {
             self.dropped.fetch_add(1, Relaxed);
@@ -258,7 +264,7 @@ fn wall(at: Instant) -> SystemTime {
     SystemTime::now() - at.elapsed()
 }
 
-fn pair_span(tracer: &SdkTracer, observer: &Observer, rec: SpanRecord) {
+fn pair_span(tracer: &SdkTracer, rec: SpanRecord) {
     let p = rec.pending;
     let r = &p.resp;
     let end = wall(p.at);
@@ -277,7 +283,7 @@ fn pair_span(tracer: &SdkTracer, observer: &Observer, rec: SpanRecord) {
     ];
     attrs.push(KeyValue::new(PEER_ADDRESS, p.client_addr.ip().to_string()));
     attrs.push(KeyValue::new(PEER_PORT, i64::from(p.client_addr.port())));
-    if let Some(labels) = observer.conn_labels(rec.conn) {
+    if let Some(labels) = rec.labels {
         if let Some(id) = labels.client_id {
             attrs.push(KeyValue::new(CLIENT_ID, id.to_string()));
         }
@@ -384,7 +390,7 @@ pub fn run_exporter(
         std::thread::sleep(DRAIN_EVERY);
         loop {
             match rx.try_recv() {
-                Ok(rec) => pair_span(&tracer, &observer, rec),
+                Ok(rec) => pair_span(&tracer, rec),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => break 'run,
             }
@@ -399,7 +405,7 @@ pub fn run_exporter(
         }
     }
     while let Ok(rec) = rx.try_recv() {
-        pair_span(&tracer, &observer, rec);
+        pair_span(&tracer, rec);
     }
     finding_spans(&tracer, &observer, &mut known);
 }
