@@ -66,6 +66,8 @@ fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, extra: Option<(&str, St
             )
         })
         .collect();
+    // One order for every line of a family (label names are unique, so this sorts by name).
+    parts.sort_unstable();
     if let Some((k, v)) = extra {
         parts.push(format!("{k}=\"{v}\""));
     }
