@@ -223,3 +223,49 @@ impl TapSink for StatsSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_protocol::tap::topics::TopicNames;
+
+    #[derive(Debug)]
+    struct Recorder(&'static str, Arc<Mutex<Vec<String>>>);
+
+    impl TapSink for Recorder {
+        fn on_event(&self, _: &ConnMeta, _: &TapEvent) {}
+        fn on_open(&self, _: &ConnMeta) {
+            self.1.lock().unwrap().push(format!("open {}", self.0));
+        }
+        fn on_close(&self, _: &ConnMeta) {
+            self.1.lock().unwrap().push(format!("close {}", self.0));
+        }
+    }
+
+    #[test]
+    fn sinks_open_in_order_and_close_in_reverse() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sinks: Arc<[Arc<dyn TapSink>]> = Arc::from(vec![
+            Arc::new(Recorder("observer", log.clone())) as Arc<dyn TapSink>,
+            Arc::new(Recorder("telemetry", log.clone())),
+        ]);
+        let meta = ConnMeta {
+            id: 1,
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 5000)),
+        };
+        drop(ConnTap::new(
+            ConnectionTap::new(TopicNames::new()),
+            meta,
+            sinks,
+        ));
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "open observer",
+                "open telemetry",
+                "close telemetry",
+                "close observer"
+            ]
+        );
+    }
+}
