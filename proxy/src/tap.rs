@@ -93,6 +93,25 @@ impl Drop for ConnTap {
     }
 }
 
+/// The name of an API key: `Fetch`, `OffsetCommit`, … or `ApiKey<n>` for numbers this build
+/// does not know; `Unknown` for negative or very large ones. Made once per key.
+pub fn api_name(key: i16) -> &'static str {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (0..KEYS as i16)
+            .map(|k| {
+                ApiKey::try_from(k)
+                    .map(|a| format!("{a:?}"))
+                    .unwrap_or_else(|_| format!("ApiKey{k}"))
+            })
+            .collect()
+    });
+    usize::try_from(key)
+        .ok()
+        .and_then(|k| names.get(k))
+        .map_or("Unknown", String::as_str)
+}
+
 /// API keys below this get their own row in [`ApiTable`]; above, they share the last one.
 const KEYS: usize = 128;
 /// Versions below this get their own column.
@@ -142,28 +161,31 @@ impl ApiTable {
         }
     }
 
+    /// Every cell with its API key and version (`-1, -1` for the overflow cell).
+    pub fn rows(&self) -> impl Iterator<Item = (i16, i16, &ApiCell)> {
+        self.cells.iter().enumerate().map(|(i, c)| {
+            if i == KEYS * VERSIONS {
+                (-1, -1, c)
+            } else {
+                ((i / VERSIONS) as i16, (i % VERSIONS) as i16, c)
+            }
+        })
+    }
+
     /// Non-empty rows as JSON, for the admin API.
     pub fn snapshot(&self) -> Vec<serde_json::Value> {
         let mut rows = Vec::new();
-        for (i, c) in self.cells.iter().enumerate() {
+        for (key, version, c) in self.rows() {
             let requests = c.requests.load(Relaxed);
             let responses = c.responses.load(Relaxed);
             if requests == 0 && responses == 0 && c.parse_errors.load(Relaxed) == 0 {
                 continue;
             }
-            let (key, version) = if i == KEYS * VERSIONS {
-                (-1, -1)
-            } else {
-                ((i / VERSIONS) as i16, (i % VERSIONS) as i16)
-            };
-            let name = ApiKey::try_from(key)
-                .map(|k| format!("{k:?}"))
-                .unwrap_or_else(|_| "Unknown".to_owned());
             let latency = c.latency_us.load(Relaxed);
             rows.push(serde_json::json!({
                 "api_key": key,
                 "api_version": version,
-                "api": name,
+                "api": api_name(key),
                 "requests": requests,
                 "responses": responses,
                 "request_bytes": c.request_bytes.load(Relaxed),
@@ -240,6 +262,29 @@ mod tests {
         fn on_close(&self, _: &ConnMeta) {
             self.1.lock().unwrap().push(format!("close {}", self.0));
         }
+    }
+
+    #[test]
+    fn api_names_are_kafka_names() {
+        assert_eq!(api_name(1), "Fetch");
+        assert_eq!(api_name(8), "OffsetCommit");
+        assert_eq!(api_name(68), "ConsumerGroupHeartbeat");
+        assert_eq!(api_name(127), "ApiKey127");
+        assert_eq!(api_name(-3), "Unknown");
+    }
+
+    #[test]
+    fn rows_name_every_cell_once() {
+        let t = ApiTable::default();
+        t.cell(1, 17).parse_errors.fetch_add(2, Relaxed);
+        t.cell(-4, 0).parse_errors.fetch_add(3, Relaxed);
+        let hit: Vec<_> = t
+            .rows()
+            .filter(|(_, _, c)| c.parse_errors.load(Relaxed) > 0)
+            .map(|(k, v, c)| (k, v, c.parse_errors.load(Relaxed)))
+            .collect();
+        assert_eq!(hit, [(1, 17, 2), (-1, -1, 3)]);
+        assert_eq!(t.rows().count(), KEYS * VERSIONS + 1);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use kafka_protocol::messages::ApiKey;
+use crate::tap::api_name;
 use serde_json::{json, Value};
 
 use super::Observer;
@@ -32,12 +32,6 @@ impl ClientSort {
             _ => None,
         }
     }
-}
-
-fn api_name(k: i16) -> String {
-    ApiKey::try_from(k)
-        .map(|k| format!("{k:?}"))
-        .unwrap_or_else(|_| format!("ApiKey{k}"))
 }
 
 impl Observer {

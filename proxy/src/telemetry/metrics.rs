@@ -424,15 +424,10 @@ pub fn register(
         Counter,
         |src, _| {
             let mut by: std::collections::BTreeMap<&'static str, u64> = Default::default();
-            for key in -1..128i16 {
-                for ver in 0..32i16 {
-                    let n = src.stats.api.cell(key, ver).parse_errors.load(Relaxed);
-                    if n > 0 {
-                        *by.entry(api_name(key)).or_default() += n;
-                    }
-                    if key < 0 {
-                        break; // the overflow cell
-                    }
+            for (key, _, cell) in src.stats.api.rows() {
+                let n = cell.parse_errors.load(Relaxed);
+                if n > 0 {
+                    *by.entry(api_name(key)).or_default() += n;
                 }
             }
             by.into_iter()

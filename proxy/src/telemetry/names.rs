@@ -1,9 +1,5 @@
-//! Attribute keys (OpenTelemetry messaging semantic conventions where one applies) and the
-//! names of Kafka APIs as they appear in metrics and spans.
-
-use std::sync::OnceLock;
-
-use kafka_protocol::messages::ApiKey;
+//! Attribute keys (OpenTelemetry messaging semantic conventions where one applies); API names
+//! come from [`crate::tap::api_name`].
 
 /// `messaging.system` (always `kafka`).
 pub const SYSTEM: &str = "messaging.system";
@@ -54,36 +50,4 @@ pub const BROKER: &str = "sluice.broker";
 /// The overflow series of a capped instrument carries only this attribute, set to true.
 pub const OVERFLOW: &str = "otel.metric.overflow";
 
-/// The name of an API key: `Fetch`, `OffsetCommit`, … or `ApiKey<n>` for unknown numbers.
-pub fn api_name(key: i16) -> &'static str {
-    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
-    static UNKNOWN: &str = "Unknown";
-    let names = NAMES.get_or_init(|| {
-        (0..128i16)
-            .map(|k| {
-                ApiKey::try_from(k)
-                    .map(|a| format!("{a:?}"))
-                    .unwrap_or_else(|_| format!("ApiKey{k}"))
-            })
-            .collect()
-    });
-    usize::try_from(key)
-        .ok()
-        .and_then(|k| names.get(k))
-        .map(String::as_str)
-        .unwrap_or(UNKNOWN)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn api_names_are_kafka_names() {
-        assert_eq!(api_name(1), "Fetch");
-        assert_eq!(api_name(8), "OffsetCommit");
-        assert_eq!(api_name(68), "ConsumerGroupHeartbeat");
-        assert_eq!(api_name(127), "ApiKey127");
-        assert_eq!(api_name(-3), "Unknown");
-    }
-}
+pub use crate::tap::api_name;
