@@ -35,13 +35,12 @@ pub async fn serve_on(
 
 /// Like [`serve_on`] with a proxy already built (tests add their own tap sinks).
 pub async fn serve_proxy(
-    proxy: Proxy,
+    mut proxy: Proxy,
     listener: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let config = proxy.config();
-    let mut proxy = proxy;
     let telemetry = Telemetry::start(
         &config.telemetry,
         &config.upstream.to_string(),

@@ -311,30 +311,30 @@ impl Observer {
     /// naming a host but no `client.id` flags the whole host; a group finding flags its
     /// clients.
     pub(super) fn refresh_flagged(&self, m: &Model, active: &[&Finding]) {
-        let mut set: HashSet<ClientKey> = HashSet::new();
+        let mut by_host: HashMap<IpAddr, HashSet<Arc<str>>> = HashMap::new();
+        let mut flag = |host: IpAddr, id: &str| {
+            by_host.entry(host).or_default().insert(Arc::from(id));
+        };
         for f in active {
             let p = FindingPoint::of(f);
             if let Ok(host) = p.host.parse::<IpAddr>() {
-                set.insert((host, Arc::from(p.client_id.as_str())));
+                flag(host, &p.client_id);
             }
-            if !p.group.is_empty() {
-                if let Some(g) = m.groups.get(p.group.as_str()) {
-                    set.extend(g.clients.keys().cloned());
+            let group = (!p.group.is_empty()).then(|| m.groups.get(p.group.as_str()));
+            if let Some(g) = group.flatten() {
+                for (host, id) in g.clients.keys() {
+                    flag(*host, id);
                 }
             }
             if f.kind == Kind::FetchWithoutCommit {
                 if let Some(Value::Array(cs)) = f.evidence.get("clients") {
                     for c in cs {
                         if let Ok(h) = text(c, &["host"]).parse::<IpAddr>() {
-                            set.insert((h, Arc::from(text(c, &["client_id"]).as_str())));
+                            flag(h, &text(c, &["client_id"]));
                         }
                     }
                 }
             }
-        }
-        let mut by_host: HashMap<IpAddr, HashSet<Arc<str>>> = HashMap::new();
-        for (host, id) in set {
-            by_host.entry(host).or_default().insert(id);
         }
         self.any_flagged
             .store(!by_host.is_empty(), std::sync::atomic::Ordering::Relaxed);

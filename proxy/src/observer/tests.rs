@@ -176,6 +176,30 @@ fn a_consumer_that_reads_a_backlog_and_commits_once_is_not_stuck() {
 }
 
 #[test]
+fn the_looping_client_is_flagged_and_others_are_not() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(2, 15631);
+    o.on_open(&c);
+    o.on_event(&c, &request("order-service", 1));
+    let t0 = Instant::now();
+    o.tick(t0);
+    assert!(!o.has_flagged());
+    for _ in 0..6 {
+        o.on_event(&c, &fetch(100));
+        o.on_event(&c, &delivered(100, 1099, 1 << 20));
+    }
+    o.tick(t0 + Duration::from_secs(1));
+    let host = c.client_addr.ip();
+    assert!(o.has_flagged());
+    assert!(o.is_flagged(host, "order-service"));
+    assert!(
+        !o.is_flagged(host, "billing"),
+        "another client.id on the same host"
+    );
+    assert!(!o.is_flagged("10.9.9.9".parse().unwrap(), "order-service"));
+}
+
+#[test]
 fn a_healthy_consumer_raises_nothing() {
     let o = Observer::new(DetectConfig::default());
     let c = meta(1, 20000);

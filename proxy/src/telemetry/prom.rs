@@ -105,37 +105,32 @@ impl AsF64 for i64 {
     }
 }
 
+/// A counter or gauge family: its header and one line per point.
+fn render_points<'a, T: AsF64>(
+    out: &mut String,
+    m: &Metric,
+    counter: bool,
+    kind: &str,
+    points: impl Iterator<Item = (impl Iterator<Item = &'a KeyValue>, T)>,
+) {
+    let name = family_name(m, counter);
+    header(out, &name, m.description(), kind);
+    for (attrs, v) in points {
+        let _ = writeln!(out, "{name}{} {}", labels(attrs, None), number(v.f()));
+    }
+}
+
 fn render_data<T: AsF64>(out: &mut String, m: &Metric, data: &MetricData<T>) {
     match data {
         MetricData::Sum(sum) => {
             let counter = sum.is_monotonic();
-            let name = family_name(m, counter);
-            header(
-                out,
-                &name,
-                m.description(),
-                if counter { "counter" } else { "gauge" },
-            );
-            for p in sum.data_points() {
-                let _ = writeln!(
-                    out,
-                    "{name}{} {}",
-                    labels(p.attributes(), None),
-                    number(p.value().f())
-                );
-            }
+            let kind = if counter { "counter" } else { "gauge" };
+            let points = sum.data_points().map(|p| (p.attributes(), p.value()));
+            render_points(out, m, counter, kind, points);
         }
         MetricData::Gauge(g) => {
-            let name = family_name(m, false);
-            header(out, &name, m.description(), "gauge");
-            for p in g.data_points() {
-                let _ = writeln!(
-                    out,
-                    "{name}{} {}",
-                    labels(p.attributes(), None),
-                    number(p.value().f())
-                );
-            }
+            let points = g.data_points().map(|p| (p.attributes(), p.value()));
+            render_points(out, m, false, "gauge", points);
         }
         MetricData::Histogram(h) => {
             let name = family_name(m, false);
