@@ -70,11 +70,12 @@ impl Observer {
     pub fn clients_json(&self, sort: ClientSort) -> Value {
         let secs = self.cfg.window.as_secs_f64().max(1.0);
         let m = self.model();
+        let index = m.group_index();
         let mut rows: Vec<Value> = m
             .clients
             .iter()
             .map(|(key, c)| {
-                let group = m.group_of(key);
+                let group = index.group_of(key);
                 json!({
                     "client_host": key.0.to_string(),
                     "client_id": &*key.1,

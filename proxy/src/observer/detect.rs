@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::config::DetectConfig;
 use super::findings::{Kind, Registry, Severity};
-use super::model::{ClientKey, Model, TopicPartition};
+use super::model::{ClientKey, GroupIndex, Model, TopicPartition};
 
 fn software(m: &Model, key: &ClientKey) -> Option<String> {
     m.clients
@@ -19,15 +19,27 @@ fn software(m: &Model, key: &ClientKey) -> Option<String> {
 }
 
 /// Runs every detector.
-pub fn run(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
-    fetch_loops(m, cfg, now, findings);
-    fetch_without_commit(m, cfg, now, findings);
+pub fn run(
+    m: &Model,
+    index: &GroupIndex,
+    cfg: &DetectConfig,
+    now: Instant,
+    findings: &mut Registry,
+) {
+    fetch_loops(m, index, cfg, now, findings);
+    fetch_without_commit(m, index, cfg, now, findings);
     egress_amplification(m, cfg, findings, now);
     churn(m, cfg, now, findings);
     rebalance_storms(m, cfg, now, findings);
 }
 
-fn fetch_loops(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
+fn fetch_loops(
+    m: &Model,
+    index: &GroupIndex,
+    cfg: &DetectConfig,
+    now: Instant,
+    findings: &mut Registry,
+) {
     for ((key, topic, partition), t) in &m.fetches {
         let mut by_offset: BTreeMap<i64, u32> = BTreeMap::new();
         for (_, off) in &t.rewinds {
@@ -45,7 +57,7 @@ fn fetch_loops(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Regis
         if again_rate < cfg.min_redelivered_bytes_per_sec {
             continue;
         }
-        let group = m.group_for(key, topic, *partition);
+        let group = index.group_for(key, topic, *partition);
         let committed = group.as_ref().and_then(|(g, _)| {
             m.groups
                 .get(g)
@@ -89,7 +101,13 @@ fn fetch_loops(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Regis
     }
 }
 
-fn fetch_without_commit(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
+fn fetch_without_commit(
+    m: &Model,
+    index: &GroupIndex,
+    cfg: &DetectConfig,
+    now: Instant,
+    findings: &mut Registry,
+) {
     // Per group: the partitions it fetched data from within the window while their
     // committed offset did not move.
     type Stuck = (u64, Vec<(TopicPartition, u64)>, Vec<ClientKey>);
@@ -99,7 +117,7 @@ fn fetch_without_commit(m: &Model, cfg: &DetectConfig, now: Instant, findings: &
         if bytes < cfg.no_commit_min_fetched_bytes || span < cfg.window / 2 {
             continue; // not fetching much, or not for long enough to judge
         }
-        let Some((group, _)) = m.group_for(key, topic, *partition) else {
+        let Some((group, _)) = index.group_for(key, topic, *partition) else {
             continue; // no group: nothing to commit to
         };
         let committed = m

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::findings::{Finding, Kind, Severity};
+use super::findings::{Finding, Kind};
 use super::model::{ApiCount, ClientKey, Model};
 use super::Observer;
 
@@ -126,14 +126,6 @@ pub struct Snapshot {
     pub raised: Vec<(&'static str, u64)>,
 }
 
-/// The name of a severity in metrics and spans.
-pub fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    }
-}
-
 fn text(v: &Value, keys: &[&str]) -> String {
     keys.iter()
         .find_map(|k| match v.get(*k) {
@@ -150,7 +142,7 @@ impl FindingPoint {
         let e = &f.evidence;
         FindingPoint {
             kind: f.kind.as_str(),
-            severity: severity_name(f.severity),
+            severity: f.severity.as_str(),
             group: text(e, &["group"]),
             topic: text(e, &["topic"]),
             partition: text(e, &["partition"]),

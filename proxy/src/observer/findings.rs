@@ -47,6 +47,16 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// As shown in the API, metrics and spans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// One finding.
 #[derive(Debug, Clone)]
 pub struct Finding {
@@ -79,7 +89,7 @@ impl Finding {
         json!({
             "kind": self.kind.as_str(),
             "key": self.key,
-            "severity": match self.severity { Severity::Warning => "warning", Severity::Critical => "critical" },
+            "severity": self.severity.as_str(),
             "state": if self.cleared.is_some() { "cleared" } else { "active" },
             "summary": self.summary,
             "started": wall(now, self.started),

@@ -87,9 +87,10 @@ impl Observer {
             self.cfg.rebalance_window,
             self.cfg.idle_eviction,
         );
-        m.refresh_topic_groups(now, self.cfg.window);
+        let index = m.group_index();
+        m.refresh_topic_groups(&index, now, self.cfg.window);
         let mut f = self.registry();
-        detect::run(&m, &self.cfg, now, &mut f);
+        detect::run(&m, &index, &self.cfg, now, &mut f);
         f.sweep(now, self.cfg.clear_after);
         let active: Vec<_> = f.active().collect();
         self.refresh_flagged(&m, &active);

@@ -362,6 +362,8 @@ impl Model {
     /// The group of a client key and how it was found: its own coordinator traffic when that
     /// names one group, else the Java default `client.id`. `None` when several groups share
     /// the client key (a `client.id` reused across groups) — use [`Model::group_for`].
+    /// Walks every group: the reference answer for [`GroupIndex`], which the code uses.
+    #[cfg(test)]
     pub fn group_of(&self, key: &ClientKey) -> Option<(Arc<str>, Attribution)> {
         let mut found = self
             .groups
@@ -378,7 +380,9 @@ impl Model {
 
     /// The group consuming `topic`-`partition` through client key `key`: the group one of
     /// whose members with this client key is assigned that partition (SyncGroup or
-    /// ConsumerGroupHeartbeat), else [`Model::group_of`].
+    /// ConsumerGroupHeartbeat), else [`Model::group_of`]. The reference answer for
+    /// [`GroupIndex`].
+    #[cfg(test)]
     pub fn group_for(
         &self,
         key: &ClientKey,
@@ -525,9 +529,8 @@ impl Model {
 
     /// Recomputes which groups consume each topic, from the fetch tracks active within the
     /// window — once per tick, not per event: attribution walks the groups.
-    pub fn refresh_topic_groups(&mut self, now: Instant, window: Duration) {
+    pub fn refresh_topic_groups(&mut self, index: &GroupIndex, now: Instant, window: Duration) {
         let mut by_topic: HashMap<Arc<str>, BTreeSet<Arc<str>>> = HashMap::new();
-        let index = self.group_index();
         for ((key, topic, partition), t) in &self.fetches {
             if now.duration_since(t.last_seen) > window {
                 continue;
@@ -598,6 +601,11 @@ impl GroupIndex {
         if let Some((g, _)) = self.assigned.get(&(key.clone(), topic.clone(), partition)) {
             return Some((g.clone(), Attribution::Coordinator));
         }
+        self.group_of(key)
+    }
+
+    /// See [`Model::group_of`].
+    pub fn group_of(&self, key: &ClientKey) -> Option<(Arc<str>, Attribution)> {
         match self.by_client.get(key) {
             Some(found) => found.clone(),
             None => {

@@ -22,7 +22,7 @@ use sluice_protocol::event::{ResponseSeen, TopicRef};
 use sluice_protocol::TapEvent;
 
 use super::names::*;
-use crate::observer::export::{severity_name, ConnLabels};
+use crate::observer::export::ConnLabels;
 use crate::observer::findings::Finding;
 use crate::observer::model::topic_name;
 use crate::observer::Observer;
@@ -315,7 +315,7 @@ fn finding_attrs(f: &Finding) -> Vec<KeyValue> {
     let mut a = vec![
         KeyValue::new(SYSTEM, "kafka"),
         KeyValue::new(FINDING_KIND, p.kind),
-        KeyValue::new(FINDING_SEVERITY, severity_name(f.severity)),
+        KeyValue::new(FINDING_SEVERITY, f.severity.as_str()),
         KeyValue::new("sluice.finding.key", f.key.clone()),
         KeyValue::new("sluice.finding.summary", f.summary.clone()),
         KeyValue::new("sluice.finding.evidence", f.evidence.to_string()),
