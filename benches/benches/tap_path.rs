@@ -1,0 +1,229 @@
+//! What the tap adds per consumer Fetch round trip, with the sinks a running Sluice has.
+//!
+//! `cargo bench -p sluice-benches --bench tap_path` (see `benches/README.md`).
+//!
+//! One element is one round trip of a Java consumer on Kafka 4: a Fetch v17 request of an
+//! incremental fetch session naming its one partition by topic id (the fetch offset moves on
+//! every time), and its ~1 MiB response of 64 record batches of 16 KiB, fed in 150 KB chunks as
+//! Sluice reads them on loopback. `e2e` counts about 1,000 such round trips per GB consumed,
+//! so 1 µs per round trip is 1 ms of CPU per GB.
+//!
+//! Groups:
+//! - `tap_path/no_sinks`: the connection tap alone (frame state, header peek, the Fetch request
+//!   decode and its session, the response walker).
+//! - `tap_path/default_sinks`: plus the sinks of `sluice run`: per-API counters, the observer
+//!   and the latency histogram.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use sluice::observer::config::DetectConfig;
+use sluice::observer::Observer;
+use sluice::tap::{ConnMeta, ConnTap, StatsSink, TapSink};
+use sluice::telemetry::Telemetry;
+use sluice::ProxyStats;
+use sluice_config::TelemetryConfig;
+use sluice_protocol::event::TopicId;
+use sluice_protocol::tap::topics::TopicNames;
+use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::TapEvent;
+
+const FETCH_VERSION: i16 = 17;
+const BATCHES: i64 = 64;
+const RECORDS_PER_BATCH: i64 = 16;
+/// Sluice's read size seen with `strace` during a consume on loopback.
+const CHUNK: usize = 150_000;
+const TOPIC_ID: [u8; 16] = *b"bench-topic-id-!";
+/// Round trips prepared. The stream cycles through them: offsets move on each time, and go
+/// back to 0 (a rewind, as in a fetch loop) once per cycle.
+const ROUND_TRIPS: i64 = 16;
+
+/// One record batch of 16 records of 1 KiB at offset 0; its base offset is patched per copy.
+fn batch() -> Bytes {
+    let records: Vec<Record> = (0..RECORDS_PER_BATCH)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: 1,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: i as i32,
+            timestamp: 1_764_000_000_000,
+            key: None,
+            value: Some(Bytes::from(vec![b'v'; 1000])),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode batch");
+    buf.freeze()
+}
+
+fn frame(header: impl FnOnce(&mut BytesMut), body: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    header(&mut b);
+    body(&mut b);
+    let mut f = (b.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(&b);
+    f
+}
+
+/// Request `n` of the session and its response.
+fn round_trip(n: i64, batch: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let offset = n * BATCHES * RECORDS_PER_BATCH;
+    let correlation_id = n as i32;
+    let mut part = FetchPartition::default();
+    part.partition = 0;
+    part.fetch_offset = offset;
+    part.partition_max_bytes = 1 << 20;
+    let mut topic = FetchTopic::default();
+    topic.topic_id = topic_uuid();
+    topic.partitions.push(part);
+    let mut req = FetchRequest::default();
+    req.replica_id = kafka_protocol::messages::BrokerId(-1);
+    req.max_wait_ms = 500;
+    req.min_bytes = 1;
+    req.max_bytes = 50 << 20;
+    req.session_id = 77;
+    req.session_epoch = n as i32 + 1;
+    req.topics.push(topic);
+    let mut header = RequestHeader::default();
+    header.request_api_key = 1;
+    header.request_api_version = FETCH_VERSION;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(StrBytes::from_static_str("consumer-bench-1"));
+    let request = frame(
+        |b| header.encode(b, 2).expect("request header"),
+        |b| req.encode(b, FETCH_VERSION).expect("fetch request"),
+    );
+
+    let mut records = BytesMut::new();
+    for i in 0..BATCHES {
+        let start = records.len();
+        records.extend_from_slice(batch);
+        let base = offset + i * RECORDS_PER_BATCH;
+        records[start..start + 8].copy_from_slice(&base.to_be_bytes());
+    }
+    let mut pd = PartitionData::default();
+    pd.partition_index = 0;
+    pd.high_watermark = offset + 10 * BATCHES * RECORDS_PER_BATCH;
+    pd.last_stable_offset = pd.high_watermark;
+    pd.log_start_offset = 0;
+    pd.records = Some(records.freeze());
+    let mut t = FetchableTopicResponse::default();
+    t.topic_id = topic_uuid();
+    t.partitions.push(pd);
+    let mut resp = FetchResponse::default();
+    resp.session_id = 77;
+    resp.responses.push(t);
+    let mut rh = ResponseHeader::default();
+    rh.correlation_id = correlation_id;
+    let response = frame(
+        |b| rh.encode(b, 1).expect("response header"),
+        |b| resp.encode(b, FETCH_VERSION).expect("fetch response"),
+    );
+    (request, response)
+}
+
+/// The topic id as kafka-protocol's `Uuid`.
+fn topic_uuid<T: TryFrom<Vec<u8>>>() -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    T::try_from(TOPIC_ID.to_vec()).expect("16 bytes")
+}
+
+/// Record batches the tap reports in a round trip's response.
+fn batches_seen((request, response): &(Vec<u8>, Vec<u8>)) -> u32 {
+    let mut tap = ConnectionTap::new(TopicNames::new());
+    let mut batches = 0;
+    let mut count = |e: TapEvent| {
+        if let TapEvent::FetchPartition(p) = e {
+            batches += p.batches;
+        }
+    };
+    let now = std::time::Instant::now();
+    tap.on_request_bytes(request, now, &mut count);
+    tap.on_response_bytes(response, now, &mut count);
+    batches
+}
+
+fn tap_path(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = runtime.enter();
+    let batch = batch();
+    let trips: Vec<(Vec<u8>, Vec<u8>)> = (0..ROUND_TRIPS).map(|n| round_trip(n, &batch)).collect();
+    let response_bytes = trips[0].1.len();
+
+    let stats = Arc::new(ProxyStats::default());
+    let observer = Observer::new(DetectConfig::default());
+    let telemetry = Telemetry::start(
+        &TelemetryConfig::default(),
+        "127.0.0.1:9092",
+        observer.clone(),
+        stats.clone(),
+    )
+    .expect("telemetry");
+    let mut default_sinks: Vec<Arc<dyn TapSink>> =
+        vec![Arc::new(StatsSink::new(stats.clone())), observer.clone()];
+    default_sinks.extend(telemetry.sinks());
+
+    assert_eq!(
+        batches_seen(&trips[0]),
+        BATCHES as u32,
+        "the response holds 64 batches"
+    );
+    let mut g = c.benchmark_group("tap_path");
+    g.throughput(Throughput::Elements(1));
+    for (name, sinks) in [("no_sinks", Vec::new()), ("default_sinks", default_sinks)] {
+        let topics = TopicNames::new();
+        topics.learn(TopicId(TOPIC_ID), "bench-topic");
+        let meta = ConnMeta {
+            id: 1,
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 50_000)),
+        };
+        let tap = ConnTap::new(ConnectionTap::new(topics), meta, sinks.into());
+        let mut next = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let (request, response) = &trips[next % trips.len()];
+                next += 1;
+                tap.observe(true, black_box(request));
+                for chunk in response.chunks(CHUNK) {
+                    tap.observe(false, black_box(chunk));
+                }
+            })
+        });
+    }
+    g.finish();
+    eprintln!(
+        "tap_path: {} request bytes, {response_bytes} response bytes per round trip",
+        trips[0].0.len()
+    );
+}
+
+criterion_group!(benches, tap_path);
+criterion_main!(benches);
