@@ -71,10 +71,11 @@ impl FetchSessions {
                     parts.remove(&(topic.clone(), *partition));
                 }
                 for p in &req.partitions {
-                    if parts.len() < MAX_SESSION_PARTITIONS
-                        || parts.contains_key(&(p.topic.clone(), p.partition))
-                    {
-                        parts.insert((p.topic.clone(), p.partition), p.clone());
+                    let key = (p.topic.clone(), p.partition);
+                    if let Some(known) = parts.get_mut(&key) {
+                        known.clone_from(p);
+                    } else if parts.len() < MAX_SESSION_PARTITIONS {
+                        parts.insert(key, p.clone());
                     }
                 }
                 req.partitions = sorted(parts);

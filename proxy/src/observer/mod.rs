@@ -42,7 +42,7 @@ pub const TICK: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Observer {
     cfg: DetectConfig,
-    conns: DashMap<u64, Conn>,
+    conns: DashMap<u64, Conn, foldhash::fast::RandomState>,
     model: Mutex<Model>,
     findings: Mutex<Registry>,
     /// Host → `client.id`s under an active finding ("" flags the whole host).
@@ -57,7 +57,7 @@ impl Observer {
     pub fn new(cfg: DetectConfig) -> Arc<Observer> {
         Arc::new(Observer {
             cfg,
-            conns: DashMap::new(),
+            conns: DashMap::with_hasher(Default::default()),
             model: Mutex::new(Model::default()),
             findings: Mutex::new(Registry::default()),
             flagged: std::sync::RwLock::default(),
@@ -167,7 +167,9 @@ impl Observer {
                 let topic = topic_name(&p.topic);
                 let mut m = self.model();
                 if conn.replica {
-                    m.topics.entry(topic).or_default().replica_out += p.records_bytes;
+                    if let Some(t) = m.topic(topic, cap_p) {
+                        t.replica_out += p.records_bytes;
+                    }
                     return;
                 }
                 let (bytes, again) =
@@ -175,8 +177,7 @@ impl Observer {
                 if let Some(c) = m.client(&key, now, cap_c) {
                     *c.fetched.entry(topic.clone()).or_default() += bytes;
                 }
-                if m.topics.len() < cap_p || m.topics.contains_key(&topic) {
-                    let t = m.topics.entry(topic).or_default();
+                if let Some(t) = m.topic(topic, cap_p) {
                     t.bytes_out += bytes;
                     t.unique_out += bytes - again;
                     let e = t.partitions.entry(p.partition).or_default();
@@ -192,8 +193,8 @@ impl Observer {
                 if let Some(c) = m.client(&key, now, cap_c) {
                     *c.produced.entry(topic.clone()).or_default() += p.records_bytes;
                 }
-                if m.topics.len() < cap_p || m.topics.contains_key(&topic) {
-                    m.topics.entry(topic).or_default().bytes_in += p.records_bytes;
+                if let Some(t) = m.topic(topic, cap_p) {
+                    t.bytes_in += p.records_bytes;
                 }
             }
             TapEvent::JoinGroup {
@@ -384,7 +385,10 @@ impl TapSink for Observer {
     }
 
     fn on_event(&self, conn: &ConnMeta, event: &TapEvent) {
-        let now = Instant::now();
+        self.on_event_at(conn, event, Instant::now());
+    }
+
+    fn on_event_at(&self, conn: &ConnMeta, event: &TapEvent, now: Instant) {
         let Some(mut c) = self.conns.get_mut(&conn.id) else {
             return;
         };

@@ -292,21 +292,47 @@ impl FetchTrack {
     }
 }
 
+/// The model's maps: every Fetch round trip looks up its client, topic and fetch track, so
+/// they hash with foldhash (seeded per process) rather than SipHash. Their sizes are capped
+/// (`max_clients`, `max_groups`, `max_partitions`).
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Everything aggregated (behind one lock; per-frame counters live in the connection map).
 #[derive(Debug, Default)]
 pub struct Model {
     /// Client keys.
-    pub clients: HashMap<ClientKey, Client>,
+    pub clients: FastMap<ClientKey, Client>,
     /// Groups.
-    pub groups: HashMap<Arc<str>, Group>,
+    pub groups: FastMap<Arc<str>, Group>,
     /// Topics.
-    pub topics: HashMap<Arc<str>, Topic>,
+    pub topics: FastMap<Arc<str>, Topic>,
     /// Fetch tracks per (client key, topic, partition).
-    pub fetches: HashMap<(ClientKey, Arc<str>, i32), FetchTrack>,
+    pub fetches: FastMap<(ClientKey, Arc<str>, i32), FetchTrack>,
     /// Entries evicted for idleness or caps.
     pub evicted: u64,
     /// Entries refused because a cap was reached.
     pub refused: u64,
+}
+
+/// The entry for `key`, made by `make` if the map holds fewer than `cap` entries (else the
+/// refusal is counted). One hash lookup either way.
+fn entry_within<'a, K: std::hash::Hash + Eq, V>(
+    map: &'a mut FastMap<K, V>,
+    refused: &mut u64,
+    key: K,
+    cap: usize,
+    make: impl FnOnce() -> V,
+) -> Option<&'a mut V> {
+    use std::collections::hash_map::Entry;
+    let full = map.len() >= cap;
+    match map.entry(key) {
+        Entry::Occupied(e) => Some(e.into_mut()),
+        Entry::Vacant(_) if full => {
+            *refused += 1;
+            None
+        }
+        Entry::Vacant(e) => Some(e.insert(make())),
+    }
 }
 
 fn prune<T>(q: &mut VecDeque<T>, keep: impl Fn(&T) -> bool) {
@@ -318,16 +344,26 @@ fn prune<T>(q: &mut VecDeque<T>, keep: impl Fn(&T) -> bool) {
 impl Model {
     /// The client entry for `key`, created if there is room.
     pub fn client(&mut self, key: &ClientKey, now: Instant, cap: usize) -> Option<&mut Client> {
-        if !self.clients.contains_key(key) {
-            if self.clients.len() >= cap {
-                self.refused += 1;
-                return None;
-            }
-            self.clients.insert(key.clone(), Client::new(now));
-        }
-        let c = self.clients.get_mut(key)?;
+        let c = entry_within(
+            &mut self.clients,
+            &mut self.refused,
+            key.clone(),
+            cap,
+            || Client::new(now),
+        )?;
         c.last_seen = now;
         Some(c)
+    }
+
+    /// The topic entry for `name`, created if there is room.
+    pub fn topic(&mut self, name: Arc<str>, cap: usize) -> Option<&mut Topic> {
+        entry_within(
+            &mut self.topics,
+            &mut self.refused,
+            name,
+            cap,
+            Topic::default,
+        )
     }
 
     /// The group entry for `id`, created if there is room.
@@ -470,27 +506,19 @@ impl Model {
         cap: usize,
     ) -> Option<&mut FetchTrack> {
         let k = (key.clone(), topic, partition);
-        if !self.fetches.contains_key(&k) {
-            if self.fetches.len() >= cap {
-                self.refused += 1;
-                return None;
+        let t = entry_within(&mut self.fetches, &mut self.refused, k, cap, || {
+            FetchTrack {
+                delivered_end: -1,
+                fetch_offset: -1,
+                rewinds: VecDeque::new(),
+                bytes: 0,
+                redelivered: 0,
+                last_addr: addr,
+                last_seen: now,
+                // A zero baseline, so the first window counts from the track's birth.
+                history: VecDeque::from([(now, 0, 0)]),
             }
-            self.fetches.insert(
-                k.clone(),
-                FetchTrack {
-                    delivered_end: -1,
-                    fetch_offset: -1,
-                    rewinds: VecDeque::new(),
-                    bytes: 0,
-                    redelivered: 0,
-                    last_addr: addr,
-                    last_seen: now,
-                    // A zero baseline, so the first window counts from the track's birth.
-                    history: VecDeque::from([(now, 0, 0)]),
-                },
-            );
-        }
-        let t = self.fetches.get_mut(&k)?;
+        })?;
         t.last_seen = now;
         t.last_addr = addr;
         Some(t)
@@ -684,5 +712,23 @@ mod tests {
         assert_eq!(java_default_group("consumer--1"), None);
         assert_eq!(java_default_group("producer-1"), None);
         assert_eq!(java_default_group("consumer-x-y"), None);
+    }
+
+    #[test]
+    fn capped_maps_keep_their_entries_and_count_refusals() {
+        let mut m = Model::default();
+        let now = Instant::now();
+        let key: ClientKey = (IpAddr::from([10, 0, 0, 1]), Arc::from("svc"));
+        for t in ["a", "b"] {
+            m.topic(Arc::from(t), 2).unwrap().bytes_out += 1;
+        }
+        assert!(m.topic(Arc::from("c"), 2).is_none());
+        m.topic(Arc::from("a"), 2).unwrap().bytes_out += 1;
+        assert_eq!(m.topics[&Arc::from("a")].bytes_out, 2);
+        assert!(m.client(&key, now, 1).is_some());
+        let other: ClientKey = (IpAddr::from([10, 0, 0, 2]), Arc::from("svc"));
+        assert!(m.client(&other, now, 1).is_none());
+        assert_eq!(m.clients.len(), 1);
+        assert_eq!(m.refused, 2, "one topic and one client refused");
     }
 }
