@@ -6,7 +6,11 @@
 //! configured maximum, only while reads keep filling it — idle connections stay small, bulk
 //! transfers get few large syscalls. End of stream on one side is passed on as a half-close.
 //!
-//! After a chunk is forwarded, a [`FrameTracker`] follows it to count whole Kafka frames. The
+//! After a chunk is forwarded, the tap (when on) is shown it — unless the tap said the next bytes
+//! are ones it would only count down (record data inside a batch): then the half counts them
+//! itself and hands the tap the total with the next chunk it shows.
+//!
+//! A [`FrameTracker`] also follows each chunk to count whole Kafka frames. The
 //! counts only drive the graceful drain (stop taking requests at a frame boundary, let the
 //! responses in flight finish); they never change or delay a byte. The tap follows frames too,
 //! but it gives up on a connection whose responses do not correlate, while a well-framed
@@ -108,6 +112,8 @@ impl Half<'_> {
         let mut frames = FrameTracker::new();
         let mut total = 0u64;
         let mut draining = false;
+        // Bytes the tap said it would only count down, and those forwarded since unshown.
+        let (mut quiet, mut held) = (0u64, 0u64);
         // One drain future for the whole connection: re-creating it per read would register
         // and unregister a waiter (a lock) on every chunk.
         let drain = self.drain.cancelled();
@@ -151,7 +157,14 @@ impl Half<'_> {
             ProxyStats::add(counter, n as u64);
             self.observe(&mut frames, &buf[..n]);
             if let Some(tap) = self.tap {
-                tap.observe(self.direction == Direction::ToBroker, &buf[..n]);
+                let len = n as u64;
+                if len <= quiet {
+                    quiet -= len;
+                    held += len;
+                } else {
+                    quiet = tap.observe(self.direction == Direction::ToBroker, held, &buf[..n]);
+                    held = 0;
+                }
             }
             if n == buf.len() && buf.len() < self.max_buffer {
                 let grown = (buf.len() * 2).min(self.max_buffer);

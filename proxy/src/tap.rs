@@ -66,14 +66,20 @@ impl ConnTap {
         }
     }
 
-    /// Follows bytes just forwarded in one direction.
-    pub fn observe(&self, to_broker: bool, chunk: &[u8]) {
+    /// Follows bytes just forwarded in one direction, after `held` bytes of that direction
+    /// that were forwarded earlier without being shown (at most what the previous call
+    /// returned). Returns how many of the next bytes the caller may forward without showing
+    /// them: record data between batch headers, the inside of skipped bodies — the tap would
+    /// only count them down, so the forwarding loop counts them itself and the tap's state is
+    /// not touched for them. `u64::MAX` once the tap has given up on the connection.
+    pub fn observe(&self, to_broker: bool, held: u64, chunk: &[u8]) -> u64 {
         let Ok(mut tap) = self.tap.lock() else {
-            return; // a sink panicked earlier; forwarding goes on without the tap
+            return u64::MAX; // a sink panicked earlier; forwarding goes on without the tap
         };
         if tap.is_opaque() {
-            return; // given up on: no clock read, no parsing, for the rest of the stream
+            return u64::MAX; // given up on: no clock read, no parsing, for the rest of the stream
         }
+        tap.pass(to_broker, held);
         let now = Instant::now();
         let sinks = &self.sinks;
         let meta = &self.meta;
@@ -87,6 +93,7 @@ impl ConnTap {
         } else {
             tap.on_response_bytes(chunk, now, &mut emit);
         }
+        tap.quiet(to_broker)
     }
 }
 

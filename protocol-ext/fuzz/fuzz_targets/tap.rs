@@ -1,7 +1,8 @@
 //! The connection tap over any bytes in both directions: never panics, and what it reports
 //! does not depend on how either stream is chunked. The first input byte chooses where the
 //! input splits into the request stream and the response stream, the second and third the
-//! chunk sizes of each; requests are fed first, then responses.
+//! chunk sizes of each; requests are fed first, then responses. Holding back the bytes the tap
+//! calls quiet and passing them over later (as the proxy does) changes nothing either.
 #![no_main]
 
 use std::time::Instant;
@@ -11,17 +12,38 @@ use sluice_protocol::tap::topics::TopicNames;
 use sluice_protocol::tap::ConnectionTap;
 use sluice_protocol::TapEvent;
 
-fn run(requests: &[u8], responses: &[u8], req_step: usize, resp_step: usize) -> Vec<TapEvent> {
+fn run(
+    requests: &[u8],
+    responses: &[u8],
+    req_step: usize,
+    resp_step: usize,
+    hold: bool,
+) -> Vec<TapEvent> {
     let now = Instant::now();
     let mut tap = ConnectionTap::new(TopicNames::new());
     let mut events = Vec::new();
-    for c in requests.chunks(req_step) {
-        tap.on_request_bytes(c, now, &mut |e| events.push(e));
+    for (request, stream, step) in [(true, requests, req_step), (false, responses, resp_step)] {
+        let (mut quiet, mut held) = (0u64, 0u64);
+        for c in stream.chunks(step) {
+            if hold && c.len() as u64 <= quiet {
+                quiet -= c.len() as u64;
+                held += c.len() as u64;
+                continue;
+            }
+            tap.pass(request, held);
+            held = 0;
+            if request {
+                tap.on_request_bytes(c, now, &mut |e| events.push(e));
+            } else {
+                tap.on_response_bytes(c, now, &mut |e| events.push(e));
+            }
+            quiet = tap.quiet(request);
+        }
     }
-    for c in responses.chunks(resp_step) {
-        tap.on_response_bytes(c, now, &mut |e| events.push(e));
-    }
-    let opaque = events.iter().filter(|e| matches!(e, TapEvent::Opaque { .. })).count();
+    let opaque = events
+        .iter()
+        .filter(|e| matches!(e, TapEvent::Opaque { .. }))
+        .count();
     assert!(opaque <= 1, "opaque reported {opaque} times");
     assert_eq!(opaque == 1, tap.is_opaque());
     events
@@ -33,12 +55,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let at = rest.len() * usize::from(*split) / 255;
     let (requests, responses) = rest.split_at(at);
-    let whole = run(requests, responses, requests.len().max(1), responses.len().max(1));
-    let split = run(
+    let whole = run(
         requests,
         responses,
+        requests.len().max(1),
+        responses.len().max(1),
+        false,
+    );
+    let (req_step, resp_step) = (
         usize::from(*req_step).max(1),
         usize::from(*resp_step).max(1),
     );
+    let split = run(requests, responses, req_step, resp_step, false);
     assert_eq!(whole, split);
+    let held = run(requests, responses, req_step, resp_step, true);
+    assert_eq!(whole, held);
 });

@@ -157,6 +157,55 @@ impl ConnectionTap {
         idle(&self.req) && idle(&self.resp)
     }
 
+    /// How many of the next bytes in one direction the tap would pass over without looking at
+    /// them: the inside of a body it skips, or record data between two batch headers
+    /// (`u64::MAX` once the connection is opaque). A caller may hold such bytes back and report
+    /// them later, in one [`ConnectionTap::pass`], before the next bytes it feeds — the events
+    /// are the same, and a 1 MiB Fetch response then costs a call per batch header instead of
+    /// one per chunk read.
+    pub fn quiet(&self, request: bool) -> u64 {
+        if self.opaque {
+            return u64::MAX;
+        }
+        let dir = if request { &self.req } else { &self.resp };
+        let Phase::Body { left, body } = &dir.phase else {
+            return 0;
+        };
+        // Strictly inside: the byte that ends the frame must be fed.
+        let inside = u64::from(*left).saturating_sub(1);
+        match body {
+            Body::Skip => inside,
+            Body::Fetch(w) => w.quiet().min(inside),
+            Body::Produce(w) => w.quiet().min(inside),
+            Body::Collect(_) => 0,
+        }
+    }
+
+    /// Passes over the next `n` bytes of one direction (at most [`ConnectionTap::quiet`]) as if
+    /// they had been fed.
+    pub fn pass(&mut self, request: bool, n: u64) {
+        if self.opaque || n == 0 {
+            return;
+        }
+        debug_assert!(n <= self.quiet(request), "passed more than the quiet bytes");
+        let dir = if request {
+            &mut self.req
+        } else {
+            &mut self.resp
+        };
+        if let Phase::Body { left, body } = &mut dir.phase {
+            let n32 = u32::try_from(n)
+                .unwrap_or(u32::MAX)
+                .min(left.saturating_sub(1));
+            *left -= n32;
+            match body {
+                Body::Fetch(w) => w.pass(u64::from(n32)),
+                Body::Produce(w) => w.pass(u64::from(n32)),
+                Body::Skip | Body::Collect(_) => {}
+            }
+        }
+    }
+
     /// Follows the next client → broker bytes (already forwarded), seen at `now`.
     pub fn on_request_bytes(&mut self, chunk: &[u8], now: Instant, out: &mut impl FnMut(TapEvent)) {
         self.feed(true, chunk, now, out);

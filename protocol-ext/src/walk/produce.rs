@@ -125,6 +125,24 @@ impl ProduceRequestWalker {
         result
     }
 
+    /// How many of the next body bytes are record data inside a batch, which [`ProduceRequestWalker::pass`]
+    /// can count down without looking at them.
+    pub fn quiet(&self) -> u64 {
+        if self.failed.is_none() && self.step == Step::Records {
+            self.records.quiet()
+        } else {
+            0
+        }
+    }
+
+    /// Passes over `n` body bytes, at most [`ProduceRequestWalker::quiet`]: the same as feeding them, without
+    /// reading them (they cannot yield an event).
+    pub fn pass(&mut self, n: u64) {
+        if self.step == Step::Records {
+            self.records.pass(n);
+        }
+    }
+
     /// The frame ended: `Ok` if exactly the whole body was seen, `Malformed` if it ended part way
     /// through a structure (or the error the walker already failed with). Emits nothing.
     pub fn finish(&mut self, _out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
