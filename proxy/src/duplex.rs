@@ -158,7 +158,9 @@ impl Half<'_> {
             self.observe(&mut frames, &buf[..n]);
             if let Some(tap) = self.tap {
                 let len = n as u64;
-                if len <= quiet {
+                if quiet == u64::MAX {
+                    // The tap has given up on the connection: nothing more to show it.
+                } else if len <= quiet {
                     quiet -= len;
                     held += len;
                 } else {
