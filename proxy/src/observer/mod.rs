@@ -167,7 +167,7 @@ impl Observer {
                 let topic = topic_name(&p.topic);
                 let mut m = self.model();
                 if conn.replica {
-                    if let Some(t) = m.topic(topic, cap_p) {
+                    if let Some(t) = m.topic(topic, now, cap_p) {
                         t.replica_out += p.records_bytes;
                     }
                     return;
@@ -177,7 +177,7 @@ impl Observer {
                 if let Some(c) = m.client(&key, now, cap_c) {
                     *c.fetched.entry(topic.clone()).or_default() += bytes;
                 }
-                if let Some(t) = m.topic(topic, cap_p) {
+                if let Some(t) = m.topic(topic, now, cap_p) {
                     t.bytes_out += bytes;
                     t.unique_out += bytes - again;
                     let e = t.partitions.entry(p.partition).or_default();
@@ -193,7 +193,7 @@ impl Observer {
                 if let Some(c) = m.client(&key, now, cap_c) {
                     *c.produced.entry(topic.clone()).or_default() += p.records_bytes;
                 }
-                if let Some(t) = m.topic(topic, cap_p) {
+                if let Some(t) = m.topic(topic, now, cap_p) {
                     t.bytes_in += p.records_bytes;
                 }
             }

@@ -251,8 +251,10 @@ pub struct Topic {
     /// Per partition: end of the log (the high watermark the broker reported in Fetch
     /// responses) and the highest offset delivered to a consumer.
     pub partitions: BTreeMap<i32, (i64, i64)>,
-    /// Groups seen fetching it (refreshed each tick).
+    /// Groups seen fetching it within the window (refreshed each tick).
     pub groups: BTreeSet<Arc<str>>,
+    /// Last produce or fetch seen (idle topics are evicted like idle clients).
+    pub last_seen: Option<Instant>,
 }
 
 /// One client key's fetching of one partition.
@@ -356,14 +358,16 @@ impl Model {
     }
 
     /// The topic entry for `name`, created if there is room.
-    pub fn topic(&mut self, name: Arc<str>, cap: usize) -> Option<&mut Topic> {
-        entry_within(
+    pub fn topic(&mut self, name: Arc<str>, now: Instant, cap: usize) -> Option<&mut Topic> {
+        let t = entry_within(
             &mut self.topics,
             &mut self.refused,
             name,
             cap,
             Topic::default,
-        )
+        )?;
+        t.last_seen = Some(now);
+        Some(t)
     }
 
     /// The group entry for `id`, created if there is room.
@@ -568,9 +572,7 @@ impl Model {
             }
         }
         for (name, t) in &mut self.topics {
-            if let Some(groups) = by_topic.remove(name) {
-                t.groups.extend(groups);
-            }
+            t.groups = by_topic.remove(name).unwrap_or_default();
         }
     }
 
@@ -582,7 +584,8 @@ impl Model {
         rebalance_window: Duration,
         idle: Duration,
     ) {
-        let before = self.clients.len() + self.groups.len() + self.fetches.len();
+        let before =
+            self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();
         for c in self.clients.values_mut() {
             prune(&mut c.recent_opens, |t| now.duration_since(*t) <= window);
             prune(&mut c.recent_closes, |(t, _)| {
@@ -605,7 +608,11 @@ impl Model {
             .retain(|_, g| now.duration_since(g.last_seen) < idle);
         self.fetches
             .retain(|_, t| now.duration_since(t.last_seen) < idle);
-        let after = self.clients.len() + self.groups.len() + self.fetches.len();
+        self.topics.retain(|_, t| {
+            t.last_seen
+                .is_some_and(|seen| now.duration_since(seen) < idle)
+        });
+        let after = self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();
         self.evicted += (before - after) as u64;
     }
 }
@@ -720,15 +727,41 @@ mod tests {
         let now = Instant::now();
         let key: ClientKey = (IpAddr::from([10, 0, 0, 1]), Arc::from("svc"));
         for t in ["a", "b"] {
-            m.topic(Arc::from(t), 2).unwrap().bytes_out += 1;
+            m.topic(Arc::from(t), now, 2).unwrap().bytes_out += 1;
         }
-        assert!(m.topic(Arc::from("c"), 2).is_none());
-        m.topic(Arc::from("a"), 2).unwrap().bytes_out += 1;
+        assert!(m.topic(Arc::from("c"), now, 2).is_none());
+        m.topic(Arc::from("a"), now, 2).unwrap().bytes_out += 1;
         assert_eq!(m.topics[&Arc::from("a")].bytes_out, 2);
         assert!(m.client(&key, now, 1).is_some());
         let other: ClientKey = (IpAddr::from([10, 0, 0, 2]), Arc::from("svc"));
         assert!(m.client(&other, now, 1).is_none());
         assert_eq!(m.clients.len(), 1);
         assert_eq!(m.refused, 2, "one topic and one client refused");
+    }
+
+    #[test]
+    fn topic_groups_follow_the_window_and_idle_topics_go() {
+        let (window, idle) = (Duration::from_secs(30), Duration::from_secs(600));
+        let mut m = Model::default();
+        let t0 = Instant::now();
+        let key: ClientKey = (IpAddr::from([10, 0, 0, 1]), Arc::from("consumer-reports-1"));
+        let addr = SocketAddr::from(([10, 0, 0, 1], 40_000));
+        let orders: Arc<str> = Arc::from("orders");
+        m.attribute(&key, "reports", Attribution::Coordinator, t0, 10);
+        m.on_fetch_offset(&key, addr, (orders.clone(), 0), 0, t0, 10);
+        m.topic(orders.clone(), t0, 10);
+        let index = m.group_index();
+        m.refresh_topic_groups(&index, t0, window);
+        assert!(m.topics[&orders].groups.contains("reports"));
+        // The group stopped fetching: after a window it no longer reads the topic.
+        let t1 = t0 + 2 * window;
+        let index = m.group_index();
+        m.refresh_topic_groups(&index, t1, window);
+        assert!(m.topics[&orders].groups.is_empty());
+        // Nothing produced or fetched for longer than `idle`: the topic goes, and is counted.
+        let evicted = m.evicted;
+        m.expire(t0 + idle + window, window, window, idle);
+        assert!(m.topics.is_empty());
+        assert!(m.evicted > evicted);
     }
 }
