@@ -51,7 +51,7 @@ fn healthy_clients_raise_nothing() {
         v
     };
 
-    // A topic with a 20,000-record backlog (about 20 MB) and a trickle on top.
+    // A topic with a 20,000-record backlog (about 5 MB) and a trickle on top.
     let topic = name("orders");
     cluster.create_topic(&topic, 3);
     Client::Go
@@ -174,6 +174,33 @@ fn healthy_clients_raise_nothing() {
     trickle.finish(Duration::from_secs(60)).unwrap();
     // Keep watching past the window so late findings would show.
     std::thread::sleep(cluster.observer.config().window + Duration::from_secs(3));
+    // Quiet only counts if Sluice saw it all: every group committing, and the topic's
+    // backlog delivered at least once to each of the four readers that read it all.
+    let groups = cluster.observer.groups_json();
+    for g in [&g1, &g2, &g3, &g5, &g6] {
+        let row = groups
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["group"] == g.as_str());
+        let committed = row.map_or(0, |r| r["committed"].as_array().map_or(0, Vec::len));
+        assert!(committed > 0, "group {g} not seen committing: {groups:#}");
+    }
+    let topics = cluster.observer.topics_json();
+    let row = topics
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["topic"] == topic.as_str())
+        .unwrap_or_else(|| panic!("topic {topic} not seen: {topics:#}"));
+    let (bytes_in, bytes_out) = (
+        row["bytes_in"].as_u64().unwrap(),
+        row["bytes_out"].as_u64().unwrap(),
+    );
+    assert!(
+        bytes_in > 4_000_000 && bytes_out >= 4 * bytes_in,
+        "produced {bytes_in} B, fetched {bytes_out} B: {row:#}"
+    );
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let raised = findings::mentioning(&cluster, &refs);
     findings::report(&format!(
