@@ -40,6 +40,63 @@
 //! - `tagged`: skipping a tagged-field section.
 //! - `reader`: resumable primitives (fixed-size fields, varints, lengths, strings, skips).
 
+/// The methods both walkers share, over their fields `failed`, `step` (with `Step::Records` and
+/// `Step::Done`), `records` and `r`, and their own `run`.
+macro_rules! shared_walker_methods {
+    ($walker:ident) => {
+        /// Follows the next bytes of the body. After an error the walker stays failed: every
+        /// later call returns the same error and emits nothing.
+        pub fn feed(
+            &mut self,
+            chunk: &[u8],
+            out: &mut impl FnMut(TapEvent),
+        ) -> Result<(), TapError> {
+            if let Some(err) = &self.failed {
+                return Err(err.clone());
+            }
+            let mut input = chunk;
+            let result = self.run(&mut input, out);
+            if let Err(err) = &result {
+                self.failed = Some(err.clone());
+            }
+            result
+        }
+
+        #[doc = concat!("How many of the next body bytes are record data inside a batch, which [`",
+            stringify!($walker), "::pass`] can count down without looking at them.")]
+        pub fn quiet(&self) -> u64 {
+            if self.failed.is_none() && self.step == Step::Records {
+                self.records.quiet()
+            } else {
+                0
+            }
+        }
+
+        #[doc = concat!("Passes over `n` body bytes, at most [`", stringify!($walker),
+            "::quiet`]: the same as feeding them, without reading them (they cannot yield an event).")]
+        pub fn pass(&mut self, n: u64) {
+            if self.step == Step::Records {
+                self.records.pass(n);
+            }
+        }
+
+        /// The frame ended: `Ok` if exactly the whole body was seen, `Malformed` if it ended
+        /// part way through a structure (or the error the walker already failed with). Emits
+        /// nothing.
+        pub fn finish(&mut self, _out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
+            if let Some(err) = &self.failed {
+                return Err(err.clone());
+            }
+            if self.step != Step::Done {
+                let err = self.r.malformed("body ended part way through");
+                self.failed = Some(err.clone());
+                return Err(err);
+            }
+            Ok(())
+        }
+    };
+}
+
 mod batch;
 mod fetch;
 mod produce;

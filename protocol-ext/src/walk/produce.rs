@@ -63,6 +63,10 @@ enum Step {
 
 /// Follows a Produce request body and reports each partition from its batch headers, with O(1)
 /// memory: record data is skipped by arithmetic, never buffered. See the [module docs](super).
+///
+/// It is fed everything after the request header (for flexible versions, after the header's
+/// tagged fields). Emits [`TapEvent::ProduceRequest`] once `timeout_ms` has been read, then one
+/// [`TapEvent::ProducePartition`] per partition once its records have been walked.
 #[derive(Debug)]
 pub struct ProduceRequestWalker {
     version: i16,
@@ -106,56 +110,7 @@ impl ProduceRequestWalker {
         })
     }
 
-    /// Follows the next bytes of the request body — everything after the request header (for
-    /// flexible versions, after the header's tagged fields). Emits
-    /// [`TapEvent::ProduceRequest`] once `timeout_ms` has been read, then one
-    /// [`TapEvent::ProducePartition`] per partition once its records have been walked.
-    ///
-    /// After an error the walker stays failed: every later call returns the same error and
-    /// emits nothing.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        let mut input = chunk;
-        let result = self.run(&mut input, out);
-        if let Err(err) = &result {
-            self.failed = Some(err.clone());
-        }
-        result
-    }
-
-    /// How many of the next body bytes are record data inside a batch, which [`ProduceRequestWalker::pass`]
-    /// can count down without looking at them.
-    pub fn quiet(&self) -> u64 {
-        if self.failed.is_none() && self.step == Step::Records {
-            self.records.quiet()
-        } else {
-            0
-        }
-    }
-
-    /// Passes over `n` body bytes, at most [`ProduceRequestWalker::quiet`]: the same as feeding them, without
-    /// reading them (they cannot yield an event).
-    pub fn pass(&mut self, n: u64) {
-        if self.step == Step::Records {
-            self.records.pass(n);
-        }
-    }
-
-    /// The frame ended: `Ok` if exactly the whole body was seen, `Malformed` if it ended part way
-    /// through a structure (or the error the walker already failed with). Emits nothing.
-    pub fn finish(&mut self, _out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        if self.step != Step::Done {
-            let err = self.r.malformed("body ended part way through");
-            self.failed = Some(err.clone());
-            return Err(err);
-        }
-        Ok(())
-    }
+    shared_walker_methods!(ProduceRequestWalker);
 
     fn run(&mut self, input: &mut &[u8], out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
         let array = LenKind::array(self.flexible);
