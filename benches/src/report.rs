@@ -433,7 +433,28 @@ fn telemetry_section(s: &mut String, r: &Results, rows: &[Row]) {
     for line in rows.iter().filter_map(Row::telemetry_line) {
         let _ = writeln!(s, "{line}");
     }
-    let (on, off) = (Route::SluiceTelemetry.index(), Route::Sluice.index());
+    round_ratios(
+        s,
+        r,
+        (Route::SluiceTelemetry, Route::Sluice),
+        "Telemetry on ÷ off, round by round (the two ran in the same interleaved round):",
+    );
+    if !r.telemetry_checks.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nWhat the collector received from the telemetry-on Sluice of each workload (by the \
+             end of its part):\n"
+        );
+        for c in &r.telemetry_checks {
+            let _ = writeln!(s, "{}", telemetry_check_line(c));
+        }
+    }
+}
+
+/// The per-round ratios of two routes for consumer and replay throughput and CPU per GB: both
+/// ran in the same interleaved round, so pairing takes out much of the drift between rounds.
+fn round_ratios(s: &mut String, r: &Results, (on, off): (Route, Route), heading: &str) {
+    let (on, off) = (on.index(), off.index());
     let fetch =
         |i: usize| -> Vec<f64> { r.consumer[i].iter().map(|c| c.fetch_mb_per_sec).collect() };
     let replay = |i: usize| -> Vec<f64> { r.replay[i].iter().map(ReplayRun::gb_per_sec).collect() };
@@ -453,24 +474,11 @@ fn telemetry_section(s: &mut String, r: &Results, rows: &[Row]) {
         ),
     ];
     if pairs.iter().any(|p| p.1.is_some()) {
-        let _ = writeln!(
-            s,
-            "\nTelemetry on ÷ off, round by round (the two ran in the same interleaved round):\n"
-        );
+        let _ = writeln!(s, "\n{heading}\n");
         for (name, p) in pairs {
             if let Some(p) = p {
                 let _ = writeln!(s, "- {name}: {p}");
             }
-        }
-    }
-    if !r.telemetry_checks.is_empty() {
-        let _ = writeln!(
-            s,
-            "\nWhat the collector received from the telemetry-on Sluice of each workload (by the \
-             end of its part):\n"
-        );
-        for c in &r.telemetry_checks {
-            let _ = writeln!(s, "{}", telemetry_check_line(c));
         }
     }
 }
@@ -579,6 +587,12 @@ pub fn render(meta: &Meta, r: &Results) -> String {
     for line in rows.iter().filter_map(Row::tap_line) {
         let _ = writeln!(s, "{line}");
     }
+    round_ratios(
+        &mut s,
+        r,
+        (Route::Sluice, Route::SluiceTapOff),
+        "Tap on ÷ off, round by round (the two ran in the same interleaved round):",
+    );
     if !r.tap_checks.is_empty() {
         let _ = writeln!(
             s,
@@ -810,6 +824,25 @@ mod tests {
         );
         c.received = Some(11);
         assert!(tap_check_line(&c).ends_with("**CHECK**"));
+    }
+
+    #[test]
+    fn tap_on_off_round_ratios() {
+        let mut r = Results::default();
+        for (on, off) in [(0.33, 0.30), (0.31, 0.31), (0.30, 0.32)] {
+            r.consumer_cpu_per_gb[Route::Sluice.index()].push(on);
+            r.consumer_cpu_per_gb[Route::SluiceTapOff.index()].push(off);
+        }
+        let out = render(&Meta::default(), &r);
+        let at = out.find("Tap on ÷ off, round by round").expect("heading");
+        assert!(
+            out[at..].contains(
+                "- Kafka consume, proxy CPU s/GB: 1.100, 1.000, 0.938 (median 1.000, range 0.938–1.100)"
+            ),
+            "{out}"
+        );
+        // Not for telemetry: that route is absent.
+        assert!(!out.contains("Telemetry on ÷ off"), "{out}");
     }
 
     #[test]
