@@ -164,7 +164,9 @@ fn min_size(ty: &Ty, version: i16, flexible: bool) -> usize {
     }
 }
 
-struct Walk<'a> {
+/// A cursor over a body. The guard walks with it; a decoder that reads a checked body
+/// directly (Fetch requests, per round trip) uses its readers.
+pub(super) struct Walk<'a> {
     buf: &'a [u8],
     version: i16,
     flexible: bool,
@@ -172,8 +174,77 @@ struct Walk<'a> {
 
 const SHORT: &str = "body ends inside a field";
 
-impl Walk<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], &'static str> {
+impl<'a> Walk<'a> {
+    /// A cursor at the start of `body`.
+    pub(super) fn new(body: &'a [u8], version: i16, flexible: bool) -> Walk<'a> {
+        Walk {
+            buf: body,
+            version,
+            flexible,
+        }
+    }
+
+    pub(super) fn i8(&mut self) -> Result<i8, &'static str> {
+        Ok(self.int(1)? as i8)
+    }
+
+    pub(super) fn i32(&mut self) -> Result<i32, &'static str> {
+        Ok(self.int(4)? as i32)
+    }
+
+    pub(super) fn i64(&mut self) -> Result<i64, &'static str> {
+        self.int(8)
+    }
+
+    pub(super) fn uuid(&mut self) -> Result<[u8; 16], &'static str> {
+        let b = self.take(16)?;
+        <[u8; 16]>::try_from(b).map_err(|_| SHORT)
+    }
+
+    /// The element count of an array that may not be null.
+    pub(super) fn count(&mut self) -> Result<usize, &'static str> {
+        self.length(4)?.ok_or("null array where one is required")
+    }
+
+    /// A nullable string, which must be UTF-8.
+    pub(super) fn opt_str(&mut self) -> Result<Option<&'a str>, &'static str> {
+        match self.length(2)? {
+            None => Ok(None),
+            Some(n) => std::str::from_utf8(self.take(n)?)
+                .map(Some)
+                .map_err(|_| "string is not UTF-8"),
+        }
+    }
+
+    /// A string that may not be null.
+    pub(super) fn str(&mut self) -> Result<&'a str, &'static str> {
+        self.opt_str()?.ok_or("null string where one is required")
+    }
+
+    /// A tagged-field section skipped whole (flexible versions only; none before).
+    pub(super) fn skip_tags(&mut self) -> Result<(), &'static str> {
+        if !self.flexible {
+            return Ok(());
+        }
+        for _ in 0..self.varint()? {
+            self.varint()?;
+            let size = self.varint()? as usize;
+            self.take(size)?;
+        }
+        Ok(())
+    }
+
+    /// The next tag of a tagged-field section and its size.
+    pub(super) fn tag(&mut self) -> Result<(u32, usize), &'static str> {
+        Ok((self.varint()?, self.varint()? as usize))
+    }
+
+    /// Bytes not read yet.
+    pub(super) fn left(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
         if n > self.buf.len() {
             return Err(SHORT);
         }
@@ -194,7 +265,7 @@ impl Walk<'_> {
 
     /// An unsigned varint exactly as `kafka-protocol` reads it: at most five bytes, bits past
     /// 32 dropped.
-    fn varint(&mut self) -> Result<u32, &'static str> {
+    pub(super) fn varint(&mut self) -> Result<u32, &'static str> {
         let mut value = 0u32;
         for i in 0..5 {
             let b = u32::from(self.take(1)?[0]);
