@@ -260,8 +260,13 @@ pub struct Topic {
 /// One client key's fetching of one partition.
 #[derive(Debug, Clone)]
 pub struct FetchTrack {
-    /// End (last offset + 1) of everything delivered so far.
+    /// End (last offset + 1) of everything delivered so far, to any connection of the key.
     pub delivered_end: i64,
+    /// The same per connection (client host:port), for the last [`CONN_ENDS`] connections.
+    /// Rewinds and re-deliveries are judged per connection: consumers of different groups
+    /// that share a `client.id` on one host (librdkafka's default `rdkafka`) read the same
+    /// offsets on their own connections, which is no loop.
+    pub conn_ends: Vec<(SocketAddr, i64)>,
     /// Last fetch offset requested.
     pub fetch_offset: i64,
     /// `(time, offset)` of fetches that went back below `delivered_end`, within the window.
@@ -278,7 +283,31 @@ pub struct FetchTrack {
     pub history: VecDeque<(Instant, u64, u64)>,
 }
 
+/// Connections whose delivered end a fetch track keeps; beyond, the oldest is forgotten (its
+/// next fetch then counts as a first one: a loop can be missed, none is invented).
+pub const CONN_ENDS: usize = 8;
+
 impl FetchTrack {
+    /// What the connection from `addr` was delivered up to (-1: nothing yet).
+    fn end_for(&self, addr: SocketAddr) -> i64 {
+        self.conn_ends
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map_or(-1, |e| e.1)
+    }
+
+    fn delivered_to(&mut self, addr: SocketAddr, end: i64) {
+        self.delivered_end = self.delivered_end.max(end);
+        if let Some(e) = self.conn_ends.iter_mut().find(|(a, _)| *a == addr) {
+            e.1 = e.1.max(end);
+            return;
+        }
+        if self.conn_ends.len() >= CONN_ENDS {
+            self.conn_ends.remove(0);
+        }
+        self.conn_ends.push((addr, end));
+    }
+
     /// Bytes and re-delivered bytes within the window, and the span they cover.
     pub fn window(&self) -> (u64, u64, Duration) {
         match (self.history.front(), self.history.back()) {
@@ -458,7 +487,7 @@ impl Model {
         let Some(t) = self.track(key, topic, partition, addr, now, cap) else {
             return;
         };
-        if offset < t.delivered_end {
+        if offset < t.end_for(addr) {
             t.rewinds.push_back((now, offset));
             if t.rewinds.len() > 4096 {
                 t.rewinds.pop_front();
@@ -482,15 +511,16 @@ impl Model {
         let bytes = p.records_bytes;
         let again = match (p.first_offset, p.last_offset) {
             (Some(first), Some(last)) if last >= first => {
-                let again = if last < t.delivered_end {
+                let end = t.end_for(addr);
+                let again = if last < end {
                     bytes
-                } else if first >= t.delivered_end {
+                } else if first >= end {
                     0
                 } else {
                     let span = (last - first + 1) as f64;
-                    (bytes as f64 * (t.delivered_end - first) as f64 / span) as u64
+                    (bytes as f64 * (end - first) as f64 / span) as u64
                 };
-                t.delivered_end = t.delivered_end.max(last + 1);
+                t.delivered_to(addr, last + 1);
                 again
             }
             _ => 0,
@@ -513,6 +543,7 @@ impl Model {
         let t = entry_within(&mut self.fetches, &mut self.refused, k, cap, || {
             FetchTrack {
                 delivered_end: -1,
+                conn_ends: Vec::new(),
                 fetch_offset: -1,
                 rewinds: VecDeque::new(),
                 bytes: 0,

@@ -368,3 +368,53 @@ fn a_client_id_shared_by_groups_is_attributed_through_the_assignment() {
         .clone();
     assert_eq!(fl["evidence"]["group"], "billing", "{f}");
 }
+
+#[test]
+fn groups_sharing_a_client_id_on_one_host_are_no_loop_until_one_loops() {
+    let o = Observer::new(DetectConfig::default());
+    // Four healthy consumers in four groups, all with librdkafka's default client.id on one
+    // host, reading orders-0 from the start, each five steps behind the one before: every
+    // offset is fetched four times by the same client key, once per connection.
+    let groups = ["g-a", "g-b", "g-c", "g-d"];
+    let conns: Vec<ConnMeta> = (0..4).map(|i| meta(10 + i, 41000 + i as u16)).collect();
+    for (m, g) in conns.iter().zip(groups) {
+        o.on_open(m);
+        o.on_event(m, &request("rdkafka", 3));
+        o.on_event(m, &join(g));
+    }
+    // Events carry the simulated time of the ticks.
+    let t0 = Instant::now();
+    o.tick(t0);
+    let mut at = Duration::ZERO;
+    for i in 0..60i64 {
+        for (k, (m, g)) in conns.iter().zip(groups).enumerate() {
+            let Some(step) = i.checked_sub(5 * k as i64) else {
+                continue;
+            };
+            let now = t0 + at;
+            o.on_event_at(m, &fetch(step * 1000), now);
+            o.on_event_at(m, &delivered(step * 1000, step * 1000 + 999, 1 << 20), now);
+            o.on_event_at(m, &commit(g, step * 1000 + 1000), now);
+        }
+        at += Duration::from_millis(200);
+        o.tick(t0 + at);
+    }
+    assert!(kinds(&o).is_empty(), "{:#}", o.findings_json());
+    // Later, with no group committing any more, the last one keeps going back to the same
+    // offset on its connection.
+    at += o.config().window + Duration::from_secs(1);
+    o.tick(t0 + at);
+    for _ in 0..6 {
+        o.on_event_at(&conns[3], &fetch(30_000), t0 + at);
+        o.on_event_at(&conns[3], &delivered(30_000, 30_999, 1 << 20), t0 + at);
+    }
+    o.tick(t0 + at + Duration::from_secs(1));
+    let f = o.findings_json();
+    let fl = f["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "fetch_loop")
+        .unwrap_or_else(|| panic!("no fetch loop: {f:#}"));
+    assert_eq!(fl["evidence"]["client_port"], 41003, "{f:#}");
+}
