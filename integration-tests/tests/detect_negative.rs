@@ -2,7 +2,8 @@
 //! detection window) with real clients through Sluice: two groups reading the same topic at
 //! full speed, a lagging consumer catching up, a consumer restart resuming from its committed
 //! offset, a rebalance as a member joins and leaves, an auto-commit consumer, and a consumer
-//! using assign() without a group. The false-positive count goes to the detection report.
+//! using assign() without a group, and four librdkafka consumers in four groups sharing its
+//! default `client.id` on one host. The false-positive count goes to the detection report.
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,26 @@ fn healthy_clients_raise_nothing() {
         .map(str::to_owned),
     );
     let total = "20100";
+
+    // Four librdkafka consumers in four groups with its default client.id, one host, each
+    // starting a second after the one before: the same offsets fetched four times by one
+    // client key, on four connections — no loop. They wait for the trickle, so they live
+    // long enough not to be churn either.
+    let mut shared_groups = Vec::new();
+    let mut shared = Vec::new();
+    for i in 0..4 {
+        let g = name(&format!("shared-{i}"));
+        shared.push(consume(
+            &cluster,
+            Client::Python,
+            &topic,
+            total,
+            "rdkafka",
+            &["--group", &g],
+        ));
+        shared_groups.push(g);
+        std::thread::sleep(Duration::from_secs(1));
+    }
 
     // Two healthy groups reading the same topic at full speed (and catching up on the lag).
     let (g1, g2) = (name("analytics"), name("search"));
@@ -156,6 +177,10 @@ fn healthy_clients_raise_nothing() {
     )
     .finish(Duration::from_secs(60));
 
+    for (i, p) in shared.into_iter().enumerate() {
+        p.finish(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("shared client.id consumer {i}: {e}"));
+    }
     for (label, p) in [
         ("two groups: analytics", a),
         ("two groups: search", b),
@@ -177,7 +202,7 @@ fn healthy_clients_raise_nothing() {
     // Quiet only counts if Sluice saw it all: every group committing, and the topic's
     // backlog delivered at least once to each of the four readers that read it all.
     let groups = cluster.observer.groups_json();
-    for g in [&g1, &g2, &g3, &g5, &g6] {
+    for g in [&g1, &g2, &g3, &g5, &g6].into_iter().chain(&shared_groups) {
         let row = groups
             .as_array()
             .into_iter()
@@ -201,10 +226,11 @@ fn healthy_clients_raise_nothing() {
         bytes_in > 4_000_000 && bytes_out >= 4 * bytes_in,
         "produced {bytes_in} B, fetched {bytes_out} B: {row:#}"
     );
+    names.push("rdkafka".to_owned());
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let raised = findings::mentioning(&cluster, &refs);
     findings::report(&format!(
-        "false positives, healthy scenarios (two groups at full speed over a 20k backlog, auto-commit, assign(), restart from committed offset, rebalance on join/leave; {:.0}s): {}",
+        "false positives, healthy scenarios (two groups at full speed over a 20k backlog, auto-commit, assign(), restart from committed offset, rebalance on join/leave, four groups sharing librdkafka's default client.id; {:.0}s): {}",
         started.elapsed().as_secs_f64(),
         raised.len()
     ));
