@@ -38,7 +38,7 @@ use sluice::ProxyStats;
 use sluice_config::TelemetryConfig;
 use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::tap::{ConnectionTap, Held};
 use sluice_protocol::TapEvent;
 
 const FETCH_VERSION: i16 = 17;
@@ -211,18 +211,11 @@ fn tap_path(c: &mut Criterion) {
             b.iter(|| {
                 let (request, response) = &trips[next % trips.len()];
                 next += 1;
-                // As the forwarding loop does: chunks the tap called quiet are only counted.
-                let (mut quiet, mut held) = (0u64, 0u64);
-                tap.observe(true, 0, black_box(request));
+                // One `Held` per direction, as the forwarding loop keeps them.
+                let (mut up, mut down) = (Held::default(), Held::default());
+                tap.observe(true, &mut up, black_box(request));
                 for chunk in response.chunks(CHUNK) {
-                    let len = chunk.len() as u64;
-                    if len <= quiet {
-                        quiet -= len;
-                        held += len;
-                    } else {
-                        quiet = tap.observe(false, held, black_box(chunk));
-                        held = 0;
-                    }
+                    tap.observe(false, &mut down, black_box(chunk));
                 }
             })
         });

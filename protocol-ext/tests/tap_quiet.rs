@@ -1,5 +1,5 @@
-//! A caller may hold back the bytes the tap calls quiet and pass them over later in one call
-//! (`ConnectionTap::quiet` / `pass`), as Sluice's forwarding loop does: over the captured real
+//! A caller may hold back the bytes the tap would only count down and hand them over with the
+//! next chunk it shows (`Held`, `ConnectionTap::feed_after`), as Sluice's forwarding loop does: over the captured real
 //! sessions, cut into any chunks, that yields exactly the events, counters and state of feeding
 //! every byte — and it does pass over most of the record data.
 
@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::tap::{ConnectionTap, Held};
 use sluice_protocol::TapEvent;
 
 fn sessions() -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -40,7 +40,7 @@ fn follow(requests: &[u8], responses: &[u8], sizes: &[usize], hold: bool) -> (Se
     let mut events = Vec::new();
     let mut passed = 0u64;
     for (request, stream) in [(true, requests), (false, responses)] {
-        let (mut quiet, mut held) = (0u64, 0u64);
+        let mut held = Held::default();
         let mut rest = stream;
         for &size in sizes.iter().cycle() {
             if rest.is_empty() {
@@ -48,25 +48,21 @@ fn follow(requests: &[u8], responses: &[u8], sizes: &[usize], hold: bool) -> (Se
             }
             let (chunk, after) = rest.split_at(size.min(rest.len()));
             rest = after;
-            let len = chunk.len() as u64;
-            if hold && len <= quiet {
-                quiet -= len;
-                held += len;
-                passed += len;
-                continue;
-            }
-            tap.pass(request, held);
-            held = 0;
             let mut emit = |e| events.push(e);
-            if request {
-                tap.on_request_bytes(chunk, now, &mut emit);
+            if !hold {
+                if request {
+                    tap.on_request_bytes(chunk, now, &mut emit);
+                } else {
+                    tap.on_response_bytes(chunk, now, &mut emit);
+                }
+            } else if held.hold(chunk.len()) {
+                passed += chunk.len() as u64;
             } else {
-                tap.on_response_bytes(chunk, now, &mut emit);
+                tap.feed_after(request, &mut held, chunk, now, &mut emit);
             }
-            quiet = tap.quiet(request);
         }
         // Bytes held at the end of a stream are inside a frame: the tap ends mid-frame either way.
-        tap.pass(request, held);
+        tap.feed_after(request, &mut held, &[], now, &mut |e| events.push(e));
     }
     let c = tap.counters();
     let seen = Seen {

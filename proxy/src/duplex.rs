@@ -19,6 +19,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
+use sluice_protocol::tap::Held;
 use sluice_protocol::FrameTracker;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -112,8 +113,8 @@ impl Half<'_> {
         let mut frames = FrameTracker::new();
         let mut total = 0u64;
         let mut draining = false;
-        // Bytes the tap said it would only count down, and those forwarded since unshown.
-        let (mut quiet, mut held) = (0u64, 0u64);
+        // The bytes the tap would only count down, kept back from it.
+        let mut held = Held::default();
         // One drain future for the whole connection: re-creating it per read would register
         // and unregister a waiter (a lock) on every chunk.
         let drain = self.drain.cancelled();
@@ -157,16 +158,7 @@ impl Half<'_> {
             ProxyStats::add(counter, n as u64);
             self.observe(&mut frames, &buf[..n]);
             if let Some(tap) = self.tap {
-                let len = n as u64;
-                if quiet == u64::MAX {
-                    // The tap has given up on the connection: nothing more to show it.
-                } else if len <= quiet {
-                    quiet -= len;
-                    held += len;
-                } else {
-                    quiet = tap.observe(self.direction == Direction::ToBroker, held, &buf[..n]);
-                    held = 0;
-                }
+                tap.observe(self.direction == Direction::ToBroker, &mut held, &buf[..n]);
             }
             if n == buf.len() && buf.len() < self.max_buffer {
                 let grown = (buf.len() * 2).min(self.max_buffer);

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kafka_protocol::messages::ApiKey;
-use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::tap::{ConnectionTap, Held};
 use sluice_protocol::TapEvent;
 
 use crate::stats::ProxyStats;
@@ -66,20 +66,22 @@ impl ConnTap {
         }
     }
 
-    /// Follows bytes just forwarded in one direction, after `held` bytes of that direction
-    /// that were forwarded earlier without being shown (at most what the previous call
-    /// returned). Returns how many of the next bytes the caller may forward without showing
-    /// them: record data between batch headers, the inside of skipped bodies — the tap would
-    /// only count them down, so the forwarding loop counts them itself and the tap's state is
-    /// not touched for them. `u64::MAX` once the tap has given up on the connection.
-    pub fn observe(&self, to_broker: bool, held: u64, chunk: &[u8]) -> u64 {
+    /// Follows bytes just forwarded in one direction. `held` is that direction's count of
+    /// bytes the tap would only count down (record data between batch headers, the inside of
+    /// skipped bodies): a chunk made only of those is counted there, and neither the lock nor
+    /// the tap's state is touched for it.
+    pub fn observe(&self, to_broker: bool, held: &mut Held, chunk: &[u8]) {
+        if held.hold(chunk.len()) {
+            return;
+        }
         let Ok(mut tap) = self.tap.lock() else {
-            return u64::MAX; // a sink panicked earlier; forwarding goes on without the tap
+            held.forever(); // a sink panicked earlier; forwarding goes on without the tap
+            return;
         };
         if tap.is_opaque() {
-            return u64::MAX; // given up on: no clock read, no parsing, for the rest of the stream
+            held.forever(); // given up on: no clock read, no parsing, for the rest of the stream
+            return;
         }
-        tap.pass(to_broker, held);
         let now = Instant::now();
         let sinks = &self.sinks;
         let meta = &self.meta;
@@ -88,12 +90,7 @@ impl ConnTap {
                 s.on_event_at(meta, &ev, now);
             }
         };
-        if to_broker {
-            tap.on_request_bytes(chunk, now, &mut emit);
-        } else {
-            tap.on_response_bytes(chunk, now, &mut emit);
-        }
-        tap.quiet(to_broker)
+        tap.feed_after(to_broker, held, chunk, now, &mut emit);
     }
 }
 

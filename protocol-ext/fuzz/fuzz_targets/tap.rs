@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::tap::{ConnectionTap, Held};
 use sluice_protocol::TapEvent;
 
 fn run(
@@ -23,21 +23,18 @@ fn run(
     let mut tap = ConnectionTap::new(TopicNames::new());
     let mut events = Vec::new();
     for (request, stream, step) in [(true, requests, req_step), (false, responses, resp_step)] {
-        let (mut quiet, mut held) = (0u64, 0u64);
+        let mut held = Held::default();
         for c in stream.chunks(step) {
-            if hold && c.len() as u64 <= quiet {
-                quiet -= c.len() as u64;
-                held += c.len() as u64;
-                continue;
+            let mut emit = |e| events.push(e);
+            if !hold {
+                if request {
+                    tap.on_request_bytes(c, now, &mut emit);
+                } else {
+                    tap.on_response_bytes(c, now, &mut emit);
+                }
+            } else if !held.hold(c.len()) {
+                tap.feed_after(request, &mut held, c, now, &mut emit);
             }
-            tap.pass(request, held);
-            held = 0;
-            if request {
-                tap.on_request_bytes(c, now, &mut |e| events.push(e));
-            } else {
-                tap.on_response_bytes(c, now, &mut |e| events.push(e));
-            }
-            quiet = tap.quiet(request);
         }
     }
     let opaque = events

@@ -90,6 +90,39 @@ impl Direction {
     }
 }
 
+/// What a caller keeps between the chunks of one direction so as not to show the tap the
+/// bytes it would only count down (see [`ConnectionTap::feed_after`]). Sluice's forwarding
+/// loop keeps one per half: a chunk it holds costs two subtractions and no tap state.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Held {
+    /// Bytes that may still be held back (`u64::MAX`: all of them, the tap gave up).
+    quiet: u64,
+    /// Bytes held back since the tap was last shown a chunk.
+    held: u64,
+}
+
+impl Held {
+    /// Keeps a chunk of `len` bytes back if the tap would only count it down; `false` when it
+    /// must be shown (with [`ConnectionTap::feed_after`]).
+    pub fn hold(&mut self, len: usize) -> bool {
+        let len = len as u64;
+        if self.quiet == u64::MAX {
+            true // the tap gave up on the connection: nothing more to show it
+        } else if len <= self.quiet {
+            self.quiet -= len;
+            self.held += len;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Keeps everything back from now on (the tap gave up, or cannot be reached).
+    pub fn forever(&mut self) {
+        self.quiet = u64::MAX;
+    }
+}
+
 /// Counters of one connection's tap.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TapCounters {
@@ -157,13 +190,28 @@ impl ConnectionTap {
         idle(&self.req) && idle(&self.resp)
     }
 
+    /// Follows the next bytes of one direction (already forwarded, seen at `now`) after the
+    /// bytes `held` kept back, and tells `held` how many of the following bytes it may keep
+    /// back: those the tap would pass over without looking at them (the inside of a body it
+    /// skips, record data between two batch headers). The events are the same as feeding
+    /// everything; a 1 MiB Fetch response then costs a call per batch header instead of one
+    /// per chunk read. An empty `chunk` just hands over what was held.
+    pub fn feed_after(
+        &mut self,
+        request: bool,
+        held: &mut Held,
+        chunk: &[u8],
+        now: Instant,
+        out: &mut impl FnMut(TapEvent),
+    ) {
+        self.pass(request, std::mem::take(&mut held.held));
+        self.feed(request, chunk, now, out);
+        held.quiet = self.quiet(request);
+    }
+
     /// How many of the next bytes in one direction the tap would pass over without looking at
-    /// them: the inside of a body it skips, or record data between two batch headers
-    /// (`u64::MAX` once the connection is opaque). A caller may hold such bytes back and report
-    /// them later, in one [`ConnectionTap::pass`], before the next bytes it feeds — the events
-    /// are the same, and a 1 MiB Fetch response then costs a call per batch header instead of
-    /// one per chunk read.
-    pub fn quiet(&self, request: bool) -> u64 {
+    /// them (`u64::MAX` once the connection is opaque).
+    fn quiet(&self, request: bool) -> u64 {
         if self.opaque {
             return u64::MAX;
         }
@@ -183,7 +231,7 @@ impl ConnectionTap {
 
     /// Passes over the next `n` bytes of one direction (at most [`ConnectionTap::quiet`]) as if
     /// they had been fed.
-    pub fn pass(&mut self, request: bool, n: u64) {
+    fn pass(&mut self, request: bool, n: u64) {
         if self.opaque || n == 0 {
             return;
         }
