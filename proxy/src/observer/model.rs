@@ -269,7 +269,8 @@ pub struct FetchTrack {
     pub conn_ends: Vec<(SocketAddr, i64)>,
     /// Last fetch offset requested.
     pub fetch_offset: i64,
-    /// `(time, offset)` of fetches that went back below `delivered_end`, within the window.
+    /// `(time, offset)` of fetches that went back below what their connection was delivered,
+    /// within the window.
     pub rewinds: VecDeque<(Instant, i64)>,
     /// Record bytes delivered in all.
     pub bytes: u64,
@@ -338,7 +339,7 @@ pub struct Model {
     /// Topics.
     pub topics: FastMap<Arc<str>, Topic>,
     /// Fetch tracks per (client key, topic, partition).
-    pub fetches: FastMap<(ClientKey, Arc<str>, i32), FetchTrack>,
+    pub fetches: FastMap<TrackKey, FetchTrack>,
     /// Entries evicted for idleness or caps.
     pub evicted: u64,
     /// Entries refused because a cap was reached.
@@ -430,8 +431,8 @@ impl Model {
 
     /// The group of a client key and how it was found: its own coordinator traffic when that
     /// names one group, else the Java default `client.id`. `None` when several groups share
-    /// the client key (a `client.id` reused across groups) — use [`Model::group_for`].
-    /// Walks every group: the reference answer for [`GroupIndex`], which the code uses.
+    /// the client key (a `client.id` reused across groups). Walks every group: the tests'
+    /// reference answer for [`GroupIndex::group_of`], which the code uses.
     #[cfg(test)]
     pub fn group_of(&self, key: &ClientKey) -> Option<(Arc<str>, Attribution)> {
         let mut found = self
@@ -449,8 +450,8 @@ impl Model {
 
     /// The group consuming `topic`-`partition` through client key `key`: the group one of
     /// whose members with this client key is assigned that partition (SyncGroup or
-    /// ConsumerGroupHeartbeat), else [`Model::group_of`]. The reference answer for
-    /// [`GroupIndex`].
+    /// ConsumerGroupHeartbeat), else `group_of`. The tests' reference answer for
+    /// [`GroupIndex::group_for`].
     #[cfg(test)]
     pub fn group_for(
         &self,
@@ -559,8 +560,8 @@ impl Model {
         Some(t)
     }
 
-    /// [`Model::group_for`] for many tracks at once: one walk over the groups, then a lookup
-    /// per track (the model lock is held while it is used).
+    /// Group attribution for many tracks at once: one walk over the groups, then a lookup per
+    /// track (the model lock is held while it is used).
     pub fn group_index(&self) -> GroupIndex {
         let mut assigned: HashMap<TrackKey, (Arc<str>, Instant)> = HashMap::new();
         let mut by_client: HashMap<ClientKey, Option<(Arc<str>, Attribution)>> = HashMap::new();
@@ -591,7 +592,7 @@ impl Model {
     }
 
     /// Recomputes which groups consume each topic, from the fetch tracks active within the
-    /// window — once per tick, not per event: attribution walks the groups.
+    /// window — once per tick, not per event.
     pub fn refresh_topic_groups(&mut self, index: &GroupIndex, now: Instant, window: Duration) {
         let mut by_topic: HashMap<Arc<str>, BTreeSet<Arc<str>>> = HashMap::new();
         for ((key, topic, partition), t) in &self.fetches {
@@ -648,8 +649,8 @@ impl Model {
     }
 }
 
-/// Group attribution for every fetch track, built once ([`Model::group_index`]); answers
-/// exactly as [`Model::group_for`].
+/// Group attribution for every fetch track, built once per tick ([`Model::group_index`]). A
+/// unit test checks it against a walk over every group.
 #[derive(Debug, Default)]
 pub struct GroupIndex {
     assigned: HashMap<TrackKey, (Arc<str>, Instant)>,
@@ -657,7 +658,10 @@ pub struct GroupIndex {
 }
 
 impl GroupIndex {
-    /// See [`Model::group_for`].
+    /// The group consuming `topic`-`partition` through client key `key`: the group one of
+    /// whose members with this client key is assigned that partition (SyncGroup or
+    /// ConsumerGroupHeartbeat; the most recently seen group if several), else
+    /// [`GroupIndex::group_of`].
     pub fn group_for(
         &self,
         key: &ClientKey,
@@ -670,7 +674,9 @@ impl GroupIndex {
         self.group_of(key)
     }
 
-    /// See [`Model::group_of`].
+    /// The group of a client key and how it was found: its own coordinator traffic when that
+    /// names one group, else the Java default `client.id`. `None` when several groups share
+    /// the client key (a `client.id` reused across groups): use [`GroupIndex::group_for`].
     pub fn group_of(&self, key: &ClientKey) -> Option<(Arc<str>, Attribution)> {
         match self.by_client.get(key) {
             Some(found) => found.clone(),

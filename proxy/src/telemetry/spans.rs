@@ -375,7 +375,7 @@ fn finding_spans(
 /// waiting on the queue, so a kept pair costs the forwarding path no wake-up of this thread.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
-/// The exporter thread: every [`DRAIN_EVERY`] turns what is queued into spans, until the sink
+/// The exporter thread: every 100 ms turns what is queued into spans, until the sink
 /// is dropped and the queue is empty; once a second, finishes quiet connections' pairs and
 /// reports finding changes.
 pub fn run_exporter(
