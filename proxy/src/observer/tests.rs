@@ -19,6 +19,14 @@ pub(crate) fn meta(id: u64, port: u16) -> ConnMeta {
     }
 }
 
+/// Connection `id` from port `port`, opened and identified as `client_id` by a Fetch request.
+fn opened(o: &Observer, id: u64, port: u16, client_id: &str) -> ConnMeta {
+    let c = meta(id, port);
+    o.on_open(&c);
+    o.on_event(&c, &request(client_id, 1));
+    c
+}
+
 pub(crate) fn request(client_id: &str, api_key: i16) -> TapEvent {
     TapEvent::Request(RequestSeen {
         api_key,
@@ -158,9 +166,7 @@ fn a_consumer_rewinding_to_the_same_offset_is_a_fetch_loop() {
 #[test]
 fn a_consumer_that_reads_a_backlog_and_commits_once_is_not_stuck() {
     let o = Observer::new(DetectConfig::default());
-    let c = meta(1, 20002);
-    o.on_open(&c);
-    o.on_event(&c, &request("sluice-py-consumer", 1));
+    let c = opened(&o, 1, 20002, "sluice-py-consumer");
     o.on_event(&c, &join("one-shot"));
     let t0 = Instant::now();
     o.tick(t0);
@@ -178,9 +184,7 @@ fn a_consumer_that_reads_a_backlog_and_commits_once_is_not_stuck() {
 #[test]
 fn the_looping_client_is_flagged_and_others_are_not() {
     let o = Observer::new(DetectConfig::default());
-    let c = meta(2, 15631);
-    o.on_open(&c);
-    o.on_event(&c, &request("order-service", 1));
+    let c = opened(&o, 2, 15631, "order-service");
     let t0 = Instant::now();
     o.tick(t0);
     assert!(!o.has_flagged());
@@ -202,9 +206,7 @@ fn the_looping_client_is_flagged_and_others_are_not() {
 #[test]
 fn a_healthy_consumer_raises_nothing() {
     let o = Observer::new(DetectConfig::default());
-    let c = meta(1, 20000);
-    o.on_open(&c);
-    o.on_event(&c, &request("consumer-healthy-1", 1));
+    let c = opened(&o, 1, 20000, "consumer-healthy-1");
     o.on_event(&c, &join("healthy"));
     let t0 = Instant::now();
     o.tick(t0);
@@ -225,9 +227,7 @@ fn a_healthy_consumer_raises_nothing() {
 #[test]
 fn java_default_client_id_attributes_the_group_when_the_coordinator_is_elsewhere() {
     let o = Observer::new(DetectConfig::default());
-    let c = meta(1, 20001);
-    o.on_open(&c);
-    o.on_event(&c, &request("consumer-payments-3", 1));
+    let c = opened(&o, 1, 20001, "consumer-payments-3");
     let t0 = Instant::now();
     o.tick(t0);
     for _ in 0..4 {
