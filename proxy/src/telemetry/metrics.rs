@@ -1,11 +1,13 @@
 //! The instruments. Everything the observer knows is read at collection time (observable
 //! instruments over one [`Snapshot`] per collection), so the forwarding path pays nothing for
-//! metrics except the request-latency histogram, recorded per response by [`LatencySink`].
-//! Both readers — the OTLP exporter and `/metrics` — collect the same instruments.
+//! metrics except the request-latency histogram: [`LatencySink`] keeps each response's latency
+//! in a short list, recorded into the histogram in one go when the list is full and before
+//! every collection. Both readers — the OTLP exporter and `/metrics` — collect the same
+//! instruments.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::{Histogram, Meter};
@@ -38,6 +40,8 @@ pub struct Source {
     pub spans_dropped: Arc<AtomicU64>,
     caps: Mutex<Vec<Arc<SeriesCap>>>,
     max_series: usize,
+    /// Recorded into its histogram before each collection reads it.
+    latency: OnceLock<Arc<LatencySink>>,
 }
 
 impl Source {
@@ -50,10 +54,15 @@ impl Source {
             spans_dropped: Arc::new(AtomicU64::new(0)),
             caps: Mutex::new(Vec::new()),
             max_series,
+            latency: OnceLock::new(),
         }
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
+        // Every collection runs the callbacks first, then reads the instruments.
+        if let Some(l) = self.latency.get() {
+            l.flush();
+        }
         let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, s)) = &*c {
             if at.elapsed() < SNAPSHOT_REUSE {
@@ -140,12 +149,12 @@ fn observable(
     }
 }
 
-/// Every instrument Sluice exports. Returns the handles to keep alive and the latency
-/// histogram for [`LatencySink`].
+/// Every instrument Sluice exports. Returns the handles to keep alive and the sink recording
+/// the latency histogram.
 pub fn register(
     meter: &Meter,
     src: &Arc<Source>,
-) -> (Vec<Box<dyn Any + Send + Sync>>, Histogram<f64>) {
+) -> (Vec<Box<dyn Any + Send + Sync>>, Arc<LatencySink>) {
     let mut keep: Vec<Box<dyn Any + Send + Sync>> = Vec::new();
     let k = &mut keep;
     use Shape::*;
@@ -518,7 +527,9 @@ pub fn register(
         .with_description("From a request's last byte to its response's first byte, by API")
         .with_boundaries(LATENCY_BUCKETS.to_vec())
         .build();
-    (keep, latency)
+    let sink = Arc::new(LatencySink::new(latency));
+    let _ = src.latency.set(sink.clone());
+    (keep, sink)
 }
 
 fn fetch_points(s: &Snapshot, redelivered: bool) -> Points {
@@ -555,12 +566,23 @@ fn group_partition_points(points: &[crate::observer::export::GroupPartitionPoint
         .collect()
 }
 
+/// Latencies kept before they are recorded together.
+pub const LATENCY_BATCH: usize = 256;
+
 /// Records each response's latency in the `sluice.request.duration` histogram.
+///
+/// Not one by one: a histogram record (attribute lookup, locks, buckets) is a long path, and
+/// on the forwarding path it runs with cold caches after every response. The sink appends
+/// `(API, seconds)` to a short list instead, and records the list in one go when it holds
+/// [`LATENCY_BATCH`] values or when a collection starts ([`Source`] calls
+/// [`LatencySink::flush`]), so every collection sees every response before it.
 #[derive(Debug)]
 pub struct LatencySink {
     histogram: Histogram<f64>,
     /// Attribute sets per API key, made once.
     attrs: Vec<[KeyValue; 2]>,
+    /// Latencies not yet recorded: index into `attrs`, seconds.
+    pending: Mutex<Vec<(u8, f64)>>,
 }
 
 impl LatencySink {
@@ -571,6 +593,22 @@ impl LatencySink {
             attrs: (-1..128i16)
                 .map(|k| [kafka(), KeyValue::new(API_NAME, api_name(k))])
                 .collect(),
+            pending: Mutex::new(Vec::with_capacity(LATENCY_BATCH)),
+        }
+    }
+
+    /// Records every latency kept so far.
+    pub fn flush(&self) {
+        let batch = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *p, Vec::with_capacity(LATENCY_BATCH))
+        };
+        self.record(&batch);
+    }
+
+    fn record(&self, batch: &[(u8, f64)]) {
+        for &(i, secs) in batch {
+            self.histogram.record(secs, &self.attrs[usize::from(i)]);
         }
     }
 }
@@ -578,9 +616,17 @@ impl LatencySink {
 impl TapSink for LatencySink {
     fn on_event(&self, _conn: &ConnMeta, event: &TapEvent) {
         if let TapEvent::Response(r) = event {
-            let i = usize::try_from(r.api_key.clamp(-1, 127) + 1).unwrap_or(0);
-            self.histogram
-                .record(r.latency.as_secs_f64(), &self.attrs[i]);
+            // -1 (unknown) .. 127 → 0 .. 128
+            let i = (r.api_key.clamp(-1, 127) + 1) as u8;
+            let full = {
+                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                p.push((i, r.latency.as_secs_f64()));
+                (p.len() >= LATENCY_BATCH)
+                    .then(|| std::mem::replace(&mut *p, Vec::with_capacity(LATENCY_BATCH)))
+            };
+            if let Some(batch) = full {
+                self.record(&batch);
+            }
         }
     }
 }

@@ -109,7 +109,7 @@ impl Telemetry {
             cfg.max_series,
         ));
         let (instruments, latency) = metrics::register(&meter, &src);
-        let mut sinks: Vec<Arc<dyn TapSink>> = vec![Arc::new(metrics::LatencySink::new(latency))];
+        let mut sinks: Vec<Arc<dyn TapSink>> = vec![latency];
         let (mut tracer, mut exporter) = (None, None);
         if otlp_on {
             let provider = SdkTracerProvider::builder()

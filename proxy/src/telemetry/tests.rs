@@ -183,3 +183,57 @@ fn a_flood_of_random_client_ids_is_capped_and_counted() {
     .unwrap();
     assert_eq!(value(counted), 1950.0);
 }
+
+#[test]
+fn latencies_kept_in_batches_all_reach_the_histogram() {
+    let (_, t) = start(&TelemetryConfig::default());
+    let sinks = t.sinks();
+    let m = meta(1, 15_700);
+    let fetches = 2 * super::metrics::LATENCY_BATCH + 3;
+    for i in 0..fetches {
+        // 2 ms, except every tenth: 30 ms.
+        let ms = if i % 10 == 0 { 30 } else { 2 };
+        for s in &sinks {
+            s.on_event(&m, &response(1, ms));
+        }
+    }
+    for s in &sinks {
+        s.on_event(&m, &response(8, 700));
+    }
+    let text = t.prometheus_text();
+    let count = |api: &str| {
+        value(
+            line(
+                &text,
+                "sluice_request_duration_seconds_count{",
+                &[&format!("kafka_api_name=\"{api}\"")],
+            )
+            .unwrap_or_else(|| panic!("{text}")),
+        )
+    };
+    assert_eq!(count("Fetch"), fetches as f64, "full batches and the rest");
+    assert_eq!(count("OffsetCommit"), 1.0);
+    let under_5ms = line(
+        &text,
+        "sluice_request_duration_seconds_bucket{",
+        &["kafka_api_name=\"Fetch\"", "le=\"0.005\""],
+    )
+    .unwrap();
+    assert_eq!(value(under_5ms), (fetches - fetches.div_ceil(10)) as f64);
+    let sum = line(
+        &text,
+        "sluice_request_duration_seconds_sum{",
+        &["kafka_api_name=\"OffsetCommit\""],
+    )
+    .unwrap();
+    assert!((value(sum) - 0.7).abs() < 1e-9, "{sum}");
+    // A second collection sees the same totals: nothing is recorded twice.
+    let again = t.prometheus_text();
+    let fetch_count = line(
+        &again,
+        "sluice_request_duration_seconds_count{",
+        &["kafka_api_name=\"Fetch\""],
+    )
+    .unwrap();
+    assert_eq!(value(fetch_count), fetches as f64);
+}
