@@ -33,7 +33,7 @@ use crate::header;
 use crate::walk::{peek_produce_acks, FetchResponseWalker, ProduceRequestWalker};
 use inflight::{InFlight, Pending};
 use session::FetchSessions;
-use topics::TopicNames;
+use topics::{NameCache, TopicNames};
 
 /// Most bytes of a frame's start kept to read its header (a request header with a
 /// `client_id` up to this long; Produce also needs its `transactional_id` and `acks`).
@@ -142,6 +142,7 @@ pub struct ConnectionTap {
     inflight: InFlight,
     sessions: FetchSessions,
     topics: Arc<TopicNames>,
+    names: NameCache,
     client_id: Option<Arc<str>>,
     opaque: bool,
     counters: TapCounters,
@@ -157,6 +158,7 @@ impl ConnectionTap {
             inflight: InFlight::default(),
             sessions: FetchSessions::default(),
             topics,
+            names: NameCache::default(),
             client_id: None,
             opaque: false,
             counters: TapCounters::default(),
@@ -625,12 +627,12 @@ impl ConnectionTap {
             }
             return;
         }
-        let topics = &self.topics;
+        let (topics, names) = (&self.topics, &mut self.names);
         let scratch = &mut self.scratch;
         let mut failed = None;
         {
             let mut emit = |mut ev: TapEvent| {
-                resolve_topics(topics, &mut ev);
+                resolve_topics(topics, names, &mut ev);
                 scratch.push(ev);
             };
             let result = match body {
@@ -733,7 +735,7 @@ impl ConnectionTap {
             TapEvent::FetchRequest(info) if request => {
                 self.sessions.on_request(correlation_id, info);
                 for p in &mut info.partitions {
-                    self.topics.resolve(&mut p.topic);
+                    self.topics.resolve_with(&mut self.names, &mut p.topic);
                 }
             }
             TapEvent::FetchResponse(start) if !request => {
@@ -746,16 +748,16 @@ impl ConnectionTap {
                     }
                 }
             }
-            _ => resolve_topics(&self.topics, ev),
+            _ => resolve_topics(&self.topics, &mut self.names, ev),
         }
     }
 }
 
 /// Fills in names of topics given by id, where the event carries topics.
-fn resolve_topics(topics: &TopicNames, ev: &mut TapEvent) {
+fn resolve_topics(topics: &TopicNames, names: &mut NameCache, ev: &mut TapEvent) {
     match ev {
-        TapEvent::FetchPartition(p) => topics.resolve(&mut p.topic),
-        TapEvent::ProducePartition(p) => topics.resolve(&mut p.topic),
+        TapEvent::FetchPartition(p) => topics.resolve_with(names, &mut p.topic),
+        TapEvent::ProducePartition(p) => topics.resolve_with(names, &mut p.topic),
         TapEvent::ConsumerGroupHeartbeatResponse {
             assignment: Some(a),
             ..
@@ -765,7 +767,7 @@ fn resolve_topics(topics: &TopicNames, ev: &mut TapEvent) {
             ..
         } => {
             for (t, _) in a.iter_mut() {
-                topics.resolve(t);
+                topics.resolve_with(names, t);
             }
         }
         _ => {}

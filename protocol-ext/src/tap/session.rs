@@ -4,9 +4,10 @@
 //! each session's partitions and their last fetch offset, so every Fetch request can be
 //! reported with the effective offset of every partition it fetches.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::VecDeque;
 
-use crate::event::{FetchRequestInfo, FetchRequestPartition, TopicRef};
+use crate::event::{FetchRequestInfo, FetchRequestPartition};
 
 /// Sessions kept per connection (a consumer has one per broker connection).
 pub const MAX_SESSIONS: usize = 8;
@@ -15,7 +16,10 @@ pub const MAX_SESSION_PARTITIONS: usize = 100_000;
 /// Full fetches waiting for the session id in their response.
 const MAX_OPENING: usize = 8;
 
-type Partitions = HashMap<(TopicRef, i32), FetchRequestPartition>;
+/// A session's partitions, sorted by [`order`], one entry per topic-partition. A sorted list
+/// rather than a hash map: a consumer's incremental request usually names one or two
+/// partitions, and the whole set is reported with every request, in this order.
+type Partitions = Vec<FetchRequestPartition>;
 
 /// Fetch sessions of one connection.
 #[derive(Debug, Default)]
@@ -26,19 +30,22 @@ pub struct FetchSessions {
     pub unknown_sessions: u64,
 }
 
-fn to_map(parts: &[FetchRequestPartition]) -> Partitions {
-    parts
-        .iter()
-        .take(MAX_SESSION_PARTITIONS)
-        .map(|p| ((p.topic.clone(), p.partition), p.clone()))
-        .collect()
+/// Topic name, topic id, partition.
+fn order(a: &FetchRequestPartition, b: &FetchRequestPartition) -> Ordering {
+    (&a.topic.name, a.topic.id, a.partition).cmp(&(&b.topic.name, b.topic.id, b.partition))
 }
 
-fn sorted(map: &Partitions) -> Vec<FetchRequestPartition> {
-    let mut v: Vec<_> = map.values().cloned().collect();
-    v.sort_by(|a, b| {
-        (&a.topic.name, a.topic.id, a.partition).cmp(&(&b.topic.name, b.topic.id, b.partition))
-    });
+/// Sorts, and keeps the last of partitions listed twice (as a map would).
+fn sort_unique(parts: &mut Partitions) {
+    // Reversed, then a stable sort: of equal ones, the last listed comes first and stays.
+    parts.reverse();
+    parts.sort_by(order);
+    parts.dedup_by(|a, b| order(a, b) == Ordering::Equal);
+}
+
+fn to_set(parts: &[FetchRequestPartition]) -> Partitions {
+    let mut v: Partitions = parts.iter().take(MAX_SESSION_PARTITIONS).cloned().collect();
+    sort_unique(&mut v);
     v
 }
 
@@ -53,7 +60,7 @@ impl FetchSessions {
                     self.opening.pop_front();
                 }
                 self.opening
-                    .push_back((correlation_id, to_map(&req.partitions)));
+                    .push_back((correlation_id, to_set(&req.partitions)));
             }
             // Sessionless, or closing a session: the request lists everything.
             (id, epoch) if epoch < 0 => {
@@ -68,17 +75,29 @@ impl FetchSessions {
                     return;
                 };
                 for (topic, partition) in &req.forgotten {
-                    parts.remove(&(topic.clone(), *partition));
-                }
-                for p in &req.partitions {
-                    let key = (p.topic.clone(), p.partition);
-                    if let Some(known) = parts.get_mut(&key) {
-                        known.clone_from(p);
-                    } else if parts.len() < MAX_SESSION_PARTITIONS {
-                        parts.insert(key, p.clone());
+                    let gone = parts.binary_search_by(|k| {
+                        (&k.topic.name, k.topic.id, k.partition).cmp(&(
+                            &topic.name,
+                            topic.id,
+                            *partition,
+                        ))
+                    });
+                    if let Ok(at) = gone {
+                        parts.remove(at);
                     }
                 }
-                req.partitions = sorted(parts);
+                let known = parts.len();
+                for p in &req.partitions {
+                    match parts[..known].binary_search_by(|k| order(k, p)) {
+                        Ok(at) => parts[at].clone_from(p),
+                        Err(_) if parts.len() < MAX_SESSION_PARTITIONS => parts.push(p.clone()),
+                        Err(_) => {}
+                    }
+                }
+                if parts.len() > known {
+                    sort_unique(parts);
+                }
+                req.partitions.clone_from(parts);
             }
         }
     }
@@ -113,6 +132,7 @@ impl FetchSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::TopicRef;
 
     fn part(topic: &str, partition: i32, offset: i64) -> FetchRequestPartition {
         FetchRequestPartition {
@@ -172,6 +192,48 @@ mod tests {
         let mut close = req(77, -1, vec![], vec![]);
         s.on_request(4, &mut close);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn partitions_listed_twice_count_once_with_the_last_offset() {
+        let mut s = FetchSessions::default();
+        let mut full = req(
+            0,
+            0,
+            vec![part("t", 1, 7), part("t", 0, 1), part("t", 1, 9)],
+            vec![],
+        );
+        s.on_request(1, &mut full);
+        s.on_response(1, 5);
+        // New partitions arrive unsorted, one of them twice.
+        let mut inc = req(
+            5,
+            1,
+            vec![part("u", 0, 4), part("a", 3, 2), part("u", 0, 6)],
+            vec![],
+        );
+        s.on_request(2, &mut inc);
+        assert_eq!(
+            inc.partitions,
+            vec![
+                part("a", 3, 2),
+                part("t", 0, 1),
+                part("t", 1, 9),
+                part("u", 0, 6)
+            ]
+        );
+        // Forgetting one that is not there changes nothing.
+        let mut forget = req(
+            5,
+            2,
+            vec![],
+            vec![(TopicRef::named("zz"), 0), (TopicRef::named("t"), 0)],
+        );
+        s.on_request(3, &mut forget);
+        assert_eq!(
+            forget.partitions,
+            vec![part("a", 3, 2), part("t", 1, 9), part("u", 0, 6)]
+        );
     }
 
     #[test]
