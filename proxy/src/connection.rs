@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::duplex::{Direction, Half, HalfEnd, Shared};
 use crate::error::ConnError;
 use crate::stats::ProxyStats;
-use crate::tap::{ConnMeta, ConnTap, TapSink};
+use crate::tap::{ConnMeta, ConnTap, TapRegistry, TapSink};
 
 /// Everything a connection task needs.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct ConnContext {
     pub topics: Arc<sluice_protocol::tap::topics::TopicNames>,
     /// Where tap events go; empty when the tap is off.
     pub sinks: Arc<[Arc<dyn TapSink>]>,
+    /// Every connection's tap, for the sweep of quiet connections' batches.
+    pub taps: Arc<TapRegistry>,
 }
 
 /// Serves one accepted client connection to its end; logs its own end.
@@ -86,11 +88,14 @@ async fn proxy(
 
     let shared = Shared::default();
     let tap = (cx.config.tap.enabled && !cx.sinks.is_empty()).then(|| {
-        ConnTap::new(
+        let id = meta.id;
+        let tap = Arc::new(ConnTap::new(
             sluice_protocol::tap::ConnectionTap::new(cx.topics.clone()),
             meta,
             cx.sinks.clone(),
-        )
+        ));
+        cx.taps.add(id, &tap);
+        tap
     });
     let (client_rx, client_tx) = client.split();
     let (broker_rx, broker_tx) = broker.split();
@@ -100,7 +105,7 @@ async fn proxy(
         shared: &shared,
         stats: &cx.stats,
         drain: &cx.drain,
-        tap: tap.as_ref(),
+        tap: tap.as_deref(),
     };
     let ((up, up_end), (down, down_end)) = tokio::try_join!(
         half(Direction::ToBroker).run(client_rx, broker_tx),

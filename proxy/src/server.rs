@@ -24,7 +24,7 @@ use crate::connection::{self, ConnContext};
 use crate::observer::config::DetectConfig;
 use crate::observer::Observer;
 use crate::stats::ProxyStats;
-use crate::tap::{StatsSink, TapSink};
+use crate::tap::{StatsSink, TapRegistry, TapSink};
 use sluice_protocol::tap::topics::TopicNames;
 
 /// First pause after a failed `accept()`; doubles up to [`ACCEPT_BACKOFF_MAX`].
@@ -107,6 +107,7 @@ impl Proxy {
             } else {
                 Arc::from(Vec::new())
             },
+            taps: Arc::new(TapRegistry::default()),
         };
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -120,6 +121,10 @@ impl Proxy {
                 .clone()
                 .run_ticks(cut.clone().cancelled_owned()),
         );
+        let sweep = tokio::spawn(crate::tap::sweep(
+            cx.taps.clone(),
+            cut.clone().cancelled_owned(),
+        ));
         tokio::pin!(shutdown);
         accept_loop(&listener, &cx, &limit, &tasks, shutdown.as_mut()).await;
 
@@ -148,7 +153,26 @@ impl Proxy {
         }
         cut.cancel();
         let _ = ticks.await;
+        let _ = sweep.await;
         tracing::info!("proxy stopped");
+    }
+}
+
+/// Calls `f` with the time every `period` (skipping ticks missed while busy) until `stop`
+/// completes: the observer's ticks and the sweep of quiet connections' batches.
+pub async fn every(
+    period: std::time::Duration,
+    stop: impl Future<Output = ()>,
+    mut f: impl FnMut(std::time::Instant),
+) {
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = every.tick() => f(std::time::Instant::now()),
+        }
     }
 }
 

@@ -2,12 +2,23 @@
 //! already forwarded; its events go to every [`TapSink`] of the proxy. The built-in sink
 //! counts requests, responses, sizes and latency per API key and version ([`ApiTable`]) and
 //! logs problems at debug; later layers (the observer) add their own sinks.
+//!
+//! # Batches
+//! A consumer's Fetch round trip yields a handful of events, and between two round trips the
+//! kernel, the broker and the client move megabytes through the CPU caches: handed over one
+//! round trip at a time, every event meets the sinks' code and state cold. So the frequent
+//! events (requests, responses, Fetch and Produce) wait in the connection's batch and reach
+//! the sinks together, in order, when the batch holds [`BATCH_EVENTS`], when its oldest event
+//! is [`MAX_HOLD`] old, when any other event comes (group, offsets, metadata, problems: at
+//! once, after the ones waiting), and when the connection closes. [`sweep`] hands over what
+//! waits on connections that went quiet. A sink that must see every event at once says so
+//! ([`TapSink::immediate`]; the per-API counters do).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
 use sluice_protocol::tap::{ConnectionTap, Held};
@@ -37,20 +48,66 @@ pub trait TapSink: Send + Sync + fmt::Debug + 'static {
         self.on_event(conn, event);
     }
 
+    /// Events of connection `conn` in the order they came, each with the time the tap read
+    /// it: a batch (see the module docs). A sink that looks something up per connection
+    /// overrides it to do that once per batch.
+    fn on_events(&self, conn: &ConnMeta, events: &[(TapEvent, Instant)]) {
+        for (event, at) in events {
+            self.on_event_at(conn, event, *at);
+        }
+    }
+
     /// Connection `conn` was opened to the broker and will be followed.
     fn on_open(&self, _conn: &ConnMeta) {}
 
     /// Connection `conn` ended. Sinks are told in the reverse order they were added.
     fn on_close(&self, _conn: &ConnMeta) {}
+
+    /// True if this sink takes each event as it comes rather than in the connection's batch.
+    fn immediate(&self) -> bool {
+        false
+    }
+}
+
+/// Events a connection keeps for its sinks before handing them over together.
+pub const BATCH_EVENTS: usize = 64;
+/// Longest an event waits in its batch while the connection is busy.
+pub const MAX_HOLD: Duration = Duration::from_millis(100);
+/// How often [`sweep`] looks at quiet connections' batches.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
+
+/// Events that wait for their batch; any other is handed over at once.
+fn batched(ev: &TapEvent) -> bool {
+    matches!(
+        ev,
+        TapEvent::Request(_)
+            | TapEvent::Response(_)
+            | TapEvent::FetchRequest(_)
+            | TapEvent::FetchResponse(_)
+            | TapEvent::FetchPartition(_)
+            | TapEvent::ProduceRequest(_)
+            | TapEvent::ProducePartition(_)
+    )
+}
+
+/// The connection's protocol state and the events waiting for their batch.
+#[derive(Debug)]
+struct TapState {
+    tap: ConnectionTap,
+    waiting: Vec<(TapEvent, Instant)>,
 }
 
 /// Per-connection tap state shared by the two halves (which run on the same task, so the
-/// lock is never contended).
+/// lock is contended only by [`sweep`]).
 #[derive(Debug)]
 pub struct ConnTap {
-    tap: Mutex<ConnectionTap>,
+    state: Mutex<TapState>,
     meta: ConnMeta,
     sinks: Arc<[Arc<dyn TapSink>]>,
+    /// The sinks that take events in batches.
+    later: Vec<Arc<dyn TapSink>>,
+    /// The sinks that take each event at once.
+    now: Vec<Arc<dyn TapSink>>,
 }
 
 impl ConnTap {
@@ -59,11 +116,45 @@ impl ConnTap {
         for s in sinks.iter() {
             s.on_open(&meta);
         }
+        let (now, later) = sinks.iter().cloned().partition(|s| s.immediate());
         ConnTap {
-            tap: Mutex::new(tap),
+            state: Mutex::new(TapState {
+                tap,
+                waiting: Vec::new(),
+            }),
             meta,
             sinks,
+            later,
+            now,
         }
+    }
+
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, TapState>> {
+        self.state.lock().ok()
+    }
+
+    /// Hands the waiting events to the batched sinks, in order.
+    fn hand_over(&self, waiting: &mut Vec<(TapEvent, Instant)>) {
+        for s in &self.later {
+            s.on_events(&self.meta, waiting);
+        }
+        waiting.clear();
+    }
+
+    /// Hands over the events that waited at least `age` (all of them, the oldest first).
+    /// Returns false once a sink panicked while the state was locked.
+    pub fn hand_over_older(&self, now: Instant, age: Duration) -> bool {
+        let Some(mut st) = self.lock() else {
+            return false;
+        };
+        if st
+            .waiting
+            .first()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= age)
+        {
+            self.hand_over(&mut st.waiting);
+        }
+        true
     }
 
     /// Follows bytes just forwarded in one direction. `held` is that direction's count of
@@ -74,34 +165,89 @@ impl ConnTap {
         if held.hold(chunk.len()) {
             return;
         }
-        let Ok(mut tap) = self.tap.lock() else {
+        let Some(mut st) = self.lock() else {
             held.forever(); // a sink panicked earlier; forwarding goes on without the tap
             return;
         };
-        if tap.is_opaque() {
+        if st.tap.is_opaque() {
             held.forever(); // given up on: no clock read, no parsing, for the rest of the stream
             return;
         }
         let now = Instant::now();
-        let sinks = &self.sinks;
-        let meta = &self.meta;
+        let TapState { tap, waiting } = &mut *st;
+        let (meta, now_sinks, batch) = (&self.meta, &self.now, !self.later.is_empty());
+        let mut urgent = false;
         let mut emit = |ev: TapEvent| {
-            for s in sinks.iter() {
+            for s in now_sinks {
                 s.on_event_at(meta, &ev, now);
+            }
+            if batch {
+                urgent |= !batched(&ev);
+                waiting.push((ev, now));
             }
         };
         tap.feed_after(to_broker, held, chunk, now, &mut emit);
+        if urgent
+            || waiting.len() >= BATCH_EVENTS
+            || waiting
+                .first()
+                .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= MAX_HOLD)
+        {
+            self.hand_over(waiting);
+        }
     }
 }
 
 impl Drop for ConnTap {
     fn drop(&mut self) {
+        if let Some(mut st) = self.lock() {
+            let mut waiting = std::mem::take(&mut st.waiting);
+            drop(st);
+            self.hand_over(&mut waiting);
+        }
         // Last registered first: a sink added on top of the observer (telemetry) still finds
         // the connection in the observer while it closes.
         for s in self.sinks.iter().rev() {
             s.on_close(&self.meta);
         }
     }
+}
+
+/// The taps of open connections, for [`sweep`].
+#[derive(Debug, Default)]
+pub struct TapRegistry {
+    taps: dashmap::DashMap<u64, Weak<ConnTap>, foldhash::fast::RandomState>,
+}
+
+impl TapRegistry {
+    /// Starts following `tap` (connection `id`).
+    pub fn add(&self, id: u64, tap: &Arc<ConnTap>) {
+        self.taps.insert(id, Arc::downgrade(tap));
+    }
+
+    /// Connections followed.
+    pub fn len(&self) -> usize {
+        self.taps.len()
+    }
+
+    /// True if no connection is followed.
+    pub fn is_empty(&self) -> bool {
+        self.taps.is_empty()
+    }
+
+    /// Hands over the events that waited [`MAX_HOLD`] on every connection, and forgets the
+    /// connections that ended.
+    pub fn sweep_once(&self, now: Instant) {
+        self.taps.retain(|_, t| match t.upgrade() {
+            Some(tap) => tap.hand_over_older(now, MAX_HOLD),
+            None => false,
+        });
+    }
+}
+
+/// Every [`SWEEP_EVERY`], hands over what waits on quiet connections, until `stop`.
+pub async fn sweep(taps: Arc<TapRegistry>, stop: impl std::future::Future<Output = ()>) {
+    crate::server::every(SWEEP_EVERY, stop, |now| taps.sweep_once(now)).await
 }
 
 /// The name of an API key: `Fetch`, `OffsetCommit`, … or `ApiKey<n>` for numbers this build
@@ -223,6 +369,11 @@ impl StatsSink {
 }
 
 impl TapSink for StatsSink {
+    /// The per-API counters stay exact at every moment (tests and `/stats` read them).
+    fn immediate(&self) -> bool {
+        true
+    }
+
     fn on_event(&self, conn: &ConnMeta, event: &TapEvent) {
         let api = &self.stats.api;
         match event {
@@ -323,5 +474,144 @@ mod tests {
                 "close observer"
             ]
         );
+    }
+
+    /// Records events as `kind:correlation id`, and the close.
+    #[derive(Debug)]
+    struct Events {
+        immediate: bool,
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl Events {
+        fn new(immediate: bool) -> Arc<Events> {
+            Arc::new(Events {
+                immediate,
+                seen: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn seen(&self) -> Vec<String> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    impl TapSink for Events {
+        fn on_event(&self, _: &ConnMeta, ev: &TapEvent) {
+            let label = match ev {
+                TapEvent::Request(r) => format!("req:{}", r.correlation_id),
+                TapEvent::Response(r) => format!("resp:{}", r.correlation_id),
+                TapEvent::ParseError(_) => "error".to_owned(),
+                other => format!("{other:?}"),
+            };
+            self.seen.lock().unwrap().push(label);
+        }
+        fn on_close(&self, _: &ConnMeta) {
+            self.seen.lock().unwrap().push("close".to_owned());
+        }
+        fn immediate(&self) -> bool {
+            self.immediate
+        }
+    }
+
+    /// A request frame: ListOffsets v1 (body not decoded) or, `bad`, a Fetch v4 whose body
+    /// is one byte (a parse error).
+    fn request(correlation_id: i32, bad: bool) -> Vec<u8> {
+        let (key, version, body): (i16, i16, &[u8]) = if bad {
+            (1, 4, &[0])
+        } else {
+            (2, 1, &[0, 0, 0, 0])
+        };
+        let mut f = Vec::new();
+        f.extend_from_slice(&key.to_be_bytes());
+        f.extend_from_slice(&version.to_be_bytes());
+        f.extend_from_slice(&correlation_id.to_be_bytes());
+        f.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+        f.extend_from_slice(body);
+        let mut framed = (f.len() as i32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&f);
+        framed
+    }
+
+    fn response(correlation_id: i32) -> Vec<u8> {
+        let mut f = (8i32).to_be_bytes().to_vec();
+        f.extend_from_slice(&correlation_id.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0]); // an empty body
+        f
+    }
+
+    fn conn(sinks: Vec<Arc<dyn TapSink>>) -> Arc<ConnTap> {
+        let meta = ConnMeta {
+            id: 7,
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 5007)),
+        };
+        Arc::new(ConnTap::new(
+            ConnectionTap::new(TopicNames::new()),
+            meta,
+            sinks.into(),
+        ))
+    }
+
+    fn round_trip(tap: &ConnTap, correlation_id: i32) {
+        let (mut up, mut down) = (Held::default(), Held::default());
+        tap.observe(true, &mut up, &request(correlation_id, false));
+        tap.observe(false, &mut down, &response(correlation_id));
+    }
+
+    #[test]
+    fn frequent_events_reach_batched_sinks_together_and_in_order() {
+        let (later, now) = (Events::new(false), Events::new(true));
+        let tap = conn(vec![later.clone(), now.clone()]);
+        let trips = BATCH_EVENTS as i32 / 2;
+        for c in 0..trips - 1 {
+            round_trip(&tap, c);
+        }
+        assert!(later.seen().is_empty(), "{:?}", later.seen());
+        assert_eq!(
+            now.seen().len(),
+            BATCH_EVENTS - 2,
+            "immediate sinks see each event"
+        );
+        round_trip(&tap, trips - 1);
+        let expected: Vec<String> = (0..trips)
+            .flat_map(|c| [format!("req:{c}"), format!("resp:{c}")])
+            .collect();
+        assert_eq!(later.seen(), expected);
+        assert_eq!(now.seen(), expected);
+    }
+
+    #[test]
+    fn any_other_event_hands_over_the_waiting_ones_first() {
+        let later = Events::new(false);
+        let tap = conn(vec![later.clone()]);
+        round_trip(&tap, 1);
+        tap.observe(true, &mut Held::default(), &request(2, true));
+        assert_eq!(later.seen(), ["req:1", "resp:1", "req:2", "error"]);
+    }
+
+    #[test]
+    fn quiet_connections_are_swept_and_closed_ones_forgotten() {
+        let later = Events::new(false);
+        let registry = TapRegistry::default();
+        let tap = conn(vec![later.clone()]);
+        registry.add(7, &tap);
+        round_trip(&tap, 1);
+        registry.sweep_once(Instant::now());
+        assert!(
+            later.seen().is_empty(),
+            "younger than MAX_HOLD: still waiting"
+        );
+        registry.sweep_once(Instant::now() + MAX_HOLD);
+        assert_eq!(later.seen(), ["req:1", "resp:1"]);
+        round_trip(&tap, 2);
+        drop(tap);
+        assert_eq!(
+            later.seen(),
+            ["req:1", "resp:1", "req:2", "resp:2", "close"],
+            "a closing connection hands over what waits before it closes"
+        );
+        assert_eq!(registry.len(), 1);
+        registry.sweep_once(Instant::now());
+        assert!(registry.is_empty());
     }
 }

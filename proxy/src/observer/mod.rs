@@ -98,15 +98,7 @@ impl Observer {
 
     /// Runs [`Observer::tick`] every [`TICK`] until `stop` completes.
     pub async fn run_ticks(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        let mut every = tokio::time::interval(TICK);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = every.tick() => self.tick(Instant::now()),
-            }
-        }
+        crate::server::every(TICK, stop, |now| self.tick(now)).await
     }
 
     fn count_open(&self, conn: &Conn, now: Instant) {
@@ -389,9 +381,24 @@ impl TapSink for Observer {
     }
 
     fn on_event_at(&self, conn: &ConnMeta, event: &TapEvent, now: Instant) {
-        let Some(mut c) = self.conns.get_mut(&conn.id) else {
-            return;
-        };
+        if let Some(mut c) = self.conns.get_mut(&conn.id) {
+            self.on_conn_event(&mut c, event, now);
+        }
+    }
+
+    fn on_events(&self, conn: &ConnMeta, events: &[(TapEvent, Instant)]) {
+        // One lookup of the connection for the whole batch.
+        if let Some(mut c) = self.conns.get_mut(&conn.id) {
+            for (event, at) in events {
+                self.on_conn_event(&mut c, event, *at);
+            }
+        }
+    }
+}
+
+impl Observer {
+    /// One event of a connection whose entry is locked.
+    fn on_conn_event(&self, c: &mut Conn, event: &TapEvent, now: Instant) {
         match event {
             TapEvent::Request(r) => {
                 let first = c.api.is_empty();
@@ -406,7 +413,7 @@ impl TapSink for Observer {
                 c.bytes_in += r.size;
                 c.last_activity = now;
                 if first {
-                    self.count_open(&c, now);
+                    self.count_open(c, now);
                 }
             }
             TapEvent::Response(r) => {
@@ -419,7 +426,7 @@ impl TapSink for Observer {
             }
             TapEvent::ParseError(_) | TapEvent::Opaque { .. } => {}
             // Lock order: a connection's entry, then the model — never the other way round.
-            other => self.apply(&mut c, other, now),
+            other => self.apply(c, other, now),
         }
     }
 }

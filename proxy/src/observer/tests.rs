@@ -418,3 +418,62 @@ fn groups_sharing_a_client_id_on_one_host_are_no_loop_until_one_loops() {
         .unwrap_or_else(|| panic!("no fetch loop: {f:#}"));
     assert_eq!(fl["evidence"]["client_port"], 41003, "{f:#}");
 }
+
+#[test]
+fn a_batch_of_events_counts_as_the_same_events_one_by_one() {
+    let (one, batch) = (
+        Observer::new(DetectConfig::default()),
+        Observer::new(DetectConfig::default()),
+    );
+    let (coord, fetcher) = (meta(1, 15630), meta(2, 15631));
+    let t0 = Instant::now();
+    let mut events: Vec<(ConnMeta, TapEvent, Instant)> = vec![
+        (coord.clone(), request("order-service", 3), t0),
+        (fetcher.clone(), request("order-service", 3), t0),
+        (coord.clone(), join("billing"), t0),
+        (coord.clone(), commit("billing", 100), t0),
+    ];
+    for i in 0..6 {
+        let at = t0 + Duration::from_millis(100 * i);
+        events.push((fetcher.clone(), fetch(100), at));
+        events.push((fetcher.clone(), delivered(100, 1099, 1 << 20), at));
+    }
+    for o in [&one, &batch] {
+        o.on_open(&coord);
+        o.on_open(&fetcher);
+    }
+    for (m, e, at) in &events {
+        one.on_event_at(m, e, *at);
+    }
+    // The same events in per-connection batches, as the connections hand them over.
+    for m in [&coord, &fetcher] {
+        let mine: Vec<(TapEvent, Instant)> = events
+            .iter()
+            .filter(|(c, _, _)| c.id == m.id)
+            .map(|(_, e, at)| (e.clone(), *at))
+            .collect();
+        batch.on_events(m, &mine);
+    }
+    for o in [&one, &batch] {
+        o.tick(t0 + Duration::from_secs(1));
+    }
+    assert!(kinds(&one).contains(&"fetch_loop".to_owned()));
+    assert_eq!(kinds(&one), kinds(&batch));
+    let evidence = |o: &Observer| o.findings_json()["active"][0]["evidence"].clone();
+    assert_eq!(evidence(&one), evidence(&batch));
+    let counts = |o: &Observer| {
+        o.connections_json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["bytes_in"].clone(),
+                    c["bytes_out"].clone(),
+                    c["requests"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counts(&one), counts(&batch));
+}

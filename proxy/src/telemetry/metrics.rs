@@ -613,20 +613,35 @@ impl LatencySink {
     }
 }
 
+impl LatencySink {
+    /// Keeps the latencies of `responses`; records the list once it is full.
+    fn keep<'a>(&self, responses: impl Iterator<Item = &'a TapEvent>) {
+        let full = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for event in responses {
+                if let TapEvent::Response(r) = event {
+                    // -1 (unknown) .. 127 → 0 .. 128
+                    let i = (r.api_key.clamp(-1, 127) + 1) as u8;
+                    p.push((i, r.latency.as_secs_f64()));
+                }
+            }
+            (p.len() >= LATENCY_BATCH)
+                .then(|| std::mem::replace(&mut *p, Vec::with_capacity(LATENCY_BATCH)))
+        };
+        if let Some(batch) = full {
+            self.record(&batch);
+        }
+    }
+}
+
 impl TapSink for LatencySink {
     fn on_event(&self, _conn: &ConnMeta, event: &TapEvent) {
-        if let TapEvent::Response(r) = event {
-            // -1 (unknown) .. 127 → 0 .. 128
-            let i = (r.api_key.clamp(-1, 127) + 1) as u8;
-            let full = {
-                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                p.push((i, r.latency.as_secs_f64()));
-                (p.len() >= LATENCY_BATCH)
-                    .then(|| std::mem::replace(&mut *p, Vec::with_capacity(LATENCY_BATCH)))
-            };
-            if let Some(batch) = full {
-                self.record(&batch);
-            }
+        if matches!(event, TapEvent::Response(_)) {
+            self.keep(std::iter::once(event));
         }
+    }
+
+    fn on_events(&self, _conn: &ConnMeta, events: &[(TapEvent, Instant)]) {
+        self.keep(events.iter().map(|(e, _)| e));
     }
 }
