@@ -1,7 +1,8 @@
 //! A caller may hold back the bytes the tap would only count down and hand them over with the
 //! next chunk it shows (`Held`, `ConnectionTap::feed_after`), as Sluice's forwarding loop does: over the captured real
 //! sessions, cut into any chunks, that yields exactly the events, counters and state of feeding
-//! every byte — and it does pass over most of the record data.
+//! every byte — and it does pass over most of the record data. The same holds in deferred mode
+//! (`ConnectionTap::deferred`), settled at any points.
 
 use std::time::Instant;
 
@@ -34,9 +35,22 @@ struct Seen {
     in_flight: usize,
 }
 
-fn follow(requests: &[u8], responses: &[u8], sizes: &[usize], hold: bool) -> (Seen, u64) {
+/// Feeds the session in `sizes` chunks: every byte (`hold` false), or holding back the quiet
+/// ones; with `settle`, in deferred mode, settled after the chunks it picks (cycled) and at the
+/// end. Returns what was seen and how many bytes were passed over.
+fn follow(
+    requests: &[u8],
+    responses: &[u8],
+    sizes: &[usize],
+    hold: bool,
+    settle: Option<&[bool]>,
+) -> (Seen, u64) {
     let now = Instant::now();
     let mut tap = ConnectionTap::new(TopicNames::new());
+    if settle.is_some() {
+        tap = tap.deferred();
+    }
+    let mut when = settle.unwrap_or(&[false]).iter().cycle();
     let mut events = Vec::new();
     let mut passed = 0u64;
     for (request, stream) in [(true, requests), (false, responses)] {
@@ -60,10 +74,15 @@ fn follow(requests: &[u8], responses: &[u8], sizes: &[usize], hold: bool) -> (Se
             } else {
                 tap.feed_after(request, &mut held, chunk, now, &mut emit);
             }
+            if *when.next().unwrap_or(&false) || tap.settle_now() {
+                tap.settle(&mut |e, _| events.push(e));
+            }
         }
         // Bytes held at the end of a stream are inside a frame: the tap ends mid-frame either way.
         tap.feed_after(request, &mut held, &[], now, &mut |e| events.push(e));
     }
+    tap.settle(&mut |e, _| events.push(e));
+    assert_eq!(tap.queued(), 0);
     let c = tap.counters();
     let seen = Seen {
         events,
@@ -82,8 +101,8 @@ fn small_chunks_pass_over_most_record_data() {
     assert!(sessions.len() >= 3, "fixtures missing");
     let (mut passed, mut total) = (0, 0);
     for (requests, responses) in &sessions {
-        let (fed, _) = follow(requests, responses, &[7, 13, 64], false);
-        let (held, n) = follow(requests, responses, &[7, 13, 64], true);
+        let (fed, _) = follow(requests, responses, &[7, 13, 64], false, None);
+        let (held, n) = follow(requests, responses, &[7, 13, 64], true, None);
         assert_eq!(fed, held);
         assert!(fed.requests > 0 && fed.parse_errors == 0);
         passed += n;
@@ -97,14 +116,27 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
+    fn deferring_and_settling_at_any_point_changes_nothing(
+        session in 0usize..3,
+        sizes in prop::collection::vec(1usize..2000, 1..16),
+        settle in prop::collection::vec(prop::bool::weighted(0.1), 1..40),
+    ) {
+        let sessions = sessions();
+        let (requests, responses) = &sessions[session];
+        let (fed, _) = follow(requests, responses, &sizes, false, None);
+        let (deferred, _) = follow(requests, responses, &sizes, true, Some(&settle));
+        prop_assert_eq!(fed, deferred);
+    }
+
+    #[test]
     fn holding_quiet_bytes_changes_nothing(
         session in 0usize..3,
         sizes in prop::collection::vec(1usize..2000, 1..16),
     ) {
         let sessions = sessions();
         let (requests, responses) = &sessions[session];
-        let (fed, _) = follow(requests, responses, &sizes, false);
-        let (held, _) = follow(requests, responses, &sizes, true);
+        let (fed, _) = follow(requests, responses, &sizes, false, None);
+        let (held, _) = follow(requests, responses, &sizes, true, None);
         prop_assert_eq!(fed, held);
     }
 }

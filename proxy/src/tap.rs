@@ -5,14 +5,16 @@
 //!
 //! # Batches
 //! A consumer's Fetch round trip yields a handful of events, and between two round trips the
-//! kernel, the broker and the client move megabytes through the CPU caches: handed over one
-//! round trip at a time, every event meets the sinks' code and state cold. So the frequent
-//! events (requests, responses, Fetch and Produce) wait in the connection's batch and reach
-//! the sinks together, in order, when the batch holds [`BATCH_EVENTS`], when its oldest event
-//! is [`MAX_HOLD`] old, when any other event comes (group, offsets, metadata, problems: at
-//! once, after the ones waiting), and when the connection closes. [`sweep`] hands over what
-//! waits on connections that went quiet. A sink that must see every event at once says so
-//! ([`TapSink::immediate`]; the per-API counters do).
+//! kernel, the broker and the client move megabytes through the CPU caches: decoded and handed
+//! over one round trip at a time, every event meets the decoders' and the sinks' code and state
+//! cold. So each connection's tap runs deferred ([`ConnectionTap::deferred`]): on the
+//! forwarding path it only follows frames and walks Fetch responses; the events — and the
+//! bodies of Fetch requests, still undecoded — wait, and are settled (decoded, fetch sessions
+//! and topic names applied) and handed to every sink together, in order, when
+//! [`BATCH_EVENTS`] wait, when the oldest is [`MAX_HOLD`] old, when anything but a request,
+//! response, Fetch or Produce event comes (group, offsets, metadata, a problem: at once, with
+//! those waiting before it), and when the connection closes. [`sweep`] settles what waits on
+//! connections that went quiet. Sinks see a connection's events at most ~0.3 s late.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -62,39 +64,21 @@ pub trait TapSink: Send + Sync + fmt::Debug + 'static {
 
     /// Connection `conn` ended. Sinks are told in the reverse order they were added.
     fn on_close(&self, _conn: &ConnMeta) {}
-
-    /// True if this sink takes each event as it comes rather than in the connection's batch.
-    fn immediate(&self) -> bool {
-        false
-    }
 }
 
-/// Events a connection keeps for its sinks before handing them over together.
+/// Events and Fetch request bodies a connection keeps before settling them together.
 pub const BATCH_EVENTS: usize = 64;
 /// Longest an event waits in its batch while the connection is busy.
 pub const MAX_HOLD: Duration = Duration::from_millis(100);
 /// How often [`sweep`] looks at quiet connections' batches.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
 
-/// Events that wait for their batch; any other is handed over at once.
-fn batched(ev: &TapEvent) -> bool {
-    matches!(
-        ev,
-        TapEvent::Request(_)
-            | TapEvent::Response(_)
-            | TapEvent::FetchRequest(_)
-            | TapEvent::FetchResponse(_)
-            | TapEvent::FetchPartition(_)
-            | TapEvent::ProduceRequest(_)
-            | TapEvent::ProducePartition(_)
-    )
-}
-
-/// The connection's protocol state and the events waiting for their batch.
+/// The connection's protocol state (deferred: see [`ConnectionTap::deferred`]) and the list a
+/// batch is settled into.
 #[derive(Debug)]
 struct TapState {
     tap: ConnectionTap,
-    waiting: Vec<(TapEvent, Instant)>,
+    batch: Vec<(TapEvent, Instant)>,
 }
 
 /// Per-connection tap state shared by the two halves (which run on the same task, so the
@@ -104,28 +88,21 @@ pub struct ConnTap {
     state: Mutex<TapState>,
     meta: ConnMeta,
     sinks: Arc<[Arc<dyn TapSink>]>,
-    /// The sinks that take events in batches.
-    later: Vec<Arc<dyn TapSink>>,
-    /// The sinks that take each event at once.
-    now: Vec<Arc<dyn TapSink>>,
 }
 
 impl ConnTap {
-    /// A tap for one connection.
+    /// A tap for one connection; `tap` is put in deferred mode.
     pub fn new(tap: ConnectionTap, meta: ConnMeta, sinks: Arc<[Arc<dyn TapSink>]>) -> ConnTap {
         for s in sinks.iter() {
             s.on_open(&meta);
         }
-        let (now, later) = sinks.iter().cloned().partition(|s| s.immediate());
         ConnTap {
             state: Mutex::new(TapState {
-                tap,
-                waiting: Vec::new(),
+                tap: tap.deferred(),
+                batch: Vec::new(),
             }),
             meta,
             sinks,
-            later,
-            now,
         }
     }
 
@@ -133,26 +110,28 @@ impl ConnTap {
         self.state.lock().ok()
     }
 
-    /// Hands the waiting events to the batched sinks, in order.
-    fn hand_over(&self, waiting: &mut Vec<(TapEvent, Instant)>) {
-        for s in &self.later {
-            s.on_events(&self.meta, waiting);
+    /// Settles everything waiting and hands it to the sinks, in order.
+    fn hand_over(&self, st: &mut TapState) {
+        let TapState { tap, batch } = st;
+        tap.settle(&mut |event, at| batch.push((event, at)));
+        for s in self.sinks.iter() {
+            s.on_events(&self.meta, batch);
         }
-        waiting.clear();
+        batch.clear();
     }
 
-    /// Hands over the events that waited at least `age` (all of them, the oldest first).
-    /// Returns false once a sink panicked while the state was locked.
+    /// Hands over what waits if the oldest of it waited at least `age`. Returns false once a
+    /// sink panicked while the state was locked.
     pub fn hand_over_older(&self, now: Instant, age: Duration) -> bool {
         let Some(mut st) = self.lock() else {
             return false;
         };
         if st
-            .waiting
-            .first()
-            .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= age)
+            .tap
+            .oldest_queued()
+            .is_some_and(|at| now.saturating_duration_since(at) >= age)
         {
-            self.hand_over(&mut st.waiting);
+            self.hand_over(&mut st);
         }
         true
     }
@@ -174,26 +153,16 @@ impl ConnTap {
             return;
         }
         let now = Instant::now();
-        let TapState { tap, waiting } = &mut *st;
-        let (meta, now_sinks, batch) = (&self.meta, &self.now, !self.later.is_empty());
-        let mut urgent = false;
-        let mut emit = |ev: TapEvent| {
-            for s in now_sinks {
-                s.on_event_at(meta, &ev, now);
-            }
-            if batch {
-                urgent |= !batched(&ev);
-                waiting.push((ev, now));
-            }
-        };
-        tap.feed_after(to_broker, held, chunk, now, &mut emit);
-        if urgent
-            || waiting.len() >= BATCH_EVENTS
-            || waiting
-                .first()
-                .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= MAX_HOLD)
+        // Deferred: the events wait in the tap until it is settled.
+        st.tap.feed_after(to_broker, held, chunk, now, &mut |_| {});
+        if st.tap.settle_now()
+            || st.tap.queued() >= BATCH_EVENTS
+            || st
+                .tap
+                .oldest_queued()
+                .is_some_and(|at| now.saturating_duration_since(at) >= MAX_HOLD)
         {
-            self.hand_over(waiting);
+            self.hand_over(&mut st);
         }
     }
 }
@@ -201,9 +170,7 @@ impl ConnTap {
 impl Drop for ConnTap {
     fn drop(&mut self) {
         if let Some(mut st) = self.lock() {
-            let mut waiting = std::mem::take(&mut st.waiting);
-            drop(st);
-            self.hand_over(&mut waiting);
+            self.hand_over(&mut st);
         }
         // Last registered first: a sink added on top of the observer (telemetry) still finds
         // the connection in the observer while it closes.
@@ -369,11 +336,6 @@ impl StatsSink {
 }
 
 impl TapSink for StatsSink {
-    /// The per-API counters stay exact at every moment (tests and `/stats` read them).
-    fn immediate(&self) -> bool {
-        true
-    }
-
     fn on_event(&self, conn: &ConnMeta, event: &TapEvent) {
         let api = &self.stats.api;
         match event {
@@ -477,18 +439,14 @@ mod tests {
     }
 
     /// Records events as `kind:correlation id`, and the close.
-    #[derive(Debug)]
+    #[derive(Debug, Default)]
     struct Events {
-        immediate: bool,
         seen: Mutex<Vec<String>>,
     }
 
     impl Events {
-        fn new(immediate: bool) -> Arc<Events> {
-            Arc::new(Events {
-                immediate,
-                seen: Mutex::new(Vec::new()),
-            })
+        fn new() -> Arc<Events> {
+            Arc::new(Events::default())
         }
 
         fn seen(&self) -> Vec<String> {
@@ -509,16 +467,13 @@ mod tests {
         fn on_close(&self, _: &ConnMeta) {
             self.seen.lock().unwrap().push("close".to_owned());
         }
-        fn immediate(&self) -> bool {
-            self.immediate
-        }
     }
 
-    /// A request frame: ListOffsets v1 (body not decoded) or, `bad`, a Fetch v4 whose body
-    /// is one byte (a parse error).
+    /// A request frame: ListOffsets v1 (body not decoded) or, `bad`, a Metadata v1 whose body
+    /// is one byte (a parse error, found at once: only Fetch request bodies wait).
     fn request(correlation_id: i32, bad: bool) -> Vec<u8> {
         let (key, version, body): (i16, i16, &[u8]) = if bad {
-            (1, 4, &[0])
+            (3, 1, &[0])
         } else {
             (2, 1, &[0, 0, 0, 0])
         };
@@ -560,29 +515,24 @@ mod tests {
 
     #[test]
     fn frequent_events_reach_batched_sinks_together_and_in_order() {
-        let (later, now) = (Events::new(false), Events::new(true));
-        let tap = conn(vec![later.clone(), now.clone()]);
+        let (one, two) = (Events::new(), Events::new());
+        let tap = conn(vec![one.clone(), two.clone()]);
         let trips = BATCH_EVENTS as i32 / 2;
         for c in 0..trips - 1 {
             round_trip(&tap, c);
         }
-        assert!(later.seen().is_empty(), "{:?}", later.seen());
-        assert_eq!(
-            now.seen().len(),
-            BATCH_EVENTS - 2,
-            "immediate sinks see each event"
-        );
+        assert!(one.seen().is_empty(), "{:?}", one.seen());
         round_trip(&tap, trips - 1);
         let expected: Vec<String> = (0..trips)
             .flat_map(|c| [format!("req:{c}"), format!("resp:{c}")])
             .collect();
-        assert_eq!(later.seen(), expected);
-        assert_eq!(now.seen(), expected);
+        assert_eq!(one.seen(), expected);
+        assert_eq!(two.seen(), expected);
     }
 
     #[test]
     fn any_other_event_hands_over_the_waiting_ones_first() {
-        let later = Events::new(false);
+        let later = Events::new();
         let tap = conn(vec![later.clone()]);
         round_trip(&tap, 1);
         tap.observe(true, &mut Held::default(), &request(2, true));
@@ -591,7 +541,7 @@ mod tests {
 
     #[test]
     fn quiet_connections_are_swept_and_closed_ones_forgotten() {
-        let later = Events::new(false);
+        let later = Events::new();
         let registry = TapRegistry::default();
         let tap = conn(vec![later.clone()]);
         registry.add(7, &tap);

@@ -2,7 +2,8 @@
 //! does not depend on how either stream is chunked. The first input byte chooses where the
 //! input splits into the request stream and the response stream, the second and third the
 //! chunk sizes of each; requests are fed first, then responses. Holding back the bytes the tap
-//! calls quiet and passing them over later (as the proxy does) changes nothing either.
+//! calls quiet and passing them over later (as the proxy does) changes nothing either, nor
+//! does deferred mode, settled every few chunks (as the proxy runs it).
 #![no_main]
 
 use std::time::Instant;
@@ -18,10 +19,15 @@ fn run(
     req_step: usize,
     resp_step: usize,
     hold: bool,
+    defer: bool,
 ) -> Vec<TapEvent> {
     let now = Instant::now();
     let mut tap = ConnectionTap::new(TopicNames::new());
+    if defer {
+        tap = tap.deferred();
+    }
     let mut events = Vec::new();
+    let mut chunks = 0usize;
     for (request, stream, step) in [(true, requests, req_step), (false, responses, resp_step)] {
         let mut held = Held::default();
         for c in stream.chunks(step) {
@@ -35,8 +41,13 @@ fn run(
             } else if !held.hold(c.len()) {
                 tap.feed_after(request, &mut held, c, now, &mut emit);
             }
+            chunks += 1;
+            if defer && (tap.settle_now() || chunks % 3 == 0) {
+                tap.settle(&mut |e, _| events.push(e));
+            }
         }
     }
+    tap.settle(&mut |e, _| events.push(e));
     let opaque = events
         .iter()
         .filter(|e| matches!(e, TapEvent::Opaque { .. }))
@@ -58,13 +69,16 @@ fuzz_target!(|data: &[u8]| {
         requests.len().max(1),
         responses.len().max(1),
         false,
+        false,
     );
     let (req_step, resp_step) = (
         usize::from(*req_step).max(1),
         usize::from(*resp_step).max(1),
     );
-    let split = run(requests, responses, req_step, resp_step, false);
+    let split = run(requests, responses, req_step, resp_step, false, false);
     assert_eq!(whole, split);
-    let held = run(requests, responses, req_step, resp_step, true);
+    let held = run(requests, responses, req_step, resp_step, true, false);
     assert_eq!(whole, held);
+    let deferred = run(requests, responses, req_step, resp_step, true, true);
+    assert_eq!(whole, deferred);
 });

@@ -23,7 +23,7 @@ pub mod topics;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use crate::decode;
 use crate::error::TapError;
@@ -41,6 +41,41 @@ pub const HEADER_PEEK_MAX: usize = 4096;
 
 const PRODUCE: i16 = 0;
 const FETCH: i16 = 1;
+
+/// An event or a body waiting for [`ConnectionTap::settle`] (deferred mode).
+#[derive(Debug)]
+enum Queued {
+    /// An event as the frame yielded it; fetch sessions, topic names and Metadata are applied
+    /// when it is settled.
+    Event {
+        request: bool,
+        correlation_id: i32,
+        event: TapEvent,
+        at: Instant,
+    },
+    /// A Fetch request body, decoded when it is settled.
+    FetchRequest {
+        api_version: i16,
+        correlation_id: i32,
+        body: Bytes,
+        at: Instant,
+    },
+}
+
+/// Events a consumer or producer yields on every round trip; any other kind is a reason to
+/// settle at once (see [`ConnectionTap::settle_now`]).
+fn frequent(ev: &TapEvent) -> bool {
+    matches!(
+        ev,
+        TapEvent::Request(_)
+            | TapEvent::Response(_)
+            | TapEvent::FetchRequest(_)
+            | TapEvent::FetchResponse(_)
+            | TapEvent::FetchPartition(_)
+            | TapEvent::ProduceRequest(_)
+            | TapEvent::ProducePartition(_)
+    )
+}
 
 /// What to do with the rest of a frame body.
 #[derive(Debug)]
@@ -147,6 +182,13 @@ pub struct ConnectionTap {
     opaque: bool,
     counters: TapCounters,
     scratch: Vec<TapEvent>,
+    /// Deferred mode: events and Fetch request bodies wait in `queue` for `settle`.
+    defer: bool,
+    queue: Vec<Queued>,
+    /// Something in `queue` is not [`frequent`].
+    queue_urgent: bool,
+    /// When the bytes being fed were read.
+    at: Instant,
 }
 
 impl ConnectionTap {
@@ -163,6 +205,112 @@ impl ConnectionTap {
             opaque: false,
             counters: TapCounters::default(),
             scratch: Vec::new(),
+            defer: false,
+            queue: Vec::new(),
+            queue_urgent: false,
+            at: Instant::now(),
+        }
+    }
+
+    /// Deferred mode. Feeding only follows the frames: the events wait, with the bodies of
+    /// Fetch requests undecoded, until [`ConnectionTap::settle`] decodes, applies fetch
+    /// sessions, Metadata and topic names, and hands them over — in the same order and with
+    /// the same content as without deferring, whenever it is called. The caller settles when it
+    /// likes (a batch is full, its oldest event is old enough, [`ConnectionTap::settle_now`]);
+    /// the `out` of the feeding calls is then never called.
+    ///
+    /// Why: a consumer's Fetch round trip is a few events, and between two round trips the
+    /// kernel, the broker and the client move megabytes through the CPU caches. Decoding and
+    /// handing over a batch of round trips at once meets that code and state warm.
+    pub fn deferred(mut self) -> ConnectionTap {
+        self.defer = true;
+        self
+    }
+
+    /// Events and bodies waiting to be settled.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// When the oldest waiting item was read.
+    pub fn oldest_queued(&self) -> Option<Instant> {
+        self.queue.first().map(|q| match q {
+            Queued::Event { at, .. } | Queued::FetchRequest { at, .. } => *at,
+        })
+    }
+
+    /// True when a waiting event is not one of the frequent kinds (requests, responses, Fetch
+    /// and Produce): a group, offset or metadata event, a problem, the connection given up on.
+    pub fn settle_now(&self) -> bool {
+        self.queue_urgent
+    }
+
+    /// Decodes and hands over everything waiting, in order, with the time each was read.
+    pub fn settle(&mut self, out: &mut impl FnMut(TapEvent, Instant)) {
+        let mut queue = std::mem::take(&mut self.queue);
+        for item in queue.drain(..) {
+            match item {
+                Queued::Event {
+                    request,
+                    correlation_id,
+                    mut event,
+                    at,
+                } => {
+                    self.enrich(request, correlation_id, &mut event);
+                    out(event, at);
+                }
+                Queued::FetchRequest {
+                    api_version,
+                    correlation_id,
+                    body,
+                    at,
+                } => {
+                    let mut events = std::mem::take(&mut self.scratch);
+                    match decode::decode_request(FETCH, api_version, body, &mut events) {
+                        Ok(()) => {
+                            for mut event in events.drain(..) {
+                                self.enrich(true, correlation_id, &mut event);
+                                out(event, at);
+                            }
+                        }
+                        Err(error) => {
+                            self.counters.parse_errors += 1;
+                            let problem = ParseProblem {
+                                request: true,
+                                api_key: FETCH,
+                                api_version,
+                                error,
+                            };
+                            out(TapEvent::ParseError(problem), at);
+                        }
+                    }
+                    events.clear();
+                    self.scratch = events;
+                }
+            }
+        }
+        self.queue = queue;
+        self.queue_urgent = false;
+    }
+
+    /// Hands `event` over now, or queues it in deferred mode.
+    fn put(
+        &mut self,
+        request: bool,
+        correlation_id: i32,
+        event: TapEvent,
+        out: &mut impl FnMut(TapEvent),
+    ) {
+        if self.defer {
+            self.queue_urgent |= !frequent(&event);
+            self.queue.push(Queued::Event {
+                request,
+                correlation_id,
+                event,
+                at: self.at,
+            });
+        } else {
+            out(event);
         }
     }
 
@@ -274,7 +422,7 @@ impl ConnectionTap {
     fn go_opaque(&mut self, reason: String, out: &mut impl FnMut(TapEvent)) {
         if !self.opaque {
             self.opaque = true;
-            out(TapEvent::Opaque { reason });
+            self.put(false, 0, TapEvent::Opaque { reason }, out);
         }
     }
 
@@ -285,12 +433,18 @@ impl ConnectionTap {
         } else {
             self.resp.current
         };
-        out(TapEvent::ParseError(ParseProblem {
+        let problem = ParseProblem {
             request,
             api_key: c.api_key,
             api_version: c.api_version,
             error,
-        }));
+        };
+        self.put(
+            request,
+            c.correlation_id,
+            TapEvent::ParseError(problem),
+            out,
+        );
     }
 
     fn feed(
@@ -300,6 +454,7 @@ impl ConnectionTap {
         now: Instant,
         out: &mut impl FnMut(TapEvent),
     ) {
+        self.at = now;
         while !chunk.is_empty() && !self.opaque {
             let dir = if request {
                 &mut self.req
@@ -425,14 +580,15 @@ impl ConnectionTap {
                 out,
             );
         }
-        out(TapEvent::Request(RequestSeen {
+        let seen = RequestSeen {
             api_key,
             api_version,
             correlation_id,
             client_id,
             size: u64::from(frame_len) + 4,
             expects_response,
-        }));
+        };
+        self.put(true, correlation_id, TapEvent::Request(seen), out);
         if body_len > decode::MAX_DECODE_BODY && decode::wants_request_body(api_key, api_version) {
             self.problem(
                 true,
@@ -475,14 +631,15 @@ impl ConnectionTap {
                 api_version: pending.api_version,
                 correlation_id,
             };
-            out(TapEvent::Response(ResponseSeen {
+            let seen = ResponseSeen {
                 api_key: pending.api_key,
                 api_version: pending.api_version,
                 correlation_id,
                 size: u64::from(frame_len) + 4,
                 request_size: pending.size,
                 latency: now.saturating_duration_since(pending.sent_at),
-            }));
+            };
+            self.put(false, correlation_id, TapEvent::Response(seen), out);
         }
         let Current {
             api_key,
@@ -689,24 +846,33 @@ impl ConnectionTap {
             self.problem(request, e, out);
         }
         if let Some(bytes) = collected {
-            let decoded = if request {
-                decode::decode_request(
-                    current.api_key,
-                    current.api_version,
-                    bytes,
-                    &mut self.scratch,
-                )
+            if self.defer && request && current.api_key == FETCH {
+                self.queue.push(Queued::FetchRequest {
+                    api_version: current.api_version,
+                    correlation_id: current.correlation_id,
+                    body: bytes,
+                    at: self.at,
+                });
             } else {
-                decode::decode_response(
-                    current.api_key,
-                    current.api_version,
-                    bytes,
-                    &mut self.scratch,
-                )
-            };
-            match decoded {
-                Ok(()) => self.flush(request, current.correlation_id, out),
-                Err(e) => self.problem(request, e, out),
+                let decoded = if request {
+                    decode::decode_request(
+                        current.api_key,
+                        current.api_version,
+                        bytes,
+                        &mut self.scratch,
+                    )
+                } else {
+                    decode::decode_response(
+                        current.api_key,
+                        current.api_version,
+                        bytes,
+                        &mut self.scratch,
+                    )
+                };
+                match decoded {
+                    Ok(()) => self.flush(request, current.correlation_id, out),
+                    Err(e) => self.problem(request, e, out),
+                }
             }
         }
         if done {
@@ -723,8 +889,12 @@ impl ConnectionTap {
     fn flush(&mut self, request: bool, correlation_id: i32, out: &mut impl FnMut(TapEvent)) {
         let mut events = std::mem::take(&mut self.scratch);
         for mut ev in events.drain(..) {
-            self.enrich(request, correlation_id, &mut ev);
-            out(ev);
+            if self.defer {
+                self.put(request, correlation_id, ev, out);
+            } else {
+                self.enrich(request, correlation_id, &mut ev);
+                out(ev);
+            }
         }
         self.scratch = events;
     }

@@ -1,0 +1,325 @@
+//! Deferred mode (`ConnectionTap::deferred`) over a consumer's conversation as it really
+//! interleaves: Metadata naming a topic by id, a full Fetch opening a session, incremental
+//! Fetches naming only the partition that moved, their responses by topic id, an OffsetCommit,
+//! and a Fetch request that does not parse. Frames are encoded by `kafka-protocol`, cut into
+//! random chunks, and settled at random points: the events, counters and state must be those
+//! of the tap without deferring — fetch sessions, topic names and problems included.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, GroupId, MetadataRequest, OffsetCommitResponse, RequestHeader,
+    ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use proptest::prelude::*;
+use sluice_protocol::tap::topics::TopicNames;
+use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::TapEvent;
+
+const TOPIC_ID: [u8; 16] = *b"orders-topic-id!";
+const METADATA_V: i16 = 12;
+const FETCH_V: i16 = 17;
+const COMMIT_V: i16 = 9;
+
+fn topic_uuid<T: TryFrom<Vec<u8>>>() -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    T::try_from(TOPIC_ID.to_vec()).expect("16 bytes")
+}
+
+fn framed(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: bool,
+    body: &impl Encodable,
+) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    if request {
+        let mut h = RequestHeader::default();
+        h.request_api_key = key as i16;
+        h.request_api_version = version;
+        h.correlation_id = correlation_id;
+        h.client_id = Some(StrBytes::from_static_str("consumer-1"));
+        h.encode(&mut b, key.request_header_version(version))
+            .unwrap();
+    } else {
+        let mut h = ResponseHeader::default();
+        h.correlation_id = correlation_id;
+        h.encode(&mut b, key.response_header_version(version))
+            .unwrap();
+    }
+    body.encode(&mut b, version).unwrap();
+    let mut f = (b.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(&b);
+    f
+}
+
+/// One request and its response.
+fn exchange(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &impl Encodable,
+    response: &impl Encodable,
+) -> (Vec<u8>, Vec<u8>) {
+    (
+        framed(key, version, correlation_id, true, request),
+        framed(key, version, correlation_id, false, response),
+    )
+}
+
+fn records(base: i64, count: i64) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: 1,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: base + i,
+            sequence: i as i32,
+            timestamp: 1_764_000_000_000,
+            key: None,
+            value: Some(Bytes::from(vec![b'v'; 100])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.freeze()
+}
+
+fn fetch_request(session_id: i32, epoch: i32, parts: &[(i32, i64)]) -> FetchRequest {
+    let mut topic = FetchTopic::default();
+    topic.topic_id = topic_uuid();
+    for &(p, offset) in parts {
+        let mut part = FetchPartition::default();
+        part.partition = p;
+        part.fetch_offset = offset;
+        part.partition_max_bytes = 1 << 20;
+        topic.partitions.push(part);
+    }
+    let mut req = FetchRequest::default();
+    req.replica_id = BrokerId(-1);
+    req.max_wait_ms = 500;
+    req.min_bytes = 1;
+    req.max_bytes = 50 << 20;
+    req.session_id = session_id;
+    req.session_epoch = epoch;
+    req.topics.push(topic);
+    req
+}
+
+fn fetch_response(session_id: i32, partition: i32, base: i64, count: i64) -> FetchResponse {
+    let mut pd = PartitionData::default();
+    pd.partition_index = partition;
+    pd.high_watermark = base + count + 100;
+    pd.last_stable_offset = pd.high_watermark;
+    pd.records = Some(records(base, count));
+    let mut t = FetchableTopicResponse::default();
+    t.topic_id = topic_uuid();
+    t.partitions.push(pd);
+    let mut resp = FetchResponse::default();
+    resp.session_id = session_id;
+    resp.responses.push(t);
+    resp
+}
+
+/// The client's bytes and the broker's, as exchanges in order: (request, response).
+fn conversation() -> Vec<(Vec<u8>, Vec<u8>)> {
+    use ApiKey::{Fetch, Metadata, OffsetCommit};
+    let mut x = Vec::new();
+    // Metadata: the topic's id and name.
+    let mut md = MetadataResponse::default();
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(TopicName(StrBytes::from_static_str("orders")));
+    t.topic_id = topic_uuid();
+    for p in 0..2 {
+        let mut mp = MetadataResponsePartition::default();
+        mp.partition_index = p;
+        t.partitions.push(mp);
+    }
+    md.topics.push(t);
+    x.push(exchange(
+        Metadata,
+        METADATA_V,
+        1,
+        &MetadataRequest::default(),
+        &md,
+    ));
+    // A full fetch opens session 77 over partitions 0 and 1.
+    let (full, opened) = (
+        fetch_request(0, 0, &[(0, 0), (1, 500)]),
+        fetch_response(77, 0, 0, 10),
+    );
+    x.push(exchange(Fetch, FETCH_V, 2, &full, &opened));
+    // Incremental fetches: only partition 0 moves on; at epoch 4 it goes back (a rewind).
+    let mut offset = 10;
+    for epoch in 1..=6 {
+        if epoch == 4 {
+            offset = 0;
+        }
+        let req = fetch_request(77, epoch, &[(0, offset)]);
+        x.push(exchange(
+            Fetch,
+            FETCH_V,
+            2 + epoch,
+            &req,
+            &fetch_response(77, 0, offset, 10),
+        ));
+        offset += 10;
+    }
+    // An offset commit (a group event: settled at once in a proxy).
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = GroupId(StrBytes::from_static_str("billing"));
+    let mut ct = OffsetCommitRequestTopic::default();
+    ct.name = TopicName(StrBytes::from_static_str("orders"));
+    let mut cp = OffsetCommitRequestPartition::default();
+    cp.committed_offset = 60;
+    ct.partitions.push(cp);
+    commit.topics.push(ct);
+    x.push(exchange(
+        OffsetCommit,
+        COMMIT_V,
+        9,
+        &commit,
+        &OffsetCommitResponse::default(),
+    ));
+    // A Fetch request cut short (its body does not parse), then one more round trip.
+    let (mut bad, answer) = exchange(
+        Fetch,
+        FETCH_V,
+        10,
+        &fetch_request(77, 7, &[(0, 60)]),
+        &fetch_response(77, 0, 60, 10),
+    );
+    bad.truncate(bad.len() - 3);
+    let len = (bad.len() - 4) as i32;
+    bad[..4].copy_from_slice(&len.to_be_bytes());
+    x.push((bad, answer));
+    let req = fetch_request(77, 8, &[(0, 70)]);
+    x.push(exchange(
+        Fetch,
+        FETCH_V,
+        11,
+        &req,
+        &fetch_response(77, 0, 70, 10),
+    ));
+    x
+}
+
+#[derive(Debug, PartialEq)]
+struct Seen {
+    /// Each event with when the bytes it came from were read, from the start.
+    events: Vec<(TapEvent, Duration)>,
+    counters: (u64, u64, u64),
+    unresolved: usize,
+}
+
+/// Feeds every exchange (request, then response) in `sizes` chunks, each chunk read 1 ms after
+/// the previous; deferred mode settles after the chunks `settle` picks and at the end.
+fn follow(sizes: &[usize], deferred: Option<&[bool]>) -> Seen {
+    let start = Instant::now();
+    let mut tap = ConnectionTap::new(TopicNames::new());
+    if deferred.is_some() {
+        tap = tap.deferred();
+    }
+    let mut events = Vec::new();
+    let mut sizes = sizes.iter().cycle();
+    let mut when = deferred.unwrap_or(&[false]).iter().cycle();
+    let mut reads = 0u64;
+    for (request, response) in conversation() {
+        for (to_broker, mut rest) in [(true, &request[..]), (false, &response[..])] {
+            while !rest.is_empty() {
+                let (chunk, after) = rest.split_at((*sizes.next().unwrap()).min(rest.len()));
+                rest = after;
+                reads += 1;
+                let now = start + Duration::from_millis(reads);
+                let mut out = |e| events.push((e, now - start));
+                if to_broker {
+                    tap.on_request_bytes(chunk, now, &mut out);
+                } else {
+                    tap.on_response_bytes(chunk, now, &mut out);
+                }
+                if deferred.is_some() && (*when.next().unwrap() || tap.settle_now()) {
+                    tap.settle(&mut |e, at| events.push((e, at - start)));
+                }
+            }
+        }
+    }
+    tap.settle(&mut |e, at| events.push((e, at - start)));
+    let c = tap.counters();
+    let unresolved = events
+        .iter()
+        .filter(|(e, _)| matches!(e, TapEvent::FetchPartition(p) if p.topic.name.is_none()))
+        .count();
+    Seen {
+        events,
+        counters: (c.requests, c.responses, c.parse_errors),
+        unresolved,
+    }
+}
+
+#[test]
+fn the_conversation_is_what_a_consumer_does() {
+    let seen = follow(&[1 << 20], None);
+    assert_eq!(
+        seen.counters,
+        (11, 11, 1),
+        "one Fetch request does not parse"
+    );
+    assert_eq!(seen.unresolved, 0, "every partition named after Metadata");
+    let fetches: Vec<Vec<(i32, i64)>> = seen
+        .events
+        .iter()
+        .filter_map(|(e, _)| match e {
+            TapEvent::FetchRequest(f) => Some(
+                f.partitions
+                    .iter()
+                    .map(|p| (p.partition, p.fetch_offset))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    // The session fills in partition 1 on every incremental fetch; the rewind shows.
+    assert_eq!(fetches[0], [(0, 0), (1, 500)]);
+    assert_eq!(fetches[1], [(0, 10), (1, 500)]);
+    assert_eq!(fetches[4], [(0, 0), (1, 500)]);
+    assert_eq!(fetches.last().unwrap(), &[(0, 70), (1, 500)]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn deferring_changes_no_event_counter_or_time(
+        sizes in prop::collection::vec(1usize..400, 1..12),
+        settle in prop::collection::vec(prop::bool::weighted(0.15), 1..30),
+    ) {
+        prop_assert_eq!(follow(&sizes, None), follow(&sizes, Some(&settle)));
+    }
+}
