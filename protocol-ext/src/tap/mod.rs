@@ -10,6 +10,10 @@
 //! Framing lost (a negative or absurd length) or a response that answers no pending request
 //! makes the connection opaque: reported once, nothing more parsed.
 //!
+//! In deferred mode ([`ConnectionTap::deferred`], what the proxy runs) the events and the
+//! bodies of Fetch requests wait until [`ConnectionTap::settle`]: the same events, in the same
+//! order, decoded and enriched in a batch.
+//!
 //! # Layout
 //! - this file: [`ConnectionTap`] and the per-direction frame state machine.
 //! - [`inflight`]: the FIFO of requests waiting for responses.
