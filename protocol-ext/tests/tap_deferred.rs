@@ -323,3 +323,39 @@ proptest! {
         prop_assert_eq!(follow(&sizes, None), follow(&sizes, Some(&settle)));
     }
 }
+
+#[test]
+fn large_fetch_request_bodies_ask_to_be_settled() {
+    let now = Instant::now();
+    let mut tap = ConnectionTap::new(TopicNames::new()).deferred();
+    let small = fetch_request(0, 0, &[(0, 0)]);
+    tap.on_request_bytes(
+        &framed(ApiKey::Fetch, FETCH_V, 1, true, &small),
+        now,
+        &mut |_| {},
+    );
+    assert!(!tap.settle_now(), "a consumer's Fetch request waits");
+    // 12,000 partitions: ~400 KB of body, more than a batch may keep.
+    let parts: Vec<(i32, i64)> = (0..12_000).map(|p| (p, 0)).collect();
+    let big = framed(
+        ApiKey::Fetch,
+        FETCH_V,
+        2,
+        true,
+        &fetch_request(0, 0, &parts),
+    );
+    assert!(big.len() > sluice_protocol::tap::MAX_QUEUED_BODY_BYTES);
+    tap.on_request_bytes(&big, now, &mut |_| {});
+    assert!(
+        tap.settle_now(),
+        "megabytes of request bodies must not pile up"
+    );
+    let mut partitions = 0;
+    tap.settle(&mut |e, _| {
+        if let TapEvent::FetchRequest(f) = e {
+            partitions += f.partitions.len();
+        }
+    });
+    assert_eq!(partitions, 12_001);
+    assert!(!tap.settle_now() && tap.queued() == 0);
+}

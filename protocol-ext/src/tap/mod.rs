@@ -39,6 +39,10 @@ use inflight::{InFlight, Pending};
 use session::FetchSessions;
 use topics::{NameCache, TopicNames};
 
+/// Bytes of Fetch request bodies a deferred tap keeps before it asks to be settled: a
+/// consumer's are ~100 bytes, but a client may send megabytes.
+pub const MAX_QUEUED_BODY_BYTES: usize = 256 << 10;
+
 /// Most bytes of a frame's start kept to read its header (a request header with a
 /// `client_id` up to this long; Produce also needs its `transactional_id` and `acks`).
 pub const HEADER_PEEK_MAX: usize = 4096;
@@ -191,6 +195,8 @@ pub struct ConnectionTap {
     queue: Vec<Queued>,
     /// Something in `queue` is not [`frequent`].
     queue_urgent: bool,
+    /// Bytes of the Fetch request bodies in `queue`.
+    queued_bytes: usize,
     /// When the bytes being fed were read.
     at: Instant,
 }
@@ -212,6 +218,7 @@ impl ConnectionTap {
             defer: false,
             queue: Vec::new(),
             queue_urgent: false,
+            queued_bytes: 0,
             at: Instant::now(),
         }
     }
@@ -244,9 +251,10 @@ impl ConnectionTap {
     }
 
     /// True when a waiting event is not one of the frequent kinds (requests, responses, Fetch
-    /// and Produce): a group, offset or metadata event, a problem, the connection given up on.
+    /// and Produce) — a group, offset or metadata event, a problem, the connection given up on
+    /// — or when the waiting Fetch request bodies hold more than [`MAX_QUEUED_BODY_BYTES`].
     pub fn settle_now(&self) -> bool {
-        self.queue_urgent
+        self.queue_urgent || self.queued_bytes > MAX_QUEUED_BODY_BYTES
     }
 
     /// Decodes and hands over everything waiting, in order, with the time each was read.
@@ -295,6 +303,7 @@ impl ConnectionTap {
         }
         self.queue = queue;
         self.queue_urgent = false;
+        self.queued_bytes = 0;
     }
 
     /// Hands `event` over now, or queues it in deferred mode.
@@ -851,6 +860,7 @@ impl ConnectionTap {
         }
         if let Some(bytes) = collected {
             if self.defer && request && current.api_key == FETCH {
+                self.queued_bytes += bytes.len();
                 self.queue.push(Queued::FetchRequest {
                     api_version: current.api_version,
                     correlation_id: current.correlation_id,
