@@ -364,7 +364,9 @@ impl Workload {
     }
 
     /// Reads the Sluices' admin counters. `received`: Fetch responses the client got through
-    /// the tap-on and the telemetry-on Sluice, when known.
+    /// the tap-on and the telemetry-on Sluice, when known. Sluice hands a connection's events
+    /// to its counters in batches (at the latest ~0.3 s after they pass), so the check reads
+    /// again until the counts match or a second has passed.
     fn tap_check(&self, workload: &str, received: Option<(u64, u64)>) -> Result<TapCheck> {
         let get = |r: Route| {
             self.admin[r.index()]
@@ -372,16 +374,23 @@ impl Workload {
                 .transpose()
                 .with_context(|| format!("reading the {} admin stats", r.title()))
         };
-        Ok(TapCheck {
-            workload: workload.into(),
-            tap_on: get(Route::Sluice)?,
-            tap_off: get(Route::SluiceTapOff)?,
-            received: received.map(|r| r.0),
-            telemetry: get(Route::SluiceTelemetry)?,
-            telemetry_received: received
-                .filter(|_| self.fronts[Route::SluiceTelemetry.index()].is_some())
-                .map(|r| r.1),
-        })
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let check = TapCheck {
+                workload: workload.into(),
+                tap_on: get(Route::Sluice)?,
+                tap_off: get(Route::SluiceTapOff)?,
+                received: received.map(|r| r.0),
+                telemetry: get(Route::SluiceTelemetry)?,
+                telemetry_received: received
+                    .filter(|_| self.fronts[Route::SluiceTelemetry.index()].is_some())
+                    .map(|r| r.1),
+            };
+            if check.ok() || Instant::now() >= deadline {
+                return Ok(check);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
