@@ -81,6 +81,19 @@ struct TapState {
     batch: Vec<(TapEvent, Instant)>,
 }
 
+impl TapState {
+    /// True when what waits must reach the sinks now: something other than a frequent event,
+    /// a full batch, or an oldest item [`MAX_HOLD`] old.
+    fn due(&self, now: Instant) -> bool {
+        self.tap.settle_now()
+            || self.tap.queued() >= BATCH_EVENTS
+            || self
+                .tap
+                .oldest_queued()
+                .is_some_and(|at| now.saturating_duration_since(at) >= MAX_HOLD)
+    }
+}
+
 /// Per-connection tap state shared by the two halves (which run on the same task, so the
 /// lock is contended only by [`sweep`]).
 #[derive(Debug)]
@@ -120,17 +133,13 @@ impl ConnTap {
         batch.clear();
     }
 
-    /// Hands over what waits if the oldest of it waited at least `age`. Returns false once a
-    /// sink panicked while the state was locked.
-    pub fn hand_over_older(&self, now: Instant, age: Duration) -> bool {
+    /// Hands over what waits if it is due. Returns false once a sink panicked while the state
+    /// was locked.
+    pub fn hand_over_due(&self, now: Instant) -> bool {
         let Some(mut st) = self.lock() else {
             return false;
         };
-        if st
-            .tap
-            .oldest_queued()
-            .is_some_and(|at| now.saturating_duration_since(at) >= age)
-        {
+        if st.due(now) {
             self.hand_over(&mut st);
         }
         true
@@ -155,13 +164,7 @@ impl ConnTap {
         let now = Instant::now();
         // Deferred: the events wait in the tap until it is settled.
         st.tap.feed_after(to_broker, held, chunk, now, &mut |_| {});
-        if st.tap.settle_now()
-            || st.tap.queued() >= BATCH_EVENTS
-            || st
-                .tap
-                .oldest_queued()
-                .is_some_and(|at| now.saturating_duration_since(at) >= MAX_HOLD)
-        {
+        if st.due(now) {
             self.hand_over(&mut st);
         }
     }
@@ -202,11 +205,11 @@ impl TapRegistry {
         self.taps.is_empty()
     }
 
-    /// Hands over the events that waited [`MAX_HOLD`] on every connection, and forgets the
-    /// connections that ended.
+    /// Hands over what is due on every connection (on a quiet one: what waited [`MAX_HOLD`]),
+    /// and forgets the connections that ended.
     pub fn sweep_once(&self, now: Instant) {
         self.taps.retain(|_, t| match t.upgrade() {
-            Some(tap) => tap.hand_over_older(now, MAX_HOLD),
+            Some(tap) => tap.hand_over_due(now),
             None => false,
         });
     }

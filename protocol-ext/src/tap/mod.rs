@@ -285,16 +285,7 @@ impl ConnectionTap {
                                 out(event, at);
                             }
                         }
-                        Err(error) => {
-                            self.counters.parse_errors += 1;
-                            let problem = ParseProblem {
-                                request: true,
-                                api_key: FETCH,
-                                api_version,
-                                error,
-                            };
-                            out(TapEvent::ParseError(problem), at);
-                        }
+                        Err(error) => out(self.parse_error(true, FETCH, api_version, error), at),
                     }
                     events.clear();
                     self.scratch = events;
@@ -440,24 +431,30 @@ impl ConnectionTap {
     }
 
     fn problem(&mut self, request: bool, error: TapError, out: &mut impl FnMut(TapEvent)) {
-        self.counters.parse_errors += 1;
         let c = if request {
             self.req.current
         } else {
             self.resp.current
         };
-        let problem = ParseProblem {
+        let event = self.parse_error(request, c.api_key, c.api_version, error);
+        self.put(request, c.correlation_id, event, out);
+    }
+
+    /// Counts a frame that could not be followed or decoded, and its event.
+    fn parse_error(
+        &mut self,
+        request: bool,
+        api_key: i16,
+        api_version: i16,
+        error: TapError,
+    ) -> TapEvent {
+        self.counters.parse_errors += 1;
+        TapEvent::ParseError(ParseProblem {
             request,
-            api_key: c.api_key,
-            api_version: c.api_version,
+            api_key,
+            api_version,
             error,
-        };
-        self.put(
-            request,
-            c.correlation_id,
-            TapEvent::ParseError(problem),
-            out,
-        );
+        })
     }
 
     fn feed(
@@ -797,14 +794,11 @@ impl ConnectionTap {
             }
             return;
         }
-        let (topics, names) = (&self.topics, &mut self.names);
         let scratch = &mut self.scratch;
         let mut failed = None;
         {
-            let mut emit = |mut ev: TapEvent| {
-                resolve_topics(topics, names, &mut ev);
-                scratch.push(ev);
-            };
+            // Topic names are filled in when the events are flushed (`enrich`).
+            let mut emit = |ev: TapEvent| scratch.push(ev);
             let result = match body {
                 Body::Skip => Ok(()),
                 Body::Collect(buf) => {

@@ -102,6 +102,18 @@ pub(crate) fn join(group: &str) -> TapEvent {
     }
 }
 
+/// The active finding of `kind`; panics, showing every finding, when there is none.
+fn active(o: &Observer, kind: &str) -> serde_json::Value {
+    let f = o.findings_json();
+    f["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("no active {kind}: {f:#}"))
+}
+
 fn kinds(o: &Observer) -> Vec<String> {
     o.findings_json()["active"]
         .as_array()
@@ -129,11 +141,7 @@ fn a_consumer_rewinding_to_the_same_offset_is_a_fetch_loop() {
         o.on_event(&fetcher, &delivered(100, 1099, 1 << 20));
     }
     o.tick(t0 + Duration::from_secs(1));
-    let active = o.findings_json()["active"].as_array().unwrap().clone();
-    let fl = active
-        .iter()
-        .find(|f| f["kind"] == "fetch_loop")
-        .expect("fetch loop raised");
+    let fl = active(&o, "fetch_loop");
     let ev = &fl["evidence"];
     assert_eq!(ev["client_host"], "10.0.3.84");
     assert_eq!(ev["client_port"], 15631);
@@ -235,14 +243,7 @@ fn java_default_client_id_attributes_the_group_when_the_coordinator_is_elsewhere
         o.on_event(&c, &delivered(7, 500, 200_000));
     }
     o.tick(t0 + Duration::from_secs(1));
-    let f = o.findings_json();
-    let fl = f["active"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["kind"] == "fetch_loop")
-        .unwrap()
-        .clone();
+    let fl = active(&o, "fetch_loop");
     assert_eq!(fl["evidence"]["group"], "payments");
     assert_eq!(
         fl["evidence"]["group_attribution"],
@@ -358,15 +359,8 @@ fn a_client_id_shared_by_groups_is_attributed_through_the_assignment() {
         o.on_event(&fetcher, &delivered(100, 900, 300_000));
     }
     o.tick(t0 + Duration::from_secs(1));
-    let f = o.findings_json();
-    let fl = f["active"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["kind"] == "fetch_loop")
-        .unwrap()
-        .clone();
-    assert_eq!(fl["evidence"]["group"], "billing", "{f}");
+    let fl = active(&o, "fetch_loop");
+    assert_eq!(fl["evidence"]["group"], "billing", "{fl}");
 }
 
 #[test]
@@ -409,14 +403,8 @@ fn groups_sharing_a_client_id_on_one_host_are_no_loop_until_one_loops() {
         o.on_event_at(&conns[3], &delivered(30_000, 30_999, 1 << 20), t0 + at);
     }
     o.tick(t0 + at + Duration::from_secs(1));
-    let f = o.findings_json();
-    let fl = f["active"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["kind"] == "fetch_loop")
-        .unwrap_or_else(|| panic!("no fetch loop: {f:#}"));
-    assert_eq!(fl["evidence"]["client_port"], 41003, "{f:#}");
+    let fl = active(&o, "fetch_loop");
+    assert_eq!(fl["evidence"]["client_port"], 41003, "{fl:#}");
 }
 
 #[test]
