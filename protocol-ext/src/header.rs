@@ -8,6 +8,8 @@
 //! Parsers here take the bytes seen so far and answer `Ok(None)` while more are needed
 //! ("check the length, then peek"): they never index past the slice.
 
+use std::sync::OnceLock;
+
 use kafka_protocol::messages::ApiKey;
 
 use crate::error::TapError;
@@ -29,16 +31,63 @@ pub struct RequestHeader<'a> {
 
 /// Header version of a request (1 or 2); unknown keys are taken as 1.
 pub fn request_header_version(api_key: i16, api_version: i16) -> i16 {
-    ApiKey::try_from(api_key)
-        .map(|k| k.request_header_version(api_version))
-        .unwrap_or(1)
+    match HeaderVersions::get().at(api_key, api_version) {
+        Some((request, _)) => request,
+        None => ApiKey::try_from(api_key)
+            .map(|k| k.request_header_version(api_version))
+            .unwrap_or(1),
+    }
 }
 
 /// Header version of a response (0 or 1); unknown keys are taken as 0.
 pub fn response_header_version(api_key: i16, api_version: i16) -> i16 {
-    ApiKey::try_from(api_key)
-        .map(|k| k.response_header_version(api_version))
-        .unwrap_or(0)
+    match HeaderVersions::get().at(api_key, api_version) {
+        Some((_, response)) => response,
+        None => ApiKey::try_from(api_key)
+            .map(|k| k.response_header_version(api_version))
+            .unwrap_or(0),
+    }
+}
+
+/// Api keys and versions below these are looked up in [`HeaderVersions`].
+const TABLE_KEYS: usize = 128;
+const TABLE_VERSIONS: usize = 32;
+
+/// `kafka-protocol`'s header versions for every api key and version below [`TABLE_KEYS`] and
+/// [`TABLE_VERSIONS`], one byte each (request version in the high nibble), read once.
+///
+/// Why: the tap looks a header version up for every frame. `kafka-protocol` answers with a
+/// large `match` whose code, on a busy proxy, comes from memory at every Fetch round trip;
+/// a table entry is one byte.
+struct HeaderVersions([[u8; TABLE_VERSIONS]; TABLE_KEYS]);
+
+impl HeaderVersions {
+    fn get() -> &'static HeaderVersions {
+        static TABLE: OnceLock<HeaderVersions> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut t = [[0x10u8; TABLE_VERSIONS]; TABLE_KEYS];
+            for (key, row) in t.iter_mut().enumerate() {
+                let Ok(k) = ApiKey::try_from(key as i16) else {
+                    continue; // unknown: request header v1, response v0
+                };
+                for (version, cell) in row.iter_mut().enumerate() {
+                    let request = k.request_header_version(version as i16);
+                    let response = k.response_header_version(version as i16);
+                    *cell = ((request as u8) << 4) | response as u8;
+                }
+            }
+            HeaderVersions(t)
+        })
+    }
+
+    /// (request, response) header versions, or `None` outside the table.
+    fn at(&self, api_key: i16, api_version: i16) -> Option<(i16, i16)> {
+        let cell = *self
+            .0
+            .get(usize::try_from(api_key).ok()?)?
+            .get(usize::try_from(api_version).ok()?)?;
+        Some((i16::from(cell >> 4), i16::from(cell & 0xf)))
+    }
 }
 
 fn i16_at(b: &[u8], at: usize) -> Option<i16> {
@@ -190,6 +239,25 @@ mod tests {
         assert!(
             response_header_len(&[0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1, 12).is_err()
         );
+    }
+
+    #[test]
+    fn header_versions_are_kafka_protocols() {
+        for key in -2..140i16 {
+            for version in -2..40i16 {
+                let known = ApiKey::try_from(key);
+                let request = known.map_or(1, |k| k.request_header_version(version));
+                let response = known.map_or(0, |k| k.response_header_version(version));
+                assert_eq!(
+                    (
+                        request_header_version(key, version),
+                        response_header_version(key, version)
+                    ),
+                    (request, response),
+                    "api key {key} version {version}"
+                );
+            }
+        }
     }
 
     #[test]
