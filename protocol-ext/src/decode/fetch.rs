@@ -2,9 +2,7 @@
 
 use bytes::Bytes;
 
-use super::schema::{
-    self, always, between, fields, since, Field, Schema, Struct, Tagged, Ty, Walk,
-};
+use super::schema::{always, between, fields, since, Field, Schema, Struct, Tagged, Ty, Walk};
 use crate::error::TapError;
 use crate::event::{FetchRequestInfo, FetchRequestPartition, TapEvent, TopicId, TopicRef};
 
@@ -80,18 +78,19 @@ static FETCH_REQUEST: Schema = Schema {
 /// Fetch request: replica or consumer, limits, session, and the partitions with their offsets.
 /// Topics are named up to v12 and given by id from v13.
 ///
-/// Consumers send one per round trip, so after the guard (`schema::check`) the body is read
-/// directly rather than through `kafka-protocol` (whose decode allocates every topic, partition
-/// and string on the way); it yields what that decode yields and refuses what it refuses — a
-/// null where a value is required, a string that is not UTF-8 (the unit tests compare the two
-/// on every version and on damaged bodies).
+/// Consumers send one per round trip, so the body is read directly rather than through
+/// `kafka-protocol` (whose decode allocates every topic, partition and string on the way), and
+/// without the guard walk (`schema::check`) the other decoders run first: reading it yields
+/// what that decode yields and refuses what it and the guard refuse — a null where a value is
+/// required, a string that is not UTF-8, a known tagged field in a version without it or not
+/// filling its declared size (the unit tests compare the two on every version and on damaged
+/// bodies).
 pub(super) fn fetch_request(
     version: i16,
     body: Bytes,
     out: &mut Vec<TapEvent>,
 ) -> Result<(), TapError> {
     let err = |e: &'static str| TapError::decode(FETCH_REQUEST.name, e);
-    schema::check(&FETCH_REQUEST, version, &body).map_err(err)?;
     let info =
         read_fetch_request(&mut Walk::new(&body, version, version >= 12), version).map_err(err)?;
     out.push(TapEvent::FetchRequest(info));
@@ -133,7 +132,9 @@ fn read_fetch_request(w: &mut Walk<'_>, version: i16) -> Result<FetchRequestInfo
                 w.i64()?; // log_start_offset
             }
             let partition_max_bytes = w.i32()?;
-            w.skip_tags()?;
+            if version >= 12 {
+                partition_tags(w, version)?;
+            }
             partitions.push(FetchRequestPartition {
                 topic: t.clone(),
                 partition,
@@ -160,19 +161,24 @@ fn read_fetch_request(w: &mut Walk<'_>, version: i16) -> Result<FetchRequestInfo
     };
     if version >= 12 {
         for _ in 0..w.varint()? {
-            match w.tag()? {
-                (0, _) => {
+            let (tag, size) = w.tag()?;
+            let before = w.left();
+            match tag {
+                0 => {
                     w.opt_str()?; // cluster_id
                 }
-                (1, _) => {
-                    // replica_state (v15+; the guard refuses it before)
-                    replica_id = w.i32()?;
+                1 if version >= 15 => {
+                    replica_id = w.i32()?; // replica_state
                     w.i64()?;
                     w.skip_tags()?;
                 }
-                (_, size) => {
+                1 => return Err(NOT_IN_VERSION),
+                _ => {
                     w.take(size)?;
                 }
+            }
+            if before - w.left() != size {
+                return Err(NOT_FILLED);
             }
         }
     }
@@ -191,6 +197,30 @@ fn read_fetch_request(w: &mut Walk<'_>, version: i16) -> Result<FetchRequestInfo
         forgotten,
         rack_id,
     })
+}
+
+const NOT_IN_VERSION: &str = "tagged field not valid in this version";
+const NOT_FILLED: &str = "tagged field does not fill its declared size";
+
+/// A fetch partition's tagged fields (flexible versions): replica_directory_id (tag 0, v17+,
+/// a uuid), high_watermark (tag 1, v18+, an int64); others skipped by their size.
+fn partition_tags(w: &mut Walk<'_>, version: i16) -> Result<(), &'static str> {
+    for _ in 0..w.varint()? {
+        let (tag, size) = w.tag()?;
+        let known = match tag {
+            0 => Some((17, 16)),
+            1 => Some((18, 8)),
+            _ => None,
+        };
+        match known {
+            Some((since, _)) if version < since => return Err(NOT_IN_VERSION),
+            Some((_, len)) if size != len => return Err(NOT_FILLED),
+            _ => {
+                w.take(size)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
