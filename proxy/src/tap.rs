@@ -70,6 +70,10 @@ pub trait TapSink: Send + Sync + fmt::Debug + 'static {
 pub const BATCH_EVENTS: usize = 64;
 /// Longest an event waits in its batch while the connection is busy.
 pub const MAX_HOLD: Duration = Duration::from_millis(100);
+/// Most events handed to the sinks in one call. A batch is settled into a list this long and
+/// passed on each time it fills: the list (2.4 KB) stays in the CPU's first-level cache,
+/// where a list of a whole batch would come from memory at each hand-over.
+pub const HAND_OVER_EVENTS: usize = 16;
 /// How often [`sweep`] looks at quiet connections' batches.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
 
@@ -123,14 +127,25 @@ impl ConnTap {
         self.state.lock().ok()
     }
 
-    /// Settles everything waiting and hands it to the sinks, in order.
+    /// Settles everything waiting and hands it to the sinks, in order, [`HAND_OVER_EVENTS`] at a
+    /// time.
     fn hand_over(&self, st: &mut TapState) {
         let TapState { tap, batch } = st;
-        tap.settle(&mut |event, at| batch.push((event, at)));
-        for s in self.sinks.iter() {
-            s.on_events(&self.meta, batch);
+        let give = |batch: &mut Vec<(TapEvent, Instant)>| {
+            for s in self.sinks.iter() {
+                s.on_events(&self.meta, batch);
+            }
+            batch.clear();
+        };
+        tap.settle(&mut |event, at| {
+            batch.push((event, at));
+            if batch.len() == HAND_OVER_EVENTS {
+                give(batch);
+            }
+        });
+        if !batch.is_empty() {
+            give(batch);
         }
-        batch.clear();
     }
 
     /// Hands over what waits if it is due. Returns false once a sink panicked while the state

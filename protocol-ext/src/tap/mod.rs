@@ -31,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::decode;
 use crate::error::TapError;
-use crate::event::{ParseProblem, RequestSeen, ResponseSeen, TapEvent};
+use crate::event::{FetchResponseStart, ParseProblem, RequestSeen, ResponseSeen, TapEvent};
 use crate::frame::MAX_FRAME_SIZE;
 use crate::header;
 use crate::walk::{peek_produce_acks, FetchResponseWalker, ProduceRequestWalker};
@@ -43,6 +43,14 @@ use topics::{NameCache, TopicNames};
 /// consumer's are ~100 bytes, but a client may send megabytes.
 pub const MAX_QUEUED_BODY_BYTES: usize = 256 << 10;
 
+/// Largest request frame a deferred tap keeps whole when it arrives in one chunk (see
+/// [`Queued::Request`]); larger ones, and ones split across chunks, are followed as they come.
+pub const MAX_RAW_REQUEST: usize = 64 << 10;
+
+/// Bytes of a frame's start first copied to read its header; more, up to [`HEADER_PEEK_MAX`],
+/// only if the header is longer.
+const FIRST_LOOK: usize = 64;
+
 /// Most bytes of a frame's start kept to read its header (a request header with a
 /// `client_id` up to this long; Produce also needs its `transactional_id` and `acks`).
 pub const HEADER_PEEK_MAX: usize = 4096;
@@ -50,15 +58,31 @@ pub const HEADER_PEEK_MAX: usize = 4096;
 const PRODUCE: i16 = 0;
 const FETCH: i16 = 1;
 
-/// An event or a body waiting for [`ConnectionTap::settle`] (deferred mode).
+/// An event or a body waiting for [`ConnectionTap::settle`] (deferred mode). One cache line:
+/// the two events of every response are kept here whole, larger ones beside the queue.
 #[derive(Debug)]
 enum Queued {
-    /// An event as the frame yielded it; fetch sessions, topic names and Metadata are applied
-    /// when it is settled.
+    /// The next event of [`ConnectionTap::events`], as the frame yielded it; fetch sessions,
+    /// topic names and Metadata are applied when it is settled.
     Event {
         request: bool,
         correlation_id: i32,
-        event: TapEvent,
+        at: Instant,
+    },
+    /// [`TapEvent::Response`].
+    Response { seen: ResponseSeen, at: Instant },
+    /// [`TapEvent::FetchResponse`] of the response `correlation_id`.
+    FetchResponse {
+        start: FetchResponseStart,
+        correlation_id: i32,
+        at: Instant,
+    },
+    /// A whole request frame (without its length) that came in one chunk, at
+    /// `raw[start..end]`: its header was checked and the request queued for its response when
+    /// it was read; its events are made when it is settled. Produce requests are never kept so.
+    Request {
+        start: usize,
+        end: usize,
         at: Instant,
     },
     /// A Fetch request body, decoded when it is settled.
@@ -193,10 +217,16 @@ pub struct ConnectionTap {
     /// Deferred mode: events and Fetch request bodies wait in `queue` for `settle`.
     defer: bool,
     queue: Vec<Queued>,
+    /// The events of the [`Queued::Event`]s in `queue`, in order.
+    events: Vec<TapEvent>,
     /// Something in `queue` is not [`frequent`].
     queue_urgent: bool,
-    /// Bytes of the Fetch request bodies in `queue`.
+    /// Bytes of the Fetch request bodies and whole requests in `queue`.
     queued_bytes: usize,
+    /// The whole requests in `queue` ([`Queued::Request`]), one after the other.
+    raw: Vec<u8>,
+    /// The last Fetch response's walker, kept for the next one (saves an allocation each).
+    spare_walker: Option<Box<FetchResponseWalker>>,
     /// When the bytes being fed were read.
     at: Instant,
 }
@@ -217,8 +247,11 @@ impl ConnectionTap {
             scratch: Vec::new(),
             defer: false,
             queue: Vec::new(),
+            events: Vec::new(),
             queue_urgent: false,
             queued_bytes: 0,
+            raw: Vec::new(),
+            spare_walker: None,
             at: Instant::now(),
         }
     }
@@ -246,7 +279,11 @@ impl ConnectionTap {
     /// When the oldest waiting item was read.
     pub fn oldest_queued(&self) -> Option<Instant> {
         self.queue.first().map(|q| match q {
-            Queued::Event { at, .. } | Queued::FetchRequest { at, .. } => *at,
+            Queued::Event { at, .. }
+            | Queued::Response { at, .. }
+            | Queued::FetchResponse { at, .. }
+            | Queued::Request { at, .. }
+            | Queued::FetchRequest { at, .. } => *at,
         })
     }
 
@@ -260,14 +297,32 @@ impl ConnectionTap {
     /// Decodes and hands over everything waiting, in order, with the time each was read.
     pub fn settle(&mut self, out: &mut impl FnMut(TapEvent, Instant)) {
         let mut queue = std::mem::take(&mut self.queue);
+        let mut raw = std::mem::take(&mut self.raw);
+        let mut events = std::mem::take(&mut self.events);
+        let mut waiting = events.drain(..);
         for item in queue.drain(..) {
             match item {
+                Queued::Response { seen, at } => out(TapEvent::Response(seen), at),
+                Queued::FetchResponse {
+                    start,
+                    correlation_id,
+                    at,
+                } => {
+                    self.sessions.on_response(correlation_id, start.session_id);
+                    out(TapEvent::FetchResponse(start), at);
+                }
+                Queued::Request { start, end, at } => {
+                    self.settle_request(&raw[start..end], &mut |event| out(event, at));
+                }
                 Queued::Event {
                     request,
                     correlation_id,
-                    mut event,
                     at,
                 } => {
+                    let Some(mut event) = waiting.next() else {
+                        debug_assert!(false, "an event is queued for every Queued::Event");
+                        continue;
+                    };
                     self.enrich(request, correlation_id, &mut event);
                     out(event, at);
                 }
@@ -292,9 +347,99 @@ impl ConnectionTap {
                 }
             }
         }
+        drop(waiting);
         self.queue = queue;
+        self.events = events;
+        raw.clear();
+        self.raw = raw;
         self.queue_urgent = false;
         self.queued_bytes = 0;
+    }
+
+    /// Keeps a whole request frame that came in one chunk for [`ConnectionTap::settle`]
+    /// (deferred mode), when nothing but its header needs looking at now: the header is
+    /// checked and the request queued for its response, as [`ConnectionTap::request_header`]
+    /// would. Returns false, having changed nothing, for the frames that path must follow: a
+    /// Produce request, a header it would not accept, a full in-flight queue.
+    fn raw_request(&mut self, frame: &[u8], now: Instant) -> bool {
+        if frame.len() > MAX_RAW_REQUEST {
+            return false;
+        }
+        let window = &frame[..frame.len().min(HEADER_PEEK_MAX)];
+        let Ok(Some(h)) = header::parse_request_header(window) else {
+            return false;
+        };
+        if h.api_key == PRODUCE {
+            return false;
+        }
+        let pushed = self.inflight.push(Pending {
+            correlation_id: h.correlation_id,
+            api_key: h.api_key,
+            api_version: h.api_version,
+            sent_at: now,
+            size: frame.len() as u64 + 4,
+        });
+        if !pushed {
+            return false;
+        }
+        self.req.current = Current {
+            api_key: h.api_key,
+            api_version: h.api_version,
+            correlation_id: h.correlation_id,
+        };
+        // What the body decodes to is not frequent, except for Fetch.
+        self.queue_urgent |=
+            h.api_key != FETCH && decode::wants_request_body(h.api_key, h.api_version);
+        let start = self.raw.len();
+        self.raw.extend_from_slice(frame);
+        self.queued_bytes += frame.len();
+        self.queue.push(Queued::Request {
+            start,
+            end: self.raw.len(),
+            at: now,
+        });
+        self.counters.requests += 1;
+        true
+    }
+
+    /// The events of a request kept whole by [`ConnectionTap::raw_request`], as
+    /// [`ConnectionTap::request_header`] and the body would have yielded them.
+    fn settle_request(&mut self, frame: &[u8], out: &mut impl FnMut(TapEvent)) {
+        let window = &frame[..frame.len().min(HEADER_PEEK_MAX)];
+        let Ok(Some(h)) = header::parse_request_header(window) else {
+            debug_assert!(
+                false,
+                "a kept request's header was checked when it was read"
+            );
+            return;
+        };
+        let (api_key, api_version, correlation_id) = (h.api_key, h.api_version, h.correlation_id);
+        let client_id = identify(&mut self.client_id, h.client_id);
+        let seen = RequestSeen {
+            api_key,
+            api_version,
+            correlation_id,
+            client_id,
+            size: frame.len() as u64 + 4,
+            expects_response: true,
+        };
+        out(TapEvent::Request(seen));
+        if !decode::wants_request_body(api_key, api_version) {
+            return;
+        }
+        let body = Bytes::copy_from_slice(&frame[h.len..]);
+        let mut events = std::mem::take(&mut self.scratch);
+        match decode::decode_request(api_key, api_version, body, &mut events) {
+            Ok(()) => {
+                for mut event in events.drain(..) {
+                    self.enrich(true, correlation_id, &mut event);
+                    out(event);
+                }
+            }
+            Err(error) => out(self.parse_error(true, api_key, api_version, error)),
+        }
+        events.clear();
+        self.scratch = events;
     }
 
     /// Hands `event` over now, or queues it in deferred mode.
@@ -307,12 +452,24 @@ impl ConnectionTap {
     ) {
         if self.defer {
             self.queue_urgent |= !frequent(&event);
-            self.queue.push(Queued::Event {
-                request,
-                correlation_id,
-                event,
-                at: self.at,
-            });
+            let at = self.at;
+            let item = match event {
+                TapEvent::Response(seen) if !request => Queued::Response { seen, at },
+                TapEvent::FetchResponse(start) if !request => Queued::FetchResponse {
+                    start,
+                    correlation_id,
+                    at,
+                },
+                event => {
+                    self.events.push(event);
+                    Queued::Event {
+                        request,
+                        correlation_id,
+                        at,
+                    }
+                }
+            };
+            self.queue.push(item);
         } else {
             out(event);
         }
@@ -500,8 +657,35 @@ impl ConnectionTap {
                 }
                 Phase::Header { frame_len } => {
                     let frame_len = *frame_len;
+                    let whole = frame_len as usize;
+                    let fresh = dir.head.is_empty();
+                    if request
+                        && self.defer
+                        && fresh
+                        && chunk.len() >= whole
+                        && self.raw_request(&chunk[..whole], now)
+                    {
+                        self.req.phase = Phase::Length {
+                            have: 0,
+                            buf: [0; 4],
+                        };
+                        chunk = &chunk[whole..];
+                        continue;
+                    }
+                    let dir = if request {
+                        &mut self.req
+                    } else {
+                        &mut self.resp
+                    };
                     let room = (frame_len as usize).min(HEADER_PEEK_MAX) - dir.head.len();
-                    let take = room.min(chunk.len());
+                    // A first look at a few bytes holds most headers; the rest of the body
+                    // then goes to it straight from the chunk, not through `head`.
+                    let look = if dir.head.is_empty() {
+                        FIRST_LOOK
+                    } else {
+                        room
+                    };
+                    let take = room.min(look).min(chunk.len());
                     dir.head.extend_from_slice(&chunk[..take]);
                     chunk = &chunk[take..];
                     if request {
@@ -564,13 +748,7 @@ impl ConnectionTap {
             };
         }
         // The header is complete: identify the client, queue the request, report it.
-        let client_id = h.client_id.map(|raw| match &self.client_id {
-            Some(known) if known.as_bytes() == raw => known.clone(),
-            _ => Arc::from(String::from_utf8_lossy(raw).as_ref()),
-        });
-        if client_id.is_some() {
-            self.client_id.clone_from(&client_id);
-        }
+        let client_id = identify(&mut self.client_id, h.client_id);
         self.req.current = Current {
             api_key,
             api_version,
@@ -676,7 +854,13 @@ impl ConnectionTap {
         let body_len = frame_len as usize - header_len;
         let body = if api_key == FETCH {
             match FetchResponseWalker::new(api_version) {
-                Ok(w) => Body::Fetch(Box::new(w)),
+                Ok(w) => Body::Fetch(match self.spare_walker.take() {
+                    Some(mut spare) => {
+                        *spare = w;
+                        spare
+                    }
+                    None => Box::new(w),
+                }),
                 Err(_) => Body::Skip,
             }
         } else if decode::wants_response_body(api_key, api_version) {
@@ -841,6 +1025,13 @@ impl ConnectionTap {
                     body: Body::Collect(buf),
                     ..
                 } => Some(buf.freeze()),
+                Phase::Body {
+                    body: Body::Fetch(walker),
+                    ..
+                } => {
+                    self.spare_walker = Some(walker);
+                    None
+                }
                 _ => None,
             }
         } else {
@@ -931,6 +1122,19 @@ impl ConnectionTap {
     }
 }
 
+/// The `client.id` a request header gives (raw bytes, `None` for null), shared with `last`
+/// (the one last seen on the connection) when it did not change, and remembered there.
+fn identify(last: &mut Option<Arc<str>>, raw: Option<&[u8]>) -> Option<Arc<str>> {
+    let client_id = raw.map(|raw| match last {
+        Some(known) if known.as_bytes() == raw => known.clone(),
+        _ => Arc::from(String::from_utf8_lossy(raw).as_ref()),
+    });
+    if client_id.is_some() {
+        last.clone_from(&client_id);
+    }
+    client_id
+}
+
 /// Fills in names of topics given by id, where the event carries topics.
 fn resolve_topics(topics: &TopicNames, names: &mut NameCache, ev: &mut TapEvent) {
     match ev {
@@ -949,5 +1153,14 @@ fn resolve_topics(topics: &TopicNames, names: &mut NameCache, ev: &mut TapEvent)
             }
         }
         _ => {}
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// A queued item is one cache line: a busy connection queues four per Fetch round trip,
+    /// written and read back from memory.
+    #[test]
+    fn queued_items_fit_a_cache_line() {
+        assert!(std::mem::size_of::<super::Queued>() <= 64);
     }
 }
