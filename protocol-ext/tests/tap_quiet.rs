@@ -69,7 +69,7 @@ fn follow(
                 } else {
                     tap.on_response_bytes(chunk, now, &mut emit);
                 }
-            } else if held.hold(chunk.len()) {
+            } else if held.hold(chunk) {
                 passed += chunk.len() as u64;
             } else {
                 tap.feed_after(request, &mut held, chunk, now, &mut emit);

@@ -7,8 +7,9 @@
 //! transfers get few large syscalls. End of stream on one side is passed on as a half-close.
 //!
 //! After a chunk is forwarded, the tap (when on) is shown it — unless the tap said the next bytes
-//! are ones it would only count down (record data inside a batch): then the half counts them
-//! itself and hands the tap the total with the next chunk it shows.
+//! are ones it would only count down or walk batch headers in (record data of a Fetch response
+//! or a Produce request): then the half follows them itself (`Held`) and hands the tap what it
+//! found with the next chunk it shows.
 //!
 //! A [`FrameTracker`] also follows each chunk to count whole Kafka frames. The
 //! counts only drive the graceful drain (stop taking requests at a frame boundary, let the

@@ -9,8 +9,9 @@
 //! over one round trip at a time, every event meets the decoders' and the sinks' code and state
 //! cold. So each connection's tap runs deferred ([`ConnectionTap::deferred`]): on the
 //! forwarding path it only follows frames and walks Fetch responses; the events — and the
-//! bodies of Fetch requests, still undecoded — wait, and are settled (decoded, fetch sessions
-//! and topic names applied) and handed to every sink together, in order, when
+//! bodies of Fetch requests, still undecoded, and small requests kept whole — wait, and are
+//! settled (decoded, fetch sessions and topic names applied) and handed to every sink, in
+//! order and [`HAND_OVER_EVENTS`] at a time, when
 //! [`BATCH_EVENTS`] wait, when the oldest is [`MAX_HOLD`] old, when anything but a request,
 //! response, Fetch or Produce event comes (group, offsets, metadata, a problem: at once, with
 //! those waiting before it), and when the connection closes. [`sweep`] settles what waits on
@@ -160,12 +161,12 @@ impl ConnTap {
         true
     }
 
-    /// Follows bytes just forwarded in one direction. `held` is that direction's count of
-    /// bytes the tap would only count down (record data between batch headers, the inside of
-    /// skipped bodies): a chunk made only of those is counted there, and neither the lock nor
-    /// the tap's state is touched for it.
+    /// Follows bytes just forwarded in one direction. `held` keeps that direction's chunks the
+    /// tap would only count down (the inside of skipped bodies) or walk batch headers in (a
+    /// `records` field, walked ahead on a copy): such a chunk is followed there, and neither
+    /// the lock, the clock nor the tap's state is touched for it.
     pub fn observe(&self, to_broker: bool, held: &mut Held, chunk: &[u8]) {
-        if held.hold(chunk.len()) {
+        if held.hold(chunk) {
             return;
         }
         let Some(mut st) = self.lock() else {

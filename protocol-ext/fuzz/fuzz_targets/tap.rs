@@ -38,7 +38,7 @@ fn run(
                 } else {
                     tap.on_response_bytes(c, now, &mut emit);
                 }
-            } else if !held.hold(c.len()) {
+            } else if !held.hold(c) {
                 tap.feed_after(request, &mut held, c, now, &mut emit);
             }
             chunks += 1;

@@ -10,9 +10,9 @@
 //! Framing lost (a negative or absurd length) or a response that answers no pending request
 //! makes the connection opaque: reported once, nothing more parsed.
 //!
-//! In deferred mode ([`ConnectionTap::deferred`], what the proxy runs) the events and the
-//! bodies of Fetch requests wait until [`ConnectionTap::settle`]: the same events, in the same
-//! order, decoded and enriched in a batch.
+//! In deferred mode ([`ConnectionTap::deferred`], what the proxy runs) the events, the
+//! bodies of Fetch requests and whole small requests wait until [`ConnectionTap::settle`]: the
+//! same events, in the same order, decoded and enriched in a batch.
 //!
 //! # Layout
 //! - this file: [`ConnectionTap`] and the per-direction frame state machine.
@@ -34,13 +34,15 @@ use crate::error::TapError;
 use crate::event::{FetchResponseStart, ParseProblem, RequestSeen, ResponseSeen, TapEvent};
 use crate::frame::MAX_FRAME_SIZE;
 use crate::header;
+use crate::walk::reader::Reader;
+use crate::walk::records::RecordsWalk;
 use crate::walk::{peek_produce_acks, FetchResponseWalker, ProduceRequestWalker};
 use inflight::{InFlight, Pending};
 use session::FetchSessions;
 use topics::{NameCache, TopicNames};
 
-/// Bytes of Fetch request bodies a deferred tap keeps before it asks to be settled: a
-/// consumer's are ~100 bytes, but a client may send megabytes.
+/// Bytes of Fetch request bodies and whole requests a deferred tap keeps before it asks to be
+/// settled: a consumer's are ~100 bytes, but a client may send megabytes.
 pub const MAX_QUEUED_BODY_BYTES: usize = 256 << 10;
 
 /// Largest request frame a deferred tap keeps whole when it arrives in one chunk (see
@@ -159,34 +161,73 @@ impl Direction {
 
 /// What a caller keeps between the chunks of one direction so as not to show the tap the
 /// bytes it would only count down (see [`ConnectionTap::feed_after`]). Sluice's forwarding
-/// loop keeps one per half: a chunk it holds costs two subtractions and no tap state.
-#[derive(Debug, Default, Clone, Copy)]
+/// loop keeps one per half: a chunk it holds costs two subtractions, or a step of a copy of the
+/// `records` walk, and no tap state.
+///
+/// Inside the `records` field of a Fetch response or a Produce request it walks the record
+/// batches ahead itself, batch header after batch header, on a copy of the walker's state:
+/// a chunk that ends inside the field without anything to report (its end, a bad batch) is
+/// held, and the walker takes the copy back with the next chunk it is shown. A 1 MiB Fetch
+/// response of large batches is then shown to the tap in two reads (its start, the end of its
+/// records), not one per batch.
+#[derive(Debug, Default, Clone)]
 pub struct Held {
     /// Bytes that may still be held back (`u64::MAX`: all of them, the tap gave up).
     quiet: u64,
     /// Bytes held back since the tap was last shown a chunk.
     held: u64,
+    /// Inside a `records` field: the walk there, carried on over the held chunks.
+    records: Option<RecordsAhead>,
+}
+
+/// A walker's `records` field state, walked ahead by [`Held`].
+#[derive(Debug, Clone)]
+struct RecordsAhead {
+    walk: RecordsWalk,
+    r: Reader,
+    /// Bytes strictly inside the frame: the byte that ends it must be fed to the tap, even
+    /// where a (malformed) field claims to go on past it.
+    inside: u64,
 }
 
 impl Held {
-    /// Keeps a chunk of `len` bytes back if the tap would only count it down; `false` when it
-    /// must be shown (with [`ConnectionTap::feed_after`]).
-    pub fn hold(&mut self, len: usize) -> bool {
-        let len = len as u64;
+    /// Keeps `chunk` back if the tap would only count it down or walk batch headers in it
+    /// without reporting anything; `false` when it must be shown (with
+    /// [`ConnectionTap::feed_after`]).
+    pub fn hold(&mut self, chunk: &[u8]) -> bool {
+        let len = chunk.len() as u64;
         if self.quiet == u64::MAX {
-            true // the tap gave up on the connection: nothing more to show it
-        } else if len <= self.quiet {
+            return true; // the tap gave up on the connection: nothing more to show it
+        }
+        if len <= self.quiet {
             self.quiet -= len;
             self.held += len;
-            true
-        } else {
-            false
+            return true;
+        }
+        let Some(ahead) = &mut self.records else {
+            return false;
+        };
+        if len > ahead.inside {
+            return false;
+        }
+        // On a copy: kept only if the whole chunk is inside the field and yields nothing.
+        let mut trial = ahead.clone();
+        let mut input = chunk;
+        match trial.walk.feed(&mut trial.r, &mut input) {
+            Ok(None) if input.is_empty() => {
+                *ahead = trial;
+                ahead.inside -= len;
+                self.held += len;
+                true
+            }
+            _ => false,
         }
     }
 
     /// Keeps everything back from now on (the tap gave up, or cannot be reached).
     pub fn forever(&mut self) {
         self.quiet = u64::MAX;
+        self.records = None;
     }
 }
 
@@ -257,7 +298,9 @@ impl ConnectionTap {
     }
 
     /// Deferred mode. Feeding only follows the frames: the events wait, with the bodies of
-    /// Fetch requests undecoded, until [`ConnectionTap::settle`] decodes, applies fetch
+    /// Fetch requests undecoded and requests that came whole in one chunk kept as they are
+    /// (only their header checked, and the request queued for its response), until
+    /// [`ConnectionTap::settle`] makes their events, decodes, applies fetch
     /// sessions, Metadata and topic names, and hands them over — in the same order and with
     /// the same content as without deferring, whenever it is called. The caller settles when it
     /// likes (a batch is full, its oldest event is old enough, [`ConnectionTap::settle_now`]);
@@ -288,8 +331,9 @@ impl ConnectionTap {
     }
 
     /// True when a waiting event is not one of the frequent kinds (requests, responses, Fetch
-    /// and Produce) — a group, offset or metadata event, a problem, the connection given up on
-    /// — or when the waiting Fetch request bodies hold more than [`MAX_QUEUED_BODY_BYTES`].
+    /// and Produce) — a group, offset or metadata event, a problem, the connection given up on,
+    /// a kept request whose body decodes to one — or when the waiting Fetch request bodies and
+    /// kept requests hold more than [`MAX_QUEUED_BODY_BYTES`].
     pub fn settle_now(&self) -> bool {
         self.queue_urgent || self.queued_bytes > MAX_QUEUED_BODY_BYTES
     }
@@ -490,7 +534,8 @@ impl ConnectionTap {
         self.inflight.len()
     }
 
-    /// The `client.id` last seen on this connection.
+    /// The `client.id` last seen on this connection (in deferred mode: as of the last
+    /// [`ConnectionTap::settle`]).
     pub fn client_id(&self) -> Option<&Arc<str>> {
         self.client_id.as_ref()
     }
@@ -502,11 +547,13 @@ impl ConnectionTap {
     }
 
     /// Follows the next bytes of one direction (already forwarded, seen at `now`) after the
-    /// bytes `held` kept back, and tells `held` how many of the following bytes it may keep
-    /// back: those the tap would pass over without looking at them (the inside of a body it
-    /// skips, record data between two batch headers). The events are the same as feeding
-    /// everything; a 1 MiB Fetch response then costs a call per batch header instead of one
-    /// per chunk read. An empty `chunk` just hands over what was held.
+    /// bytes `held` kept back, and tells `held` which of the following bytes it may keep back:
+    /// those the tap would pass over without looking at them (the inside of a body it skips),
+    /// and, inside a `records` field, whole chunks of record batches, whose headers `held`
+    /// walks itself (see [`Held`]). The events, and when they are seen, are the same as
+    /// feeding everything; a 1 MiB Fetch response then costs two calls (its start, the end of
+    /// its records) instead of one per chunk read. An empty `chunk` just hands over what was
+    /// held.
     pub fn feed_after(
         &mut self,
         request: bool,
@@ -515,9 +562,68 @@ impl ConnectionTap {
         now: Instant,
         out: &mut impl FnMut(TapEvent),
     ) {
-        self.pass(request, std::mem::take(&mut held.held));
+        let held_bytes = std::mem::take(&mut held.held);
+        match held.records.take() {
+            Some(ahead) => self.adopt(request, held_bytes, ahead),
+            None => self.pass(request, held_bytes),
+        }
         self.feed(request, chunk, now, out);
-        held.quiet = self.quiet(request);
+        held.records = self.records_ahead(request);
+        held.quiet = if held.records.is_some() {
+            0
+        } else {
+            self.quiet(request)
+        };
+    }
+
+    /// The `records` field state of the walker of one direction's body, when it is inside one
+    /// (see [`Held`]).
+    fn records_ahead(&self, request: bool) -> Option<RecordsAhead> {
+        if self.opaque {
+            return None;
+        }
+        let dir = if request { &self.req } else { &self.resp };
+        let Phase::Body { left, body } = &dir.phase else {
+            return None;
+        };
+        let (walk, r) = match body {
+            Body::Fetch(w) => w.records_ahead()?,
+            Body::Produce(w) => w.records_ahead()?,
+            Body::Skip | Body::Collect(_) => return None,
+        };
+        Some(RecordsAhead {
+            walk,
+            r,
+            inside: u64::from(*left).saturating_sub(1),
+        })
+    }
+
+    /// Takes back the `records` walk [`Held`] carried on over `n` held bytes.
+    fn adopt(&mut self, request: bool, n: u64, ahead: RecordsAhead) {
+        if self.opaque || n == 0 {
+            return;
+        }
+        let dir = if request {
+            &mut self.req
+        } else {
+            &mut self.resp
+        };
+        let Phase::Body { left, body } = &mut dir.phase else {
+            debug_assert!(false, "records walked ahead outside a body");
+            return;
+        };
+        // The held chunks ended inside the field, so inside the frame.
+        debug_assert!(n < u64::from(*left), "held {n} of {left} bytes left");
+        *left -= u32::try_from(n)
+            .unwrap_or(u32::MAX)
+            .min(left.saturating_sub(1));
+        match body {
+            Body::Fetch(w) => w.adopt_records(ahead.walk, ahead.r),
+            Body::Produce(w) => w.adopt_records(ahead.walk, ahead.r),
+            Body::Skip | Body::Collect(_) => {
+                debug_assert!(false, "records walked ahead of no walker")
+            }
+        }
     }
 
     /// How many of the next bytes in one direction the tap would pass over without looking at
@@ -1155,6 +1261,7 @@ fn resolve_topics(topics: &TopicNames, names: &mut NameCache, ev: &mut TapEvent)
         _ => {}
     }
 }
+
 #[cfg(test)]
 mod tests {
     /// A queued item is one cache line: a busy connection queues four per Fetch round trip,

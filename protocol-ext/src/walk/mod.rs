@@ -80,6 +80,25 @@ macro_rules! shared_walker_methods {
             }
         }
 
+        /// Inside a `records` field (and not failed): the field's walk and the reader, for a
+        /// caller to walk the next chunks ahead on a copy (see `tap::Held`).
+        pub(crate) fn records_ahead(&self) -> Option<(super::records::RecordsWalk, super::reader::Reader)> {
+            (self.failed.is_none() && self.step == Step::Records)
+                .then(|| (self.records.clone(), self.r.clone()))
+        }
+
+        /// Takes back a `records` field's walk and reader from [`Self::records_ahead`], walked
+        /// on over the chunks since: the same state as feeding them here.
+        pub(crate) fn adopt_records(
+            &mut self,
+            records: super::records::RecordsWalk,
+            r: super::reader::Reader,
+        ) {
+            debug_assert!(self.step == Step::Records && self.failed.is_none());
+            self.records = records;
+            self.r = r;
+        }
+
         /// The frame ended: `Ok` if exactly the whole body was seen, `Malformed` if it ended
         /// part way through a structure (or the error the walker already failed with). Emits
         /// nothing.
@@ -100,8 +119,8 @@ macro_rules! shared_walker_methods {
 mod batch;
 mod fetch;
 mod produce;
-mod reader;
-mod records;
+pub(crate) mod reader;
+pub(crate) mod records;
 mod tagged;
 
 pub use fetch::FetchResponseWalker;

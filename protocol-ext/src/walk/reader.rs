@@ -47,7 +47,7 @@ impl LenKind {
 }
 
 /// The stash for a primitive split across chunks, and a partly read varint.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Reader {
     what: &'static str,
     stash: [u8; STASH],

@@ -41,7 +41,7 @@ enum Phase {
 }
 
 /// Where the walk of one `records` field stands.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RecordsWalk {
     left: u64,
     phase: Phase,
