@@ -563,17 +563,13 @@ impl ConnectionTap {
         out: &mut impl FnMut(TapEvent),
     ) {
         let held_bytes = std::mem::take(&mut held.held);
-        match held.records.take() {
-            Some(ahead) => self.adopt(request, held_bytes, ahead),
-            None => self.pass(request, held_bytes),
+        self.pass(request, held_bytes);
+        if let Some(ahead) = held.records.take().filter(|_| held_bytes > 0) {
+            self.adopt(request, ahead);
         }
         self.feed(request, chunk, now, out);
+        held.quiet = self.quiet(request);
         held.records = self.records_ahead(request);
-        held.quiet = if held.records.is_some() {
-            0
-        } else {
-            self.quiet(request)
-        };
     }
 
     /// The `records` field state of the walker of one direction's body, when it is inside one
@@ -598,9 +594,9 @@ impl ConnectionTap {
         })
     }
 
-    /// Takes back the `records` walk [`Held`] carried on over `n` held bytes.
-    fn adopt(&mut self, request: bool, n: u64, ahead: RecordsAhead) {
-        if self.opaque || n == 0 {
+    /// Takes back the `records` walk [`Held`] carried on over the bytes it held.
+    fn adopt(&mut self, request: bool, ahead: RecordsAhead) {
+        if self.opaque {
             return;
         }
         let dir = if request {
@@ -608,15 +604,10 @@ impl ConnectionTap {
         } else {
             &mut self.resp
         };
-        let Phase::Body { left, body } = &mut dir.phase else {
+        let Phase::Body { body, .. } = &mut dir.phase else {
             debug_assert!(false, "records walked ahead outside a body");
             return;
         };
-        // The held chunks ended inside the field, so inside the frame.
-        debug_assert!(n < u64::from(*left), "held {n} of {left} bytes left");
-        *left -= u32::try_from(n)
-            .unwrap_or(u32::MAX)
-            .min(left.saturating_sub(1));
         match body {
             Body::Fetch(w) => w.adopt_records(ahead.walk, ahead.r),
             Body::Produce(w) => w.adopt_records(ahead.walk, ahead.r),
@@ -636,38 +627,31 @@ impl ConnectionTap {
         let Phase::Body { left, body } = &dir.phase else {
             return 0;
         };
-        // Strictly inside: the byte that ends the frame must be fed.
-        let inside = u64::from(*left).saturating_sub(1);
         match body {
-            Body::Skip => inside,
-            Body::Fetch(w) => w.quiet().min(inside),
-            Body::Produce(w) => w.quiet().min(inside),
-            Body::Collect(_) => 0,
+            // Strictly inside: the byte that ends the frame must be fed.
+            Body::Skip => u64::from(*left).saturating_sub(1),
+            // A walker's record data is walked ahead by `Held` instead (`records_ahead`).
+            Body::Fetch(_) | Body::Produce(_) | Body::Collect(_) => 0,
         }
     }
 
-    /// Passes over the next `n` bytes of one direction (at most [`ConnectionTap::quiet`]) as if
-    /// they had been fed.
+    /// Counts down the next `n` bytes of one direction, held back strictly inside the frame
+    /// (see [`Held`]), as if they had been fed; a walker takes its state from [`Held`]
+    /// (`adopt`).
     fn pass(&mut self, request: bool, n: u64) {
         if self.opaque || n == 0 {
             return;
         }
-        debug_assert!(n <= self.quiet(request), "passed more than the quiet bytes");
         let dir = if request {
             &mut self.req
         } else {
             &mut self.resp
         };
-        if let Phase::Body { left, body } = &mut dir.phase {
-            let n32 = u32::try_from(n)
+        if let Phase::Body { left, .. } = &mut dir.phase {
+            debug_assert!(n < u64::from(*left), "held {n} of {left} bytes left");
+            *left -= u32::try_from(n)
                 .unwrap_or(u32::MAX)
                 .min(left.saturating_sub(1));
-            *left -= n32;
-            match body {
-                Body::Fetch(w) => w.pass(u64::from(n32)),
-                Body::Produce(w) => w.pass(u64::from(n32)),
-                Body::Skip | Body::Collect(_) => {}
-            }
         }
     }
 

@@ -62,27 +62,11 @@ macro_rules! shared_walker_methods {
             result
         }
 
-        #[doc = concat!("How many of the next body bytes are record data inside a batch, which [`",
-            stringify!($walker), "::pass`] can count down without looking at them.")]
-        pub fn quiet(&self) -> u64 {
-            if self.failed.is_none() && self.step == Step::Records {
-                self.records.quiet()
-            } else {
-                0
-            }
-        }
-
-        #[doc = concat!("Passes over `n` body bytes, at most [`", stringify!($walker),
-            "::quiet`]: the same as feeding them, without reading them (they cannot yield an event).")]
-        pub fn pass(&mut self, n: u64) {
-            if self.step == Step::Records {
-                self.records.pass(n);
-            }
-        }
-
         /// Inside a `records` field (and not failed): the field's walk and the reader, for a
         /// caller to walk the next chunks ahead on a copy (see `tap::Held`).
-        pub(crate) fn records_ahead(&self) -> Option<(super::records::RecordsWalk, super::reader::Reader)> {
+        pub(crate) fn records_ahead(
+            &self,
+        ) -> Option<(super::records::RecordsWalk, super::reader::Reader)> {
             (self.failed.is_none() && self.step == Step::Records)
                 .then(|| (self.records.clone(), self.r.clone()))
         }

@@ -128,25 +128,6 @@ impl RecordsWalk {
         }
     }
 
-    /// Bytes strictly inside the batch body being jumped over: feeding them would only count
-    /// them down. Zero anywhere else (a batch boundary must be fed).
-    pub(crate) fn quiet(&self) -> u64 {
-        match self.phase {
-            Phase::Skip(n) => n.saturating_sub(1),
-            _ => 0,
-        }
-    }
-
-    /// Counts down `n` bytes (at most [`RecordsWalk::quiet`]) as if they had been fed.
-    pub(crate) fn pass(&mut self, n: u64) {
-        if let Phase::Skip(left) = &mut self.phase {
-            debug_assert!(n < *left, "passed {n} of {left} quiet bytes");
-            let n = n.min(left.saturating_sub(1));
-            *left -= n;
-            self.left -= n;
-        }
-    }
-
     fn count(&mut self, r: &Reader, prefix: BatchPrefix, h: BatchHeader) -> Result<(), TapError> {
         match h.magic {
             2 => {}
