@@ -489,7 +489,8 @@ mod tests {
     }
 
     /// A request frame: ListOffsets v1 (body not decoded) or, `bad`, a Metadata v1 whose body
-    /// is one byte (a parse error, found at once: only Fetch request bodies wait).
+    /// is one byte (a parse error; a kept request whose body decodes to anything but a Fetch
+    /// is settled at once).
     fn request(correlation_id: i32, bad: bool) -> Vec<u8> {
         let (key, version, body): (i16, i16, &[u8]) = if bad {
             (3, 1, &[0])

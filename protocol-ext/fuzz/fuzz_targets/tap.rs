@@ -1,9 +1,10 @@
 //! The connection tap over any bytes in both directions: never panics, and what it reports
 //! does not depend on how either stream is chunked. The first input byte chooses where the
 //! input splits into the request stream and the response stream, the second and third the
-//! chunk sizes of each; requests are fed first, then responses. Holding back the bytes the tap
-//! calls quiet and passing them over later (as the proxy does) changes nothing either, nor
-//! does deferred mode, settled every few chunks (as the proxy runs it).
+//! chunk sizes of each; requests are fed first, then responses. Holding back chunks with `Held`
+//! (the bytes the tap calls quiet, record batches it walks ahead) and handing them over later
+//! (as the proxy does) changes nothing either, nor does deferred mode, settled every few chunks
+//! (as the proxy runs it).
 #![no_main]
 
 use std::time::Instant;

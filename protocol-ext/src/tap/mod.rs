@@ -375,20 +375,9 @@ impl ConnectionTap {
                     correlation_id,
                     body,
                     at,
-                } => {
-                    let mut events = std::mem::take(&mut self.scratch);
-                    match decode::decode_request(FETCH, api_version, body, &mut events) {
-                        Ok(()) => {
-                            for mut event in events.drain(..) {
-                                self.enrich(true, correlation_id, &mut event);
-                                out(event, at);
-                            }
-                        }
-                        Err(error) => out(self.parse_error(true, FETCH, api_version, error), at),
-                    }
-                    events.clear();
-                    self.scratch = events;
-                }
+                } => self.settle_body(FETCH, api_version, correlation_id, body, &mut |event| {
+                    out(event, at)
+                }),
             }
         }
         drop(waiting);
@@ -468,10 +457,21 @@ impl ConnectionTap {
             expects_response: true,
         };
         out(TapEvent::Request(seen));
-        if !decode::wants_request_body(api_key, api_version) {
-            return;
+        if decode::wants_request_body(api_key, api_version) {
+            let body = Bytes::copy_from_slice(&frame[h.len..]);
+            self.settle_body(api_key, api_version, correlation_id, body, out);
         }
-        let body = Bytes::copy_from_slice(&frame[h.len..]);
+    }
+
+    /// The events a request body decodes to, enriched, or its parse error.
+    fn settle_body(
+        &mut self,
+        api_key: i16,
+        api_version: i16,
+        correlation_id: i32,
+        body: Bytes,
+        out: &mut impl FnMut(TapEvent),
+    ) {
         let mut events = std::mem::take(&mut self.scratch);
         match decode::decode_request(api_key, api_version, body, &mut events) {
             Ok(()) => {
@@ -770,11 +770,7 @@ impl ConnectionTap {
                     let room = (frame_len as usize).min(HEADER_PEEK_MAX) - dir.head.len();
                     // A first look at a few bytes holds most headers; the rest of the body
                     // then goes to it straight from the chunk, not through `head`.
-                    let look = if dir.head.is_empty() {
-                        FIRST_LOOK
-                    } else {
-                        room
-                    };
+                    let look = if fresh { FIRST_LOOK } else { room };
                     let take = room.min(look).min(chunk.len());
                     dir.head.extend_from_slice(&chunk[..take]);
                     chunk = &chunk[take..];
