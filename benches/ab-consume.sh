@@ -14,6 +14,8 @@
 set -euo pipefail
 # shellcheck disable=SC1091
 source "$HOME/.cache/sluice/env.sh"
+# shellcheck source=benches/ab-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ab-common.sh"
 CP="$SLUICE_KAFKA_LIBS/*"
 ROUNDS=${ROUNDS:-10}
 MSGS=${MSGS:-1000000}
@@ -37,15 +39,7 @@ stop() { kill "$SPID"; wait "$SPID" || true; }
 
 IFS=: read -r _ bin _ <<< "${V[0]}"
 start "$bin" true
-for _ in $(seq 120); do
-  java -cp "$CP" org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:$PROXY --create \
-    --topic ab --partitions 1 > /dev/null 2>&1 && break
-  sleep 1
-done
-echo "ab: writing $MSGS records" >&2
-java -cp "$CP" org.apache.kafka.tools.ProducerPerformance --topic ab --num-records "$MSGS" \
-  --record-size 1024 --throughput -1 --producer-props bootstrap.servers=127.0.0.1:$PROXY acks=1 \
-  linger.ms=5 batch.size=262144 2>&1 | tail -1 >&2
+fill_topic $PROXY ab
 stop
 
 for r in $(seq "$ROUNDS"); do

@@ -17,6 +17,8 @@
 set -euo pipefail
 # shellcheck disable=SC1091
 source "$HOME/.cache/sluice/env.sh"
+# shellcheck source=benches/ab-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ab-common.sh"
 CP="$SLUICE_KAFKA_LIBS/*"
 ROUNDS=${ROUNDS:-10}
 MSGS=${MSGS:-1000000}
@@ -61,15 +63,7 @@ stop() { # PID: Sluice was started in a subshell, so wait by polling
 
 IFS=: read -r _ bin _ <<< "${V[0]}"
 P=$(start "$bin" true $PROXY1 $BROKER1 $ADMIN1 "$WORK/setup.log")
-for _ in $(seq 120); do
-  java -cp "$CP" org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:$PROXY1 --create \
-    --topic ab --partitions 1 > /dev/null 2>&1 && break
-  sleep 1
-done
-echo "ab-parallel: writing $MSGS records" >&2
-java -cp "$CP" org.apache.kafka.tools.ProducerPerformance --topic ab --num-records "$MSGS" \
-  --record-size 1024 --throughput -1 --producer-props bootstrap.servers=127.0.0.1:$PROXY1 acks=1 \
-  linger.ms=5 batch.size=262144 2>&1 | tail -1 >&2
+fill_topic $PROXY1 ab-parallel
 stop "$P"
 
 consume() { # PROXY_PORT GROUP → the ConsumerPerformance summary line
