@@ -611,9 +611,7 @@ impl LatencySink {
             self.histogram.record(secs, &self.attrs[usize::from(i)]);
         }
     }
-}
 
-impl LatencySink {
     /// Keeps the latencies of `responses`; records the list once it is full.
     fn keep<'a>(&self, responses: impl Iterator<Item = &'a TapEvent>) {
         let full = {
