@@ -96,6 +96,19 @@ enum Queued {
     },
 }
 
+impl Queued {
+    /// When the bytes it came from were read.
+    fn at(&self) -> Instant {
+        match self {
+            Queued::Event { at, .. }
+            | Queued::Response { at, .. }
+            | Queued::FetchResponse { at, .. }
+            | Queued::Request { at, .. }
+            | Queued::FetchRequest { at, .. } => *at,
+        }
+    }
+}
+
 /// Events a consumer or producer yields on every round trip; any other kind is a reason to
 /// settle at once (see [`ConnectionTap::settle_now`]).
 fn frequent(ev: &TapEvent) -> bool {
@@ -116,7 +129,8 @@ fn frequent(ev: &TapEvent) -> bool {
 enum Body {
     Skip,
     Collect(BytesMut),
-    Fetch(Box<FetchResponseWalker>),
+    /// Walked by [`ConnectionTap::fetch`] (only responses are).
+    Fetch,
     Produce(Box<ProduceRequestWalker>),
 }
 
@@ -139,10 +153,61 @@ struct Current {
     correlation_id: i32,
 }
 
+/// The first bytes of a frame, kept to read its header: the first [`FIRST_LOOK`] in place (in
+/// the tap's own memory, where a consumer's headers fit), more in a buffer of their own.
+#[derive(Debug)]
+struct Head {
+    first: [u8; FIRST_LOOK],
+    len: usize,
+    more: Vec<u8>,
+}
+
+impl Default for Head {
+    fn default() -> Head {
+        Head {
+            first: [0; FIRST_LOOK],
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl Head {
+    fn clear(&mut self) {
+        self.len = 0;
+        self.more.clear();
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let len = self.len + bytes.len();
+        if len <= FIRST_LOOK {
+            self.first[self.len..len].copy_from_slice(bytes);
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.first[..self.len]);
+            }
+            self.more.extend_from_slice(bytes);
+        }
+        self.len = len;
+    }
+}
+
+impl std::ops::Deref for Head {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        if self.len <= FIRST_LOOK {
+            &self.first[..self.len]
+        } else {
+            &self.more
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Direction {
     phase: Phase,
-    head: Vec<u8>,
+    head: Head,
     current: Current,
 }
 
@@ -153,7 +218,7 @@ impl Direction {
                 have: 0,
                 buf: [0; 4],
             },
-            head: Vec::new(),
+            head: Head::default(),
             current: Current::default(),
         }
     }
@@ -161,8 +226,8 @@ impl Direction {
 
 /// What a caller keeps between the chunks of one direction so as not to show the tap the
 /// bytes it would only count down (see [`ConnectionTap::feed_after`]). Sluice's forwarding
-/// loop keeps one per half: a chunk it holds costs two subtractions, or a step of a copy of the
-/// `records` walk, and no tap state.
+/// loop keeps one per half: a chunk it holds costs a few subtractions (inside a skipped body or
+/// a batch's records), or a step of a copy of the `records` walk, and no tap state.
 ///
 /// Inside the `records` field of a Fetch response or a Produce request it walks the record
 /// batches ahead itself, batch header after batch header, on a copy of the walker's state:
@@ -210,6 +275,12 @@ impl Held {
         if len > ahead.inside {
             return false;
         }
+        // Most chunks of large batches lie inside one batch body: counted down in place.
+        if ahead.walk.skip_inside(len) {
+            ahead.inside -= len;
+            self.held += len;
+            return true;
+        }
         // On a copy: kept only if the whole chunk is inside the field and yields nothing.
         let mut trial = ahead.clone();
         let mut input = chunk;
@@ -242,6 +313,55 @@ pub struct TapCounters {
     pub parse_errors: u64,
 }
 
+/// What a deferred tap keeps for [`ConnectionTap::settle`].
+#[derive(Debug, Default)]
+struct Waiting {
+    queue: Vec<Queued>,
+    /// The events of the [`Queued::Event`]s in `queue`, in order.
+    events: Vec<TapEvent>,
+    /// Something in `queue` is not [`frequent`].
+    urgent: bool,
+    /// Bytes of the Fetch request bodies and whole requests in `queue`.
+    bytes: usize,
+    /// When the first item in `queue` was read: [`ConnectionTap::oldest_queued`] is asked
+    /// after every chunk, and the queue's first item is long out of cache by then.
+    oldest: Option<Instant>,
+    /// The whole requests in `queue` ([`Queued::Request`]), one after the other.
+    raw: Vec<u8>,
+}
+
+impl Waiting {
+    /// Queues `item`, read at `at`.
+    fn enqueue(&mut self, item: Queued, at: Instant) {
+        if self.queue.is_empty() {
+            self.oldest = Some(at);
+        }
+        self.queue.push(item);
+    }
+
+    /// Queues an event of the frame `correlation_id` (of a request or a response) read at `at`.
+    fn event(&mut self, request: bool, correlation_id: i32, event: TapEvent, at: Instant) {
+        self.urgent |= !frequent(&event);
+        let item = match event {
+            TapEvent::Response(seen) if !request => Queued::Response { seen, at },
+            TapEvent::FetchResponse(start) if !request => Queued::FetchResponse {
+                start,
+                correlation_id,
+                at,
+            },
+            event => {
+                self.events.push(event);
+                Queued::Event {
+                    request,
+                    correlation_id,
+                    at,
+                }
+            }
+        };
+        self.enqueue(item, at);
+    }
+}
+
 /// Follows one Kafka connection in both directions. See the module docs.
 #[derive(Debug)]
 pub struct ConnectionTap {
@@ -255,19 +375,12 @@ pub struct ConnectionTap {
     opaque: bool,
     counters: TapCounters,
     scratch: Vec<TapEvent>,
-    /// Deferred mode: events and Fetch request bodies wait in `queue` for `settle`.
+    /// Deferred mode: events and Fetch request bodies wait in `wait` for `settle`.
     defer: bool,
-    queue: Vec<Queued>,
-    /// The events of the [`Queued::Event`]s in `queue`, in order.
-    events: Vec<TapEvent>,
-    /// Something in `queue` is not [`frequent`].
-    queue_urgent: bool,
-    /// Bytes of the Fetch request bodies and whole requests in `queue`.
-    queued_bytes: usize,
-    /// The whole requests in `queue` ([`Queued::Request`]), one after the other.
-    raw: Vec<u8>,
-    /// The last Fetch response's walker, kept for the next one (saves an allocation each).
-    spare_walker: Option<Box<FetchResponseWalker>>,
+    wait: Waiting,
+    /// The walker of the Fetch response being read ([`Body::Fetch`]), kept in place for the
+    /// next one: no allocation, and no other memory to reach, per response.
+    fetch: Option<FetchResponseWalker>,
     /// When the bytes being fed were read.
     at: Instant,
 }
@@ -287,12 +400,8 @@ impl ConnectionTap {
             counters: TapCounters::default(),
             scratch: Vec::new(),
             defer: false,
-            queue: Vec::new(),
-            events: Vec::new(),
-            queue_urgent: false,
-            queued_bytes: 0,
-            raw: Vec::new(),
-            spare_walker: None,
+            wait: Waiting::default(),
+            fetch: None,
             at: Instant::now(),
         }
     }
@@ -316,18 +425,13 @@ impl ConnectionTap {
 
     /// Events and bodies waiting to be settled.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.wait.queue.len()
     }
 
     /// When the oldest waiting item was read.
     pub fn oldest_queued(&self) -> Option<Instant> {
-        self.queue.first().map(|q| match q {
-            Queued::Event { at, .. }
-            | Queued::Response { at, .. }
-            | Queued::FetchResponse { at, .. }
-            | Queued::Request { at, .. }
-            | Queued::FetchRequest { at, .. } => *at,
-        })
+        debug_assert_eq!(self.wait.oldest, self.wait.queue.first().map(Queued::at));
+        self.wait.oldest
     }
 
     /// True when a waiting event is not one of the frequent kinds (requests, responses, Fetch
@@ -335,14 +439,14 @@ impl ConnectionTap {
     /// a kept request whose body decodes to one — or when the waiting Fetch request bodies and
     /// kept requests hold more than [`MAX_QUEUED_BODY_BYTES`].
     pub fn settle_now(&self) -> bool {
-        self.queue_urgent || self.queued_bytes > MAX_QUEUED_BODY_BYTES
+        self.wait.urgent || self.wait.bytes > MAX_QUEUED_BODY_BYTES
     }
 
     /// Decodes and hands over everything waiting, in order, with the time each was read.
     pub fn settle(&mut self, out: &mut impl FnMut(TapEvent, Instant)) {
-        let mut queue = std::mem::take(&mut self.queue);
-        let mut raw = std::mem::take(&mut self.raw);
-        let mut events = std::mem::take(&mut self.events);
+        let mut queue = std::mem::take(&mut self.wait.queue);
+        let mut raw = std::mem::take(&mut self.wait.raw);
+        let mut events = std::mem::take(&mut self.wait.events);
         let mut waiting = events.drain(..);
         for item in queue.drain(..) {
             match item {
@@ -381,12 +485,15 @@ impl ConnectionTap {
             }
         }
         drop(waiting);
-        self.queue = queue;
-        self.events = events;
         raw.clear();
-        self.raw = raw;
-        self.queue_urgent = false;
-        self.queued_bytes = 0;
+        self.wait = Waiting {
+            queue,
+            events,
+            urgent: false,
+            bytes: 0,
+            oldest: None,
+            raw,
+        };
     }
 
     /// Keeps a whole request frame that came in one chunk for [`ConnectionTap::settle`]
@@ -421,23 +528,27 @@ impl ConnectionTap {
             correlation_id: h.correlation_id,
         };
         // What the body decodes to is not frequent, except for Fetch.
-        self.queue_urgent |=
-            h.api_key != FETCH && decode::wants_request_body(h.api_key, h.api_version);
-        let start = self.raw.len();
-        self.raw.extend_from_slice(frame);
-        self.queued_bytes += frame.len();
-        self.queue.push(Queued::Request {
-            start,
-            end: self.raw.len(),
-            at: now,
-        });
+        let wait = &mut self.wait;
+        wait.urgent |= h.api_key != FETCH && decode::wants_request_body(h.api_key, h.api_version);
+        let start = wait.raw.len();
+        wait.raw.extend_from_slice(frame);
+        wait.bytes += frame.len();
+        let end = wait.raw.len();
+        wait.enqueue(
+            Queued::Request {
+                start,
+                end,
+                at: now,
+            },
+            now,
+        );
         self.counters.requests += 1;
         true
     }
 
     /// The events of a request kept whole by [`ConnectionTap::raw_request`], as
     /// [`ConnectionTap::request_header`] and the body would have yielded them.
-    fn settle_request(&mut self, frame: &[u8], out: &mut impl FnMut(TapEvent)) {
+    fn settle_request(&mut self, frame: &[u8], out: &mut dyn FnMut(TapEvent)) {
         let window = &frame[..frame.len().min(HEADER_PEEK_MAX)];
         let Ok(Some(h)) = header::parse_request_header(window) else {
             debug_assert!(
@@ -470,7 +581,7 @@ impl ConnectionTap {
         api_version: i16,
         correlation_id: i32,
         body: Bytes,
-        out: &mut impl FnMut(TapEvent),
+        out: &mut dyn FnMut(TapEvent),
     ) {
         let mut events = std::mem::take(&mut self.scratch);
         match decode::decode_request(api_key, api_version, body, &mut events) {
@@ -492,28 +603,10 @@ impl ConnectionTap {
         request: bool,
         correlation_id: i32,
         event: TapEvent,
-        out: &mut impl FnMut(TapEvent),
+        out: &mut dyn FnMut(TapEvent),
     ) {
         if self.defer {
-            self.queue_urgent |= !frequent(&event);
-            let at = self.at;
-            let item = match event {
-                TapEvent::Response(seen) if !request => Queued::Response { seen, at },
-                TapEvent::FetchResponse(start) if !request => Queued::FetchResponse {
-                    start,
-                    correlation_id,
-                    at,
-                },
-                event => {
-                    self.events.push(event);
-                    Queued::Event {
-                        request,
-                        correlation_id,
-                        at,
-                    }
-                }
-            };
-            self.queue.push(item);
+            self.wait.event(request, correlation_id, event, self.at);
         } else {
             out(event);
         }
@@ -560,7 +653,7 @@ impl ConnectionTap {
         held: &mut Held,
         chunk: &[u8],
         now: Instant,
-        out: &mut impl FnMut(TapEvent),
+        out: &mut dyn FnMut(TapEvent),
     ) {
         let held_bytes = std::mem::take(&mut held.held);
         self.pass(request, held_bytes);
@@ -583,7 +676,7 @@ impl ConnectionTap {
             return None;
         };
         let (walk, r) = match body {
-            Body::Fetch(w) => w.records_ahead()?,
+            Body::Fetch => self.fetch.as_ref()?.records_ahead()?,
             Body::Produce(w) => w.records_ahead()?,
             Body::Skip | Body::Collect(_) => return None,
         };
@@ -609,7 +702,11 @@ impl ConnectionTap {
             return;
         };
         match body {
-            Body::Fetch(w) => w.adopt_records(ahead.walk, ahead.r),
+            Body::Fetch => {
+                if let Some(w) = &mut self.fetch {
+                    w.adopt_records(ahead.walk, ahead.r);
+                }
+            }
             Body::Produce(w) => w.adopt_records(ahead.walk, ahead.r),
             Body::Skip | Body::Collect(_) => {
                 debug_assert!(false, "records walked ahead of no walker")
@@ -631,7 +728,7 @@ impl ConnectionTap {
             // Strictly inside: the byte that ends the frame must be fed.
             Body::Skip => u64::from(*left).saturating_sub(1),
             // A walker's record data is walked ahead by `Held` instead (`records_ahead`).
-            Body::Fetch(_) | Body::Produce(_) | Body::Collect(_) => 0,
+            Body::Fetch | Body::Produce(_) | Body::Collect(_) => 0,
         }
     }
 
@@ -656,28 +753,23 @@ impl ConnectionTap {
     }
 
     /// Follows the next client → broker bytes (already forwarded), seen at `now`.
-    pub fn on_request_bytes(&mut self, chunk: &[u8], now: Instant, out: &mut impl FnMut(TapEvent)) {
+    pub fn on_request_bytes(&mut self, chunk: &[u8], now: Instant, out: &mut dyn FnMut(TapEvent)) {
         self.feed(true, chunk, now, out);
     }
 
     /// Follows the next broker → client bytes (already forwarded), seen at `now`.
-    pub fn on_response_bytes(
-        &mut self,
-        chunk: &[u8],
-        now: Instant,
-        out: &mut impl FnMut(TapEvent),
-    ) {
+    pub fn on_response_bytes(&mut self, chunk: &[u8], now: Instant, out: &mut dyn FnMut(TapEvent)) {
         self.feed(false, chunk, now, out);
     }
 
-    fn go_opaque(&mut self, reason: String, out: &mut impl FnMut(TapEvent)) {
+    fn go_opaque(&mut self, reason: String, out: &mut dyn FnMut(TapEvent)) {
         if !self.opaque {
             self.opaque = true;
             self.put(false, 0, TapEvent::Opaque { reason }, out);
         }
     }
 
-    fn problem(&mut self, request: bool, error: TapError, out: &mut impl FnMut(TapEvent)) {
+    fn problem(&mut self, request: bool, error: TapError, out: &mut dyn FnMut(TapEvent)) {
         let c = if request {
             self.req.current
         } else {
@@ -709,7 +801,7 @@ impl ConnectionTap {
         request: bool,
         mut chunk: &[u8],
         now: Instant,
-        out: &mut impl FnMut(TapEvent),
+        out: &mut dyn FnMut(TapEvent),
     ) {
         self.at = now;
         while !chunk.is_empty() && !self.opaque {
@@ -791,7 +883,7 @@ impl ConnectionTap {
     }
 
     /// Tries to complete a request header from `req.head`.
-    fn request_header(&mut self, frame_len: u32, now: Instant, out: &mut impl FnMut(TapEvent)) {
+    fn request_header(&mut self, frame_len: u32, now: Instant, out: &mut dyn FnMut(TapEvent)) {
         let complete = self.req.head.len() == frame_len as usize;
         let full = self.req.head.len() >= HEADER_PEEK_MAX;
         let parsed = header::parse_request_header(&self.req.head);
@@ -878,7 +970,7 @@ impl ConnectionTap {
     }
 
     /// Tries to complete a response header from `resp.head`.
-    fn response_header(&mut self, frame_len: u32, now: Instant, out: &mut impl FnMut(TapEvent)) {
+    fn response_header(&mut self, frame_len: u32, now: Instant, out: &mut dyn FnMut(TapEvent)) {
         let Some(correlation_id) = header::peek_correlation_id(&self.resp.head) else {
             if self.resp.head.len() == frame_len as usize {
                 self.problem(
@@ -940,13 +1032,10 @@ impl ConnectionTap {
         let body_len = frame_len as usize - header_len;
         let body = if api_key == FETCH {
             match FetchResponseWalker::new(api_version) {
-                Ok(w) => Body::Fetch(match self.spare_walker.take() {
-                    Some(mut spare) => {
-                        *spare = w;
-                        spare
-                    }
-                    None => Box::new(w),
-                }),
+                Ok(w) => {
+                    self.fetch = Some(w);
+                    Body::Fetch
+                }
                 Err(_) => Body::Skip,
             }
         } else if decode::wants_response_body(api_key, api_version) {
@@ -978,7 +1067,7 @@ impl ConnectionTap {
         header_len: usize,
         body: Body,
         now: Instant,
-        out: &mut impl FnMut(TapEvent),
+        out: &mut dyn FnMut(TapEvent),
     ) {
         let dir = if request {
             &mut self.req
@@ -1012,7 +1101,7 @@ impl ConnectionTap {
         frame_len: u32,
         body: Body,
         now: Instant,
-        out: &mut impl FnMut(TapEvent),
+        out: &mut dyn FnMut(TapEvent),
     ) {
         let dir = if request {
             &mut self.req
@@ -1036,7 +1125,7 @@ impl ConnectionTap {
         request: bool,
         part: &[u8],
         _now: Instant,
-        out: &mut impl FnMut(TapEvent),
+        out: &mut dyn FnMut(TapEvent),
     ) {
         let dir = if request {
             &mut self.req
@@ -1064,25 +1153,36 @@ impl ConnectionTap {
             }
             return;
         }
-        let scratch = &mut self.scratch;
+        let (defer, at, correlation_id) = (self.defer, self.at, dir.current.correlation_id);
+        let (scratch, wait, fetch) = (&mut self.scratch, &mut self.wait, &mut self.fetch);
         let mut failed = None;
         {
-            // Topic names are filled in when the events are flushed (`enrich`).
-            let mut emit = |ev: TapEvent| scratch.push(ev);
+            // Topic names are filled in when the events are flushed (`enrich`), or settled:
+            // deferred, they are queued straight away.
+            let mut emit = |ev: TapEvent| {
+                if defer {
+                    wait.event(request, correlation_id, ev, at);
+                } else {
+                    scratch.push(ev);
+                }
+            };
             let result = match body {
                 Body::Skip => Ok(()),
                 Body::Collect(buf) => {
                     buf.extend_from_slice(part);
                     Ok(())
                 }
-                Body::Fetch(w) => {
-                    let r = w.feed(part, &mut emit);
-                    if r.is_ok() && done {
-                        w.finish(&mut emit)
-                    } else {
-                        r
+                Body::Fetch => match fetch {
+                    Some(w) => {
+                        let r = w.feed(part, &mut emit);
+                        if r.is_ok() && done {
+                            w.finish(&mut emit)
+                        } else {
+                            r
+                        }
                     }
-                }
+                    None => Ok(()),
+                },
                 Body::Produce(w) => {
                     let r = w.feed(part, &mut emit);
                     if r.is_ok() && done {
@@ -1111,13 +1211,6 @@ impl ConnectionTap {
                     body: Body::Collect(buf),
                     ..
                 } => Some(buf.freeze()),
-                Phase::Body {
-                    body: Body::Fetch(walker),
-                    ..
-                } => {
-                    self.spare_walker = Some(walker);
-                    None
-                }
                 _ => None,
             }
         } else {
@@ -1131,13 +1224,17 @@ impl ConnectionTap {
         }
         if let Some(bytes) = collected {
             if self.defer && request && current.api_key == FETCH {
-                self.queued_bytes += bytes.len();
-                self.queue.push(Queued::FetchRequest {
-                    api_version: current.api_version,
-                    correlation_id: current.correlation_id,
-                    body: bytes,
-                    at: self.at,
-                });
+                self.wait.bytes += bytes.len();
+                let at = self.at;
+                self.wait.enqueue(
+                    Queued::FetchRequest {
+                        api_version: current.api_version,
+                        correlation_id: current.correlation_id,
+                        body: bytes,
+                        at,
+                    },
+                    at,
+                );
             } else {
                 let decoded = if request {
                     decode::decode_request(
@@ -1171,7 +1268,7 @@ impl ConnectionTap {
     }
 
     /// Emits the pending events, with connection-level context added.
-    fn flush(&mut self, request: bool, correlation_id: i32, out: &mut impl FnMut(TapEvent)) {
+    fn flush(&mut self, request: bool, correlation_id: i32, out: &mut dyn FnMut(TapEvent)) {
         let mut events = std::mem::take(&mut self.scratch);
         for mut ev in events.drain(..) {
             if self.defer {
@@ -1246,6 +1343,26 @@ fn resolve_topics(topics: &TopicNames, names: &mut NameCache, ev: &mut TapEvent)
 mod tests {
     /// A queued item is one cache line: a busy connection queues four per Fetch round trip,
     /// written and read back from memory.
+    /// A frame's first bytes read back the same, in place or past [`super::FIRST_LOOK`], in
+    /// pieces of any size, and after being cleared.
+    #[test]
+    fn head_keeps_what_a_vec_would() {
+        let bytes: Vec<u8> = (0..=255).cycle().take(300).collect();
+        for piece in [1, 3, 63, 64, 65, 300] {
+            let mut head = super::Head::default();
+            for round in 0..2 {
+                let mut plain = Vec::new();
+                for part in bytes[..bytes.len() - round * 200].chunks(piece) {
+                    head.extend_from_slice(part);
+                    plain.extend_from_slice(part);
+                    assert_eq!(&*head, &plain[..], "pieces of {piece}");
+                }
+                head.clear();
+                assert!(head.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn queued_items_fit_a_cache_line() {
         assert!(std::mem::size_of::<super::Queued>() <= 64);

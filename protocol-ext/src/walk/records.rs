@@ -59,6 +59,20 @@ impl Default for RecordsWalk {
 }
 
 impl RecordsWalk {
+    /// Passes over the next `n` bytes if they lie strictly inside the body of the batch being
+    /// skipped (what [`RecordsWalk::feed`] would do with them, without its code or a
+    /// [`Reader`]); false, having changed nothing, otherwise.
+    pub(crate) fn skip_inside(&mut self, n: u64) -> bool {
+        match &mut self.phase {
+            Phase::Skip(left) if *left > n => {
+                *left -= n;
+                self.left -= n;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Starts a field of `len` bytes.
     pub(crate) fn start(&mut self, len: u64) {
         *self = RecordsWalk {
@@ -155,5 +169,56 @@ impl RecordsWalk {
         );
         s.compression.get_or_insert(h.compression);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One v2 batch of `body` record bytes at base offset 7 (3 records, last offset delta 2).
+    fn batch(body: usize) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&7i64.to_be_bytes());
+        b.extend_from_slice(&(HEADER_REST as i32 + body as i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes()); // partitionLeaderEpoch
+        b.push(2); // magic
+        b.extend_from_slice(&[0; 4]); // crc
+        b.extend_from_slice(&0i16.to_be_bytes()); // attributes
+        b.extend_from_slice(&2i32.to_be_bytes()); // lastOffsetDelta
+        b.extend_from_slice(&[0; 8 + 8 + 8 + 2 + 4]); // timestamps, producer, sequence
+        b.extend_from_slice(&3i32.to_be_bytes()); // recordsCount
+        b.resize(b.len() + body, 0xAB);
+        b
+    }
+
+    /// Skipping in place stops one byte short of a batch's end: the byte that ends it (here
+    /// also the field) must reach `feed`, which reports the field.
+    #[test]
+    fn skipping_in_place_leaves_the_last_byte_of_a_batch_to_feed() {
+        let field = batch(1000);
+        let mut r = Reader::new("test");
+        let mut walk = RecordsWalk::default();
+        walk.start(field.len() as u64);
+        let mut head = &field[..61];
+        assert_eq!(walk.feed(&mut r, &mut head).unwrap(), None);
+        assert!(!walk.skip_inside(1000), "the whole body ends the field");
+        assert!(walk.skip_inside(600) && walk.skip_inside(399));
+        assert!(!walk.skip_inside(1), "the last byte ends the field");
+        let mut last = &field[field.len() - 1..];
+        let stats = walk
+            .feed(&mut r, &mut last)
+            .unwrap()
+            .expect("the field ended");
+
+        let mut whole = RecordsWalk::default();
+        whole.start(field.len() as u64);
+        let mut all = &field[..];
+        let expected = whole.feed(&mut Reader::new("test"), &mut all).unwrap();
+        assert_eq!(Some(stats), expected);
+        assert_eq!(
+            (stats.batches, stats.records, stats.last_offset),
+            (1, 3, Some(9))
+        );
     }
 }
