@@ -15,7 +15,7 @@
 //! [`BATCH_EVENTS`] wait, when the oldest is [`MAX_HOLD`] old, when anything but a request,
 //! response, Fetch or Produce event comes (group, offsets, metadata, a problem: at once, with
 //! those waiting before it), and when the connection closes. [`sweep`] settles what waits on
-//! connections that went quiet. Sinks see a connection's events at most ~0.3 s late.
+//! connections that went quiet. Sinks see a connection's events at most ~0.45 s late.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -68,9 +68,9 @@ pub trait TapSink: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Events and Fetch request bodies a connection keeps before settling them together.
-pub const BATCH_EVENTS: usize = 64;
+pub const BATCH_EVENTS: usize = 256;
 /// Longest an event waits in its batch while the connection is busy.
-pub const MAX_HOLD: Duration = Duration::from_millis(100);
+pub const MAX_HOLD: Duration = Duration::from_millis(250);
 /// Most events handed to the sinks in one call. A batch is settled into a list this long and
 /// passed on each time it fills: the list (2.4 KB) stays in the CPU's first-level cache,
 /// where a list of a whole batch would come from memory at each hand-over.

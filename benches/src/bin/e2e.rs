@@ -365,7 +365,7 @@ impl Workload {
 
     /// Reads the Sluices' admin counters. `received`: Fetch responses the client got through
     /// the tap-on and the telemetry-on Sluice, when known. Sluice hands a connection's events
-    /// to its counters in batches (at the latest ~0.3 s after they pass), so the check reads
+    /// to its counters in batches (at the latest ~0.45 s after they pass), so the check reads
     /// again until the counts match or a second has passed.
     fn tap_check(&self, workload: &str, received: Option<(u64, u64)>) -> Result<TapCheck> {
         let get = |r: Route| {
