@@ -488,7 +488,11 @@ impl Model {
         let Some(t) = self.track(key, topic, partition, addr, now, cap) else {
             return;
         };
-        if offset < t.end_for(addr) {
+        // A rewind goes back (or stays): a fetch below what the connection was served that
+        // moves on from the last fetch (a client fetching ahead of what it consumed, as
+        // librdkafka does, follows a rewind with fetches that are also below that, but only
+        // the one it went back to is where it returns).
+        if offset < t.end_for(addr) && offset <= t.fetch_offset {
             t.rewinds.push_back((now, offset));
             if t.rewinds.len() > 4096 {
                 t.rewinds.pop_front();

@@ -123,8 +123,9 @@ fn kinds(o: &Observer) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_consumer_rewinding_to_the_same_offset_is_a_fetch_loop() {
+/// A member of group `billing` (committed 100) with a coordinator connection and a fetch
+/// connection (port 15631), after a first tick.
+fn billing_consumer() -> (Arc<Observer>, ConnMeta, Instant) {
     let o = Observer::new(DetectConfig::default());
     let (coord, fetcher) = (meta(1, 15630), meta(2, 15631));
     for m in [&coord, &fetcher] {
@@ -135,6 +136,32 @@ fn a_consumer_rewinding_to_the_same_offset_is_a_fetch_loop() {
     o.on_event(&coord, &commit("billing", 100));
     let t0 = Instant::now();
     o.tick(t0);
+    (o, fetcher, t0)
+}
+
+/// librdkafka fetches ahead: after seeking back to 100 it fetches 100, 1100 and 2100, all below
+/// what it was served before. The loop returns to 100, and only those fetches are rewinds.
+#[test]
+fn a_consumer_fetching_ahead_after_each_rewind_loops_to_where_it_went_back() {
+    let (o, fetcher, t0) = billing_consumer();
+    for _ in 0..6 {
+        for from in [100, 1100, 2100] {
+            o.on_event(&fetcher, &fetch(from));
+            o.on_event(&fetcher, &delivered(from, from + 999, 1 << 20));
+        }
+    }
+    o.tick(t0 + Duration::from_secs(1));
+    let ev = active(&o, "fetch_loop")["evidence"].clone();
+    assert_eq!(ev["offset"], 100, "{ev:#}");
+    assert_eq!(
+        ev["rewinds"], 5,
+        "the first fetch of 100 returns nowhere: {ev:#}"
+    );
+}
+
+#[test]
+fn a_consumer_rewinding_to_the_same_offset_is_a_fetch_loop() {
+    let (o, fetcher, t0) = billing_consumer();
     // Fetched from 100, delivered 100..=1099 (1 MiB), seeks back to 100, again and again.
     for _ in 0..6 {
         o.on_event(&fetcher, &fetch(100));
