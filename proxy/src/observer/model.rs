@@ -262,15 +262,16 @@ pub struct Topic {
 pub struct FetchTrack {
     /// End (last offset + 1) of everything delivered so far, to any connection of the key.
     pub delivered_end: i64,
-    /// The same per connection (client host:port), for the last [`CONN_ENDS`] connections.
-    /// Rewinds and re-deliveries are judged per connection: consumers of different groups
-    /// that share a `client.id` on one host (librdkafka's default `rdkafka`) read the same
-    /// offsets on their own connections, which is no loop.
-    pub conn_ends: Vec<(SocketAddr, i64)>,
+    /// The same per connection (client host:port), with the connection's last fetch offset,
+    /// for the last [`CONN_ENDS`] connections. Rewinds and re-deliveries are judged per
+    /// connection: consumers of different groups that share a `client.id` on one host
+    /// (librdkafka's default `rdkafka`) read the same offsets on their own connections, which
+    /// is no loop.
+    pub conn_ends: Vec<ConnEnd>,
     /// Last fetch offset requested.
     pub fetch_offset: i64,
-    /// `(time, offset)` of fetches that went back below what their connection was delivered,
-    /// within the window.
+    /// `(time, offset)` of fetches that went back below what their connection was delivered
+    /// (and not beyond that connection's previous fetch), within the window.
     pub rewinds: VecDeque<(Instant, i64)>,
     /// Record bytes delivered in all.
     pub bytes: u64,
@@ -284,29 +285,40 @@ pub struct FetchTrack {
     pub history: VecDeque<(Instant, u64, u64)>,
 }
 
+/// One connection's fetching of a partition (see [`FetchTrack::conn_ends`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnEnd {
+    /// The client's host:port.
+    pub addr: SocketAddr,
+    /// End (last offset + 1) of what was delivered to it (-1: nothing yet).
+    pub end: i64,
+    /// The offset it last fetched from (-1: none yet).
+    pub fetched: i64,
+}
+
 /// Connections whose delivered end a fetch track keeps; beyond, the oldest is forgotten (its
 /// next fetch then counts as a first one: a loop can be missed, none is invented).
 pub const CONN_ENDS: usize = 8;
 
 impl FetchTrack {
-    /// What the connection from `addr` was delivered up to (-1: nothing yet).
-    fn end_for(&self, addr: SocketAddr) -> i64 {
-        self.conn_ends
-            .iter()
-            .find(|(a, _)| *a == addr)
-            .map_or(-1, |e| e.1)
-    }
-
-    fn delivered_to(&mut self, addr: SocketAddr, end: i64) {
-        self.delivered_end = self.delivered_end.max(end);
-        if let Some(e) = self.conn_ends.iter_mut().find(|(a, _)| *a == addr) {
-            e.1 = e.1.max(end);
-            return;
-        }
-        if self.conn_ends.len() >= CONN_ENDS {
-            self.conn_ends.remove(0);
-        }
-        self.conn_ends.push((addr, end));
+    /// The connection from `addr`, remembered from now on (forgetting the oldest beyond
+    /// [`CONN_ENDS`]).
+    fn conn(&mut self, addr: SocketAddr) -> &mut ConnEnd {
+        let i = match self.conn_ends.iter().position(|c| c.addr == addr) {
+            Some(i) => i,
+            None => {
+                if self.conn_ends.len() >= CONN_ENDS {
+                    self.conn_ends.remove(0);
+                }
+                self.conn_ends.push(ConnEnd {
+                    addr,
+                    end: -1,
+                    fetched: -1,
+                });
+                self.conn_ends.len() - 1
+            }
+        };
+        &mut self.conn_ends[i]
     }
 
     /// Bytes and re-delivered bytes within the window, and the span they cover.
@@ -488,11 +500,14 @@ impl Model {
         let Some(t) = self.track(key, topic, partition, addr, now, cap) else {
             return;
         };
-        // A rewind goes back (or stays): a fetch below what the connection was served that
-        // moves on from the last fetch (a client fetching ahead of what it consumed, as
+        // A rewind goes back (or stays): a fetch below what the connection was served, not
+        // beyond its own last fetch (a client fetching ahead of what it consumed, as
         // librdkafka does, follows a rewind with fetches that are also below that, but only
         // the one it went back to is where it returns).
-        if offset < t.end_for(addr) && offset <= t.fetch_offset {
+        let c = t.conn(addr);
+        let rewind = offset < c.end && offset <= c.fetched;
+        c.fetched = offset;
+        if rewind {
             t.rewinds.push_back((now, offset));
             if t.rewinds.len() > 4096 {
                 t.rewinds.pop_front();
@@ -516,17 +531,18 @@ impl Model {
         let bytes = p.records_bytes;
         let again = match (p.first_offset, p.last_offset) {
             (Some(first), Some(last)) if last >= first => {
-                let end = t.end_for(addr);
-                let again = if last < end {
+                let c = t.conn(addr);
+                let end = c.end;
+                c.end = end.max(last + 1);
+                t.delivered_end = t.delivered_end.max(last + 1);
+                if last < end {
                     bytes
                 } else if first >= end {
                     0
                 } else {
                     let span = (last - first + 1) as f64;
                     (bytes as f64 * (end - first) as f64 / span) as u64
-                };
-                t.delivered_to(addr, last + 1);
-                again
+                }
             }
             _ => 0,
         };

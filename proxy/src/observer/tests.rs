@@ -434,6 +434,31 @@ fn groups_sharing_a_client_id_on_one_host_are_no_loop_until_one_loops() {
     assert_eq!(fl["evidence"]["client_port"], 41003, "{fl:#}");
 }
 
+/// Rewinds are judged on each connection's own fetches: another connection of the same
+/// client key reading lower offsets in between does not hide one connection's loop.
+#[test]
+fn a_loop_shows_while_another_connection_of_the_client_reads_lower_offsets() {
+    let o = Observer::new(DetectConfig::default());
+    let (looping, reading) = (meta(20, 42000), meta(21, 42001));
+    for (m, g) in [(&looping, "g-loop"), (&reading, "g-read")] {
+        o.on_open(m);
+        o.on_event(m, &request("rdkafka", 3));
+        o.on_event(m, &join(g));
+    }
+    let t0 = Instant::now();
+    o.tick(t0);
+    for i in 0..6 {
+        o.on_event(&looping, &fetch(30_000));
+        o.on_event(&looping, &delivered(30_000, 30_999, 1 << 20));
+        o.on_event(&reading, &fetch(i * 1000));
+        o.on_event(&reading, &delivered(i * 1000, i * 1000 + 999, 1 << 20));
+    }
+    o.tick(t0 + Duration::from_secs(1));
+    let fl = active(&o, "fetch_loop");
+    assert_eq!(fl["evidence"]["offset"], 30_000, "{fl:#}");
+    assert_eq!(fl["evidence"]["rewinds"], 5, "{fl:#}");
+}
+
 #[test]
 fn a_batch_of_events_counts_as_the_same_events_one_by_one() {
     let (one, batch) = (
