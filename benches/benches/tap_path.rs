@@ -21,8 +21,8 @@
 //! the caches between two round trips, so the tap's code and state come from memory while the
 //! bytes just read are in cache. Only the tap's calls are timed. `no_sinks_cold_reads` and
 //! `default_sinks_cold_reads` copy before every read instead, as happens between the reads of
-//! one round trip too: there even a read the forwarding loop only counts down costs the
-//! pages it touches (code, state, page tables), which is what these two show.
+//! one round trip too: then every read, even one the forwarding loop keeps from the tap
+//! (`Held`), pays for the pages it touches (code, state, page tables).
 
 use std::hint::black_box;
 use std::net::SocketAddr;

@@ -183,7 +183,8 @@ impl Head {
         if len <= FIRST_LOOK {
             self.first[self.len..len].copy_from_slice(bytes);
         } else {
-            if self.more.is_empty() {
+            if self.len <= FIRST_LOOK {
+                // Past the first look now: what was kept in place moves to `more`.
                 self.more.extend_from_slice(&self.first[..self.len]);
             }
             self.more.extend_from_slice(bytes);
@@ -1341,8 +1342,6 @@ fn resolve_topics(topics: &TopicNames, names: &mut NameCache, ev: &mut TapEvent)
 
 #[cfg(test)]
 mod tests {
-    /// A queued item is one cache line: a busy connection queues four per Fetch round trip,
-    /// written and read back from memory.
     /// A frame's first bytes read back the same, in place or past [`super::FIRST_LOOK`], in
     /// pieces of any size, and after being cleared.
     #[test]
@@ -1363,6 +1362,8 @@ mod tests {
         }
     }
 
+    /// A queued item is one cache line: a busy connection queues four per Fetch round trip,
+    /// written and read back from memory.
     #[test]
     fn queued_items_fit_a_cache_line() {
         assert!(std::mem::size_of::<super::Queued>() <= 64);
