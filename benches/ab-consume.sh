@@ -26,8 +26,9 @@ OUT="$WORK/runs.txt"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 read -r -a V <<< "${VARIANTS:?set VARIANTS=\"name:binary:tap ...\"}"
 
-bash "$SLUICE_KAFKA_BROKER_SCRIPT" --dir "$WORK/broker" --port $BROKER --controller-port $CONTROLLER \
+bash "$BROKER_SCRIPT" --dir "$WORK/broker" --port $BROKER --controller-port $CONTROLLER \
   --advertised 127.0.0.1:$PROXY --watch-pid $$ > "$WORK/broker.log" 2>&1 &
+BROKER_PID=$!
 start() {
   SLUICE_TAP_ENABLED=$2 "$1" run --listen 127.0.0.1:$PROXY --upstream 127.0.0.1:$BROKER \
     --admin-listen 127.0.0.1:$ADMIN > "$WORK/sluice.log" 2>&1 &
@@ -39,7 +40,7 @@ stop() { kill "$SPID"; wait "$SPID" || true; }
 
 IFS=: read -r _ bin _ <<< "${V[0]}"
 start "$bin" true
-fill_topic $PROXY ab
+fill_topic $PROXY ab "$BROKER_PID" "$WORK/broker.log"
 stop
 
 for r in $(seq "$ROUNDS"); do

@@ -31,12 +31,13 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 read -r -a V <<< "${VARIANTS:?set VARIANTS=\"name:binary:tap name:binary:tap\"}"
 (( ${#V[@]} == 2 )) || { echo "ab-parallel: exactly two variants" >&2; exit 2; }
 
-bash "$SLUICE_KAFKA_BROKER_SCRIPT" --dir "$WORK/broker" --port $BROKER1 --controller-port $CONTROLLER \
+bash "$BROKER_SCRIPT" --dir "$WORK/broker" --port $BROKER1 --controller-port $CONTROLLER \
   --watch-pid $$ \
   --config "listeners=PLAINTEXT://127.0.0.1:$BROKER1,SECOND://127.0.0.1:$BROKER2,CONTROLLER://127.0.0.1:$CONTROLLER" \
   --config "advertised.listeners=PLAINTEXT://127.0.0.1:$PROXY1,SECOND://127.0.0.1:$PROXY2" \
   --config "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECOND:PLAINTEXT,CONTROLLER:PLAINTEXT" \
   > "$WORK/broker.log" 2>&1 &
+BROKER_PID=$!
 
 # start BIN TAP PROXY_PORT BROKER_PORT ADMIN_PORT LOG: prints the pid once Sluice listens.
 start() {
@@ -63,7 +64,7 @@ stop() { # PID: Sluice was started in a subshell, so wait by polling
 
 IFS=: read -r _ bin _ <<< "${V[0]}"
 P=$(start "$bin" true $PROXY1 $BROKER1 $ADMIN1 "$WORK/setup.log")
-fill_topic $PROXY1 ab-parallel
+fill_topic $PROXY1 ab-parallel "$BROKER_PID" "$WORK/broker.log"
 stop "$P"
 
 consume() { # PROXY_PORT GROUP → the ConsumerPerformance summary line
