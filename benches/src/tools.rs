@@ -56,7 +56,16 @@ impl Tools {
             }
         };
         let (kafka_libs, broker_script) = if kafka {
-            (var("SLUICE_KAFKA_LIBS"), var("SLUICE_KAFKA_BROKER_SCRIPT"))
+            // This checkout's broker script when it is there (env.sh names the checkout
+            // setup.sh last ran in, which may be another clone, since removed).
+            let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../integration-tests/scripts/kafka-broker.sh");
+            let script = if own.exists() {
+                own
+            } else {
+                var("SLUICE_KAFKA_BROKER_SCRIPT")
+            };
+            (var("SLUICE_KAFKA_LIBS"), script)
         } else {
             (PathBuf::new(), PathBuf::new())
         };

@@ -10,7 +10,7 @@ pub struct Tools {
     pub cache: PathBuf,
     /// Directory of Kafka jars.
     pub kafka_libs: PathBuf,
-    /// `kafka-broker.sh`.
+    /// This checkout's `integration-tests/scripts/kafka-broker.sh`.
     pub broker_script: PathBuf,
     /// Java client launcher.
     pub java_client: PathBuf,
@@ -59,7 +59,12 @@ impl Tools {
         };
         Tools {
             kafka_libs: get("SLUICE_KAFKA_LIBS"),
-            broker_script: get("SLUICE_KAFKA_BROKER_SCRIPT"),
+            // This checkout's own: env.sh names the checkout setup.sh last ran in, which may be
+            // another clone, since removed.
+            broker_script: PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/kafka-broker.sh"
+            )),
             java_client: get("SLUICE_JAVA_CLIENT"),
             py_client: get("SLUICE_PY_CLIENT"),
             go_client: get("SLUICE_GO_CLIENT"),
