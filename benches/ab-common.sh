@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced by ab-consume.sh and ab-parallel.sh (after env.sh, with CP and MSGS set).
 
-# The broker script of this checkout (not env.sh's, which names the checkout setup.sh ran in).
+# The broker script of this checkout.
 # shellcheck disable=SC2034 # used by the scripts that source this one
 BROKER_SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/integration-tests/scripts/kafka-broker.sh"
 

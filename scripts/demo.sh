@@ -61,7 +61,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "starting Kafka $SLUICE_KAFKA_VERSION (KRaft) on 127.0.0.1:$BROKER_PORT, advertising Sluice's 127.0.0.1:$PROXY_PORT ..."
-bash "$SLUICE_KAFKA_BROKER_SCRIPT" --dir "$WORK/broker" --port "$BROKER_PORT" \
+bash "$ROOT/integration-tests/scripts/kafka-broker.sh" --dir "$WORK/broker" --port "$BROKER_PORT" \
   --controller-port "$CONTROLLER_PORT" --advertised "127.0.0.1:$PROXY_PORT" --watch-pid $$ \
   >"$WORK/broker-supervisor.log" 2>&1 &
 BROKER_SUP=$!

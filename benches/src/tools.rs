@@ -19,7 +19,7 @@ pub struct Tools {
     pub java: PathBuf,
     /// Directory of Kafka jars (broker and kafka-tools).
     pub kafka_libs: PathBuf,
-    /// `integration-tests/scripts/kafka-broker.sh`.
+    /// This checkout's `integration-tests/scripts/kafka-broker.sh`.
     pub broker_script: PathBuf,
     /// Kafka version, from `env.sh` or the tools jar name.
     pub kafka_version: String,
@@ -56,15 +56,8 @@ impl Tools {
             }
         };
         let (kafka_libs, broker_script) = if kafka {
-            // This checkout's broker script when it is there (env.sh names the checkout
-            // setup.sh last ran in, which may be another clone, since removed).
-            let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+            let script = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../integration-tests/scripts/kafka-broker.sh");
-            let script = if own.exists() {
-                own
-            } else {
-                var("SLUICE_KAFKA_BROKER_SCRIPT")
-            };
             (var("SLUICE_KAFKA_LIBS"), script)
         } else {
             (PathBuf::new(), PathBuf::new())

@@ -143,6 +143,16 @@ impl Client {
             Client::Go => &tools.go_client,
         };
         let mut c = Command::new(exe);
+        if self == Client::Python {
+            // The launcher names the clone setup.sh last ran in; run this checkout's client.
+            c.env(
+                "SLUICE_PY_CLIENT_SRC",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/clients/python/sluice_client.py"
+                ),
+            );
+        }
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

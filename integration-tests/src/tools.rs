@@ -59,8 +59,6 @@ impl Tools {
         };
         Tools {
             kafka_libs: get("SLUICE_KAFKA_LIBS"),
-            // This checkout's own: env.sh names the checkout setup.sh last ran in, which may be
-            // another clone, since removed.
             broker_script: PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/scripts/kafka-broker.sh"
