@@ -43,9 +43,11 @@ use kafka_protocol::records::{
 };
 use sluice::observer::config::DetectConfig;
 use sluice::observer::Observer;
-use sluice::tap::{ConnMeta, ConnTap, StatsSink, TapSink};
+use sluice::stats::StatsSink;
+use sluice::tap::ConnTap;
 use sluice::telemetry::Telemetry;
 use sluice::ProxyStats;
+use sluice::{ConnMeta, TapSink};
 use sluice_config::TelemetryConfig;
 use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;

@@ -184,7 +184,7 @@ fn run(args: RunArgs) -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(crate::StartError::Runtime(e)),
+        Err(e) => return fail(crate::error::StartError::Runtime(e)),
     };
     let result = runtime.block_on(async {
         let shutdown = crate::app::shutdown_signal()?;
@@ -221,7 +221,7 @@ fn top(admin: &str, interval: &str, once: bool, duration: Option<&str>) -> ExitC
     }
 }
 
-fn fail(e: crate::StartError) -> ExitCode {
+fn fail(e: crate::error::StartError) -> ExitCode {
     tracing::error!(side = %e.side(), error = %e, "cannot start");
     eprintln!("sluice: {e}");
     ExitCode::FAILURE

@@ -11,8 +11,9 @@ use tracing::Instrument;
 
 use crate::duplex::{Direction, Half, HalfEnd, Shared};
 use crate::error::ConnError;
+use crate::sink::{ConnMeta, TapSink};
 use crate::stats::ProxyStats;
-use crate::tap::{ConnMeta, ConnTap, TapRegistry, TapSink};
+use crate::tap::{ConnTap, TapRegistry};
 
 /// Everything a connection task needs.
 #[derive(Debug, Clone)]

@@ -6,21 +6,22 @@
 //! shutdown future. Tests bind `127.0.0.1:0` and pass their own shutdown future.
 //!
 //! # Layout
+//! Modules import one way, from the command line down to the forwarding path and, below it,
+//! the sinks and counters (`tests/layers.rs` fails on an import against that order):
+//! - [`cli`]: `sluice run`, `sluice top` and `sluice check-config`; [`app`]: bind and serve
+//!   from a config; [`top`]: the live view over the admin API; [`admin`]: the admin HTTP
+//!   listener (`/healthz`, `/readyz`, `/metrics`, `/api/v1/...`).
 //! - [`server`]: [`Proxy`] — the accept loop (connection limit, accept-error back-off) and the
-//!   graceful drain.
+//!   graceful drain; [`telemetry`]: OpenTelemetry metrics and spans over OTLP, and `/metrics`.
 //! - [`connection`]: one task per client connection — connect upstream, then the duplex.
 //! - [`duplex`]: the two halves: reused growing buffers, backpressure, half-close, frame counts
 //!   for the drain.
-//! - [`stats`]: process-wide counters shared with the admin API.
-//! - [`tap`]: the per-connection protocol tap and the sinks its events go to.
+//! - [`tap`]: a connection's protocol tap and the batches its events reach the sinks in.
 //! - [`observer`]: the live picture of clients, groups, topics and partitions, the
 //!   detectors and their findings.
-//! - [`telemetry`]: OpenTelemetry metrics and spans over OTLP, and `/metrics`.
-//! - [`admin`]: the admin HTTP listener (`/healthz`, `/readyz`, `/metrics`, `/api/v1/...`).
-//! - [`error`]: errors that say which side failed (client, broker, config, internal).
-//! - [`logging`]: tracing-subscriber setup, plain or JSON.
-//! - [`cli`]: `sluice run`, `sluice top` and `sluice check-config`; [`app`]: bind and serve
-//!   from a config; [`top`]: the live view over the admin API.
+//! - [`stats`]: process-wide counters and per-API figures, and the sink that fills them.
+//! - Leaves: [`sink`] (the [`TapSink`] contract), [`error`] (errors that say which side failed:
+//!   client, broker, config, internal), [`logging`] (plain or JSON), [`every`] (the ticker).
 
 pub mod admin;
 pub mod app;
@@ -28,9 +29,11 @@ pub mod cli;
 pub mod connection;
 pub mod duplex;
 pub mod error;
+pub mod every;
 pub mod logging;
 pub mod observer;
 pub mod server;
+pub mod sink;
 pub mod stats;
 pub mod tap;
 pub mod telemetry;
@@ -38,6 +41,6 @@ pub mod top;
 
 pub use error::{ConnError, Side, StartError};
 pub use server::{run, Proxy};
+pub use sink::{ConnMeta, TapSink};
 pub use sluice_config::Config;
 pub use stats::ProxyStats;
-pub use tap::{ConnMeta, TapSink};

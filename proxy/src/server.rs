@@ -23,8 +23,10 @@ use tokio_util::task::TaskTracker;
 use crate::connection::{self, ConnContext};
 use crate::observer::config::DetectConfig;
 use crate::observer::Observer;
+use crate::sink::TapSink;
 use crate::stats::ProxyStats;
-use crate::tap::{StatsSink, TapRegistry, TapSink};
+use crate::stats::StatsSink;
+use crate::tap::TapRegistry;
 use sluice_protocol::tap::topics::TopicNames;
 
 /// First pause after a failed `accept()`; doubles up to [`ACCEPT_BACKOFF_MAX`].
@@ -155,24 +157,6 @@ impl Proxy {
         let _ = ticks.await;
         let _ = sweep.await;
         tracing::info!("proxy stopped");
-    }
-}
-
-/// Calls `f` with the time every `period` (skipping ticks missed while busy) until `stop`
-/// completes: the observer's ticks and the sweep of quiet connections' batches.
-pub async fn every(
-    period: std::time::Duration,
-    stop: impl Future<Output = ()>,
-    mut f: impl FnMut(std::time::Instant),
-) {
-    let mut every = tokio::time::interval(period);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = every.tick() => f(std::time::Instant::now()),
-        }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::tap::api_name;
+use crate::stats::api_name;
 use serde_json::{json, Value};
 
 use super::Observer;

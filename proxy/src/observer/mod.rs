@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use sluice_protocol::TapEvent;
 
-use crate::tap::{ConnMeta, TapSink};
+use crate::sink::{ConnMeta, TapSink};
 use config::DetectConfig;
 use findings::Registry;
 use model::{topic_name, Attribution, Conn, Model};
@@ -98,7 +98,7 @@ impl Observer {
 
     /// Runs [`Observer::tick`] every [`TICK`] until `stop` completes.
     pub async fn run_ticks(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        crate::server::every(TICK, stop, |now| self.tick(now)).await
+        crate::every::every(TICK, stop, |now| self.tick(now)).await
     }
 
     fn count_open(&self, conn: &Conn, now: Instant) {

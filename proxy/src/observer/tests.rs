@@ -10,7 +10,7 @@ use sluice_protocol::TapEvent;
 
 use super::config::DetectConfig;
 use super::Observer;
-use crate::tap::{ConnMeta, TapSink};
+use crate::sink::{ConnMeta, TapSink};
 
 pub(crate) fn meta(id: u64, port: u16) -> ConnMeta {
     ConnMeta {

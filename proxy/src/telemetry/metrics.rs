@@ -18,8 +18,8 @@ use super::cap::SeriesCap;
 use super::names::*;
 use crate::observer::export::Snapshot;
 use crate::observer::Observer;
+use crate::sink::{ConnMeta, TapSink};
 use crate::stats::ProxyStats;
-use crate::tap::{ConnMeta, TapSink};
 
 /// Request latency buckets, in seconds (Kafka long polls reach the fetch max wait).
 pub const LATENCY_BUCKETS: &[f64] = &[

@@ -41,8 +41,8 @@ use sluice_config::TelemetryConfig;
 
 use crate::error::StartError;
 use crate::observer::Observer;
+use crate::sink::TapSink;
 use crate::stats::ProxyStats;
-use crate::tap::TapSink;
 
 /// The `/metrics` reader, shared between the meter provider and the admin handler.
 #[derive(Debug, Clone)]

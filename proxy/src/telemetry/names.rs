@@ -1,5 +1,5 @@
 //! Attribute keys (OpenTelemetry messaging semantic conventions where one applies); API names
-//! come from [`crate::tap::api_name`].
+//! come from [`crate::stats::api_name`].
 
 /// `messaging.system` (always `kafka`).
 pub const SYSTEM: &str = "messaging.system";
@@ -50,4 +50,4 @@ pub const BROKER: &str = "sluice.broker";
 /// The overflow series of a capped instrument carries only this attribute, set to true.
 pub const OVERFLOW: &str = "otel.metric.overflow";
 
-pub use crate::tap::api_name;
+pub use crate::stats::api_name;

@@ -26,7 +26,7 @@ use crate::observer::export::ConnLabels;
 use crate::observer::findings::Finding;
 use crate::observer::model::topic_name;
 use crate::observer::Observer;
-use crate::tap::{ConnMeta, TapSink};
+use crate::sink::{ConnMeta, TapSink};
 
 /// A response whose body may still bring an error code or a topic.
 #[derive(Debug, Clone)]

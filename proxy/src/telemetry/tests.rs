@@ -12,8 +12,8 @@ use super::Telemetry;
 use crate::observer::config::DetectConfig;
 use crate::observer::tests::{commit, delivered, fetch, join, meta, request};
 use crate::observer::Observer;
+use crate::sink::TapSink;
 use crate::stats::ProxyStats;
-use crate::tap::TapSink;
 
 fn response(api_key: i16, latency_ms: u64) -> TapEvent {
     TapEvent::Response(ResponseSeen {

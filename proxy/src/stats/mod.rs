@@ -1,9 +1,18 @@
 //! Process-wide counters, shared by the proxy and the admin API. Relaxed atomics, updated per
 //! connection event or per forwarded chunk — never per byte or per frame.
+//!
+//! # Layout
+//! - this file: [`ProxyStats`], the proxy's counters and flags.
+//! - [`api`]: [`ApiTable`], counters per API key and version, and [`api_name`].
+//! - [`sink`]: [`StatsSink`], the tap sink that fills the table.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use crate::tap::ApiTable;
+pub mod api;
+pub mod sink;
+
+pub use api::{api_name, ApiCell, ApiTable};
+pub use sink::StatsSink;
 
 /// Counters and flags of one proxy.
 #[derive(Debug, Default)]
