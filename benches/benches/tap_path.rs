@@ -193,6 +193,8 @@ fn tap_path(c: &mut Criterion) {
 
     let stats = Arc::new(ProxyStats::default());
     let observer = Observer::new(DetectConfig::default());
+    // Its thread applies the batches the sink queues, as in `sluice run`.
+    let _observer_thread = observer.spawn();
     let telemetry = Telemetry::start(
         &TelemetryConfig::default(),
         "127.0.0.1:9092",

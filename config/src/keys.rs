@@ -78,6 +78,15 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        path: "buffer_budget",
+        env: "SLUICE_BUFFER_BUDGET",
+        help: "Most bytes all connections' copy buffers may grow by together; past it they stay small [default: 256MiB]",
+        set: |c, r| {
+            c.buffer_budget = ranged(value::byte_size(r)?, 0, 1 << 40, "buffer_budget")?;
+            Ok(())
+        },
+    },
+    Key {
         path: "shutdown_grace",
         env: "SLUICE_SHUTDOWN_GRACE",
         help:

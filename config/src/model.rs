@@ -22,6 +22,9 @@ pub struct Config {
     /// Largest per-direction copy buffer of one connection, in bytes. Buffers start small and
     /// grow towards this only while a connection moves data in large chunks.
     pub buffer_size: usize,
+    /// Most bytes the copy buffers of all connections together may grow by beyond their first
+    /// 8 KiB each; past it, buffers stop growing (connections still forward, in smaller reads).
+    pub buffer_budget: usize,
     /// On SIGTERM/SIGINT, how long in-flight request/response pairs may take to finish.
     #[serde(with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
@@ -229,6 +232,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             max_connections: 20_000,
             buffer_size: 256 * 1024,
+            buffer_budget: 256 << 20,
             shutdown_grace: Duration::from_secs(30),
             admin: AdminConfig::default(),
             log: LogConfig::default(),

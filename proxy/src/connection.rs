@@ -103,6 +103,7 @@ async fn proxy(
     let half = |direction| Half {
         direction,
         max_buffer: cx.config.buffer_size,
+        budget: &cx.stats.buffers,
         shared: &shared,
         stats: &cx.stats,
         drain: &cx.drain,

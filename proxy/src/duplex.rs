@@ -2,9 +2,10 @@
 //!
 //! Each half owns one buffer, reads a chunk, writes all of it to the other side, and only then
 //! reads again: a slow reader on one side slows the writer on the other (backpressure) and
-//! memory stays bounded. A buffer starts at [`INITIAL_BUFFER`] and doubles, up to the
-//! configured maximum, only while reads keep filling it — idle connections stay small, bulk
-//! transfers get few large syscalls. End of stream on one side is passed on as a half-close.
+//! memory stays bounded. A buffer ([`CopyBuffer`]) starts at 8 KiB and doubles, up to the
+//! configured maximum and within the proxy-wide budget, only while reads keep filling it, and
+//! shrinks back after a run of small reads — idle connections stay small, bulk transfers get
+//! few large syscalls. End of stream on one side is passed on as a half-close.
 //!
 //! After a chunk is forwarded, the tap (when on) is shown it — unless the tap said the next bytes
 //! are ones it would only count down or walk batch headers in (record data of a Fetch response
@@ -26,12 +27,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::buffer::{BufferBudget, CopyBuffer};
 use crate::error::{ConnError, Side};
 use crate::stats::ProxyStats;
 use crate::tap::ConnTap;
-
-/// First size of each direction's buffer.
-pub const INITIAL_BUFFER: usize = 8 * 1024;
 
 /// How a half ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +87,8 @@ pub struct Half<'a> {
     pub direction: Direction,
     /// Largest buffer size.
     pub max_buffer: usize,
+    /// What all buffers together may grow by.
+    pub budget: &'a BufferBudget,
     /// State shared with the other half.
     pub shared: &'a Shared,
     /// Process counters.
@@ -110,7 +111,7 @@ impl Half<'_> {
             Direction::ToBroker => &self.stats.bytes_to_broker,
             Direction::ToClient => &self.stats.bytes_to_client,
         };
-        let mut buf = vec![0u8; INITIAL_BUFFER.min(self.max_buffer)];
+        let mut buf = CopyBuffer::new(self.max_buffer, self.budget);
         let mut frames = FrameTracker::new();
         let mut total = 0u64;
         let mut draining = false;
@@ -127,14 +128,14 @@ impl Half<'_> {
             let read = if draining {
                 // Keep forwarding, but wake up to re-check when the other half stops.
                 tokio::select! {
-                    r = from.read(&mut buf) => r,
+                    r = from.read(buf.space()) => r,
                     _ = self.shared.wake.notified() => continue,
                 }
             } else {
                 tokio::select! {
                     biased;
                     _ = &mut drain => { draining = true; continue; }
-                    r = from.read(&mut buf) => r,
+                    r = from.read(buf.space()) => r,
                 }
             };
             let n = read.map_err(|source_err| ConnError::Io {
@@ -150,21 +151,24 @@ impl Half<'_> {
                 }
                 return Ok((total, HalfEnd::Eof));
             }
-            to.write_all(&buf[..n]).await.map_err(|e| ConnError::Io {
-                side: sink,
-                op: "write",
-                source: e,
-            })?;
+            to.write_all(buf.filled(n))
+                .await
+                .map_err(|e| ConnError::Io {
+                    side: sink,
+                    op: "write",
+                    source: e,
+                })?;
             total += n as u64;
             ProxyStats::add(counter, n as u64);
-            self.observe(&mut frames, &buf[..n]);
+            self.observe(&mut frames, buf.filled(n));
             if let Some(tap) = self.tap {
-                tap.observe(self.direction == Direction::ToBroker, &mut held, &buf[..n]);
+                tap.observe(
+                    self.direction == Direction::ToBroker,
+                    &mut held,
+                    buf.filled(n),
+                );
             }
-            if n == buf.len() && buf.len() < self.max_buffer {
-                let grown = (buf.len() * 2).min(self.max_buffer);
-                buf.resize(grown, 0);
-            }
+            buf.after_read(n);
         }
     }
 

@@ -20,11 +20,13 @@
 //! - [`observer`]: the live picture of clients, groups, topics and partitions, the
 //!   detectors and their findings.
 //! - [`stats`]: process-wide counters and per-API figures, and the sink that fills them.
-//! - Leaves: [`sink`] (the [`TapSink`] contract), [`error`] (errors that say which side failed:
+//! - Leaves: [`buffer`] (copy buffers and their shared budget), [`sink`] (the [`TapSink`]
+//!   contract), [`error`] (errors that say which side failed:
 //!   client, broker, config, internal), [`logging`] (plain or JSON), [`every`] (the ticker).
 
 pub mod admin;
 pub mod app;
+pub mod buffer;
 pub mod cli;
 pub mod connection;
 pub mod duplex;

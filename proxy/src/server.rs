@@ -54,7 +54,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 impl Proxy {
     /// A proxy for a validated config.
     pub fn new(config: Config) -> Self {
-        let stats = Arc::new(ProxyStats::default());
+        let stats = Arc::new(ProxyStats::with_buffer_budget(config.buffer_budget));
         let observer = Observer::new(DetectConfig::from_settings(&config.detect));
         Proxy {
             config: Arc::new(config),
@@ -118,11 +118,7 @@ impl Proxy {
             "proxy accepting connections"
         );
         self.stats.accepting.store(true, Relaxed);
-        let ticks = tokio::spawn(
-            self.observer
-                .clone()
-                .run_ticks(cut.clone().cancelled_owned()),
-        );
+        let observer = self.observer.spawn();
         let sweep = tokio::spawn(crate::tap::sweep(
             cx.taps.clone(),
             cut.clone().cancelled_owned(),
@@ -154,9 +150,35 @@ impl Proxy {
             let _ = tokio::time::timeout(CUT_WAIT, tasks.wait()).await;
         }
         cut.cancel();
-        let _ = ticks.await;
+        if let Some(o) = observer {
+            let _ = tokio::task::spawn_blocking(move || o.stop()).await;
+        }
         let _ = sweep.await;
         tracing::info!("proxy stopped");
+    }
+}
+
+/// An open client connection: counted in `connections_open` and holding a connection permit
+/// until dropped.
+#[derive(Debug)]
+struct OpenConnection {
+    stats: Arc<ProxyStats>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(stats: Arc<ProxyStats>, permit: tokio::sync::OwnedSemaphorePermit) -> OpenConnection {
+        stats.connections_open.fetch_add(1, Relaxed);
+        OpenConnection {
+            stats,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.stats.connections_open.fetch_sub(1, Relaxed);
     }
 }
 
@@ -190,12 +212,11 @@ async fn accept_loop(
             Ok((socket, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
                 let id = cx.stats.connections_accepted.fetch_add(1, Relaxed) + 1;
-                cx.stats.connections_open.fetch_add(1, Relaxed);
+                let open = OpenConnection::new(cx.stats.clone(), permit);
                 let cx = cx.clone();
                 tasks.spawn(async move {
-                    connection::serve(socket, peer, id, cx.clone()).await;
-                    cx.stats.connections_open.fetch_sub(1, Relaxed);
-                    drop(permit);
+                    let _open = open; // however the task ends, a panic included
+                    connection::serve(socket, peer, id, cx).await;
                 });
             }
             Err(e) => {

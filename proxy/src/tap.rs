@@ -179,10 +179,14 @@ impl TapRegistry {
     }
 
     /// Hands over what is due on every connection (on a quiet one: what waited [`MAX_HOLD`]),
-    /// and forgets the connections that ended.
+    /// and forgets the connections that ended. A sink that panics costs its connection the
+    /// tap (forwarding goes on), never the sweep of the others.
     pub fn sweep_once(&self, now: Instant) {
         self.taps.retain(|_, t| match t.upgrade() {
-            Some(tap) => tap.hand_over_due(now),
+            Some(tap) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tap.hand_over_due(now)))
+                    .unwrap_or(false)
+            }
             None => false,
         });
     }
@@ -365,5 +369,38 @@ mod tests {
         assert_eq!(registry.len(), 1);
         registry.sweep_once(Instant::now());
         assert!(registry.is_empty());
+    }
+
+    #[derive(Debug)]
+    struct Panics;
+
+    impl TapSink for Panics {
+        fn on_event(&self, _: &ConnMeta, _: &TapEvent) {
+            panic!("a sink that panics");
+        }
+    }
+
+    #[test]
+    fn a_panicking_sink_costs_its_connection_the_tap_not_the_sweep() {
+        let later = Events::new();
+        let registry = TapRegistry::default();
+        let bad = conn(vec![Arc::new(Panics)]);
+        let good = conn(vec![later.clone()]);
+        registry.add(1, &bad);
+        registry.add(2, &good);
+        round_trip(&bad, 1);
+        round_trip(&good, 1);
+        registry.sweep_once(Instant::now() + MAX_HOLD);
+        assert_eq!(later.seen(), ["req:1", "resp:1"]);
+        assert_eq!(
+            registry.len(),
+            1,
+            "the connection whose sink panicked is no longer swept"
+        );
+        round_trip(&good, 2);
+        registry.sweep_once(Instant::now() + MAX_HOLD);
+        assert_eq!(later.seen(), ["req:1", "resp:1", "req:2", "resp:2"]);
+        // Its forwarding goes on: the tap is given up on, nothing is parsed any more.
+        round_trip(&bad, 2);
     }
 }

@@ -381,3 +381,50 @@ async fn idle_connections_close_at_once_on_shutdown() {
         assert_eq!(c.read(&mut buf).await.unwrap_or(0), 0);
     }
 }
+
+/// A tap sink that panics when a connection opens, inside the connection's task.
+#[derive(Debug)]
+struct PanicsOnOpen;
+
+impl sluice::TapSink for PanicsOnOpen {
+    fn on_event(&self, _: &sluice::ConnMeta, _: &sluice_protocol::TapEvent) {}
+    fn on_open(&self, _: &sluice::ConnMeta) {
+        panic!("a sink that panics on open");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_task_that_panics_is_still_counted_closed() {
+    let upstream = echo_server().await;
+    let proxy = TestProxy::start_with(
+        upstream,
+        |c| c.max_connections = 1,
+        |p| p.with_sink(Arc::new(PanicsOnOpen)),
+    )
+    .await;
+    let stats = proxy.stats.clone();
+    for n in 1..=3u64 {
+        let mut client = connect(proxy.addr).await;
+        // The task panics: the client sees its connection end.
+        let mut buf = [0u8; 1];
+        let read = within(
+            "the connection ends",
+            Duration::from_secs(5),
+            client.read(&mut buf),
+        )
+        .await;
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        wait_for(
+            "the open count to fall back",
+            Duration::from_secs(5),
+            || stats.connections_open.load(Relaxed) == 0,
+        )
+        .await;
+        // With max_connections = 1 the next client is only accepted if the permit came back.
+        wait_for("accepted", Duration::from_secs(5), || {
+            stats.connections_accepted.load(Relaxed) == n
+        })
+        .await;
+    }
+    proxy.shutdown(Duration::from_secs(10)).await;
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules by layer, lowest first. A module may use modules of lower layers only.
 const LAYERS: &[&[&str]] = &[
     // Leaves: the sink contract, errors, logging, the ticker.
-    &["sink", "error", "logging", "every"],
+    &["sink", "error", "logging", "every", "buffer"],
     // Counters and the built-in sink.
     &["stats"],
     // The live picture and the detectors; the cluster's own answers about groups.

@@ -1,12 +1,12 @@
-//! JSON views of the observer for the admin API (`/api/v1/...`).
+//! JSON views for the admin API (`/api/v1/...`), made from the last published [`Snapshot`]
+//! when asked for, never from the model itself.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::stats::api_name;
 use serde_json::{json, Value};
 
-use super::Observer;
+use super::snapshot::Snapshot;
 
 /// How `/api/v1/clients` is sorted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,31 +34,30 @@ impl ClientSort {
     }
 }
 
-impl Observer {
-    /// Open connections.
-    pub fn connections_json(&self) -> Value {
-        let now = Instant::now();
+fn secs_since(now: Instant, at: Instant) -> u64 {
+    now.saturating_duration_since(at).as_secs()
+}
+
+impl Snapshot {
+    /// Open connections, most bytes out first.
+    pub fn connections_json(&self, now: Instant) -> Value {
         let mut rows: Vec<Value> = self
             .conns
             .iter()
-            .map(|e| {
-                let c = e.value();
+            .map(|(id, c)| {
                 json!({
-                    "id": e.key(),
+                    "id": id,
                     "client_addr": c.client_addr.to_string(),
                     "client_id": c.client_id.as_deref(),
                     "software": c.software.as_ref().map(|(n, v)| format!("{n} {v}")),
                     "principal": c.principal,
-                    "age_s": now.duration_since(c.opened).as_secs(),
-                    "idle_s": now.duration_since(c.last_activity).as_secs(),
+                    "age_s": secs_since(now, c.opened),
+                    "idle_s": secs_since(now, c.last_activity),
                     "bytes_in": c.bytes_in,
                     "bytes_out": c.bytes_out,
                     "replica": c.replica,
                     "groups": c.groups.iter().map(|g| &**g).collect::<Vec<_>>(),
-                    "requests": c.api.iter().fold(BTreeMap::new(), |mut by, ((k, _), n)| {
-                        *by.entry(api_name(*k)).or_insert(0) += n.requests;
-                        by
-                    }),
+                    "requests": c.requests,
                 })
             })
             .collect();
@@ -68,24 +67,21 @@ impl Observer {
 
     /// Client keys, sorted.
     pub fn clients_json(&self, sort: ClientSort) -> Value {
-        let secs = self.cfg.window.as_secs_f64().max(1.0);
-        let m = self.model();
-        let index = m.group_index();
-        let mut rows: Vec<Value> = m
+        let secs = self.window.as_secs_f64().max(1.0);
+        let mut rows: Vec<Value> = self
             .clients
             .iter()
-            .map(|(key, c)| {
-                let group = index.group_of(key);
+            .map(|c| {
                 json!({
-                    "client_host": key.0.to_string(),
-                    "client_id": &*key.1,
+                    "client_host": c.host.to_string(),
+                    "client_id": &*c.client_id,
                     "software": c.software.as_ref().map(|(n, v)| format!("{n} {v}")),
-                    "group": group.as_ref().map(|(g, _)| g.to_string()),
-                    "group_attribution": group.as_ref().map(|(_, how)| how.as_str()),
+                    "group": c.group.as_ref().map(|(g, _)| g.to_string()),
+                    "group_attribution": c.group.as_ref().map(|(_, how)| how.as_str()),
                     "connections_open": c.open,
                     "connections_opened": c.opened,
                     "connections_closed": c.closed,
-                    "opened_per_sec": ((c.recent_opens.len() as f64 / secs) * 10.0).round() / 10.0,
+                    "opened_per_sec": ((c.opened_in_window as f64 / secs) * 10.0).round() / 10.0,
                     "bytes_fetched": c.fetched.values().sum::<u64>(),
                     "bytes_produced": c.produced.values().sum::<u64>(),
                     "fetched_by_topic": c.fetched.iter().map(|(t, b)| (t.to_string(), *b)).collect::<BTreeMap<_, _>>(),
@@ -109,57 +105,53 @@ impl Observer {
         json!(rows)
     }
 
-    /// Groups.
-    pub fn groups_json(&self) -> Value {
-        let now = Instant::now();
-        let m = self.model();
-        let mut rows: Vec<Value> = m
+    /// Groups, by name.
+    pub fn groups_json(&self, now: Instant) -> Value {
+        let rows: Vec<Value> = self
             .groups
             .iter()
-            .map(|(name, g)| {
+            .map(|g| {
                 json!({
-                    "group": &**name,
+                    "group": &*g.group,
                     "generation": g.generation,
                     "rebalances": g.rebalances,
-                    "rebalances_in_window": g.joins.len(),
-                    "members": g.members.iter().map(|(id, (key, parts))| json!({
+                    "rebalances_in_window": g.rebalances_in_window,
+                    "members": g.members.iter().map(|(id, m)| json!({
                         "member_id": id,
-                        "client_host": key.0.to_string(),
-                        "client_id": &*key.1,
-                        "assignment": parts.iter().map(|(t, ps)| json!({"topic": &**t, "partitions": ps})).collect::<Vec<_>>(),
+                        "client_host": m.client.0.to_string(),
+                        "client_id": &*m.client.1,
+                        "assignment": m.assigned.iter().map(|(t, ps)| json!({"topic": &**t, "partitions": ps})).collect::<Vec<_>>(),
                     })).collect::<Vec<_>>(),
                     "clients": g.clients.iter().map(|(key, how)| json!({
                         "client_host": key.0.to_string(), "client_id": &*key.1, "attribution": how.as_str()
                     })).collect::<Vec<_>>(),
-                    "committed": g.committed.iter().map(|((t, p), c)| json!({
+                    "committed": g.committed.iter().map(|(t, p, c)| json!({
                         "topic": &**t, "partition": p, "offset": c.offset,
-                        "last_commit_s_ago": now.duration_since(c.at).as_secs(),
-                        "last_advance_s_ago": c.advanced.map(|a| now.duration_since(a).as_secs()),
+                        "last_commit_s_ago": secs_since(now, c.at),
+                        "last_advance_s_ago": c.advanced.map(|a| secs_since(now, a)),
                         "advance_per_sec": (c.advance_per_sec * 10.0).round() / 10.0,
                     })).collect::<Vec<_>>(),
                 })
             })
             .collect();
-        rows.sort_by(|a, b| a["group"].as_str().cmp(&b["group"].as_str()));
         json!(rows)
     }
 
-    /// Topics.
+    /// Topics, most bytes out first.
     pub fn topics_json(&self) -> Value {
-        let m = self.model();
-        let mut rows: Vec<Value> = m
+        let mut rows: Vec<Value> = self
             .topics
             .iter()
-            .map(|(name, t)| {
+            .map(|t| {
                 json!({
-                    "topic": &**name,
-                    "bytes_in": t.bytes_in,
-                    "bytes_out": t.bytes_out,
+                    "topic": &*t.topic,
+                    "bytes_in": t.produced,
+                    "bytes_out": t.consumed,
                     "unique_bytes_out": t.unique_out,
-                    "replica_bytes_out": t.replica_out,
-                    "amplification": if t.unique_out > 0 { ((t.bytes_out as f64 / t.unique_out as f64) * 10.0).round() / 10.0 } else { 0.0 },
+                    "replica_bytes_out": t.replicated,
+                    "amplification": if t.unique_out > 0 { ((t.consumed as f64 / t.unique_out as f64) * 10.0).round() / 10.0 } else { 0.0 },
                     "consuming_groups": t.groups.iter().map(|g| &**g).collect::<Vec<_>>(),
-                    "partitions": t.partitions.iter().map(|(p, (end, fetched))| json!({"partition": p, "log_end_offset": end, "highest_offset_delivered": fetched})).collect::<Vec<_>>(),
+                    "partitions": t.end_offsets.iter().zip(&t.delivered).map(|((p, end), (_, fetched))| json!({"partition": p, "log_end_offset": end, "highest_offset_delivered": fetched})).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -167,24 +159,21 @@ impl Observer {
         json!(rows)
     }
 
-    /// Active and recently cleared findings.
-    pub fn findings_json(&self) -> Value {
-        let now = Instant::now();
-        let f = self.registry();
+    /// Active and recently cleared findings (most recently cleared first).
+    pub fn findings_json(&self, now: Instant) -> Value {
         json!({
-            "active": f.active().map(|x| x.to_json(now)).collect::<Vec<_>>(),
-            "cleared": f.cleared().rev().map(|x| x.to_json(now)).collect::<Vec<_>>(),
+            "active": self.active.iter().map(|x| x.to_json(now)).collect::<Vec<_>>(),
+            "cleared": self.cleared.iter().rev().map(|x| x.to_json(now)).collect::<Vec<_>>(),
         })
     }
 
-    /// Observer health: sizes, evictions.
+    /// Sizes, evictions and refusals of the observer's maps.
     pub fn health_json(&self) -> Value {
-        let conns = self.conns.len();
-        let m = self.model();
+        let h = &self.health;
         json!({
-            "connections": conns, "clients": m.clients.len(), "groups": m.groups.len(),
-            "topics": m.topics.len(), "fetch_tracks": m.fetches.len(),
-            "evicted": m.evicted, "refused_at_cap": m.refused,
+            "connections": h.connections, "clients": h.clients, "groups": h.groups,
+            "topics": h.topics, "fetch_tracks": h.fetch_tracks,
+            "evicted": h.evicted, "refused_at_cap": h.refused,
         })
     }
 }

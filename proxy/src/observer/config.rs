@@ -39,6 +39,9 @@ pub struct DetectConfig {
     pub max_partitions: usize,
     /// Entries idle this long are evicted.
     pub idle_eviction: Duration,
+    /// Group members, and client keys tied to a group, not seen in its traffic for this long
+    /// are forgotten (a live member heartbeats every few seconds).
+    pub member_expiry: Duration,
 }
 
 impl Default for DetectConfig {
@@ -60,6 +63,7 @@ impl Default for DetectConfig {
             max_groups: 10_000,
             max_partitions: 100_000,
             idle_eviction: Duration::from_secs(600),
+            member_expiry: Duration::from_secs(120),
         }
     }
 }

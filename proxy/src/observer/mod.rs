@@ -2,66 +2,127 @@
 //! partition behind this proxy, built from the tap's events, and the detectors that turn it
 //! into findings.
 //!
-//! Per-frame events (every request and response) only touch the connection's own entry in a
-//! `DashMap`; the rarer events (fetches, commits, group traffic) update the aggregated model
-//! behind one lock. Once a second, [`Observer::tick`] expires old samples and runs the
-//! detectors.
+//! One owner: the [`Observer`] is a handle. As a [`TapSink`] it offers each batch of events to
+//! a bounded queue ([`EVENT_QUEUE`] messages; when full the batch is dropped and counted — the
+//! forwarding path never waits). One thread ([`Observer::spawn`]) owns the state, applies the
+//! queue in order, and once per [`TICK`] expires old samples, runs the detectors and publishes
+//! a [`Snapshot`] that the admin API, `sluice top` and telemetry read. Tests and benchmarks
+//! drive the same state without the thread: [`Observer::tick`] applies what waits and ticks.
 //!
 //! # Layout
-//! - [`model`]: the state and how events change it; caps and eviction.
-//! - [`detect`]: the detectors.
-//! - [`findings`]: findings and their lifecycle (active → cleared).
-//! - [`config`]: thresholds and windows.
-//! - [`api`]: JSON views for the admin API.
-//! - [`export`]: the copy telemetry exports as metrics, and which connections are flagged.
+//! - this file: the handle — the queue, the published snapshot and flags.
+//! - [`owner`]: the owning thread and its messages; [`state`]: what it owns and the tick.
+//! - [`apply`]: how each kind of event changes the model.
+//! - [`model`]: the state, by entity (connection, client, group, topic, fetch track); caps and
+//!   eviction.
+//! - [`detect`]: the detectors; [`findings`]: findings and their lifecycle (active →
+//!   cleared); [`config`]: thresholds and windows.
+//! - [`snapshot`]: what readers see; [`api`]: the admin API's JSON views of it.
 
 pub mod api;
+pub mod apply;
 pub mod config;
 pub mod detect;
-pub mod export;
 pub mod findings;
 pub mod model;
+pub mod owner;
+pub mod snapshot;
+pub mod state;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
+use serde_json::Value;
 use sluice_protocol::TapEvent;
 
 use crate::sink::{ConnMeta, TapSink};
 use config::DetectConfig;
-use findings::Registry;
-use model::{topic_name, Attribution, Conn, Model};
+use findings::Finding;
+use owner::{Msg, Owner};
+use snapshot::{ConnLabels, Flags, Snapshot};
+use state::State;
 
-/// How often the detectors run.
+/// How often the detectors run and a snapshot is published.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// The observer. Register it as a [`TapSink`]; call [`Observer::tick`] once per [`TICK`].
+/// Messages (a connection's open or close, or a batch of up to 16 events) waiting for the
+/// observer's thread; beyond, batches are dropped and counted.
+pub const EVENT_QUEUE: usize = 4096;
+
+/// The observer's handle. Register it as a [`TapSink`]; start its thread with
+/// [`Observer::spawn`] (or drive it with [`Observer::tick`] in tests).
 #[derive(Debug)]
 pub struct Observer {
     cfg: DetectConfig,
-    conns: DashMap<u64, Conn, foldhash::fast::RandomState>,
-    model: Mutex<Model>,
-    findings: Mutex<Registry>,
-    /// Host → `client.id`s under an active finding ("" flags the whole host).
-    flagged: std::sync::RwLock<
-        std::collections::HashMap<std::net::IpAddr, std::collections::HashSet<Arc<str>>>,
-    >,
-    any_flagged: std::sync::atomic::AtomicBool,
+    inbox: SyncSender<Msg>,
+    /// The state and the queue's end until [`Observer::spawn`] takes them.
+    owner: Mutex<Option<Owner>>,
+    view: RwLock<Arc<Snapshot>>,
+    flags: RwLock<Arc<Flags>>,
+    any_flagged: AtomicBool,
+    /// Events dropped because the queue was full.
+    dropped_events: AtomicU64,
+    /// Closes that found the queue full: never dropped (a connection's count would stay
+    /// open), applied by the owner after the events queued before them.
+    late_closes: Mutex<Vec<(ConnMeta, Instant)>>,
+    any_late: AtomicBool,
+}
+
+/// The observer's thread; [`ObserverThread::stop`] ends it.
+#[derive(Debug)]
+pub struct ObserverThread {
+    observer: Arc<Observer>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ObserverThread {
+    /// Stops the thread and waits for it (it finishes the message it is applying).
+    pub fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(t) = self.thread.take() {
+            // Blocks only while the queue is full, which the thread is emptying.
+            let _ = self.observer.inbox.send(Msg::Stop);
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ObserverThread {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
 }
 
 impl Observer {
-    /// An observer with these thresholds.
+    /// An observer with these thresholds; its state waits for [`Observer::spawn`] or
+    /// [`Observer::tick`].
     pub fn new(cfg: DetectConfig) -> Arc<Observer> {
+        Observer::with_queue(cfg, EVENT_QUEUE)
+    }
+
+    /// Like [`Observer::new`] with a queue of `queue` messages.
+    pub fn with_queue(cfg: DetectConfig, queue: usize) -> Arc<Observer> {
+        let (tx, rx) = sync_channel(queue);
         Arc::new(Observer {
+            owner: Mutex::new(Some(Owner {
+                state: State::new(cfg.clone()),
+                inbox: rx,
+            })),
             cfg,
-            conns: DashMap::with_hasher(Default::default()),
-            model: Mutex::new(Model::default()),
-            findings: Mutex::new(Registry::default()),
-            flagged: std::sync::RwLock::default(),
-            any_flagged: std::sync::atomic::AtomicBool::new(false),
+            inbox: tx,
+            view: RwLock::new(Arc::new(Snapshot::default())),
+            flags: RwLock::new(Arc::new(Flags::default())),
+            any_flagged: AtomicBool::new(false),
+            dropped_events: AtomicU64::new(0),
+            late_closes: Mutex::new(Vec::new()),
+            any_late: AtomicBool::new(false),
         })
     }
 
@@ -70,310 +131,144 @@ impl Observer {
         &self.cfg
     }
 
-    fn model(&self) -> std::sync::MutexGuard<'_, Model> {
-        self.model.lock().unwrap_or_else(|e| e.into_inner())
+    /// Starts the thread that owns the state. `None` if it was started before.
+    pub fn spawn(self: &Arc<Self>) -> Option<ObserverThread> {
+        let owner = self
+            .owner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let me = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-observer".into())
+            .spawn(move || owner.run(me))
+            .ok()?;
+        Some(ObserverThread {
+            observer: self.clone(),
+            thread: Some(thread),
+        })
     }
 
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.findings.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Expires old samples and runs the detectors.
+    /// Without the thread: applies every message waiting and ticks at `now` (tests,
+    /// benchmarks). Does nothing once [`Observer::spawn`] took the state.
     pub fn tick(&self, now: Instant) {
-        let mut m = self.model();
-        m.expire(
-            now,
-            self.cfg.window,
-            self.cfg.rebalance_window,
-            self.cfg.idle_eviction,
-        );
-        let index = m.group_index();
-        m.refresh_topic_groups(&index, now, self.cfg.window);
-        let mut f = self.registry();
-        detect::run(&m, &index, &self.cfg, now, &mut f);
-        f.sweep(now, self.cfg.clear_after);
-        let active: Vec<_> = f.active().collect();
-        self.refresh_flagged(&m, &active);
-    }
-
-    /// Runs [`Observer::tick`] every [`TICK`] until `stop` completes.
-    pub async fn run_ticks(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        crate::every::every(TICK, stop, |now| self.tick(now)).await
-    }
-
-    fn count_open(&self, conn: &Conn, now: Instant) {
-        let key = conn.key();
-        let cap = self.cfg.max_clients;
-        let mut m = self.model();
-        if let Some(c) = m.client(&key, now, cap) {
-            c.open += 1;
-            c.opened += 1;
-            c.recent_opens.push_back(now);
-        }
-        if let Some(g) = model::java_default_group(&key.1) {
-            m.attribute(
-                &key,
-                g,
-                Attribution::ClientIdPattern,
-                now,
-                self.cfg.max_groups,
-            );
+        let mut guard = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(owner) = guard.as_mut() {
+            owner.drain(self);
+            let published = owner.state.tick(now);
+            self.publish(published);
         }
     }
 
-    fn apply(&self, conn: &mut Conn, event: &TapEvent, now: Instant) {
-        let key = conn.key();
-        let (cap_c, cap_g, cap_p) = (
-            self.cfg.max_clients,
-            self.cfg.max_groups,
-            self.cfg.max_partitions,
-        );
-        match event {
-            TapEvent::ClientSoftware(s) => {
-                conn.software = Some((s.name.clone(), s.version.clone()));
-                if let Some(c) = self.model().client(&key, now, cap_c) {
-                    c.software = conn.software.clone();
-                }
-            }
-            TapEvent::Sasl(sluice_protocol::event::SaslInfo::Principal(p)) => {
-                conn.principal = Some(p.clone());
-            }
-            TapEvent::FetchRequest(f) if f.replica => conn.replica = true,
-            TapEvent::FetchRequest(f) => {
-                let mut m = self.model();
-                if let Some(c) = m.client(&key, now, cap_c) {
-                    c.fetch_requests += 1;
-                }
-                for p in &f.partitions {
-                    m.on_fetch_offset(
-                        &key,
-                        conn.client_addr,
-                        (topic_name(&p.topic), p.partition),
-                        p.fetch_offset,
-                        now,
-                        cap_p,
-                    );
-                }
-            }
-            TapEvent::FetchPartition(p) => {
-                let topic = topic_name(&p.topic);
-                let mut m = self.model();
-                if conn.replica {
-                    if let Some(t) = m.topic(topic, now, cap_p) {
-                        t.replica_out += p.records_bytes;
-                    }
-                    return;
-                }
-                let (bytes, again) =
-                    m.on_delivered(&key, conn.client_addr, (topic.clone(), p), now, cap_p);
-                if let Some(c) = m.client(&key, now, cap_c) {
-                    *c.fetched.entry(topic.clone()).or_default() += bytes;
-                }
-                if let Some(t) = m.topic(topic, now, cap_p) {
-                    t.bytes_out += bytes;
-                    t.unique_out += bytes - again;
-                    let e = t.partitions.entry(p.partition).or_default();
-                    e.0 = e.0.max(p.high_watermark);
-                    if let Some(last) = p.last_offset {
-                        e.1 = e.1.max(last);
-                    }
-                }
-            }
-            TapEvent::ProducePartition(p) => {
-                let topic = topic_name(&p.topic);
-                let mut m = self.model();
-                if let Some(c) = m.client(&key, now, cap_c) {
-                    *c.produced.entry(topic.clone()).or_default() += p.records_bytes;
-                }
-                if let Some(t) = m.topic(topic, now, cap_p) {
-                    t.bytes_in += p.records_bytes;
-                }
-            }
-            TapEvent::JoinGroup {
-                group_id,
-                member_id,
-                ..
-            } => {
-                conn.groups.insert(group_id.as_str().into());
-                conn.pending_group = Some((group_id.as_str().into(), member_id.clone()));
-                let mut m = self.model();
-                m.attribute(&key, group_id, Attribution::Coordinator, now, cap_g);
-                m.group(group_id, now, cap_g);
-            }
-            TapEvent::JoinGroupResponse {
-                generation_id,
-                member_id,
-                error_code: 0,
-                ..
-            } => {
-                if let Some((group, _)) = conn.pending_group.clone() {
-                    conn.pending_group = Some((group.clone(), member_id.clone()));
-                    if let Some(g) = self.model().group(&group, now, cap_g) {
-                        // Every member learns the new generation: count it once.
-                        if *generation_id > g.generation {
-                            g.joins.push_back(now);
-                            g.rebalances += 1;
-                        }
-                        g.generation = g.generation.max(*generation_id);
-                        g.members
-                            .entry(member_id.clone())
-                            .or_insert((key.clone(), Vec::new()));
-                    }
-                }
-            }
-            TapEvent::SyncGroup {
-                group_id,
-                generation_id,
-                member_id,
-            } => {
-                conn.groups.insert(group_id.as_str().into());
-                conn.pending_group = Some((group_id.as_str().into(), member_id.clone()));
-                let mut m = self.model();
-                m.attribute(&key, group_id, Attribution::Coordinator, now, cap_g);
-                if let Some(g) = m.group(group_id, now, cap_g) {
-                    g.generation = g.generation.max(*generation_id);
-                }
-            }
-            TapEvent::ConsumerGroupHeartbeatResponse {
-                member_epoch,
-                assignment,
-                error_code: 0,
-                ..
-            } => {
-                // KIP-848: a member epoch above the group's last known one is a new
-                // generation of the assignment.
-                if let Some((group, member)) = conn.pending_group.clone() {
-                    if let Some(g) = self.model().group(&group, now, cap_g) {
-                        if *member_epoch > g.generation {
-                            g.joins.push_back(now);
-                            g.rebalances += 1;
-                            g.generation = *member_epoch;
-                        }
-                        if let Some(a) = assignment {
-                            let parts = a
-                                .iter()
-                                .map(|(t, ps)| (topic_name(t), ps.clone()))
-                                .collect();
-                            g.members.insert(member, (key.clone(), parts));
-                        }
-                    }
-                }
-            }
-            TapEvent::SyncGroupResponse {
-                assignment: Some(a),
-                error_code: 0,
-            } => {
-                if let Some((group, member)) = conn.pending_group.clone() {
-                    let parts = a
-                        .iter()
-                        .map(|(t, ps)| (topic_name(t), ps.clone()))
-                        .collect();
-                    if let Some(g) = self.model().group(&group, now, cap_g) {
-                        g.members.insert(member, (key.clone(), parts));
-                    }
-                }
-            }
-            TapEvent::Heartbeat { group_id, .. } => {
-                self.model()
-                    .attribute(&key, group_id, Attribution::Coordinator, now, cap_g);
-            }
-            TapEvent::LeaveGroup {
-                group_id,
-                member_ids,
-            } => {
-                if let Some(g) = self.model().group(group_id, now, cap_g) {
-                    for m in member_ids {
-                        g.members.remove(m);
-                    }
-                }
-            }
-            TapEvent::ConsumerGroupHeartbeat {
-                group_id,
-                member_id,
-                member_epoch,
-                ..
-            } => {
-                conn.groups.insert(group_id.as_str().into());
-                conn.pending_group = Some((group_id.as_str().into(), member_id.clone()));
-                let mut m = self.model();
-                m.attribute(&key, group_id, Attribution::Coordinator, now, cap_g);
-                if let Some(g) = m.group(group_id, now, cap_g) {
-                    if *member_epoch < 0 {
-                        g.members.remove(member_id);
-                    }
-                }
-            }
-            TapEvent::OffsetCommit {
-                group_id, offsets, ..
-            }
-            | TapEvent::TxnOffsetCommit {
-                group_id, offsets, ..
-            } => {
-                conn.groups.insert(group_id.as_str().into());
-                let mut m = self.model();
-                m.attribute(&key, group_id, Attribution::Coordinator, now, cap_g);
-                if let Some(g) = m.group(group_id, now, cap_g) {
-                    for o in offsets {
-                        let k = (topic_name(&o.topic), o.partition);
-                        match g.committed.get_mut(&k) {
-                            Some(c) => {
-                                if o.offset > c.offset {
-                                    let since = c.advanced.unwrap_or(c.at);
-                                    let dt = now.duration_since(since).as_secs_f64().max(0.001);
-                                    c.advance_per_sec = (o.offset - c.offset) as f64 / dt;
-                                    c.advanced = Some(now);
-                                }
-                                c.offset = o.offset;
-                                c.at = now;
-                            }
-                            None => {
-                                g.committed.insert(
-                                    k,
-                                    model::Committed {
-                                        offset: o.offset,
-                                        at: now,
-                                        advanced: None,
-                                        advance_per_sec: 0.0,
-                                    },
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-            _ => {}
+    /// Makes a tick's snapshot and flags what readers see.
+    fn publish(&self, (snapshot, flags): (Snapshot, Flags)) {
+        self.any_flagged.store(!flags.0.is_empty(), Relaxed);
+        *self.flags.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(flags);
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+
+    fn take_late_closes(&self) -> Vec<(ConnMeta, Instant)> {
+        if !self.any_late.swap(false, Relaxed) {
+            return Vec::new();
         }
+        std::mem::take(&mut *self.late_closes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn offer(&self, msg: Msg) {
+        match self.inbox.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => match msg {
+                Msg::Events(_, events) => {
+                    self.dropped_events.fetch_add(events.len() as u64, Relaxed);
+                }
+                Msg::Close(c, at) => {
+                    self.late_closes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((c, at));
+                    self.any_late.store(true, Relaxed);
+                }
+                // A connection whose open is lost is known from its first events.
+                Msg::Open(..) | Msg::Stop => {}
+            },
+        }
+    }
+
+    /// The last published snapshot (empty before the first tick).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Events dropped because the observer's queue was full.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events.load(Relaxed)
+    }
+
+    /// Active findings (copies), for telemetry's finding events.
+    pub fn active_findings(&self) -> Vec<Finding> {
+        self.snapshot().active.clone()
+    }
+
+    /// Whether any connection is under an active finding (one atomic load).
+    pub fn has_flagged(&self) -> bool {
+        self.any_flagged.load(Relaxed)
+    }
+
+    /// Whether connections of this host and `client.id` are under an active finding.
+    pub fn is_flagged(&self, host: std::net::IpAddr, client_id: &str) -> bool {
+        self.has_flagged()
+            && self
+                .flags
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(host, client_id)
+    }
+
+    /// `client.id` and group of an open connection as of the last tick, for a span.
+    pub fn conn_labels(&self, conn: u64) -> Option<ConnLabels> {
+        self.snapshot().conn_labels(conn)
+    }
+
+    /// Open connections (JSON, for the admin API).
+    pub fn connections_json(&self) -> Value {
+        self.snapshot().connections_json(Instant::now())
+    }
+
+    /// Client keys, sorted (JSON).
+    pub fn clients_json(&self, sort: api::ClientSort) -> Value {
+        self.snapshot().clients_json(sort)
+    }
+
+    /// Groups (JSON).
+    pub fn groups_json(&self) -> Value {
+        self.snapshot().groups_json(Instant::now())
+    }
+
+    /// Topics (JSON).
+    pub fn topics_json(&self) -> Value {
+        self.snapshot().topics_json()
+    }
+
+    /// Active and recently cleared findings (JSON).
+    pub fn findings_json(&self) -> Value {
+        self.snapshot().findings_json(Instant::now())
+    }
+
+    /// Observer health: sizes, evictions, events dropped at the queue (JSON).
+    pub fn health_json(&self) -> Value {
+        let mut v = self.snapshot().health_json();
+        v["dropped_events"] = self.dropped_events().into();
+        v
     }
 }
 
 impl TapSink for Observer {
     fn on_open(&self, conn: &ConnMeta) {
-        self.conns
-            .insert(conn.id, Conn::new(conn.client_addr, Instant::now()));
+        self.offer(Msg::Open(conn.clone(), Instant::now()));
     }
 
     fn on_close(&self, conn: &ConnMeta) {
-        let Some((_, c)) = self.conns.remove(&conn.id) else {
-            return;
-        };
-        let now = Instant::now();
-        let key = c.key();
-        let mut m = self.model();
-        let counted = !c.api.is_empty();
-        if let Some(cl) = m.client(&key, now, self.cfg.max_clients) {
-            for (k, n) in &c.api {
-                cl.api.entry(*k).or_default().add(n);
-            }
-            if counted {
-                cl.open = cl.open.saturating_sub(1);
-            } else {
-                cl.opened += 1;
-                cl.recent_opens.push_back(c.opened);
-            }
-            cl.closed += 1;
-            cl.recent_closes
-                .push_back((now, now.duration_since(c.opened)));
-        }
+        self.offer(Msg::Close(conn.clone(), Instant::now()));
     }
 
     fn on_event(&self, conn: &ConnMeta, event: &TapEvent) {
@@ -381,52 +276,20 @@ impl TapSink for Observer {
     }
 
     fn on_event_at(&self, conn: &ConnMeta, event: &TapEvent, now: Instant) {
-        if let Some(mut c) = self.conns.get_mut(&conn.id) {
-            self.on_conn_event(&mut c, event, now);
+        if apply::wanted(event) {
+            self.offer(Msg::Events(conn.clone(), vec![(event.clone(), now)]));
         }
     }
 
     fn on_events(&self, conn: &ConnMeta, events: &[(TapEvent, Instant)]) {
-        // One lookup of the connection for the whole batch.
-        if let Some(mut c) = self.conns.get_mut(&conn.id) {
-            for (event, at) in events {
-                self.on_conn_event(&mut c, event, *at);
-            }
-        }
-    }
-}
-
-impl Observer {
-    /// One event of a connection whose entry is locked.
-    fn on_conn_event(&self, c: &mut Conn, event: &TapEvent, now: Instant) {
-        match event {
-            TapEvent::Request(r) => {
-                let first = c.api.is_empty();
-                if let Some(id) = &r.client_id {
-                    if c.client_id.as_ref() != Some(id) {
-                        c.client_id = Some(id.clone());
-                    }
-                }
-                let n = c.api.entry((r.api_key, r.api_version)).or_default();
-                n.requests += 1;
-                n.bytes_in += r.size;
-                c.bytes_in += r.size;
-                c.last_activity = now;
-                if first {
-                    self.count_open(c, now);
-                }
-            }
-            TapEvent::Response(r) => {
-                c.api
-                    .entry((r.api_key, r.api_version))
-                    .or_default()
-                    .bytes_out += r.size;
-                c.bytes_out += r.size;
-                c.last_activity = now;
-            }
-            TapEvent::ParseError(_) | TapEvent::Opaque { .. } => {}
-            // Lock order: a connection's entry, then the model — never the other way round.
-            other => self.apply(c, other, now),
+        // Events the observer has no use for (metadata, responses' tops, …) are not copied.
+        let wanted: Vec<(TapEvent, Instant)> = events
+            .iter()
+            .filter(|(e, _)| apply::wanted(e))
+            .cloned()
+            .collect();
+        if !wanted.is_empty() {
+            self.offer(Msg::Events(conn.clone(), wanted));
         }
     }
 }

@@ -12,10 +12,12 @@ pub mod api;
 pub mod sink;
 
 pub use api::{api_name, ApiCell, ApiTable};
+
+use crate::buffer::BufferBudget;
 pub use sink::StatsSink;
 
 /// Counters and flags of one proxy.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProxyStats {
     /// Client connections open now.
     pub connections_open: AtomicU64,
@@ -44,9 +46,37 @@ pub struct ProxyStats {
     pub accepting: AtomicBool,
     /// Shutdown has begun.
     pub draining: AtomicBool,
+    /// What the connections' copy buffers may still grow by, and how often it said no.
+    pub buffers: BufferBudget,
+}
+
+impl Default for ProxyStats {
+    fn default() -> Self {
+        ProxyStats::with_buffer_budget(sluice_config::Config::default().buffer_budget)
+    }
 }
 
 impl ProxyStats {
+    /// Counters at zero, with a copy-buffer budget of `bytes`.
+    pub fn with_buffer_budget(bytes: usize) -> ProxyStats {
+        ProxyStats {
+            connections_open: AtomicU64::new(0),
+            connections_accepted: AtomicU64::new(0),
+            upstream_connect_failures: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+            connection_limit_waits: AtomicU64::new(0),
+            bytes_to_broker: AtomicU64::new(0),
+            bytes_to_client: AtomicU64::new(0),
+            opaque_connections: AtomicU64::new(0),
+            tap_parse_errors: AtomicU64::new(0),
+            api: ApiTable::default(),
+            connections_cut_at_deadline: AtomicU64::new(0),
+            accepting: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            buffers: BufferBudget::new(bytes),
+        }
+    }
+
     /// Ready to take traffic: accepting and not draining.
     pub fn is_ready(&self) -> bool {
         self.accepting.load(Relaxed) && !self.draining.load(Relaxed)
@@ -73,6 +103,8 @@ impl ProxyStats {
             "opaque_connections": g(&self.opaque_connections),
             "connections_cut_at_deadline": g(&self.connections_cut_at_deadline),
             "tap_parse_errors": g(&self.tap_parse_errors),
+            "buffer_budget_left": self.buffers.left(),
+            "buffer_growth_refused": g(&self.buffers.refused),
             "apis": self.api.snapshot(),
         })
     }

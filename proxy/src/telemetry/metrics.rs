@@ -16,7 +16,7 @@ use sluice_protocol::TapEvent;
 
 use super::cap::SeriesCap;
 use super::names::*;
-use crate::observer::export::Snapshot;
+use crate::observer::snapshot::Snapshot;
 use crate::observer::Observer;
 use crate::sink::{ConnMeta, TapSink};
 use crate::stats::ProxyStats;
@@ -69,7 +69,7 @@ impl Source {
                 return s.clone();
             }
         }
-        let s = Arc::new(self.observer.snapshot());
+        let s = self.observer.snapshot();
         *c = Some((Instant::now(), s.clone()));
         s
     }
@@ -549,7 +549,7 @@ fn fetch_points(s: &Snapshot, redelivered: bool) -> Points {
         .collect()
 }
 
-fn group_partition_points(points: &[crate::observer::export::GroupPartitionPoint]) -> Points {
+fn group_partition_points(points: &[crate::observer::snapshot::GroupPartitionPoint]) -> Points {
     points
         .iter()
         .map(|p| {

@@ -22,9 +22,9 @@ use sluice_protocol::event::{ResponseSeen, TopicRef};
 use sluice_protocol::TapEvent;
 
 use super::names::*;
-use crate::observer::export::ConnLabels;
 use crate::observer::findings::Finding;
 use crate::observer::model::topic_name;
+use crate::observer::snapshot::ConnLabels;
 use crate::observer::Observer;
 use crate::sink::{ConnMeta, TapSink};
 
@@ -311,7 +311,7 @@ fn pair_span(tracer: &SdkTracer, rec: SpanRecord) {
 }
 
 fn finding_attrs(f: &Finding) -> Vec<KeyValue> {
-    let p = crate::observer::export::FindingPoint::of(f);
+    let p = crate::observer::snapshot::FindingPoint::of(f);
     let mut a = vec![
         KeyValue::new(SYSTEM, "kafka"),
         KeyValue::new(FINDING_KIND, p.kind),

@@ -26,6 +26,15 @@ pub struct TestProxy {
 impl TestProxy {
     /// Starts a proxy to `upstream` with `tweak` applied to a default config.
     pub async fn start(upstream: SocketAddr, tweak: impl FnOnce(&mut Config)) -> TestProxy {
+        TestProxy::start_with(upstream, tweak, |p| p).await
+    }
+
+    /// Like [`TestProxy::start`], with `build` applied to the proxy (to add tap sinks).
+    pub async fn start_with(
+        upstream: SocketAddr,
+        tweak: impl FnOnce(&mut Config),
+        build: impl FnOnce(Proxy) -> Proxy,
+    ) -> TestProxy {
         let mut config = sluice_config::Loader::new()
             .flag("upstream", "--upstream", upstream.to_string())
             .flag("listen", "--listen", "127.0.0.1:0")
@@ -34,7 +43,7 @@ impl TestProxy {
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let proxy = Proxy::new(config);
+        let proxy = build(Proxy::new(config));
         let stats = proxy.stats();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(proxy.run(listener, async move {

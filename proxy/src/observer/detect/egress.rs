@@ -1,0 +1,57 @@
+//! Egress amplification: a topic's consumer bytes far above what was new to them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::super::config::DetectConfig;
+use super::super::findings::{Kind, Registry, Severity};
+use super::super::model::Model;
+use super::human;
+
+pub(super) fn egress_amplification(
+    m: &Model,
+    cfg: &DetectConfig,
+    findings: &mut Registry,
+    now: Instant,
+) {
+    let mut per_topic: HashMap<Arc<str>, (u64, u64, f64)> = HashMap::new();
+    for ((_, topic, _), t) in &m.fetches {
+        let (bytes, again, span) = t.window();
+        let e = per_topic.entry(topic.clone()).or_default();
+        e.0 += bytes;
+        e.1 += again;
+        e.2 = e.2.max(span.as_secs_f64());
+    }
+    for (topic, (bytes, again, secs)) in per_topic {
+        let secs = secs.max(1.0);
+        let unique = bytes.saturating_sub(again).max(1);
+        let amp = bytes as f64 / unique as f64;
+        if amp < cfg.amplification_min || (again as f64 / secs) < cfg.min_redelivered_bytes_per_sec
+        {
+            continue;
+        }
+        let t = m.topics.get(&topic);
+        findings.report(
+            now,
+            Kind::EgressAmplification,
+            topic.to_string(),
+            if amp >= 4.0 * cfg.amplification_min { Severity::Critical } else { Severity::Warning },
+            format!(
+                "topic {topic}: consumers pulled {}/s, {:.1}x what was new to them ({}/s re-delivered)",
+                human(bytes as f64 / secs), amp, human(again as f64 / secs)
+            ),
+            json!({
+                "topic": &*topic,
+                "bytes_out_per_sec": (bytes as f64 / secs).round(),
+                "unique_bytes_out_per_sec": (unique as f64 / secs).round(),
+                "redelivered_bytes_per_sec": (again as f64 / secs).round(),
+                "amplification": (amp * 10.0).round() / 10.0,
+                "bytes_in_total": t.map(|t| t.bytes_in),
+                "consuming_groups": t.map(|t| t.groups.len()),
+            }),
+        );
+    }
+}

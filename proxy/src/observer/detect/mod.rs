@@ -1,0 +1,51 @@
+//! The detectors: run once per tick over the model, report findings to the registry.
+//!
+//! # Layout
+//! - [`loops`]: fetch loops; [`commits`]: fetch without commit; [`egress`]: egress
+//!   amplification; [`churn`]: connection churn; [`rebalance`]: rebalance storms.
+
+mod churn;
+mod commits;
+mod egress;
+mod loops;
+mod rebalance;
+
+use std::time::Instant;
+
+use super::config::DetectConfig;
+use super::findings::Registry;
+use super::model::{ClientKey, GroupIndex, Model};
+
+fn software(m: &Model, key: &ClientKey) -> Option<String> {
+    m.clients
+        .get(key)
+        .and_then(|c| c.software.as_ref())
+        .map(|(n, v)| format!("{n} {v}"))
+}
+
+/// Runs every detector.
+pub fn run(
+    m: &Model,
+    index: &GroupIndex,
+    cfg: &DetectConfig,
+    now: Instant,
+    findings: &mut Registry,
+) {
+    loops::fetch_loops(m, index, cfg, now, findings);
+    commits::fetch_without_commit(m, index, cfg, now, findings);
+    egress::egress_amplification(m, cfg, findings, now);
+    churn::churn(m, cfg, now, findings);
+    rebalance::rebalance_storms(m, cfg, now, findings);
+}
+
+/// Bytes for humans: `1.2 GiB`.
+pub fn human(bytes: f64) -> String {
+    let mut v = bytes;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v < 1024.0 || unit == "GiB" {
+            return format!("{v:.1} {unit}");
+        }
+        v /= 1024.0;
+    }
+    format!("{v:.1} TiB")
+}

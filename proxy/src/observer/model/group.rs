@@ -1,0 +1,212 @@
+//! Consumer groups: members and their assignments, committed offsets and how they move,
+//! rebalances; how a client key is tied to a group, and the per-tick index that answers "which
+//! group is this fetch for?".
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::client::ClientKey;
+use super::track::TrackKey;
+
+/// A member's assignment: topic → partitions.
+pub type Assigned = Vec<(Arc<str>, Vec<i32>)>;
+
+/// How a client key was tied to a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Attribution {
+    /// Its own coordinator traffic (JoinGroup, OffsetCommit, …) named the group.
+    Coordinator,
+    /// The Java default `client.id` `consumer-<group>-<n>` names it.
+    ClientIdPattern,
+}
+
+impl Attribution {
+    /// As shown in findings and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribution::Coordinator => "coordinator traffic",
+            Attribution::ClientIdPattern => "java default client.id",
+        }
+    }
+}
+
+/// One member of a group.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The client key whose connection spoke for it.
+    pub client: ClientKey,
+    /// Its assignment, once a SyncGroup or ConsumerGroupHeartbeat response gave it.
+    pub assigned: Assigned,
+    /// Last time its group traffic was seen (members not seen for
+    /// [`super::super::config::DetectConfig::member_expiry`] are forgotten).
+    pub seen: Instant,
+}
+
+/// A committed offset and when it last moved forward.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    /// The offset.
+    pub offset: i64,
+    /// Last commit seen.
+    pub at: Instant,
+    /// Last time it was seen to move forward (`None`: not since Sluice first saw it).
+    pub advanced: Option<Instant>,
+    /// Offsets per second over its last advance.
+    pub advance_per_sec: f64,
+}
+
+impl Committed {
+    /// A first commit of `offset` seen at `now`.
+    pub fn new(offset: i64, now: Instant) -> Committed {
+        Committed {
+            offset,
+            at: now,
+            advanced: None,
+            advance_per_sec: 0.0,
+        }
+    }
+
+    /// Another commit of `offset` seen at `now`.
+    pub fn update(&mut self, offset: i64, now: Instant) {
+        if offset > self.offset {
+            let since = self.advanced.unwrap_or(self.at);
+            let dt = now
+                .saturating_duration_since(since)
+                .as_secs_f64()
+                .max(0.001);
+            // Wire values: the difference of two i64 may not fit one.
+            self.advance_per_sec = (offset as f64 - self.offset as f64) / dt;
+            self.advanced = Some(now);
+        }
+        self.offset = offset;
+        self.at = now;
+    }
+}
+
+/// A consumer group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Generation last seen.
+    pub generation: i32,
+    /// Member id → member.
+    pub members: BTreeMap<String, Member>,
+    /// When each new generation was seen, within the rebalance window.
+    pub joins: VecDeque<Instant>,
+    /// Rebalances (JoinGroup requests) in all.
+    pub rebalances: u64,
+    /// Committed offset per (topic, partition).
+    pub committed: BTreeMap<(Arc<str>, i32), Committed>,
+    /// Client keys tied to the group, how, and when last seen doing so.
+    pub clients: BTreeMap<ClientKey, (Attribution, Instant)>,
+    /// Last activity.
+    pub last_seen: Instant,
+}
+
+impl Group {
+    /// A group first seen at `now`.
+    pub fn new(now: Instant) -> Group {
+        Group {
+            generation: -1,
+            members: BTreeMap::new(),
+            joins: VecDeque::new(),
+            rebalances: 0,
+            committed: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            last_seen: now,
+        }
+    }
+
+    /// The member `id`, spoken for by `client`, seen at `now` (made if new).
+    pub fn member(&mut self, id: &str, client: &ClientKey, now: Instant) -> &mut Member {
+        let m = self.members.entry(id.to_owned()).or_insert_with(|| Member {
+            client: client.clone(),
+            assigned: Vec::new(),
+            seen: now,
+        });
+        m.seen = now;
+        m
+    }
+
+    /// A new generation seen at `now`: counted once, however many members learn it.
+    pub fn new_generation(&mut self, generation: i32, now: Instant) {
+        if generation > self.generation {
+            self.joins.push_back(now);
+            self.rebalances += 1;
+            self.generation = generation;
+        }
+    }
+}
+
+/// The group named by a Java consumer's default `client.id`, `consumer-<group>-<n>`.
+pub fn java_default_group(client_id: &str) -> Option<&str> {
+    let rest = client_id.strip_prefix("consumer-")?;
+    let (group, n) = rest.rsplit_once('-')?;
+    (!group.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(group)
+}
+
+/// Group attribution for every fetch track, built once per tick
+/// ([`super::Model::group_index`]). A unit test checks it against a walk over every group.
+#[derive(Debug, Default)]
+pub struct GroupIndex {
+    pub(super) assigned: HashMap<TrackKey, (Arc<str>, Instant)>,
+    pub(super) by_client: HashMap<ClientKey, Option<(Arc<str>, Attribution)>>,
+}
+
+impl GroupIndex {
+    /// The group consuming `topic`-`partition` through client key `key`: the group one of
+    /// whose members with this client key is assigned that partition (SyncGroup or
+    /// ConsumerGroupHeartbeat; the most recently seen group if several), else
+    /// [`GroupIndex::group_of`].
+    pub fn group_for(
+        &self,
+        key: &ClientKey,
+        topic: &Arc<str>,
+        partition: i32,
+    ) -> Option<(Arc<str>, Attribution)> {
+        if let Some((g, _)) = self.assigned.get(&(key.clone(), topic.clone(), partition)) {
+            return Some((g.clone(), Attribution::Coordinator));
+        }
+        self.group_of(key)
+    }
+
+    /// The group of a client key and how it was found: its own coordinator traffic when that
+    /// names one group, else the Java default `client.id`. `None` when several groups share
+    /// the client key (a `client.id` reused across groups): use [`GroupIndex::group_for`].
+    pub fn group_of(&self, key: &ClientKey) -> Option<(Arc<str>, Attribution)> {
+        match self.by_client.get(key) {
+            Some(found) => found.clone(),
+            None => {
+                java_default_group(&key.1).map(|g| (Arc::from(g), Attribution::ClientIdPattern))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_default_client_ids_name_their_group() {
+        assert_eq!(java_default_group("consumer-billing-1"), Some("billing"));
+        assert_eq!(
+            java_default_group("consumer-order-events-v2-12"),
+            Some("order-events-v2")
+        );
+        assert_eq!(java_default_group("consumer--1"), None);
+        assert_eq!(java_default_group("producer-1"), None);
+        assert_eq!(java_default_group("consumer-x-y"), None);
+    }
+
+    #[test]
+    fn commits_at_the_ends_of_the_offset_range_do_not_overflow() {
+        let t0 = Instant::now();
+        let mut c = Committed::new(i64::MIN, t0);
+        c.update(i64::MAX, t0 + std::time::Duration::from_secs(1));
+        assert_eq!(c.offset, i64::MAX);
+        assert!(c.advance_per_sec > 0.0 && c.advance_per_sec.is_finite());
+        c.update(i64::MIN, t0);
+        assert_eq!(c.offset, i64::MIN);
+    }
+}

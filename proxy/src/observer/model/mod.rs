@@ -1,0 +1,271 @@
+//! What the observer knows: per connection, per client key (client host + `client.id`), per
+//! group, per topic and partition, and per (client key, topic, partition) fetch track. Every
+//! map is capped; idle entries are evicted and counted. Owned by the observer's one task: no
+//! locks here.
+//!
+//! # Layout
+//! - this file: [`Model`], its capped maps and their expiry.
+//! - [`conn`]: one proxied connection.
+//! - [`client`]: client keys and their per-API counts.
+//! - [`group`]: groups, members, committed offsets, attribution and the [`GroupIndex`].
+//! - [`topic`]: topics and the names topics known only by id are filed under.
+//! - [`track`]: fetch tracks — rewinds and re-deliveries.
+
+pub mod client;
+pub mod conn;
+pub mod group;
+pub mod topic;
+pub mod track;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use client::{api_slot, ApiCount, ApiCounts, Client, ClientKey};
+pub use conn::Conn;
+pub use group::{java_default_group, Assigned, Attribution, Committed, Group, GroupIndex, Member};
+pub use topic::{topic_name, Topic, TopicPartition};
+pub use track::{ConnEnd, FetchTrack, TrackKey, CONN_ENDS};
+
+/// The model's maps: every Fetch round trip looks up its client, topic and fetch track, so
+/// they hash with foldhash (seeded per process) rather than SipHash. Their sizes are capped
+/// (`max_clients`, `max_groups`, `max_partitions`).
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Everything aggregated.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// Client keys.
+    pub clients: FastMap<ClientKey, Client>,
+    /// Groups.
+    pub groups: FastMap<Arc<str>, Group>,
+    /// Topics.
+    pub topics: FastMap<Arc<str>, Topic>,
+    /// Fetch tracks per (client key, topic, partition).
+    pub fetches: FastMap<TrackKey, FetchTrack>,
+    /// Entries evicted for idleness or caps.
+    pub evicted: u64,
+    /// Entries refused because a cap was reached.
+    pub refused: u64,
+}
+
+/// How long the model keeps what it no longer sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Expiry {
+    /// Window over which rates and repeats are judged.
+    pub window: Duration,
+    /// Window of rebalances.
+    pub rebalance_window: Duration,
+    /// Entries idle this long are evicted.
+    pub idle: Duration,
+    /// Group members (and client keys tied to a group) not seen for this long are forgotten.
+    pub member: Duration,
+}
+
+/// The entry for `key`, made by `make` if the map holds fewer than `cap` entries (else the
+/// refusal is counted). One hash lookup either way.
+pub(crate) fn entry_within<'a, K: std::hash::Hash + Eq, V>(
+    map: &'a mut FastMap<K, V>,
+    refused: &mut u64,
+    key: K,
+    cap: usize,
+    make: impl FnOnce() -> V,
+) -> Option<&'a mut V> {
+    use std::collections::hash_map::Entry;
+    let full = map.len() >= cap;
+    match map.entry(key) {
+        Entry::Occupied(e) => Some(e.into_mut()),
+        Entry::Vacant(_) if full => {
+            *refused += 1;
+            None
+        }
+        Entry::Vacant(e) => Some(e.insert(make())),
+    }
+}
+
+fn prune<T>(q: &mut VecDeque<T>, keep: impl Fn(&T) -> bool) {
+    while q.front().is_some_and(|x| !keep(x)) {
+        q.pop_front();
+    }
+}
+
+impl Model {
+    /// The client entry for `key`, created if there is room.
+    pub fn client(&mut self, key: &ClientKey, now: Instant, cap: usize) -> Option<&mut Client> {
+        let c = entry_within(
+            &mut self.clients,
+            &mut self.refused,
+            key.clone(),
+            cap,
+            || Client::new(now),
+        )?;
+        c.last_seen = now;
+        Some(c)
+    }
+
+    /// The topic entry for `name`, created if there is room.
+    pub fn topic(&mut self, name: Arc<str>, now: Instant, cap: usize) -> Option<&mut Topic> {
+        let t = entry_within(
+            &mut self.topics,
+            &mut self.refused,
+            name,
+            cap,
+            Topic::default,
+        )?;
+        t.last_seen = Some(now);
+        Some(t)
+    }
+
+    /// The group entry for `id`, created if there is room.
+    pub fn group(&mut self, id: &str, now: Instant, cap: usize) -> Option<&mut Group> {
+        if !self.groups.contains_key(id) {
+            if self.groups.len() >= cap {
+                self.refused += 1;
+                return None;
+            }
+            self.groups.insert(Arc::from(id), Group::new(now));
+        }
+        let g = self.groups.get_mut(id)?;
+        g.last_seen = now;
+        Some(g)
+    }
+
+    /// Records that `key` belongs to `group`.
+    pub fn attribute(
+        &mut self,
+        key: &ClientKey,
+        group: &str,
+        how: Attribution,
+        now: Instant,
+        cap: usize,
+    ) {
+        if let Some(g) = self.group(group, now, cap) {
+            let e = g.clients.entry(key.clone()).or_insert((how, now));
+            *e = (e.0.min(how), now);
+        }
+    }
+
+    /// Group attribution for many tracks at once: one walk over the groups, then a lookup per
+    /// track.
+    pub fn group_index(&self) -> GroupIndex {
+        let mut index = GroupIndex::default();
+        for (name, g) in &self.groups {
+            for m in g.members.values() {
+                for (t, ps) in &m.assigned {
+                    for p in ps {
+                        let e = index
+                            .assigned
+                            .entry((m.client.clone(), t.clone(), *p))
+                            .or_insert((name.clone(), g.last_seen));
+                        if g.last_seen > e.1 {
+                            *e = (name.clone(), g.last_seen);
+                        }
+                    }
+                }
+            }
+            for (key, (how, _)) in &g.clients {
+                index
+                    .by_client
+                    .entry(key.clone())
+                    .and_modify(|e| *e = None) // a client key in several groups: ambiguous
+                    .or_insert(Some((name.clone(), *how)));
+            }
+        }
+        index
+    }
+
+    /// Recomputes which groups consume each topic, from the fetch tracks active within the
+    /// window — once per tick, not per event.
+    pub fn refresh_topic_groups(&mut self, index: &GroupIndex, now: Instant, window: Duration) {
+        let mut by_topic: HashMap<Arc<str>, BTreeSet<Arc<str>>> = HashMap::new();
+        for ((key, topic, partition), t) in &self.fetches {
+            if now.saturating_duration_since(t.last_seen) > window {
+                continue;
+            }
+            if let Some((g, _)) = index.group_for(key, topic, *partition) {
+                by_topic.entry(topic.clone()).or_default().insert(g);
+            }
+        }
+        for (name, t) in &mut self.topics {
+            t.groups = by_topic.remove(name).unwrap_or_default();
+        }
+    }
+
+    /// Drops what fell out of the windows and what has been idle too long.
+    pub fn expire(&mut self, now: Instant, e: Expiry) {
+        let age = |t: Instant| now.saturating_duration_since(t);
+        let before =
+            self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();
+        for c in self.clients.values_mut() {
+            prune(&mut c.recent_opens, |t| age(*t) <= e.window);
+            prune(&mut c.recent_closes, |(t, _)| age(*t) <= e.window);
+        }
+        for g in self.groups.values_mut() {
+            prune(&mut g.joins, |t| age(*t) <= e.rebalance_window);
+            g.members.retain(|_, m| age(m.seen) < e.member);
+            g.clients.retain(|_, (_, seen)| age(*seen) < e.member);
+        }
+        for t in self.fetches.values_mut() {
+            prune(&mut t.rewinds, |(at, _)| age(*at) <= e.window);
+            t.history.push_back((now, t.bytes, t.redelivered));
+            prune(&mut t.history, |(at, _, _)| age(*at) <= e.window);
+        }
+        self.clients
+            .retain(|_, c| c.open > 0 || age(c.last_seen) < e.idle);
+        self.groups.retain(|_, g| age(g.last_seen) < e.idle);
+        self.fetches.retain(|_, t| age(t.last_seen) < e.idle);
+        self.topics
+            .retain(|_, t| t.last_seen.is_some_and(|seen| age(seen) < e.idle));
+        let after = self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();
+        self.evicted += (before - after) as u64;
+    }
+
+    /// The group of a client key and how it was found: its own coordinator traffic when that
+    /// names one group, else the Java default `client.id`. `None` when several groups share
+    /// the client key (a `client.id` reused across groups). Walks every group: the tests'
+    /// reference answer for [`GroupIndex::group_of`], which the code uses.
+    #[cfg(test)]
+    pub fn group_of(&self, key: &ClientKey) -> Option<(Arc<str>, Attribution)> {
+        let mut found = self
+            .groups
+            .iter()
+            .filter_map(|(name, g)| g.clients.get(key).map(|(how, _)| (name.clone(), *how)));
+        match (found.next(), found.next()) {
+            (Some(one), None) => Some(one),
+            (Some(_), Some(_)) => None,
+            (None, _) => {
+                java_default_group(&key.1).map(|g| (Arc::from(g), Attribution::ClientIdPattern))
+            }
+        }
+    }
+
+    /// The group consuming `topic`-`partition` through client key `key`: the group one of
+    /// whose members with this client key is assigned that partition (SyncGroup or
+    /// ConsumerGroupHeartbeat), else `group_of`. The tests' reference answer for
+    /// [`GroupIndex::group_for`].
+    #[cfg(test)]
+    pub fn group_for(
+        &self,
+        key: &ClientKey,
+        topic: &str,
+        partition: i32,
+    ) -> Option<(Arc<str>, Attribution)> {
+        let assigned = self
+            .groups
+            .iter()
+            .filter(|(_, g)| {
+                g.members.values().any(|m| {
+                    &m.client == key
+                        && m.assigned
+                            .iter()
+                            .any(|(t, ps)| &**t == topic && ps.contains(&partition))
+                })
+            })
+            .max_by_key(|(_, g)| g.last_seen)
+            .map(|(name, _)| (name.clone(), Attribution::Coordinator));
+        assigned.or_else(|| self.group_of(key))
+    }
+}
+
+#[cfg(test)]
+mod tests;

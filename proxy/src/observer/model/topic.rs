@@ -1,0 +1,58 @@
+//! Topics: bytes in and out, partitions' ends, the groups consuming them; and the name a topic
+//! is filed under when a frame names it only by id.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_protocol::event::{TopicId, TopicRef};
+
+/// A topic partition, by name.
+pub type TopicPartition = (Arc<str>, i32);
+
+/// Topic ids whose `id:<hex>` label is kept for reuse.
+const MAX_ID_LABELS: usize = 100_000;
+
+/// The name to file a topic under: its name, or `id:<hex>` until the name is known.
+pub fn topic_name(t: &TopicRef) -> Arc<str> {
+    match (&t.name, t.id) {
+        (Some(n), _) => n.clone(),
+        (None, Some(id)) => id_label(id),
+        (None, None) => Arc::from("?"),
+    }
+}
+
+/// The label of a topic known only by id, made once (this runs per delivered partition).
+fn id_label(id: TopicId) -> Arc<str> {
+    static LABELS: std::sync::OnceLock<dashmap::DashMap<TopicId, Arc<str>>> =
+        std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(dashmap::DashMap::new);
+    if let Some(l) = labels.get(&id) {
+        return l.clone();
+    }
+    let label: Arc<str> = Arc::from(format!("id:{id}"));
+    if labels.len() < MAX_ID_LABELS {
+        labels.insert(id, label.clone());
+    }
+    label
+}
+
+/// A topic's totals.
+#[derive(Debug, Clone, Default)]
+pub struct Topic {
+    /// Bytes produced into it.
+    pub bytes_in: u64,
+    /// Bytes consumers fetched from it.
+    pub bytes_out: u64,
+    /// Of which delivered for the first time to that client.
+    pub unique_out: u64,
+    /// Bytes follower brokers fetched.
+    pub replica_out: u64,
+    /// Per partition: end of the log (the high watermark the broker reported in Fetch
+    /// responses) and the highest offset delivered to a consumer.
+    pub partitions: BTreeMap<i32, (i64, i64)>,
+    /// Groups seen fetching it within the window (refreshed each tick).
+    pub groups: BTreeSet<Arc<str>>,
+    /// Last produce or fetch seen (idle topics are evicted like idle clients).
+    pub last_seen: Option<Instant>,
+}

@@ -1,0 +1,225 @@
+//! Fetch tracks: one client key's fetching of one topic partition — what was delivered to each
+//! of its connections, the fetches that went back, the bytes delivered again.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_protocol::event::FetchPartitionDelivered;
+
+use super::client::ClientKey;
+use super::topic::TopicPartition;
+use super::{entry_within, Model};
+
+/// A fetch track: a client key's fetching of one topic partition.
+pub type TrackKey = (ClientKey, Arc<str>, i32);
+
+/// One client key's fetching of one partition.
+#[derive(Debug, Clone)]
+pub struct FetchTrack {
+    /// End (last offset + 1) of everything delivered so far, to any connection of the key.
+    pub delivered_end: i64,
+    /// The same per connection (client host:port), with the connection's last fetch offset,
+    /// for the last [`CONN_ENDS`] connections. Rewinds and re-deliveries are judged per
+    /// connection: consumers of different groups that share a `client.id` on one host
+    /// (librdkafka's default `rdkafka`) read the same offsets on their own connections, which
+    /// is no loop.
+    pub conn_ends: Vec<ConnEnd>,
+    /// Last fetch offset requested.
+    pub fetch_offset: i64,
+    /// `(time, offset)` of fetches that went back below what their connection was delivered
+    /// (and not beyond that connection's previous fetch), within the window.
+    pub rewinds: VecDeque<(Instant, i64)>,
+    /// Record bytes delivered in all.
+    pub bytes: u64,
+    /// Of which delivered again.
+    pub redelivered: u64,
+    /// Last host:port that fetched it.
+    pub last_addr: SocketAddr,
+    /// First fetch seen.
+    pub first_seen: Instant,
+    /// Last activity.
+    pub last_seen: Instant,
+    /// `(tick time, bytes, redelivered)` samples within the window, taken by the detectors.
+    pub history: VecDeque<(Instant, u64, u64)>,
+}
+
+/// One connection's fetching of a partition (see [`FetchTrack::conn_ends`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnEnd {
+    /// The client's host:port.
+    pub addr: SocketAddr,
+    /// End (last offset + 1) of what was delivered to it (-1: nothing yet).
+    pub end: i64,
+    /// The offset it last fetched from (-1: none yet).
+    pub fetched: i64,
+}
+
+/// Connections whose delivered end a fetch track keeps; beyond, the oldest is forgotten (its
+/// next fetch then counts as a first one: a loop can be missed, none is invented).
+pub const CONN_ENDS: usize = 8;
+
+/// Rewinds a track keeps within the window.
+const MAX_REWINDS: usize = 4096;
+
+impl FetchTrack {
+    fn new(addr: SocketAddr, now: Instant) -> FetchTrack {
+        FetchTrack {
+            delivered_end: -1,
+            conn_ends: Vec::new(),
+            fetch_offset: -1,
+            rewinds: VecDeque::new(),
+            bytes: 0,
+            redelivered: 0,
+            last_addr: addr,
+            first_seen: now,
+            last_seen: now,
+            // A zero baseline, so the first window counts from the track's birth.
+            history: VecDeque::from([(now, 0, 0)]),
+        }
+    }
+
+    /// The connection from `addr`, remembered from now on (forgetting the oldest beyond
+    /// [`CONN_ENDS`]).
+    fn conn(&mut self, addr: SocketAddr) -> &mut ConnEnd {
+        let i = match self.conn_ends.iter().position(|c| c.addr == addr) {
+            Some(i) => i,
+            None => {
+                if self.conn_ends.len() >= CONN_ENDS {
+                    self.conn_ends.remove(0);
+                }
+                self.conn_ends.push(ConnEnd {
+                    addr,
+                    end: -1,
+                    fetched: -1,
+                });
+                self.conn_ends.len() - 1
+            }
+        };
+        &mut self.conn_ends[i]
+    }
+
+    /// Bytes and re-delivered bytes within the window, and the span they cover.
+    pub fn window(&self) -> (u64, u64, Duration) {
+        match (self.history.front(), self.history.back()) {
+            (Some(a), Some(b)) => (
+                b.1.saturating_sub(a.1),
+                b.2.saturating_sub(a.2),
+                b.0.saturating_duration_since(a.0),
+            ),
+            _ => (0, 0, Duration::ZERO),
+        }
+    }
+
+    /// Bytes out ÷ bytes delivered for the first time, over the track's life.
+    pub fn amplification(&self) -> f64 {
+        let unique = self.bytes.saturating_sub(self.redelivered).max(1);
+        self.bytes as f64 / unique as f64
+    }
+}
+
+/// The share of `bytes` (records `first..=last`) that lies below `end`: delivered before.
+fn delivered_again(bytes: u64, first: i64, last: i64, end: i64) -> u64 {
+    if last < end {
+        bytes
+    } else if first >= end {
+        0
+    } else {
+        // Wire values: differences computed in f64, which cannot overflow.
+        let span = last as f64 - first as f64 + 1.0;
+        (bytes as f64 * (end as f64 - first as f64) / span) as u64
+    }
+}
+
+impl Model {
+    /// A consumer fetch request for one partition.
+    pub fn on_fetch_offset(
+        &mut self,
+        key: &ClientKey,
+        addr: SocketAddr,
+        (topic, partition): TopicPartition,
+        offset: i64,
+        now: Instant,
+        cap: usize,
+    ) {
+        let Some(t) = self.track(key, topic, partition, addr, now, cap) else {
+            return;
+        };
+        // A rewind goes back (or stays): a fetch below what the connection was served, not
+        // beyond its own last fetch (a client fetching ahead of what it consumed, as
+        // librdkafka does, follows a rewind with fetches that are also below that, but only
+        // the one it went back to is where it returns).
+        let c = t.conn(addr);
+        let rewind = offset < c.end && offset <= c.fetched;
+        c.fetched = offset;
+        if rewind {
+            t.rewinds.push_back((now, offset));
+            if t.rewinds.len() > MAX_REWINDS {
+                t.rewinds.pop_front();
+            }
+        }
+        t.fetch_offset = offset;
+    }
+
+    /// Record bytes delivered for one partition; returns (bytes, re-delivered bytes).
+    pub fn on_delivered(
+        &mut self,
+        key: &ClientKey,
+        addr: SocketAddr,
+        (topic, p): (Arc<str>, &FetchPartitionDelivered),
+        now: Instant,
+        cap: usize,
+    ) -> (u64, u64) {
+        let Some(t) = self.track(key, topic, p.partition, addr, now, cap) else {
+            return (p.records_bytes, 0);
+        };
+        let bytes = p.records_bytes;
+        let again = match (p.first_offset, p.last_offset) {
+            (Some(first), Some(last)) if last >= first => {
+                let c = t.conn(addr);
+                let end = c.end;
+                let new_end = last.saturating_add(1);
+                c.end = end.max(new_end);
+                t.delivered_end = t.delivered_end.max(new_end);
+                delivered_again(bytes, first, last, end)
+            }
+            _ => 0,
+        };
+        t.bytes = t.bytes.saturating_add(bytes);
+        t.redelivered = t.redelivered.saturating_add(again);
+        (bytes, again)
+    }
+
+    fn track(
+        &mut self,
+        key: &ClientKey,
+        topic: Arc<str>,
+        partition: i32,
+        addr: SocketAddr,
+        now: Instant,
+        cap: usize,
+    ) -> Option<&mut FetchTrack> {
+        let k = (key.clone(), topic, partition);
+        let t = entry_within(&mut self.fetches, &mut self.refused, k, cap, || {
+            FetchTrack::new(addr, now)
+        })?;
+        t.last_seen = now;
+        t.last_addr = addr;
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redelivery_at_the_ends_of_the_offset_range_does_not_overflow() {
+        assert!(delivered_again(100, i64::MIN, i64::MAX, i64::MAX) <= 100);
+        assert_eq!(delivered_again(100, 0, 99, 50), 50);
+        assert_eq!(delivered_again(100, 0, 99, 100), 100);
+        assert_eq!(delivered_again(100, 0, 99, 0), 0);
+        assert_eq!(delivered_again(100, i64::MAX, i64::MAX, i64::MAX), 0);
+    }
+}

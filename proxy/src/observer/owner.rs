@@ -1,0 +1,97 @@
+//! The observer's one owner: a thread that takes the sinks' messages from a bounded queue,
+//! applies them to the [`State`] in order, and once per [`TICK`] runs the detectors and
+//! publishes what readers see. Nothing else touches the state, so the forwarding path never
+//! waits on a lock a tick or an admin call holds: it only offers messages to the queue.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_protocol::TapEvent;
+
+use super::state::State;
+use super::{Observer, TICK};
+use crate::sink::ConnMeta;
+
+/// What the sinks send the owner.
+#[derive(Debug)]
+pub enum Msg {
+    /// A connection was opened.
+    Open(ConnMeta, Instant),
+    /// A batch of a connection's events, in order.
+    Events(ConnMeta, Vec<(TapEvent, Instant)>),
+    /// A connection ended.
+    Close(ConnMeta, Instant),
+    /// Stop the owner's thread.
+    Stop,
+}
+
+/// The state and the queue's receiving end, together until a thread takes them.
+#[derive(Debug)]
+pub struct Owner {
+    pub(super) state: State,
+    pub(super) inbox: Receiver<Msg>,
+}
+
+impl Owner {
+    /// Applies one message; false for [`Msg::Stop`].
+    fn apply(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Open(c, at) => self.state.open(&c, at),
+            Msg::Events(c, events) => self.state.events(&c, &events),
+            Msg::Close(c, at) => self.state.close(&c, at),
+            Msg::Stop => return false,
+        }
+        true
+    }
+
+    /// Applies everything waiting, then the closes that found the queue full (after the
+    /// events queued before them). False once told to stop.
+    pub(super) fn drain(&mut self, observer: &Observer) -> bool {
+        loop {
+            match self.inbox.try_recv() {
+                Ok(msg) => {
+                    if !self.apply(msg) {
+                        return false;
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        for (c, at) in observer.take_late_closes() {
+            self.state.close(&c, at);
+        }
+        true
+    }
+
+    /// The thread's loop: apply messages as they come, tick every [`TICK`], until told to
+    /// stop.
+    pub(super) fn run(mut self, observer: Arc<Observer>) {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(wait) {
+                Ok(msg) => {
+                    if !self.apply(msg) || !self.drain(&observer) {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.drain(&observer) {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                observer.publish(self.state.tick(now));
+                // Ticks missed while busy are skipped, not caught up.
+                while next_tick <= now {
+                    next_tick += TICK;
+                }
+            }
+        }
+    }
+}

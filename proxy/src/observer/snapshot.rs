@@ -1,0 +1,507 @@
+//! What the observer's task publishes once per tick: an immutable [`Snapshot`] of everything
+//! readers want — the metrics, the admin API's views, the findings — and [`Flags`], the client
+//! keys under an active finding. Readers never touch the model itself.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::config::DetectConfig;
+use super::findings::{Finding, Kind, Registry};
+use super::model::{
+    ApiCounts, Attribution, ClientKey, Committed, Conn, FastMap, GroupIndex, Member, Model,
+};
+use crate::stats::api_name;
+
+/// What a span says about its connection.
+#[derive(Debug, Clone)]
+pub struct ConnLabels {
+    /// `client.id`.
+    pub client_id: Option<Arc<str>>,
+    /// A group seen in its coordinator traffic.
+    pub group: Option<Arc<str>>,
+}
+
+/// One client key.
+#[derive(Debug, Clone)]
+pub struct ClientPoint {
+    /// Client host.
+    pub host: IpAddr,
+    /// `client.id` ("" when none).
+    pub client_id: Arc<str>,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections opened in all.
+    pub opened: u64,
+    /// Connections closed in all.
+    pub closed: u64,
+    /// Client software name and version.
+    pub software: Option<(String, String)>,
+    /// Requests and bytes by API key and version (closed and open connections).
+    pub api: ApiCounts,
+    /// Its group, and how that was found.
+    pub group: Option<(Arc<str>, Attribution)>,
+    /// Connections opened within the window.
+    pub opened_in_window: usize,
+    /// Record bytes fetched per topic.
+    pub fetched: BTreeMap<Arc<str>, u64>,
+    /// Record bytes produced per topic.
+    pub produced: BTreeMap<Arc<str>, u64>,
+    /// Fetch requests.
+    pub fetch_requests: u64,
+}
+
+/// One client key's fetching of one partition.
+#[derive(Debug, Clone)]
+pub struct FetchPoint {
+    /// Client host.
+    pub host: IpAddr,
+    /// `client.id`.
+    pub client_id: Arc<str>,
+    /// Consumer group, when known.
+    pub group: Option<Arc<str>>,
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Record bytes delivered.
+    pub bytes: u64,
+    /// Of which delivered again.
+    pub redelivered: u64,
+    /// Last fetch offset.
+    pub fetch_offset: i64,
+}
+
+/// A value per (group, topic, partition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPartitionPoint {
+    /// Group.
+    pub group: Arc<str>,
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// One topic.
+#[derive(Debug, Clone)]
+pub struct TopicPoint {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Bytes produced.
+    pub produced: u64,
+    /// Bytes consumers fetched.
+    pub consumed: u64,
+    /// Bytes follower brokers fetched.
+    pub replicated: u64,
+    /// End offset (high watermark seen) per partition.
+    pub end_offsets: Vec<(i32, i64)>,
+    /// Bytes consumers fetched for the first time.
+    pub unique_out: u64,
+    /// Highest offset delivered to a consumer, per partition.
+    pub delivered: Vec<(i32, i64)>,
+    /// Groups seen fetching it within the window.
+    pub groups: Vec<Arc<str>>,
+}
+
+/// One active finding, by the labels an operator filters on ("" when not applicable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingPoint {
+    /// Kind.
+    pub kind: &'static str,
+    /// `warning` or `critical`.
+    pub severity: &'static str,
+    /// Group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: String,
+    /// `client.id`.
+    pub client_id: String,
+    /// Client host.
+    pub host: String,
+}
+
+/// Everything exported as metrics, at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Client keys.
+    pub clients: Vec<ClientPoint>,
+    /// Fetch tracks.
+    pub fetches: Vec<FetchPoint>,
+    /// Fetch position per group partition (highest fetch offset of its consumers).
+    pub positions: Vec<GroupPartitionPoint>,
+    /// Committed offset per group partition.
+    pub committed: Vec<GroupPartitionPoint>,
+    /// Topics.
+    pub topics: Vec<TopicPoint>,
+    /// Active findings.
+    pub findings: Vec<FindingPoint>,
+    /// Findings raised in all, by kind.
+    pub raised: Vec<(&'static str, u64)>,
+    /// When it was made (`None`: before the first tick).
+    pub at: Option<Instant>,
+    /// The window rates are judged over.
+    pub window: Duration,
+    /// Groups.
+    pub groups: Vec<GroupPoint>,
+    /// Open connections by connection number.
+    pub conns: BTreeMap<u64, ConnPoint>,
+    /// Active findings, whole.
+    pub active: Vec<Finding>,
+    /// Recently cleared findings, oldest first.
+    pub cleared: Vec<Finding>,
+    /// Sizes of the observer's maps.
+    pub health: Health,
+}
+
+/// One consumer group.
+#[derive(Debug, Clone)]
+pub struct GroupPoint {
+    /// Group id.
+    pub group: Arc<str>,
+    /// Generation last seen.
+    pub generation: i32,
+    /// Rebalances in all.
+    pub rebalances: u64,
+    /// New generations within the rebalance window.
+    pub rebalances_in_window: usize,
+    /// `(member id, member)`.
+    pub members: Vec<(String, Member)>,
+    /// Client keys tied to it and how.
+    pub clients: Vec<(ClientKey, Attribution)>,
+    /// Committed offset per topic partition.
+    pub committed: Vec<(Arc<str>, i32, Committed)>,
+}
+
+/// One open connection.
+#[derive(Debug, Clone)]
+pub struct ConnPoint {
+    /// Client address and port.
+    pub client_addr: SocketAddr,
+    /// `client.id`.
+    pub client_id: Option<Arc<str>>,
+    /// Client software.
+    pub software: Option<(String, String)>,
+    /// SASL principal.
+    pub principal: Option<String>,
+    /// Opened at.
+    pub opened: Instant,
+    /// Last frame at.
+    pub last_activity: Instant,
+    /// Request bytes.
+    pub bytes_in: u64,
+    /// Response bytes.
+    pub bytes_out: u64,
+    /// Follower broker fetches.
+    pub replica: bool,
+    /// Groups seen in its coordinator traffic.
+    pub groups: Vec<Arc<str>>,
+    /// Requests per API name.
+    pub requests: BTreeMap<&'static str, u64>,
+}
+
+/// Sizes of the observer's maps, evictions and refusals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Health {
+    /// Open connections.
+    pub connections: usize,
+    /// Client keys.
+    pub clients: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Topics.
+    pub topics: usize,
+    /// Fetch tracks.
+    pub fetch_tracks: usize,
+    /// Entries evicted.
+    pub evicted: u64,
+    /// Entries refused at a cap.
+    pub refused: u64,
+}
+
+/// Client keys under an active finding, by host ("" flags the whole host): which connections'
+/// pairs always become spans.
+#[derive(Debug, Clone, Default)]
+pub struct Flags(pub HashMap<IpAddr, HashSet<Arc<str>>>);
+
+fn text(v: &Value, keys: &[&str]) -> String {
+    keys.iter()
+        .find_map(|k| match v.get(*k) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+impl FindingPoint {
+    /// The labels of a finding, from its evidence.
+    pub fn of(f: &Finding) -> FindingPoint {
+        let e = &f.evidence;
+        FindingPoint {
+            kind: f.kind.as_str(),
+            severity: f.severity.as_str(),
+            group: text(e, &["group"]),
+            topic: text(e, &["topic"]),
+            partition: text(e, &["partition"]),
+            client_id: text(e, &["client_id"]),
+            host: text(e, &["client_host", "host"]),
+        }
+    }
+}
+
+fn fetch_points(m: &Model, index: &GroupIndex) -> Vec<FetchPoint> {
+    m.fetches
+        .iter()
+        .map(|((key, topic, partition), t)| FetchPoint {
+            host: key.0,
+            client_id: key.1.clone(),
+            group: index.group_for(key, topic, *partition).map(|(g, _)| g),
+            topic: topic.clone(),
+            partition: *partition,
+            bytes: t.bytes,
+            redelivered: t.redelivered,
+            fetch_offset: t.fetch_offset,
+        })
+        .collect()
+}
+
+fn positions(fetches: &[FetchPoint]) -> Vec<GroupPartitionPoint> {
+    let mut by: HashMap<(Arc<str>, Arc<str>, i32), i64> = HashMap::new();
+    for f in fetches {
+        if let (Some(g), true) = (&f.group, f.fetch_offset >= 0) {
+            let e = by
+                .entry((g.clone(), f.topic.clone(), f.partition))
+                .or_insert(f.fetch_offset);
+            *e = (*e).max(f.fetch_offset);
+        }
+    }
+    by.into_iter()
+        .map(|((group, topic, partition), offset)| GroupPartitionPoint {
+            group,
+            topic,
+            partition,
+            offset,
+        })
+        .collect()
+}
+
+fn client_points(m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> Vec<ClientPoint> {
+    // Open connections keep their own counts until they close.
+    let mut live: HashMap<ClientKey, ApiCounts> = HashMap::new();
+    for c in conns.values() {
+        if let Some(key) = &c.counted_as {
+            let into = live.entry(key.clone()).or_default();
+            for (k, n) in &c.api {
+                into.entry(*k).or_default().add(n);
+            }
+        }
+    }
+    m.clients
+        .iter()
+        .map(|(key, c)| {
+            let mut api = c.api.clone();
+            for (k, n) in live.remove(key).unwrap_or_default() {
+                api.entry(k).or_default().add(&n);
+            }
+            ClientPoint {
+                host: key.0,
+                client_id: key.1.clone(),
+                open: c.open,
+                opened: c.opened,
+                closed: c.closed,
+                software: c.software.clone(),
+                api,
+                group: index.group_of(key),
+                opened_in_window: c.recent_opens.len(),
+                fetched: c.fetched.clone(),
+                produced: c.produced.clone(),
+                fetch_requests: c.fetch_requests,
+            }
+        })
+        .collect()
+}
+
+fn group_points(m: &Model) -> Vec<GroupPoint> {
+    let mut groups: Vec<GroupPoint> = m
+        .groups
+        .iter()
+        .map(|(name, g)| GroupPoint {
+            group: name.clone(),
+            generation: g.generation,
+            rebalances: g.rebalances,
+            rebalances_in_window: g.joins.len(),
+            members: g
+                .members
+                .iter()
+                .map(|(id, mb)| (id.clone(), mb.clone()))
+                .collect(),
+            clients: g
+                .clients
+                .iter()
+                .map(|(k, (how, _))| (k.clone(), *how))
+                .collect(),
+            committed: g
+                .committed
+                .iter()
+                .map(|((t, p), c)| (t.clone(), *p, *c))
+                .collect(),
+        })
+        .collect();
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
+    groups
+}
+
+fn topic_points(m: &Model) -> Vec<TopicPoint> {
+    m.topics
+        .iter()
+        .map(|(name, t)| TopicPoint {
+            topic: name.clone(),
+            produced: t.bytes_in,
+            consumed: t.bytes_out,
+            replicated: t.replica_out,
+            end_offsets: t
+                .partitions
+                .iter()
+                .map(|(p, (end, _))| (*p, *end))
+                .collect(),
+            unique_out: t.unique_out,
+            delivered: t.partitions.iter().map(|(p, (_, d))| (*p, *d)).collect(),
+            groups: t.groups.iter().cloned().collect(),
+        })
+        .collect()
+}
+
+fn conn_points(conns: &FastMap<u64, Conn>) -> BTreeMap<u64, ConnPoint> {
+    conns
+        .iter()
+        .map(|(id, c)| {
+            let requests = c.api.iter().fold(BTreeMap::new(), |mut by, ((k, _), n)| {
+                *by.entry(api_name(*k)).or_insert(0) += n.requests;
+                by
+            });
+            let point = ConnPoint {
+                client_addr: c.client_addr,
+                client_id: c.client_id.clone(),
+                software: c.software.clone(),
+                principal: c.principal.clone(),
+                opened: c.opened,
+                last_activity: c.last_activity,
+                bytes_in: c.bytes_in,
+                bytes_out: c.bytes_out,
+                replica: c.replica,
+                groups: c.groups.iter().cloned().collect(),
+                requests,
+            };
+            (*id, point)
+        })
+        .collect()
+}
+
+impl Snapshot {
+    /// What readers see after the tick at `now`.
+    pub fn build(
+        now: Instant,
+        cfg: &DetectConfig,
+        conns: &FastMap<u64, Conn>,
+        m: &Model,
+        index: &GroupIndex,
+        findings: &Registry,
+    ) -> Snapshot {
+        let fetches = fetch_points(m, index);
+        let committed = m
+            .groups
+            .iter()
+            .flat_map(|(g, grp)| {
+                grp.committed
+                    .iter()
+                    .map(move |((t, p), c)| GroupPartitionPoint {
+                        group: g.clone(),
+                        topic: t.clone(),
+                        partition: *p,
+                        offset: c.offset,
+                    })
+            })
+            .collect();
+        Snapshot {
+            positions: positions(&fetches),
+            clients: client_points(m, index, conns),
+            fetches,
+            committed,
+            topics: topic_points(m),
+            findings: findings.active().map(FindingPoint::of).collect(),
+            raised: findings.raised().map(|(k, n)| (k.as_str(), n)).collect(),
+            at: Some(now),
+            window: cfg.window,
+            groups: group_points(m),
+            conns: conn_points(conns),
+            active: findings.active().cloned().collect(),
+            cleared: findings.cleared().cloned().collect(),
+            health: Health {
+                connections: conns.len(),
+                clients: m.clients.len(),
+                groups: m.groups.len(),
+                topics: m.topics.len(),
+                fetch_tracks: m.fetches.len(),
+                evicted: m.evicted,
+                refused: m.refused,
+            },
+        }
+    }
+
+    /// `client.id` and group of an open connection, for a span.
+    pub fn conn_labels(&self, conn: u64) -> Option<ConnLabels> {
+        let c = self.conns.get(&conn)?;
+        Some(ConnLabels {
+            client_id: c.client_id.clone(),
+            group: c.groups.first().cloned(),
+        })
+    }
+}
+
+impl Flags {
+    /// The client keys under the `active` findings. A finding naming a host but no
+    /// `client.id` flags the whole host; a group finding flags its clients.
+    pub fn from_findings<'a>(m: &Model, active: impl Iterator<Item = &'a Finding>) -> Flags {
+        let mut by_host: HashMap<IpAddr, HashSet<Arc<str>>> = HashMap::new();
+        let mut flag = |host: IpAddr, id: &str| {
+            by_host.entry(host).or_default().insert(Arc::from(id));
+        };
+        for f in active {
+            let p = FindingPoint::of(f);
+            if let Ok(host) = p.host.parse::<IpAddr>() {
+                flag(host, &p.client_id);
+            }
+            let group = (!p.group.is_empty()).then(|| m.groups.get(p.group.as_str()));
+            if let Some(g) = group.flatten() {
+                for (host, id) in g.clients.keys() {
+                    flag(*host, id);
+                }
+            }
+            if f.kind == Kind::FetchWithoutCommit {
+                if let Some(Value::Array(cs)) = f.evidence.get("clients") {
+                    for c in cs {
+                        if let Ok(h) = text(c, &["host"]).parse::<IpAddr>() {
+                            flag(h, &text(c, &["client_id"]));
+                        }
+                    }
+                }
+            }
+        }
+        Flags(by_host)
+    }
+
+    /// Whether connections of this host and `client.id` are flagged.
+    pub fn contains(&self, host: IpAddr, client_id: &str) -> bool {
+        self.0
+            .get(&host)
+            .is_some_and(|ids| ids.contains("") || ids.contains(client_id))
+    }
+}

@@ -1,0 +1,101 @@
+//! The observer's one owner: events reach the state through a bounded queue applied by one
+//! thread; a full queue drops batches (counted) but never a close; readers see what the last
+//! tick published.
+
+use std::time::{Duration, Instant};
+
+use super::{delivered, fetch, join, meta, request};
+use crate::observer::config::DetectConfig;
+use crate::observer::Observer;
+use crate::sink::TapSink;
+
+/// Polls `f` until it is true or `deadline` passes.
+fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn the_thread_applies_events_and_publishes_findings() {
+    let o = Observer::new(DetectConfig::default());
+    let thread = o.spawn().expect("first spawn");
+    assert!(o.spawn().is_none(), "one owner only");
+    let c = meta(1, 15631);
+    o.on_open(&c);
+    o.on_event(&c, &request("order-service", 1));
+    o.on_event(&c, &join("billing"));
+    for _ in 0..6 {
+        o.on_event(&c, &fetch(100));
+        o.on_event(&c, &delivered(100, 1099, 1 << 20));
+    }
+    let found = eventually(Duration::from_secs(10), || {
+        o.findings_json()["active"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|f| f["kind"] == "fetch_loop"))
+    });
+    assert!(found, "{:#}", o.findings_json());
+    assert_eq!(o.connections_json().as_array().unwrap().len(), 1);
+    o.on_close(&c);
+    assert!(eventually(Duration::from_secs(5), || o
+        .connections_json()
+        .as_array()
+        .is_some_and(|a| a.is_empty())));
+    // Without the thread's state, a manual tick does nothing.
+    o.tick(Instant::now());
+    thread.stop();
+}
+
+#[test]
+fn a_full_queue_drops_batches_and_counts_them_but_keeps_every_close() {
+    let o = Observer::with_queue(DetectConfig::default(), 4);
+    let conns: Vec<_> = (0..8).map(|i| meta(i, 20_000 + i as u16)).collect();
+    for c in &conns {
+        o.on_open(c); // the first four fill the queue; the others are dropped
+    }
+    for c in &conns {
+        o.on_event(c, &request("svc", 3));
+    }
+    assert_eq!(
+        o.dropped_events(),
+        8,
+        "every request event found the queue full"
+    );
+    for c in &conns {
+        o.on_close(c);
+    }
+    o.tick(Instant::now());
+    let h = o.health_json();
+    assert_eq!(h["connections"], 0, "every close was applied: {h}");
+    // Four connections were seen opening and closing; the rest were never known.
+    let clients = o.clients_json(crate::observer::api::ClientSort::Opened);
+    assert_eq!(clients[0]["connections_open"], 0, "{clients}");
+    assert_eq!(clients[0]["connections_closed"], 4, "{clients}");
+}
+
+#[test]
+fn readers_see_the_last_tick_not_the_events_after_it() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 15000);
+    o.on_open(&c);
+    assert_eq!(
+        o.connections_json().as_array().unwrap().len(),
+        0,
+        "nothing published yet"
+    );
+    o.tick(Instant::now());
+    assert_eq!(o.connections_json().as_array().unwrap().len(), 1);
+    o.on_close(&c);
+    assert_eq!(
+        o.connections_json().as_array().unwrap().len(),
+        1,
+        "until the next tick"
+    );
+    o.tick(Instant::now());
+    assert_eq!(o.connections_json().as_array().unwrap().len(), 0);
+}
