@@ -214,6 +214,19 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        path: "detect.commit_grace",
+        env: "SLUICE_DETECT_COMMIT_GRACE",
+        help: "Fetch without commit: how long a committed offset may stand still before the group's commit cadence is known [default: 60s]",
+        set: |c, r| {
+            let d = value::duration(r)?;
+            if d.is_zero() {
+                return Err("must be greater than zero".to_owned());
+            }
+            c.detect.commit_grace = d;
+            Ok(())
+        },
+    },
+    Key {
         path: "telemetry.otlp_endpoint",
         env: "SLUICE_TELEMETRY_OTLP_ENDPOINT",
         help: "OTLP collector URL, e.g. http://127.0.0.1:4317; empty: no export [default: \"\"]",

@@ -129,6 +129,11 @@ pub struct DetectSettings {
     /// A finding not seen again for this long is cleared.
     #[serde(with = "humantime_serde_compat")]
     pub clear_after: Duration,
+    /// Fetch without commit: how long a group's committed offset may stand still while it
+    /// fetches before Sluice knows its commit cadence (two commits seen); after, twice the
+    /// cadence is allowed.
+    #[serde(with = "humantime_serde_compat")]
+    pub commit_grace: Duration,
 }
 
 impl Eq for DetectSettings {}
@@ -144,6 +149,7 @@ impl Default for DetectSettings {
             churn_max_open: 50,
             rebalance_min_generations: 6,
             clear_after: Duration::from_secs(15),
+            commit_grace: Duration::from_secs(60),
         }
     }
 }

@@ -1,14 +1,23 @@
 //! How each tap event changes the model: one method per kind of event, applied by the
 //! observer's task to the connection the event came on.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use sluice_protocol::event::{Assignment, CommittedOffset, FetchPartitionDelivered, SaslInfo};
+use sluice_protocol::event::{
+    Assignment, CommittedOffset, FetchPartitionDelivered, SaslInfo, TopicRef,
+};
 use sluice_protocol::event::{FetchRequestInfo, ProducePartition, RequestSeen, ResponseSeen};
 use sluice_protocol::TapEvent;
 
 use super::config::DetectConfig;
-use super::model::{java_default_group, topic_name, Assigned, Attribution, Conn, Model};
+use super::model::conn::PendingCommit;
+use super::model::{java_default_group, topic_name, Assigned, Attribution, Committed, Conn, Model};
+
+/// API key of OffsetCommit.
+const OFFSET_COMMIT: i16 = 8;
+/// API key of TxnOffsetCommit.
+const TXN_OFFSET_COMMIT: i16 = 28;
 
 /// One event of one connection, about to be applied.
 pub(crate) struct Apply<'a> {
@@ -42,6 +51,7 @@ pub(crate) fn wanted(event: &TapEvent) -> bool {
             | TapEvent::ConsumerGroupHeartbeat { .. }
             | TapEvent::ConsumerGroupHeartbeatResponse { .. }
             | TapEvent::OffsetCommit { .. }
+            | TapEvent::OffsetCommitResponse { .. }
             | TapEvent::TxnOffsetCommit { .. }
     )
 }
@@ -120,6 +130,7 @@ impl Apply<'_> {
                 offsets,
                 ..
             } => self.offset_commit(group_id, member_id, offsets),
+            TapEvent::OffsetCommitResponse { errors, .. } => self.commit_response(errors),
             _ => {}
         }
     }
@@ -127,6 +138,7 @@ impl Apply<'_> {
     /// Every request: the connection's counts, its client key (counted open from its first
     /// request, when its `client.id` is known; moved if the `client.id` changes).
     fn request(&mut self, r: &RequestSeen) {
+        self.conn.last_request = r.correlation_id;
         if let Some(id) = &r.client_id {
             if self.conn.client_id.as_ref() != Some(id) {
                 self.conn.client_id = Some(id.clone());
@@ -176,6 +188,21 @@ impl Apply<'_> {
         self.conn.api_count(r.api_key, r.api_version).bytes_out += r.size;
         self.conn.bytes_out += r.size;
         self.conn.last_activity = self.now;
+        if r.api_key != OFFSET_COMMIT && r.api_key != TXN_OFFSET_COMMIT {
+            return;
+        }
+        // A commit whose body never told its errors (it did not decode): taken as accepted.
+        if let Some(earlier) = self.conn.answered.take() {
+            self.apply_commit(earlier, &[]);
+        }
+        let Some(commit) = self.conn.commit_answered(r.correlation_id) else {
+            return;
+        };
+        if r.api_key == OFFSET_COMMIT {
+            self.conn.answered = Some(commit); // its body, with the refused partitions, is next
+        } else {
+            self.apply_commit(commit, &[]); // TxnOffsetCommit bodies are not decoded
+        }
     }
 
     fn software(&mut self, name: &str, version: &str) {
@@ -346,21 +373,53 @@ impl Apply<'_> {
         }
     }
 
+    /// An OffsetCommit request: waits for the broker's answer.
     fn offset_commit(&mut self, group: &str, member: &str, offsets: &[CommittedOffset]) {
         self.conn.saw_group(group);
+        self.member_active(group, member);
+        let commit = PendingCommit {
+            correlation_id: self.conn.last_request,
+            group: Arc::from(group),
+            offsets: offsets
+                .iter()
+                .map(|o| (topic_name(&o.topic), o.partition, o.offset))
+                .collect(),
+        };
+        self.conn.commit_sent(commit);
+    }
+
+    /// The body of an OffsetCommit response: the partitions the broker refused.
+    fn commit_response(&mut self, errors: &[(TopicRef, i32, i16)]) {
+        if let Some(commit) = self.conn.answered.take() {
+            let refused: Vec<(Arc<str>, i32)> =
+                errors.iter().map(|(t, p, _)| (topic_name(t), *p)).collect();
+            self.apply_commit(commit, &refused);
+        }
+    }
+
+    /// A commit the broker accepted, but for the `refused` partitions: the group's committed
+    /// offsets move, and its cadence learns one more commit.
+    fn apply_commit(&mut self, commit: PendingCommit, refused: &[(Arc<str>, i32)]) {
         let now = self.now;
-        let Some(g) = self.member_active(group, member) else {
+        let Some(g) = self.model.group(&commit.group, now, self.cfg.max_groups) else {
             return;
         };
-        for o in offsets {
-            let k = (topic_name(&o.topic), o.partition);
-            match g.committed.get_mut(&k) {
-                Some(c) => c.update(o.offset, now),
+        let mut any = false;
+        for (topic, partition, offset) in commit.offsets {
+            if refused.iter().any(|(t, p)| *t == topic && *p == partition) {
+                continue;
+            }
+            any = true;
+            match g.committed.get_mut(&(topic.clone(), partition)) {
+                Some(c) => c.update(offset, now),
                 None => {
                     g.committed
-                        .insert(k, super::model::Committed::new(o.offset, now));
+                        .insert((topic, partition), Committed::new(offset, now));
                 }
             }
+        }
+        if any {
+            g.note_commit(now);
         }
     }
 }

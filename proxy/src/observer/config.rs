@@ -17,6 +17,9 @@ pub struct DetectConfig {
     pub amplification_min: f64,
     /// Fetch without commit: bytes fetched in the window that matter.
     pub no_commit_min_fetched_bytes: u64,
+    /// Fetch without commit: how long a group's committed offset may stand still while it
+    /// fetches, before Sluice has seen two of its commits (and so knows its cadence).
+    pub commit_grace: Duration,
     /// Churn: connections opened per second by one client key.
     pub churn_opened_per_sec: f64,
     /// Churn: connections opened per second by one client host.
@@ -52,6 +55,7 @@ impl Default for DetectConfig {
             min_redelivered_bytes_per_sec: 4096.0,
             amplification_min: 5.0,
             no_commit_min_fetched_bytes: 64 * 1024,
+            commit_grace: Duration::from_secs(60),
             churn_opened_per_sec: 2.0,
             churn_host_opened_per_sec: 20.0,
             churn_max_open: 50,
@@ -80,6 +84,7 @@ impl DetectConfig {
             churn_max_open: s.churn_max_open,
             rebalance_min_generations: s.rebalance_min_generations,
             clear_after: s.clear_after,
+            commit_grace: s.commit_grace,
             ..DetectConfig::default()
         }
     }

@@ -57,7 +57,9 @@ fn the_incident_shows_in_the_prometheus_text() {
         o.on_event(m, &request("order-service", 1));
     }
     o.on_event(&coord, &join("billing"));
-    o.on_event(&coord, &commit("billing", 100));
+    for e in commit("billing", 100) {
+        o.on_event(&coord, &e);
+    }
     let t0 = Instant::now();
     o.tick(t0);
     for _ in 0..6 {

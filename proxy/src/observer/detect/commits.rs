@@ -1,15 +1,88 @@
-//! Fetch without commit: a group fetching data while its committed offsets stay put.
+//! Fetch without commit: a group fetching data while its committed offset of that partition
+//! stays put for longer than the group's own commit habits explain.
+//!
+//! Per (group, topic, partition) fetched by the group's members within the window:
+//! - the group must be *fetching*: at least `no_commit_min_fetched_bytes` within the window,
+//!   delivered over at least half of it (one large response is not fetching);
+//! - something must be uncommitted: records were delivered beyond the committed offset;
+//! - the committed offset must have stood still (since it last moved, or since Sluice learned
+//!   it; with no committed offset known, since the group's first fetch of the partition) for
+//!   longer than the stall the group's habits allow:
+//!   - the window, while the group is fetching the same records again (re-delivery);
+//!   - else twice the group's cadence (the median time between its acknowledged commits), at
+//!     least the window — a group committing every 30 s is judged after a minute;
+//!   - else, before two commits were seen, `commit_grace`: a consumer starting up, or one
+//!     committing rarely, is not judged on its first window.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::{ClientKey, GroupIndex, Model, TopicPartition};
+use super::super::model::{ClientKey, Committed, GroupIndex, Model};
 use super::{human, software};
+
+/// What the group's members did with one partition within the window.
+#[derive(Debug, Default)]
+struct Fetching {
+    bytes: u64,
+    redelivered: u64,
+    active: Duration,
+    delivered_end: i64,
+    first_seen: Option<Instant>,
+    clients: Vec<ClientKey>,
+}
+
+/// Why a partition's committed offset counts as stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judged {
+    /// The same records were fetched again.
+    Redelivery,
+    /// Longer than twice the group's commit cadence.
+    Cadence,
+    /// No cadence known yet: longer than the grace.
+    Grace,
+}
+
+impl Judged {
+    fn as_str(self) -> &'static str {
+        match self {
+            Judged::Redelivery => "fetching the same records again",
+            Judged::Cadence => "twice the group's commit cadence",
+            Judged::Grace => "no commit cadence known: the grace period",
+        }
+    }
+}
+
+/// How long `committed` may stand still while the group fetches `f`, and why.
+fn allowed_stall(
+    f: &Fetching,
+    cadence: Option<Duration>,
+    cfg: &DetectConfig,
+) -> (Duration, Judged) {
+    let redelivering = f.redelivered as f64
+        >= cfg.min_redelivered_bytes_per_sec * cfg.window.as_secs_f64().max(1.0);
+    if redelivering {
+        return (cfg.window, Judged::Redelivery);
+    }
+    match cadence {
+        Some(c) => (cfg.window.max(c * 2), Judged::Cadence),
+        None => (cfg.commit_grace.max(cfg.window), Judged::Grace),
+    }
+}
+
+/// One stuck partition, for the evidence.
+struct Stuck {
+    topic: Arc<str>,
+    partition: i32,
+    f: Fetching,
+    committed: Option<Committed>,
+    still_for: Duration,
+    judged: Judged,
+}
 
 pub(super) fn fetch_without_commit(
     m: &Model,
@@ -18,67 +91,114 @@ pub(super) fn fetch_without_commit(
     now: Instant,
     findings: &mut Registry,
 ) {
-    // Per group: the partitions it fetched data from within the window while their
-    // committed offset did not move.
-    type Stuck = (u64, Vec<(TopicPartition, u64)>, Vec<ClientKey>);
-    let mut stuck: HashMap<Arc<str>, Stuck> = HashMap::new();
+    let mut by_partition: BTreeMap<(Arc<str>, Arc<str>, i32), Fetching> = BTreeMap::new();
     for ((key, topic, partition), t) in &m.fetches {
-        let (bytes, _, span) = t.window();
-        if bytes < cfg.no_commit_min_fetched_bytes || span < cfg.window / 2 {
-            continue; // not fetching much, or not for long enough to judge
+        let (bytes, redelivered, _) = t.window();
+        if bytes == 0 {
+            continue;
         }
         let Some((group, _)) = index.group_for(key, topic, *partition) else {
             continue; // no group: nothing to commit to
         };
-        let committed = m
-            .groups
-            .get(&group)
-            .and_then(|g| g.committed.get(&(topic.clone(), *partition)));
-        if committed.is_some_and(|c| {
-            c.advanced
-                .is_some_and(|a| now.duration_since(a) < cfg.window)
-        }) {
-            continue;
-        }
-        // Everything delivered is committed: a consumer that read a backlog and committed
-        // once (its first commit Sluice saw, so never seen to advance) is not stuck.
-        if committed.is_some_and(|c| c.offset >= t.delivered_end) {
-            continue;
-        }
-        let e = stuck.entry(group).or_default();
-        e.0 += bytes;
-        e.1.push(((topic.clone(), *partition), bytes));
-        if !e.2.contains(key) {
-            e.2.push(key.clone());
+        let f = by_partition
+            .entry((group, topic.clone(), *partition))
+            .or_default();
+        f.bytes += bytes;
+        f.redelivered += redelivered;
+        f.active = f.active.max(t.active_span());
+        f.delivered_end = f.delivered_end.max(t.delivered_end);
+        f.first_seen = Some(f.first_seen.map_or(t.first_seen, |s| s.min(t.first_seen)));
+        if !f.clients.contains(key) {
+            f.clients.push(key.clone());
         }
     }
-    for (group, (bytes, parts, clients)) in stuck {
+    let mut stuck: BTreeMap<Arc<str>, Vec<Stuck>> = BTreeMap::new();
+    for ((group, topic, partition), f) in by_partition {
+        if f.bytes < cfg.no_commit_min_fetched_bytes || f.active < cfg.window / 2 {
+            continue; // not fetching much, or not for long enough to judge
+        }
         let g = m.groups.get(&group);
-        let partitions: Vec<_> = parts
-            .iter()
-            .map(|((t, p), b)| {
-                json!({"topic": &**t, "partition": p, "fetched_bytes_in_window": b,
-                    "committed_offset": g.and_then(|g| g.committed.get(&(t.clone(), *p))).map(|c| c.offset)})
-            })
-            .collect();
-        findings.report(
-            now,
-            Kind::FetchWithoutCommit,
-            group.to_string(),
-            Severity::Warning,
-            format!(
-                "group {group} fetched {} in {}s from {} partition(s) whose committed offset did not move",
-                human(bytes as f64),
-                cfg.window.as_secs(),
-                parts.len()
-            ),
-            json!({
-                "group": &*group,
-                "fetched_bytes_in_window": bytes,
-                "window_s": cfg.window.as_secs(),
-                "clients": clients.iter().map(|(h, id)| json!({"host": h.to_string(), "client_id": &**id, "software": software(m, &(*h, id.clone()))})).collect::<Vec<_>>(),
-                "partitions": partitions,
-            }),
-        );
+        let committed = g
+            .and_then(|g| g.committed.get(&(topic.clone(), partition)))
+            .copied();
+        if committed.is_some_and(|c| c.offset >= f.delivered_end) {
+            continue; // everything delivered is committed
+        }
+        let Some(since) = committed.map(|c| c.still_since()).or(f.first_seen) else {
+            continue;
+        };
+        let still_for = now.saturating_duration_since(since);
+        let (allowed, judged) = allowed_stall(&f, g.and_then(|g| g.cadence()), cfg);
+        if still_for < allowed {
+            continue;
+        }
+        stuck.entry(group).or_default().push(Stuck {
+            topic,
+            partition,
+            f,
+            committed,
+            still_for,
+            judged,
+        });
     }
+    for (group, parts) in stuck {
+        report(m, cfg, now, findings, &group, &parts);
+    }
+}
+
+fn report(
+    m: &Model,
+    cfg: &DetectConfig,
+    now: Instant,
+    findings: &mut Registry,
+    group: &Arc<str>,
+    parts: &[Stuck],
+) {
+    let bytes: u64 = parts.iter().map(|s| s.f.bytes).sum();
+    let still = parts.iter().map(|s| s.still_for).max().unwrap_or_default();
+    let cadence = m.groups.get(group).and_then(|g| g.cadence());
+    let mut clients: Vec<&ClientKey> = parts.iter().flat_map(|s| &s.f.clients).collect();
+    clients.sort();
+    clients.dedup();
+    let partitions: Vec<_> = parts
+        .iter()
+        .map(|s| {
+            json!({
+                "topic": &*s.topic,
+                "partition": s.partition,
+                "fetched_bytes_in_window": s.f.bytes,
+                "redelivered_bytes_in_window": s.f.redelivered,
+                "committed_offset": s.committed.map(|c| c.offset),
+                "delivered_up_to": s.f.delivered_end,
+                "committed_still_for_s": s.still_for.as_secs(),
+                "judged_by": s.judged.as_str(),
+            })
+        })
+        .collect();
+    let habit = match cadence {
+        Some(c) => format!("it commits about every {:.1}s", c.as_secs_f64()),
+        None => "no commit cadence seen".to_owned(),
+    };
+    findings.report(
+        now,
+        Kind::FetchWithoutCommit,
+        group.to_string(),
+        Severity::Warning,
+        format!(
+            "group {group} fetched {} in {}s from {} partition(s) whose committed offset has not moved for {}s ({habit})",
+            human(bytes as f64),
+            cfg.window.as_secs(),
+            parts.len(),
+            still.as_secs(),
+        ),
+        json!({
+            "group": &**group,
+            "fetched_bytes_in_window": bytes,
+            "window_s": cfg.window.as_secs(),
+            "commit_cadence_s": cadence.map(|c| c.as_secs_f64()),
+            "committed_source": "coordinator traffic",
+            "clients": clients.iter().map(|(h, id)| json!({"host": h.to_string(), "client_id": &**id, "software": software(m, &(*h, id.clone()))})).collect::<Vec<_>>(),
+            "partitions": partitions,
+        }),
+    );
 }

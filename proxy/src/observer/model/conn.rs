@@ -1,6 +1,6 @@
 //! One proxied connection, as the observer knows it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +9,21 @@ use super::client::{api_slot, ApiCount, ApiCounts, ClientKey};
 
 /// Groups a connection remembers having seen in its coordinator traffic.
 pub const MAX_CONN_GROUPS: usize = 16;
+
+/// Commits a connection keeps waiting for their responses.
+pub const MAX_PENDING_COMMITS: usize = 32;
+
+/// An OffsetCommit (or TxnOffsetCommit) sent and not yet answered: applied to the group when
+/// the broker accepts it, less the partitions it refused.
+#[derive(Debug, Clone)]
+pub struct PendingCommit {
+    /// Correlation id of the request.
+    pub correlation_id: i32,
+    /// Group.
+    pub group: Arc<str>,
+    /// `(topic, partition, offset)`.
+    pub offsets: Vec<(Arc<str>, i32, i64)>,
+}
 
 /// One proxied connection.
 #[derive(Debug, Clone)]
@@ -41,6 +56,12 @@ pub struct Conn {
     /// Group and member of the last JoinGroup / SyncGroup / ConsumerGroupHeartbeat request
     /// (for its response).
     pub pending_group: Option<(Arc<str>, String)>,
+    /// Correlation id of the last request.
+    pub last_request: i32,
+    /// Commits waiting for their responses, oldest first.
+    pub commits: VecDeque<PendingCommit>,
+    /// The commit whose response header was just seen, waiting for its body's errors.
+    pub answered: Option<PendingCommit>,
 }
 
 impl Conn {
@@ -60,6 +81,9 @@ impl Conn {
             replica: false,
             groups: BTreeSet::new(),
             pending_group: None,
+            last_request: 0,
+            commits: VecDeque::new(),
+            answered: None,
         }
     }
 
@@ -81,5 +105,26 @@ impl Conn {
         if self.groups.len() < MAX_CONN_GROUPS && !self.groups.contains(group) {
             self.groups.insert(Arc::from(group));
         }
+    }
+}
+
+impl Conn {
+    /// An OffsetCommit just sent on this connection (its request header came first).
+    pub fn commit_sent(&mut self, commit: PendingCommit) {
+        if self.commits.len() >= MAX_PENDING_COMMITS {
+            self.commits.pop_front();
+        }
+        self.commits.push_back(commit);
+    }
+
+    /// The response to request `correlation_id` started: the commit it answers (those sent
+    /// before it are answered already or lost), if it was one.
+    pub fn commit_answered(&mut self, correlation_id: i32) -> Option<PendingCommit> {
+        let i = self
+            .commits
+            .iter()
+            .position(|c| c.correlation_id == correlation_id)?;
+        self.commits.drain(..i);
+        self.commits.pop_front()
     }
 }

@@ -4,10 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::client::ClientKey;
 use super::track::TrackKey;
+
+/// Commits whose times a group keeps for its cadence.
+const COMMITS_KEPT: usize = 9;
 
 /// A member's assignment: topic → partitions.
 pub type Assigned = Vec<(Arc<str>, Vec<i32>)>;
@@ -48,6 +51,8 @@ pub struct Member {
 pub struct Committed {
     /// The offset.
     pub offset: i64,
+    /// When Sluice first learned a committed offset of this partition.
+    pub known: Instant,
     /// Last commit seen.
     pub at: Instant,
     /// Last time it was seen to move forward (`None`: not since Sluice first saw it).
@@ -61,10 +66,16 @@ impl Committed {
     pub fn new(offset: i64, now: Instant) -> Committed {
         Committed {
             offset,
+            known: now,
             at: now,
             advanced: None,
             advance_per_sec: 0.0,
         }
+    }
+
+    /// Since when it has not moved forward: its last advance, or when Sluice learned it.
+    pub fn still_since(&self) -> Instant {
+        self.advanced.unwrap_or(self.known)
     }
 
     /// Another commit of `offset` seen at `now`.
@@ -99,6 +110,8 @@ pub struct Group {
     pub committed: BTreeMap<(Arc<str>, i32), Committed>,
     /// Client keys tied to the group, how, and when last seen doing so.
     pub clients: BTreeMap<ClientKey, (Attribution, Instant)>,
+    /// When its last few commits were acknowledged: the group's own commit cadence.
+    pub commits: VecDeque<Instant>,
     /// Last activity.
     pub last_seen: Instant,
 }
@@ -113,8 +126,33 @@ impl Group {
             rebalances: 0,
             committed: BTreeMap::new(),
             clients: BTreeMap::new(),
+            commits: VecDeque::new(),
             last_seen: now,
         }
+    }
+
+    /// A commit of the group acknowledged at `now` (one per OffsetCommit, whatever it lists).
+    pub fn note_commit(&mut self, now: Instant) {
+        if self.commits.len() >= COMMITS_KEPT {
+            self.commits.pop_front();
+        }
+        self.commits.push_back(now);
+    }
+
+    /// The group's usual time between commits: the median of the gaps between its last
+    /// commits (`None` before two were seen).
+    pub fn cadence(&self) -> Option<Duration> {
+        let mut gaps: Vec<Duration> = self
+            .commits
+            .iter()
+            .zip(self.commits.iter().skip(1))
+            .map(|(a, b)| b.saturating_duration_since(*a))
+            .collect();
+        if gaps.is_empty() {
+            return None;
+        }
+        gaps.sort();
+        Some(gaps[gaps.len() / 2])
     }
 
     /// The member `id`, spoken for by `client`, seen at `now` (made if new).
@@ -208,5 +246,23 @@ mod tests {
         assert!(c.advance_per_sec > 0.0 && c.advance_per_sec.is_finite());
         c.update(i64::MIN, t0);
         assert_eq!(c.offset, i64::MIN);
+    }
+
+    #[test]
+    fn the_cadence_is_the_median_gap_between_commits() {
+        let t0 = Instant::now();
+        let mut g = Group::new(t0);
+        assert_eq!(g.cadence(), None);
+        g.note_commit(t0);
+        assert_eq!(g.cadence(), None);
+        for s in [5, 10, 15, 45, 50] {
+            g.note_commit(t0 + Duration::from_secs(s));
+        }
+        assert_eq!(g.cadence(), Some(Duration::from_secs(5)));
+        for s in 1..=20 {
+            g.note_commit(t0 + Duration::from_secs(50 + 30 * s));
+        }
+        assert_eq!(g.commits.len(), COMMITS_KEPT);
+        assert_eq!(g.cadence(), Some(Duration::from_secs(30)));
     }
 }

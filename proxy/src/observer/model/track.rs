@@ -112,6 +112,23 @@ impl FetchTrack {
         }
     }
 
+    /// From the first to the last tick within the window at which bytes had been delivered
+    /// since the tick before: how long it has been fetching data (a single response, however
+    /// large, spans one tick at most).
+    pub fn active_span(&self) -> Duration {
+        let mut active = self
+            .history
+            .iter()
+            .zip(self.history.iter().skip(1))
+            .filter(|(a, b)| b.1 > a.1)
+            .map(|(a, b)| (a.0, b.0));
+        let Some((first, _)) = active.next() else {
+            return Duration::ZERO;
+        };
+        let last = active.next_back().map_or(first, |(_, b)| b);
+        last.saturating_duration_since(first)
+    }
+
     /// Bytes out ÷ bytes delivered for the first time, over the track's life.
     pub fn amplification(&self) -> f64 {
         let unique = self.bytes.saturating_sub(self.redelivered).max(1);

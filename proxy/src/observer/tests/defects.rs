@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sluice_protocol::event::*;
 use sluice_protocol::TapEvent;
 
-use super::{join, meta, request};
+use super::{commit, join, meta, request};
 use crate::observer::api::ClientSort;
 use crate::observer::config::DetectConfig;
 use crate::observer::Observer;
@@ -90,19 +90,6 @@ fn api_numbers_no_kafka_uses_share_one_count() {
     assert_eq!(client.api[&(-1, -1)].requests, 2_000);
 }
 
-fn commit_at(offset: i64) -> TapEvent {
-    TapEvent::OffsetCommit {
-        group_id: "edge".into(),
-        generation_id: 1,
-        member_id: "m1".into(),
-        offsets: vec![CommittedOffset {
-            topic: TopicRef::named("orders"),
-            partition: 0,
-            offset,
-        }],
-    }
-}
-
 /// Records `first..=last` delivered, whatever the two are.
 fn delivered_raw(first: i64, last: i64) -> TapEvent {
     TapEvent::FetchPartition(FetchPartitionDelivered {
@@ -130,8 +117,12 @@ fn offsets_at_the_ends_of_the_range_are_taken_without_overflow() {
     let c = meta(1, 20_002);
     o.on_open(&c);
     o.on_event(&c, &request("edge", 8));
-    o.on_event(&c, &commit_at(i64::MIN));
-    o.on_event(&c, &commit_at(i64::MAX));
+    for e in commit("edge", i64::MIN)
+        .into_iter()
+        .chain(commit("edge", i64::MAX))
+    {
+        o.on_event(&c, &e);
+    }
     o.on_event(&c, &delivered_raw(i64::MAX, i64::MAX));
     o.on_event(&c, &delivered_raw(i64::MIN, i64::MAX));
     o.on_event(&c, &super::fetch(i64::MIN));

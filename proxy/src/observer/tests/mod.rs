@@ -12,6 +12,7 @@ use super::config::DetectConfig;
 use super::Observer;
 use crate::sink::{ConnMeta, TapSink};
 
+mod commits;
 mod defects;
 mod owner;
 
@@ -81,17 +82,43 @@ pub(crate) fn delivered(first: i64, last: i64, bytes: u64) -> TapEvent {
     })
 }
 
-pub(crate) fn commit(group: &str, offset: i64) -> TapEvent {
-    TapEvent::OffsetCommit {
-        group_id: group.into(),
-        generation_id: 1,
-        member_id: "m1".into(),
-        offsets: vec![CommittedOffset {
-            topic: TopicRef::named("orders"),
-            partition: 0,
-            offset,
-        }],
-    }
+/// An OffsetCommit of `offset` for orders-0 by group `group`, and the broker accepting it:
+/// the request header, the request, the response header and its body.
+pub(crate) fn commit(group: &str, offset: i64) -> Vec<TapEvent> {
+    static CORRELATION: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
+    let correlation_id = CORRELATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    vec![
+        TapEvent::Request(RequestSeen {
+            api_key: 8,
+            api_version: 8,
+            correlation_id,
+            client_id: None,
+            size: 100,
+            expects_response: true,
+        }),
+        TapEvent::OffsetCommit {
+            group_id: group.into(),
+            generation_id: 1,
+            member_id: "m1".into(),
+            offsets: vec![CommittedOffset {
+                topic: TopicRef::named("orders"),
+                partition: 0,
+                offset,
+            }],
+        },
+        TapEvent::Response(ResponseSeen {
+            api_key: 8,
+            api_version: 8,
+            correlation_id,
+            size: 30,
+            request_size: 100,
+            latency: Duration::from_millis(1),
+        }),
+        TapEvent::OffsetCommitResponse {
+            errors: vec![],
+            partitions: 1,
+        },
+    ]
 }
 
 pub(crate) fn join(group: &str) -> TapEvent {
@@ -136,7 +163,9 @@ fn billing_consumer() -> (Arc<Observer>, ConnMeta, Instant) {
         o.on_event(m, &request("order-service", 3));
     }
     o.on_event(&coord, &join("billing"));
-    o.on_event(&coord, &commit("billing", 100));
+    for e in commit("billing", 100) {
+        o.on_event(&coord, &e);
+    }
     let t0 = Instant::now();
     o.tick(t0);
     (o, fetcher, t0)
@@ -211,7 +240,9 @@ fn a_consumer_that_reads_a_backlog_and_commits_once_is_not_stuck() {
     o.on_event(&c, &fetch(0));
     o.on_event(&c, &delivered(0, 999, 1 << 20));
     // Its only commit: everything it was sent. Sluice never sees it advance.
-    o.on_event(&c, &commit("one-shot", 1000));
+    for e in commit("one-shot", 1000) {
+        o.on_event(&c, &e);
+    }
     for s in 1..=12 {
         o.on_event(&c, &fetch(1000));
         o.tick(t0 + Duration::from_secs(s));
@@ -251,7 +282,9 @@ fn a_healthy_consumer_raises_nothing() {
     for i in 0..50i64 {
         o.on_event(&c, &fetch(i * 1000));
         o.on_event(&c, &delivered(i * 1000, i * 1000 + 999, 1 << 20));
-        o.on_event(&c, &commit("healthy", i * 1000 + 1000));
+        for e in commit("healthy", i * 1000 + 1000) {
+            o.on_event(&c, &e);
+        }
     }
     // A restart from the committed offset is one rewind, not a loop.
     o.on_event(&c, &fetch(49_000));
@@ -423,7 +456,9 @@ fn groups_sharing_a_client_id_on_one_host_are_no_loop_until_one_loops() {
             let now = t0 + at;
             o.on_event_at(m, &fetch(step * 1000), now);
             o.on_event_at(m, &delivered(step * 1000, step * 1000 + 999, 1 << 20), now);
-            o.on_event_at(m, &commit(g, step * 1000 + 1000), now);
+            for e in commit(g, step * 1000 + 1000) {
+                o.on_event_at(m, &e, now);
+            }
         }
         at += Duration::from_millis(200);
         o.tick(t0 + at);
@@ -479,8 +514,12 @@ fn a_batch_of_events_counts_as_the_same_events_one_by_one() {
         (coord.clone(), request("order-service", 3), t0),
         (fetcher.clone(), request("order-service", 3), t0),
         (coord.clone(), join("billing"), t0),
-        (coord.clone(), commit("billing", 100), t0),
     ];
+    events.extend(
+        commit("billing", 100)
+            .into_iter()
+            .map(|e| (coord.clone(), e, t0)),
+    );
     for i in 0..6 {
         let at = t0 + Duration::from_millis(100 * i);
         events.push((fetcher.clone(), fetch(100), at));

@@ -1,0 +1,203 @@
+//! Fetch without commit is judged against the group's own commit habits: healthy consumers
+//! starting up, committing every second or every thirty, are left alone; a group whose
+//! committed offset stands still while it fetches is named — after the window when it fetches
+//! the same records again, after twice its cadence, or after the grace when no cadence is
+//! known.
+
+use std::time::{Duration, Instant};
+
+use sluice_protocol::TapEvent;
+
+use super::{commit, delivered, fetch, join, meta, request};
+use crate::observer::config::DetectConfig;
+use crate::observer::Observer;
+use crate::sink::{ConnMeta, TapSink};
+
+/// A consumer of orders-0 in simulated time: a Fetch every 500 ms delivering `per_fetch`
+/// records of 1 KiB after the last delivered one (if any are produced), a commit every
+/// `commit_every` of the position `commits_at` decides, a tick every second.
+struct Sim {
+    o: std::sync::Arc<Observer>,
+    c: ConnMeta,
+    t0: Instant,
+    at: Duration,
+    next: i64,
+    last_commit: Duration,
+}
+
+impl Sim {
+    fn new(group: &str) -> Sim {
+        let o = Observer::new(DetectConfig::default());
+        let c = meta(1, 31_000);
+        o.on_open(&c);
+        o.on_event(&c, &request("consumer-app", 11));
+        o.on_event(&c, &join(group));
+        let t0 = Instant::now();
+        o.tick(t0);
+        Sim {
+            o,
+            c,
+            t0,
+            at: Duration::ZERO,
+            next: 0,
+            last_commit: Duration::ZERO,
+        }
+    }
+
+    fn send(&self, e: &TapEvent) {
+        self.o.on_event_at(&self.c, e, self.t0 + self.at);
+    }
+
+    /// Runs for `secs` seconds: fetching `per_fetch` new records each time (from `from(next)`),
+    /// committing `commit(next)` every `commit_every` (none when `None`).
+    fn run(
+        &mut self,
+        group: &str,
+        secs: u64,
+        per_fetch: i64,
+        commit_every: Option<Duration>,
+        mut from: impl FnMut(i64) -> i64,
+        mut commits_at: impl FnMut(i64) -> i64,
+    ) -> Vec<String> {
+        let mut raised = Vec::new();
+        let end = self.at + Duration::from_secs(secs);
+        while self.at < end {
+            self.at += Duration::from_millis(500);
+            let start = from(self.next);
+            self.send(&fetch(start));
+            if per_fetch > 0 {
+                let last = start + per_fetch - 1;
+                self.send(&delivered(start, last, per_fetch as u64 * 1024));
+                self.next = self.next.max(last + 1);
+            }
+            if let Some(every) = commit_every {
+                if self.at - self.last_commit >= every {
+                    self.last_commit = self.at;
+                    for e in commit(group, commits_at(self.next)) {
+                        self.send(&e);
+                    }
+                }
+            }
+            if self.at.subsec_millis() == 0 {
+                self.o.tick(self.t0 + self.at);
+                for f in self.o.findings_json()["active"].as_array().unwrap() {
+                    if f["kind"] == "fetch_without_commit" {
+                        raised.push(format!("{}s: {}", self.at.as_secs(), f["summary"]));
+                    }
+                }
+            }
+        }
+        raised
+    }
+}
+
+fn at_position(next: i64) -> i64 {
+    next
+}
+
+#[test]
+fn consumers_starting_under_a_trickle_are_left_alone_whatever_their_commit_interval() {
+    for every in [1, 5, 30] {
+        let group = format!("trickle-{every}s");
+        let mut sim = Sim::new(&group);
+        // 5 records of 1 KiB a second: 64 KiB fetched in every 10 s window.
+        let raised = sim.run(
+            &group,
+            180,
+            7,
+            Some(Duration::from_secs(every)),
+            |n| n,
+            at_position,
+        );
+        assert!(raised.is_empty(), "commits every {every}s: {raised:#?}");
+    }
+}
+
+#[test]
+fn a_group_committing_the_same_offset_while_it_fetches_is_named_within_two_cadences() {
+    let mut sim = Sim::new("stuck");
+    // Healthy for a while: commits every second at its position.
+    assert!(sim
+        .run(
+            "stuck",
+            20,
+            10,
+            Some(Duration::from_secs(1)),
+            |n| n,
+            at_position
+        )
+        .is_empty());
+    // Then its commits stop moving: always the offset it had reached.
+    let stuck_at = sim.next;
+    let raised = sim.run(
+        "stuck",
+        20,
+        10,
+        Some(Duration::from_secs(1)),
+        |n| n,
+        |_| stuck_at,
+    );
+    let first = raised.first().expect("named");
+    let secs: u64 = first.split('s').next().unwrap().parse().unwrap();
+    assert!(
+        (30..=33).contains(&secs),
+        "after ~10s (max of window, 2 × 1s): {raised:#?}"
+    );
+    assert!(first.contains("commits about every 1.0s"), "{first}");
+}
+
+#[test]
+fn a_group_that_never_commits_is_named_after_the_grace_not_before() {
+    let mut sim = Sim::new("never");
+    let grace = sim.o.config().commit_grace.as_secs();
+    let raised = sim.run("never", grace - 2, 10, None, |n| n, at_position);
+    assert!(raised.is_empty(), "{raised:#?}");
+    let raised = sim.run("never", 5, 10, None, |n| n, at_position);
+    assert!(!raised.is_empty(), "named once the grace is over");
+}
+
+#[test]
+fn a_group_fetching_the_same_records_again_is_named_after_the_window() {
+    let mut sim = Sim::new("again");
+    for e in commit("again", 100) {
+        sim.send(&e);
+    }
+    // It fetches from 100 every time, and never commits again.
+    let raised = sim.run("again", 15, 50, None, |_| 100, at_position);
+    let first = raised.first().expect("named");
+    let secs: u64 = first.split('s').next().unwrap().parse().unwrap();
+    assert!(secs <= 11, "{raised:#?}");
+}
+
+#[test]
+fn one_large_response_then_nothing_is_not_fetching() {
+    let mut sim = Sim::new("prefetch");
+    sim.at += Duration::from_secs(70);
+    // A consumer that prefetched 1 MiB and stopped (it read what it wanted and closed).
+    sim.send(&fetch(0));
+    sim.send(&delivered(0, 999, 1 << 20));
+    let raised = sim.run("prefetch", 20, 0, None, |n| n, at_position);
+    assert!(raised.is_empty(), "{raised:#?}");
+}
+
+#[test]
+fn a_refused_commit_does_not_move_the_committed_offset() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 31_001);
+    o.on_open(&c);
+    o.on_event(&c, &request("app", 8));
+    for e in commit("refused", 10) {
+        o.on_event(&c, &e);
+    }
+    let mut refused = commit("refused", 500);
+    refused[3] = TapEvent::OffsetCommitResponse {
+        errors: vec![(sluice_protocol::event::TopicRef::named("orders"), 0, 22)],
+        partitions: 1,
+    };
+    for e in refused {
+        o.on_event(&c, &e);
+    }
+    o.tick(Instant::now());
+    let g = o.groups_json();
+    assert_eq!(g[0]["committed"][0]["offset"], 10, "{g:#}");
+}
