@@ -94,7 +94,7 @@ static METADATA_TOPIC: Struct = fields(&[
     since(8, Ty::Int32),                                 // topic_authorized_operations
 ]);
 
-static METADATA_RESPONSE: Schema = Schema {
+pub(super) static METADATA_RESPONSE: Schema = Schema {
     name: "MetadataResponse",
     flexible: Some(9),
     body: fields(&[

@@ -35,6 +35,10 @@
 //! | SaslHandshake (17) | `Sasl(Mechanism)` | — |
 //! | SaslAuthenticate (36) | `Sasl(Principal)` for PLAIN and SCRAM only | — |
 //!
+//! Apart from the tap, [`decode_guarded`] decodes the responses to the admin questions Sluice
+//! asks on its own connections (the group lookup), through the same guard, and
+//! [`consumer_assignment`] reads a classic group member's assignment bytes.
+//!
 //! # Layout
 //! - this file: the public entry points and the table of what is decoded.
 //! - `schema.rs`: the guard walk and the schema descriptions it follows.
@@ -42,10 +46,13 @@
 //! - `fetch.rs`: Fetch requests.
 //! - `group.rs`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ConsumerGroupHeartbeat.
 //! - `offsets.rs`: OffsetCommit, OffsetFetch, TxnOffsetCommit.
-//! - `assignment.rs`: the consumer protocol's assignment inside a SyncGroup response.
+//! - `assignment.rs`: the consumer protocol's assignment inside a SyncGroup response (or a
+//!   DescribeGroups member).
+//! - `admin.rs`: the guarded responses of the group lookup ([`Guarded`]).
 //! - `sasl.rs`: SaslHandshake and SaslAuthenticate; the principal of PLAIN and SCRAM, never a
 //!   secret.
 
+mod admin;
 mod assignment;
 mod fetch;
 mod group;
@@ -56,6 +63,8 @@ mod schema;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{self as m, ApiKey};
+
+pub use admin::{api_versions_error, decode_guarded, Guard, Guarded};
 use kafka_protocol::protocol::{Decodable, Message};
 
 use crate::error::TapError;
@@ -96,6 +105,13 @@ pub fn decode_response(
     out: &mut Vec<TapEvent>,
 ) -> Result<(), TapError> {
     run(RESPONSES, "response", api_key, api_version, body, out)
+}
+
+/// Decodes the standard consumer protocol's assignment bytes (a SyncGroup response's, or a
+/// DescribeGroups member's `member_assignment`): topics and partitions, or `None` if the
+/// bytes are not one (empty, malformed, or another protocol's).
+pub fn consumer_assignment(bytes: Bytes) -> Option<crate::event::Assignment> {
+    assignment::consumer_assignment(bytes)
 }
 
 /// Decodes one body of a known version into events.
