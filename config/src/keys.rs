@@ -360,6 +360,64 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "lookup.enabled",
+        env: "SLUICE_LOOKUP_ENABLED",
+        help:
+            "Ask the cluster for groups, members and committed offsets (read-only) [default: true]",
+        set: |c, r| {
+            c.lookup.enabled = value::boolean(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "lookup.interval",
+        env: "SLUICE_LOOKUP_INTERVAL",
+        help: "Time between two lookup rounds, at least 1s [default: 5s]",
+        set: |c, r| {
+            let d = value::duration(r)?;
+            if d < std::time::Duration::from_secs(1) {
+                return Err("must be at least 1s".to_owned());
+            }
+            c.lookup.interval = d;
+            Ok(())
+        },
+    },
+    Key {
+        path: "lookup.timeout",
+        env: "SLUICE_LOOKUP_TIMEOUT",
+        help: "Time allowed for one lookup request, connecting included [default: 5s]",
+        set: |c, r| {
+            let d = value::duration(r)?;
+            if d.is_zero() || d > std::time::Duration::from_secs(300) {
+                return Err("must be greater than zero and at most 5m".to_owned());
+            }
+            c.lookup.timeout = d;
+            Ok(())
+        },
+    },
+    Key {
+        path: "lookup.max_groups",
+        env: "SLUICE_LOOKUP_MAX_GROUPS",
+        help: "Most groups described (and offsets fetched) per lookup round [default: 500]",
+        set: |c, r| {
+            c.lookup.max_groups = ranged(value::count(r)?, 1, 100_000, "max_groups")?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "lookup.bootstrap",
+        env: "SLUICE_LOOKUP_BOOTSTRAP",
+        help: "Broker the lookup asks first, host:port; empty: the upstream [default: \"\"]",
+        set: |c, r| {
+            c.lookup.bootstrap = if text(r)?.is_empty() {
+                None
+            } else {
+                Some(value::upstream(r)?)
+            };
+            Ok(())
+        },
+    },
 ];
 
 /// The text of a value (a string in the file, or the raw text of a variable or flag).

@@ -22,8 +22,8 @@ pub mod value;
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::Loader;
 pub use model::{
-    AdminConfig, Config, DetectSettings, LogConfig, LogFormat, OtlpProtocol, TapConfig,
-    TelemetryConfig, Upstream,
+    AdminConfig, Config, DetectSettings, LogConfig, LogFormat, LookupConfig, OtlpProtocol,
+    TapConfig, TelemetryConfig, Upstream,
 };
 
 /// Exit code for a bad configuration (`EX_USAGE` from sysexits.h).

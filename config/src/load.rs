@@ -336,6 +336,53 @@ mod tests {
     }
 
     #[test]
+    fn lookup_settings_are_parsed_and_every_bad_one_reported() {
+        let c = Loader::new().load().unwrap();
+        assert!(c.lookup.enabled);
+        assert_eq!(c.lookup.interval, Duration::from_secs(5));
+        assert_eq!(c.lookup.bootstrap, None);
+        let f = file(
+            "[lookup]\nenabled = false\ninterval = \"2s\"\ntimeout = \"1500ms\"\n\
+             max_groups = 20\nbootstrap = \"kafka-1:19093\"\n",
+        );
+        let c = Loader::new().file(f.path()).load().unwrap();
+        assert!(!c.lookup.enabled);
+        assert_eq!(c.lookup.interval, Duration::from_secs(2));
+        assert_eq!(c.lookup.timeout, Duration::from_millis(1500));
+        assert_eq!(c.lookup.max_groups, 20);
+        assert_eq!(
+            c.lookup.bootstrap.as_ref().unwrap().to_string(),
+            "kafka-1:19093"
+        );
+        let back = file(&c.to_toml());
+        assert_eq!(Loader::new().file(back.path()).load().unwrap(), c);
+        let c = Loader::new()
+            .env([("SLUICE_LOOKUP_BOOTSTRAP".to_owned(), String::new())])
+            .load()
+            .unwrap();
+        assert_eq!(c.lookup.bootstrap, None);
+
+        let f = file(
+            "[lookup]\nenabled = \"maybe\"\ninterval = \"100ms\"\ntimeout = \"0s\"\n\
+             max_groups = 0\nbootstrap = \"nowhere\"\nmax_member = 1\n",
+        );
+        let err = Loader::new().file(f.path()).load().unwrap_err();
+        let mut paths = err.paths();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "lookup.bootstrap",
+                "lookup.enabled",
+                "lookup.interval",
+                "lookup.max_groups",
+                "lookup.max_member",
+                "lookup.timeout",
+            ]
+        );
+    }
+
+    #[test]
     fn missing_file_and_bad_toml_are_errors() {
         let err = Loader::new()
             .file("/nonexistent/sluice.toml")

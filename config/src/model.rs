@@ -38,6 +38,43 @@ pub struct Config {
     pub detect: DetectSettings,
     /// Metrics and spans: OTLP export and the Prometheus endpoint.
     pub telemetry: TelemetryConfig,
+    /// The group lookup: read-only admin questions Sluice asks the cluster on its own
+    /// connections.
+    pub lookup: LookupConfig,
+}
+
+/// The group lookup (see the README's "Group lookup"): on its own connections, Sluice asks the
+/// cluster which consumer groups exist, who their members are and what they committed, so a
+/// sidecar that sees a group's fetches but not its coordinator traffic can still name the
+/// group and judge its commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LookupConfig {
+    /// Ask at all. Off, groups are known only from the coordinator traffic this sidecar sees.
+    pub enabled: bool,
+    /// Time between the starts of two lookup rounds (at most one round per interval).
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// Time allowed for one request (connecting included) before the connection is dropped.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Most groups described, and most groups whose committed offsets are fetched, per round.
+    pub max_groups: usize,
+    /// The broker asked first (for the brokers and the groups it coordinates); unset: the
+    /// upstream, which reaches the fronted broker without going through this sidecar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Upstream>,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        LookupConfig {
+            enabled: true,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            max_groups: 500,
+            bootstrap: None,
+        }
+    }
 }
 
 /// How metrics and spans leave the process (see the README's "Telemetry").
@@ -245,6 +282,7 @@ impl Default for Config {
             tap: TapConfig::default(),
             detect: DetectSettings::default(),
             telemetry: TelemetryConfig::default(),
+            lookup: LookupConfig::default(),
         }
     }
 }
