@@ -43,7 +43,7 @@ pub struct Config {
     pub lookup: LookupConfig,
 }
 
-/// The group lookup (see the README's "Group lookup"): on its own connections, Sluice asks the
+/// The group lookup (the `sluice::lookup` module): on its own connections, Sluice asks the
 /// cluster which consumer groups exist, who their members are and what they committed, so a
 /// sidecar that sees a group's fetches but not its coordinator traffic can still name the
 /// group and judge its commits.

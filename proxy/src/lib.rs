@@ -19,6 +19,9 @@
 //! - [`tap`]: a connection's protocol tap and the batches its events reach the sinks in.
 //! - [`observer`]: the live picture of clients, groups, topics and partitions, the
 //!   detectors and their findings.
+//! - [`lookup`]: the group lookup — read-only admin questions to the cluster on Sluice's own
+//!   connections (groups, members, committed offsets), for sidecars that do not see a group's
+//!   coordinator traffic.
 //! - [`stats`]: process-wide counters and per-API figures, and the sink that fills them.
 //! - Leaves: [`buffer`] (copy buffers and their shared budget), [`sink`] (the [`TapSink`]
 //!   contract), [`error`] (errors that say which side failed:
@@ -33,6 +36,7 @@ pub mod duplex;
 pub mod error;
 pub mod every;
 pub mod logging;
+pub mod lookup;
 pub mod observer;
 pub mod server;
 pub mod sink;

@@ -12,7 +12,9 @@ const LAYERS: &[&[&str]] = &[
     &["sink", "error", "logging", "every", "buffer"],
     // Counters and the built-in sink.
     &["stats"],
-    // The live picture and the detectors; the cluster's own answers about groups.
+    // The cluster's own answers about groups (read-only admin questions).
+    &["lookup"],
+    // The live picture and the detectors.
     &["observer"],
     // The tap glue: a connection's tap and its batches to the sinks.
     &["tap"],
