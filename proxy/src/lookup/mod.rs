@@ -5,10 +5,12 @@
 //! Sluice stays passive on the client path; the lookup is a client of its own. Every round
 //! (at most one per `lookup.interval`) it asks:
 //! - the **bootstrap** (the upstream by default: the fronted broker, without going through
-//!   this sidecar): Metadata for the brokers only (no topics), then ListGroups;
+//!   this sidecar): Metadata for the brokers only (no topics) every round, and ListGroups;
 //! - **every other broker**, at its advertised address (its own sidecar, in a sidecar
 //!   deployment): ListGroups — each broker lists exactly the groups it coordinates, so the
-//!   listings give every group's coordinator without a FindCoordinator per group;
+//!   listings give every group's coordinator without a FindCoordinator per group. The
+//!   listings are asked every sixth round, or sooner when a round needs them (a sweep, a
+//!   wanted group not known yet, an error in the round before);
 //! - **each coordinator**: DescribeGroups (classic groups) or ConsumerGroupDescribe (KIP-848
 //!   groups) for the groups in [`Interest::groups`] — or for every listed group in a sweep,
 //!   when a client in [`Interest::clients`] needs its group found — and OffsetFetch (every

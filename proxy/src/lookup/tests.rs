@@ -77,6 +77,7 @@ async fn follows_coordinators_and_keeps_its_connections() {
         let view = lookup.round(&interest).await;
         assert!(view.issues.is_empty(), "{:?}", view.issues);
         assert!(!view.round.swept);
+        assert!(!view.round.listed, "nothing calls for the listings");
         assert_eq!(view.round.connects, 0, "connections are kept");
         let committed = &view
             .group("g-a")
@@ -88,6 +89,14 @@ async fn follows_coordinators_and_keeps_its_connections() {
         assert_eq!(committed.len(), 2);
     }
     assert_eq!(b.seen(ApiKey::ConsumerGroupDescribe).len(), before + 2);
+    assert_eq!(a.seen(ApiKey::ListGroups).len(), 1);
+    assert_eq!(b.seen(ApiKey::ListGroups).len(), 1);
+    // The listings come back every sixth round.
+    let mut listed = Vec::new();
+    for _ in 0..6 {
+        listed.push(lookup.round(&interest).await.round.listed);
+    }
+    assert_eq!(listed.iter().filter(|l| **l).count(), 1, "{listed:?}");
     assert_eq!((a.connections(), b.connections()), (1, 1));
     for broker in [&a, &b] {
         let seen = broker.seen.lock().unwrap();

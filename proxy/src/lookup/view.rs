@@ -162,6 +162,8 @@ pub struct RoundStats {
     pub bytes_received: u64,
     /// Connections opened.
     pub connects: u32,
+    /// Whether the brokers were asked for their groups this round.
+    pub listed: bool,
     /// Groups listed by all brokers together.
     pub groups_listed: u32,
     /// Groups described.

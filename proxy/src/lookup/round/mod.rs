@@ -8,6 +8,11 @@
 //! by its own back-off, so a client that belongs to no group costs a sweep a minute, not one
 //! per round.
 //!
+//! When the listings are asked: every [`LIST_EVERY`] rounds, and in any round that needs them
+//! — a sweep, a wanted group not known yet, or an error in the round before (a coordinator may
+//! have moved). In between, a round costs Metadata plus the questions about the groups of
+//! interest, whatever the number of groups in the cluster.
+//!
 //! # Layout
 //! - this file: the round's order, the brokers and the fronted one, the listings, the view.
 //! - `members.rs`: the sweep and its back-off; DescribeGroups / ConsumerGroupDescribe.
@@ -36,6 +41,8 @@ pub(super) const BATCH: usize = 32;
 pub(super) const MAX_LISTED: usize = 50_000;
 /// Most clients of an [`Interest`] considered.
 pub(super) const MAX_INTEREST_CLIENTS: usize = 10_000;
+/// Rounds between two listings when nothing asks for one sooner.
+pub(super) const LIST_EVERY: u64 = 6;
 /// Most issues reported per round (all are counted).
 const MAX_ISSUES: usize = 32;
 /// A client left unmatched by this many sweeps in a row waits the longest between sweeps.
@@ -66,6 +73,10 @@ pub(super) struct Rounds {
     groups: BTreeMap<String, GroupInfo>,
     sweeps: HashMap<ClientKey, SweepState>,
     round_no: u64,
+    /// The round from which the listings are due again.
+    next_listing: u64,
+    /// Whether the last round met an error (the next one lists again).
+    troubled: bool,
     totals: LookupTotals,
 }
 
@@ -143,6 +154,8 @@ impl Rounds {
             groups: BTreeMap::new(),
             sweeps: HashMap::new(),
             round_no: 0,
+            next_listing: 0,
+            troubled: false,
             totals: LookupTotals::default(),
         }
     }
@@ -154,9 +167,15 @@ impl Rounds {
         self.pool.start_round(self.round_no);
         let mut r = Round::default();
         if self.refresh_brokers(&mut r).await {
-            let failed = self.list_groups(&mut r, interest).await;
             let due = self.due_clients(interest);
             let sweep = !due.is_empty();
+            let unknown = interest.groups.iter().any(|g| !self.groups.contains_key(g));
+            let mut failed = BTreeSet::new();
+            if sweep || unknown || self.troubled || self.round_no >= self.next_listing {
+                self.next_listing = self.round_no + LIST_EVERY;
+                failed = self.list_groups(&mut r, interest).await;
+                r.stats.listed = true;
+            }
             self.describe(&mut r, interest, sweep).await;
             let matched = self.after_sweep(&due);
             let mut wanted: BTreeSet<String> = interest.groups.clone();
@@ -165,6 +184,7 @@ impl Rounds {
             r.stats.swept = sweep;
         }
         r.stats.took = started.elapsed();
+        self.troubled = r.stats.errors > 0;
         self.view(r)
     }
 
