@@ -3,19 +3,24 @@
 //! (`--group-protocol consumer`) and a librdkafka consumer, each committing, each with its own
 //! `client.id`. The lookup must find each client's group from its `client.id` alone (a blind
 //! sidecar's question), then name each group's protocol, member, host and assignment, and its
-//! committed offsets — equal to what the clients report having consumed. The cost of a round
-//! goes to the detection report.
+//! committed offsets — equal to what the clients report having consumed. Asked through the
+//! proxy instead (as a lookup reaches another broker, through that broker's sidecar), it
+//! learns the same, on one connection that the tap sees with `client.id` `sluice-lookup`. The
+//! cost of a round goes to the detection report.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice::lookup::{ClientInterest, GroupLookup, GroupProtocol, GroupsView, Interest};
+use sluice::lookup::{
+    ClientInterest, GroupLookup, GroupProtocol, GroupsView, Interest, LOOKUP_CLIENT_ID,
+};
 use sluice_config::LookupConfig;
 use sluice_integration_tests::clients::{consume_report, Running};
 use sluice_integration_tests::net::wait_until;
 use sluice_integration_tests::{findings, unique, Client, Cluster};
+use sluice_protocol::TapEvent;
 use tokio::sync::watch;
 
 const BACKLOG: u64 = 3_000;
@@ -291,4 +296,47 @@ fn lookup_names_groups_members_and_commits() {
         view.totals.bytes_received,
         view.totals.connects
     ));
+
+    // The same questions through the proxy: what another sidecar's lookup does.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = LookupConfig::default();
+    let mut through = GroupLookup::new(&settings, cluster.bootstrap(), None);
+    let interest = Interest {
+        groups: wanted,
+        clients: Vec::new(),
+    };
+    let hop = rt.block_on(through.round(&interest));
+    assert!(hop.issues.is_empty(), "{:?}", hop.issues);
+    for (m, n) in members.iter().zip(&consumed) {
+        assert_eq!(
+            committed_sum(&hop, &m.group),
+            Some(*n),
+            "{} through the proxy",
+            m.group
+        );
+        assert_eq!(hop.group(&m.group).unwrap().protocol, m.protocol);
+    }
+    let lookup_conns = cluster.events.connections_where(
+        |e| matches!(e, TapEvent::Request(r) if r.client_id.as_deref() == Some(LOOKUP_CLIENT_ID)),
+    );
+    assert_eq!(
+        lookup_conns.len(),
+        1,
+        "one lookup connection through the proxy"
+    );
+    let apis: BTreeSet<i16> = cluster
+        .events
+        .of_connection(lookup_conns[0])
+        .iter()
+        .filter_map(|e| match e {
+            TapEvent::Request(r) => Some(r.api_key),
+            _ => None,
+        })
+        .collect();
+    // Metadata, OffsetFetch, DescribeGroups, ListGroups, ApiVersions, ConsumerGroupDescribe:
+    // questions only.
+    assert_eq!(apis, BTreeSet::from([3, 9, 15, 16, 18, 69]), "{apis:?}");
 }
