@@ -130,8 +130,9 @@ impl GroupLookup {
     }
 
     /// Runs rounds until `stop` completes: the first at once, then one per interval (a round
-    /// that overruns delays the next, never stacks). Every round's view goes to `publish`;
-    /// the interest is read at the start of each round.
+    /// that overruns delays the next, never stacks). Every round's view goes to `publish`,
+    /// which must not block (a `watch` send, or a bounded channel's `try_send`); the interest
+    /// is read at the start of each round. Stopping drops the connections.
     pub async fn run(
         mut self,
         interest: watch::Receiver<Interest>,

@@ -56,10 +56,11 @@ impl GroupProtocol {
 pub struct Coordinator {
     /// Its node id, when known (the fronted broker's id is learned, not configured).
     pub node_id: Option<i32>,
-    /// The address the lookup asked: the upstream for the fronted broker, else the broker's
-    /// advertised address (its own sidecar, in a sidecar deployment).
+    /// The address the lookup asked: the bootstrap (the upstream by default) for the fronted
+    /// broker, else the broker's advertised address (its own sidecar, in a sidecar
+    /// deployment).
     pub addr: String,
-    /// Whether that is the fronted broker, reached through the upstream.
+    /// Whether that is the fronted broker, reached at the bootstrap.
     pub fronted: bool,
 }
 
@@ -132,7 +133,8 @@ pub struct BrokerInfo {
     pub node_id: i32,
     /// Advertised `host:port`.
     pub advertised: String,
-    /// Whether this is the broker this sidecar fronts (reached through the upstream).
+    /// Whether this is the broker this sidecar fronts (reached at the bootstrap, the upstream
+    /// by default).
     pub fronted: bool,
 }
 
