@@ -119,6 +119,14 @@ impl Proxy {
         );
         self.stats.accepting.store(true, Relaxed);
         let observer = self.observer.spawn();
+        let lookup = crate::lookup::GroupLookup::from_config(&self.config).map(|lookup| {
+            let o = self.observer.clone();
+            tokio::spawn(lookup.run(
+                self.observer.interest(),
+                move |view| o.looked_up(view),
+                drain.clone().cancelled_owned(),
+            ))
+        });
         let sweep = tokio::spawn(crate::tap::sweep(
             cx.taps.clone(),
             cut.clone().cancelled_owned(),
@@ -154,6 +162,9 @@ impl Proxy {
             let _ = tokio::task::spawn_blocking(move || o.stop()).await;
         }
         let _ = sweep.await;
+        if let Some(lookup) = lookup {
+            let _ = lookup.await;
+        }
         tracing::info!("proxy stopped");
     }
 }

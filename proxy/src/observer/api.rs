@@ -167,13 +167,17 @@ impl Snapshot {
         })
     }
 
-    /// Sizes, evictions and refusals of the observer's maps.
-    pub fn health_json(&self) -> Value {
+    /// Sizes, evictions and refusals of the observer's maps, and the group lookup's state.
+    pub fn health_json(&self, now: Instant) -> Value {
         let h = &self.health;
         json!({
             "connections": h.connections, "clients": h.clients, "groups": h.groups,
             "topics": h.topics, "fetch_tracks": h.fetch_tracks,
             "evicted": h.evicted, "refused_at_cap": h.refused,
+            "lookup": h.lookup.map(|(at, groups, rounds, requests, errors)| json!({
+                "last_answer_s_ago": secs_since(now, at), "groups_known": groups,
+                "rounds": rounds, "requests": requests, "errors": errors,
+            })),
         })
     }
 }

@@ -420,6 +420,7 @@ impl Apply<'_> {
         }
         if any {
             g.note_commit(now);
+            g.commit_seen = Some(now);
         }
     }
 }

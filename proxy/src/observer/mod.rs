@@ -38,13 +38,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_protocol::TapEvent;
+use tokio::sync::watch;
 
+use crate::lookup::view::{GroupsView, Interest};
 use crate::sink::{ConnMeta, TapSink};
 use config::DetectConfig;
 use findings::Finding;
 use owner::{Msg, Owner};
 use snapshot::{ConnLabels, Flags, Snapshot};
-use state::State;
+use state::{Published, State};
 
 /// How often the detectors run and a snapshot is published.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -70,6 +72,10 @@ pub struct Observer {
     /// open), applied by the owner after the events queued before them.
     late_closes: Mutex<Vec<(ConnMeta, Instant)>>,
     any_late: AtomicBool,
+    /// What the group lookup should ask about.
+    interest: watch::Sender<Interest>,
+    /// Lookup answers dropped because the queue was full.
+    dropped_lookups: AtomicU64,
 }
 
 /// The observer's thread; [`ObserverThread::stop`] ends it.
@@ -123,6 +129,8 @@ impl Observer {
             dropped_events: AtomicU64::new(0),
             late_closes: Mutex::new(Vec::new()),
             any_late: AtomicBool::new(false),
+            interest: watch::Sender::new(Interest::default()),
+            dropped_lookups: AtomicU64::new(0),
         })
     }
 
@@ -160,11 +168,29 @@ impl Observer {
         }
     }
 
-    /// Makes a tick's snapshot and flags what readers see.
-    fn publish(&self, (snapshot, flags): (Snapshot, Flags)) {
-        self.any_flagged.store(!flags.0.is_empty(), Relaxed);
-        *self.flags.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(flags);
-        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    /// Makes a tick's snapshot and flags what readers see, and its interest the lookup's.
+    fn publish(&self, p: Published) {
+        self.any_flagged.store(!p.flags.0.is_empty(), Relaxed);
+        *self.flags.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p.flags);
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p.snapshot);
+        self.interest.send_if_modified(|i| {
+            let changed = *i != p.interest;
+            *i = p.interest;
+            changed
+        });
+    }
+
+    /// What the group lookup should ask about, updated every tick.
+    pub fn interest(&self) -> watch::Receiver<Interest> {
+        self.interest.subscribe()
+    }
+
+    /// Hands the group lookup's answer to the owner (dropped, and counted, if its queue is
+    /// full: the next round brings another).
+    pub fn looked_up(&self, view: GroupsView) {
+        if self.inbox.try_send(Msg::Groups(Box::new(view))).is_err() {
+            self.dropped_lookups.fetch_add(1, Relaxed);
+        }
     }
 
     fn take_late_closes(&self) -> Vec<(ConnMeta, Instant)> {
@@ -189,7 +215,7 @@ impl Observer {
                     self.any_late.store(true, Relaxed);
                 }
                 // A connection whose open is lost is known from its first events.
-                Msg::Open(..) | Msg::Stop => {}
+                Msg::Open(..) | Msg::Groups(_) | Msg::Stop => {}
             },
         }
     }
@@ -256,8 +282,9 @@ impl Observer {
 
     /// Observer health: sizes, evictions, events dropped at the queue (JSON).
     pub fn health_json(&self) -> Value {
-        let mut v = self.snapshot().health_json();
+        let mut v = self.snapshot().health_json(Instant::now());
         v["dropped_events"] = self.dropped_events().into();
+        v["dropped_lookups"] = self.dropped_lookups.load(Relaxed).into();
         v
     }
 }

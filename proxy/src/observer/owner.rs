@@ -11,6 +11,7 @@ use sluice_protocol::TapEvent;
 
 use super::state::State;
 use super::{Observer, TICK};
+use crate::lookup::view::GroupsView;
 use crate::sink::ConnMeta;
 
 /// What the sinks send the owner.
@@ -22,6 +23,8 @@ pub enum Msg {
     Events(ConnMeta, Vec<(TapEvent, Instant)>),
     /// A connection ended.
     Close(ConnMeta, Instant),
+    /// The group lookup's latest answer.
+    Groups(Box<GroupsView>),
     /// Stop the owner's thread.
     Stop,
 }
@@ -40,6 +43,7 @@ impl Owner {
             Msg::Open(c, at) => self.state.open(&c, at),
             Msg::Events(c, events) => self.state.events(&c, &events),
             Msg::Close(c, at) => self.state.close(&c, at),
+            Msg::Groups(view) => self.state.looked_up(&view),
             Msg::Stop => return false,
         }
         true

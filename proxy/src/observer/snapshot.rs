@@ -224,6 +224,9 @@ pub struct Health {
     pub evicted: u64,
     /// Entries refused at a cap.
     pub refused: u64,
+    /// The group lookup's last answer: when, groups the cluster knows, rounds, requests and
+    /// errors since start.
+    pub lookup: Option<(Instant, usize, u64, u64, u64)>,
 }
 
 /// Client keys under an active finding, by host ("" flags the whole host): which connections'
@@ -304,6 +307,22 @@ fn client_points(m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> V
             }
         }
     }
+    // A client key whose own coordinator traffic names no group takes the group its fetches
+    // are attributed to, when that is one group.
+    let mut fetching_for: HashMap<&ClientKey, Option<(Arc<str>, Attribution)>> = HashMap::new();
+    for (key, topic, partition) in m.fetches.keys() {
+        let Some(found) = index.group_for(key, topic, *partition) else {
+            continue;
+        };
+        fetching_for
+            .entry(key)
+            .and_modify(|e| {
+                if e.as_ref().is_some_and(|(g, _)| *g != found.0) {
+                    *e = None;
+                }
+            })
+            .or_insert(Some(found));
+    }
     m.clients
         .iter()
         .map(|(key, c)| {
@@ -319,7 +338,9 @@ fn client_points(m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> V
                 closed: c.closed,
                 software: c.software.clone(),
                 api,
-                group: index.group_of(key),
+                group: index
+                    .group_of(key)
+                    .or_else(|| fetching_for.get(key).cloned().flatten()),
                 opened_in_window: c.recent_opens.len(),
                 fetched: c.fetched.clone(),
                 produced: c.produced.clone(),
@@ -452,6 +473,10 @@ impl Snapshot {
                 fetch_tracks: m.fetches.len(),
                 evicted: m.evicted,
                 refused: m.refused,
+                lookup: m
+                    .lookup
+                    .as_ref()
+                    .map(|l| (l.at, l.groups_known, l.rounds, l.requests, l.errors)),
             },
         }
     }

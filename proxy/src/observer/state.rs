@@ -2,6 +2,8 @@
 //! applied here in the order each connection handed them over; once per tick the detectors run
 //! and a [`Snapshot`] is made for every reader.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_protocol::TapEvent;
@@ -10,9 +12,29 @@ use super::apply::Apply;
 use super::config::DetectConfig;
 use super::detect;
 use super::findings::Registry;
-use super::model::{Conn, Expiry, FastMap, Model};
+use super::model::{
+    ClientKey, CommitSource, Committed, Conn, Expiry, FastMap, GroupIndex, LookupKnowledge, Model,
+};
 use super::snapshot::{Flags, Snapshot};
+use crate::lookup::view::{ClientInterest, GroupsView, Interest};
+use crate::lookup::LOOKUP_CLIENT_ID;
 use crate::sink::ConnMeta;
+
+/// Most groups, and most clients without a group, the lookup is asked about.
+const MAX_INTEREST: usize = 1000;
+/// Most partitions given per client the lookup is asked to find the group of.
+const MAX_INTEREST_PARTITIONS: usize = 64;
+
+/// What a tick publishes.
+#[derive(Debug)]
+pub struct Published {
+    /// What readers see.
+    pub snapshot: Snapshot,
+    /// Client keys under an active finding.
+    pub flags: Flags,
+    /// What the group lookup should ask about.
+    pub interest: Interest,
+}
 
 /// What the observer's task owns.
 #[derive(Debug)]
@@ -96,9 +118,83 @@ impl State {
             .push_back((at, at.saturating_duration_since(c.opened)));
     }
 
+    /// The group lookup's answer: who is in which group (for fetches whose group this
+    /// sidecar's own traffic does not tell) and committed offsets, of the groups fetching here.
+    pub fn looked_up(&mut self, view: &GroupsView) {
+        let now = view.at;
+        for info in &view.groups {
+            let Some(committed) = &info.committed else {
+                continue;
+            };
+            let Some(g) = self.model.group(&info.group_id, now, self.cfg.max_groups) else {
+                continue;
+            };
+            // With no commit seen here, the lookup's view of the offsets moving is the
+            // group's cadence.
+            let blind = g
+                .commit_seen
+                .is_none_or(|t| now.saturating_duration_since(t) > self.cfg.commit_grace);
+            let mut moved = false;
+            for ((topic, partition), offset) in &committed.offsets {
+                let key = (Arc::from(topic.as_str()), *partition);
+                match g.committed.get_mut(&key) {
+                    Some(c) => moved |= c.looked_up(*offset, committed.at),
+                    None => {
+                        let mut c = Committed::new(*offset, committed.at);
+                        c.source = CommitSource::Lookup;
+                        g.committed.insert(key, c);
+                    }
+                }
+            }
+            if moved && blind {
+                g.note_commit(committed.at);
+            }
+        }
+        self.model.lookup = Some(LookupKnowledge::from_view(view));
+    }
+
+    /// What the lookup should ask about now: the groups fetching here, and the clients
+    /// fetching here with no group known.
+    fn interest(&self, index: &GroupIndex, now: Instant) -> Interest {
+        let mut interest = Interest::default();
+        let mut clients: BTreeMap<ClientKey, Vec<(String, i32)>> = BTreeMap::new();
+        for ((key, topic, partition), t) in &self.model.fetches {
+            if now.saturating_duration_since(t.last_seen) > self.cfg.window {
+                continue;
+            }
+            match index.group_for(key, topic, *partition) {
+                Some((g, _)) if interest.groups.len() < MAX_INTEREST => {
+                    interest.groups.insert(g.to_string());
+                }
+                Some(_) => {}
+                None if &*key.1 != LOOKUP_CLIENT_ID
+                    && (clients.len() < MAX_INTEREST || clients.contains_key(key)) =>
+                {
+                    let parts = clients.entry(key.clone()).or_default();
+                    if parts.len() < MAX_INTEREST_PARTITIONS {
+                        parts.push((topic.to_string(), *partition));
+                    }
+                }
+                None => {}
+            }
+        }
+        interest.clients = clients
+            .into_iter()
+            .map(|((host, id), mut partitions)| {
+                partitions.sort();
+                ClientInterest {
+                    host,
+                    client_id: id.to_string(),
+                    partitions,
+                }
+            })
+            .collect();
+        interest
+    }
+
     /// Expires old samples, runs the detectors, and makes the snapshot readers see next, with
-    /// the client keys under an active finding.
-    pub fn tick(&mut self, now: Instant) -> (Snapshot, Flags) {
+    /// the client keys under an active finding and what the lookup should ask about.
+    pub fn tick(&mut self, now: Instant) -> Published {
         self.model.expire(
             now,
             Expiry {
@@ -122,6 +218,11 @@ impl State {
             &self.findings,
         );
         let flags = Flags::from_findings(&self.model, self.findings.active());
-        (snapshot, flags)
+        let interest = self.interest(&index, now);
+        Published {
+            snapshot,
+            flags,
+            interest,
+        }
     }
 }

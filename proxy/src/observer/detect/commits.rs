@@ -8,7 +8,8 @@
 //! - the committed offset must have stood still (since it last moved, or since Sluice learned
 //!   it; with no committed offset known, since the group's first fetch of the partition) for
 //!   longer than the stall the group's habits allow:
-//!   - the window, while the group is fetching the same records again (re-delivery);
+//!   - half the window (or twice the group's cadence, if longer), while the group is fetching
+//!     the same records again (re-delivery);
 //!   - else twice the group's cadence (the median time between its acknowledged commits), at
 //!     least the window — a group committing every 30 s is judged after a minute;
 //!   - else, before two commits were seen, `commit_grace`: a consumer starting up, or one
@@ -66,7 +67,8 @@ fn allowed_stall(
     let redelivering = f.redelivered as f64
         >= cfg.min_redelivered_bytes_per_sec * cfg.window.as_secs_f64().max(1.0);
     if redelivering {
-        return (cfg.window, Judged::Redelivery);
+        let habit = cadence.map_or(Duration::ZERO, |c| c * 2);
+        return ((cfg.window / 2).max(habit), Judged::Redelivery);
     }
     match cadence {
         Some(c) => (cfg.window.max(c * 2), Judged::Cadence),
@@ -169,6 +171,7 @@ fn report(
                 "fetched_bytes_in_window": s.f.bytes,
                 "redelivered_bytes_in_window": s.f.redelivered,
                 "committed_offset": s.committed.map(|c| c.offset),
+                "committed_source": s.committed.map(|c| c.source.as_str()),
                 "delivered_up_to": s.f.delivered_end,
                 "committed_still_for_s": s.still_for.as_secs(),
                 "judged_by": s.judged.as_str(),
@@ -196,7 +199,6 @@ fn report(
             "fetched_bytes_in_window": bytes,
             "window_s": cfg.window.as_secs(),
             "commit_cadence_s": cadence.map(|c| c.as_secs_f64()),
-            "committed_source": "coordinator traffic",
             "clients": clients.iter().map(|(h, id)| json!({"host": h.to_string(), "client_id": &**id, "software": software(m, &(*h, id.clone()))})).collect::<Vec<_>>(),
             "partitions": partitions,
         }),

@@ -74,6 +74,7 @@ pub(super) fn fetch_loops(
                 "bytes_fetched": t.bytes,
                 "bytes_redelivered": t.redelivered,
                 "committed_offset": committed.map(|c| c.offset),
+                "committed_source": committed.map(|c| c.source.as_str()),
             }),
         );
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::client::ClientKey;
+use super::lookup::LookupKnowledge;
 use super::track::TrackKey;
 
 /// Commits whose times a group keeps for its cadence.
@@ -22,6 +23,9 @@ pub enum Attribution {
     Coordinator,
     /// The Java default `client.id` `consumer-<group>-<n>` names it.
     ClientIdPattern,
+    /// The group lookup: the group's coordinator describes a member with this `client.id`
+    /// assigned the partition.
+    Lookup,
 }
 
 impl Attribution {
@@ -30,6 +34,7 @@ impl Attribution {
         match self {
             Attribution::Coordinator => "coordinator traffic",
             Attribution::ClientIdPattern => "java default client.id",
+            Attribution::Lookup => "group lookup",
         }
     }
 }
@@ -46,9 +51,30 @@ pub struct Member {
     pub seen: Instant,
 }
 
+/// Where a committed offset was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitSource {
+    /// An OffsetCommit this sidecar saw the broker accept.
+    Coordinator,
+    /// The group lookup's OffsetFetch.
+    Lookup,
+}
+
+impl CommitSource {
+    /// As shown in findings and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommitSource::Coordinator => "coordinator traffic",
+            CommitSource::Lookup => "group lookup",
+        }
+    }
+}
+
 /// A committed offset and when it last moved forward.
 #[derive(Debug, Clone, Copy)]
 pub struct Committed {
+    /// Where its latest value was learned.
+    pub source: CommitSource,
     /// The offset.
     pub offset: i64,
     /// When Sluice first learned a committed offset of this partition.
@@ -65,6 +91,7 @@ impl Committed {
     /// A first commit of `offset` seen at `now`.
     pub fn new(offset: i64, now: Instant) -> Committed {
         Committed {
+            source: CommitSource::Coordinator,
             offset,
             known: now,
             at: now,
@@ -92,6 +119,25 @@ impl Committed {
         }
         self.offset = offset;
         self.at = now;
+        self.source = CommitSource::Coordinator;
+    }
+
+    /// The lookup found `offset` committed at `now`; true if that moved it forward. An
+    /// answer behind a commit seen since is stale and changes nothing.
+    pub fn looked_up(&mut self, offset: i64, now: Instant) -> bool {
+        if offset <= self.offset {
+            return false;
+        }
+        let since = self.advanced.unwrap_or(self.known);
+        let dt = now
+            .saturating_duration_since(since)
+            .as_secs_f64()
+            .max(0.001);
+        self.advance_per_sec = (offset as f64 - self.offset as f64) / dt;
+        self.advanced = Some(now);
+        self.offset = offset;
+        self.source = CommitSource::Lookup;
+        true
     }
 }
 
@@ -110,8 +156,11 @@ pub struct Group {
     pub committed: BTreeMap<(Arc<str>, i32), Committed>,
     /// Client keys tied to the group, how, and when last seen doing so.
     pub clients: BTreeMap<ClientKey, (Attribution, Instant)>,
-    /// When its last few commits were acknowledged: the group's own commit cadence.
+    /// When its last few commits were acknowledged (or, with no commit seen here, when the
+    /// lookup saw its committed offsets move): the group's own commit cadence.
     pub commits: VecDeque<Instant>,
+    /// Last commit this sidecar saw the broker accept.
+    pub commit_seen: Option<Instant>,
     /// Last activity.
     pub last_seen: Instant,
 }
@@ -127,6 +176,7 @@ impl Group {
             committed: BTreeMap::new(),
             clients: BTreeMap::new(),
             commits: VecDeque::new(),
+            commit_seen: None,
             last_seen: now,
         }
     }
@@ -189,12 +239,14 @@ pub fn java_default_group(client_id: &str) -> Option<&str> {
 pub struct GroupIndex {
     pub(super) assigned: HashMap<TrackKey, (Arc<str>, Instant)>,
     pub(super) by_client: HashMap<ClientKey, Option<(Arc<str>, Attribution)>>,
+    pub(super) lookup: Option<LookupKnowledge>,
 }
 
 impl GroupIndex {
     /// The group consuming `topic`-`partition` through client key `key`: the group one of
     /// whose members with this client key is assigned that partition (SyncGroup or
-    /// ConsumerGroupHeartbeat; the most recently seen group if several), else
+    /// ConsumerGroupHeartbeat; the most recently seen group if several), else the one group
+    /// the lookup describes a member of this `client.id` assigned it in, else
     /// [`GroupIndex::group_of`].
     pub fn group_for(
         &self,
@@ -204,6 +256,13 @@ impl GroupIndex {
     ) -> Option<(Arc<str>, Attribution)> {
         if let Some((g, _)) = self.assigned.get(&(key.clone(), topic.clone(), partition)) {
             return Some((g.clone(), Attribution::Coordinator));
+        }
+        let looked_up = self
+            .lookup
+            .as_ref()
+            .and_then(|l| l.group_for(key.0, &key.1, topic, partition));
+        if let Some(g) = looked_up {
+            return Some((g, Attribution::Lookup));
         }
         self.group_of(key)
     }

@@ -8,12 +8,14 @@
 //! - [`conn`]: one proxied connection.
 //! - [`client`]: client keys and their per-API counts.
 //! - [`group`]: groups, members, committed offsets, attribution and the [`GroupIndex`].
+//! - [`lookup`]: what the group lookup said: assignments by member `client.id`.
 //! - [`topic`]: topics and the names topics known only by id are filed under.
 //! - [`track`]: fetch tracks — rewinds and re-deliveries.
 
 pub mod client;
 pub mod conn;
 pub mod group;
+pub mod lookup;
 pub mod topic;
 pub mod track;
 
@@ -23,7 +25,10 @@ use std::time::{Duration, Instant};
 
 pub use client::{api_slot, ApiCount, ApiCounts, Client, ClientKey};
 pub use conn::Conn;
-pub use group::{java_default_group, Assigned, Attribution, Committed, Group, GroupIndex, Member};
+pub use group::{
+    java_default_group, Assigned, Attribution, CommitSource, Committed, Group, GroupIndex, Member,
+};
+pub use lookup::LookupKnowledge;
 pub use topic::{topic_name, Topic, TopicPartition};
 pub use track::{ConnEnd, FetchTrack, TrackKey, CONN_ENDS};
 
@@ -47,6 +52,8 @@ pub struct Model {
     pub evicted: u64,
     /// Entries refused because a cap was reached.
     pub refused: u64,
+    /// The group lookup's last answer.
+    pub lookup: Option<LookupKnowledge>,
 }
 
 /// How long the model keeps what it no longer sees.
@@ -148,7 +155,10 @@ impl Model {
     /// Group attribution for many tracks at once: one walk over the groups, then a lookup per
     /// track.
     pub fn group_index(&self) -> GroupIndex {
-        let mut index = GroupIndex::default();
+        let mut index = GroupIndex {
+            lookup: self.lookup.clone(),
+            ..GroupIndex::default()
+        };
         for (name, g) in &self.groups {
             for m in g.members.values() {
                 for (t, ps) in &m.assigned {

@@ -14,6 +14,7 @@ use crate::sink::{ConnMeta, TapSink};
 
 mod commits;
 mod defects;
+mod lookup;
 mod owner;
 
 pub(crate) fn meta(id: u64, port: u16) -> ConnMeta {

@@ -1,0 +1,132 @@
+//! A sidecar that sees a group's fetches but none of its coordinator traffic learns the group
+//! and its committed offsets from the group lookup, and asks the lookup about what it cannot
+//! tell.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::{delivered, fetch, meta, request};
+use crate::lookup::view::{
+    Committed, Coordinator, GroupInfo, GroupProtocol, GroupsView, LookupTotals, MemberInfo,
+    Members, RoundStats,
+};
+use crate::observer::config::DetectConfig;
+use crate::observer::Observer;
+use crate::sink::TapSink;
+
+/// What a lookup round would say of group `blind`: one member, `client.id` `svc`, assigned
+/// orders-0, committed at `offset`.
+fn view(at: Instant, offset: i64) -> GroupsView {
+    GroupsView {
+        at,
+        brokers: vec![],
+        groups: vec![GroupInfo {
+            group_id: "blind".into(),
+            protocol: GroupProtocol::Classic,
+            state: "Stable".into(),
+            coordinator: Coordinator {
+                node_id: Some(2),
+                addr: "127.0.0.1:9094".into(),
+                fronted: false,
+            },
+            listed_at: Some(at),
+            members: Some(Members {
+                at,
+                state: "Stable".into(),
+                members: vec![MemberInfo {
+                    member_id: "svc-1234".into(),
+                    instance_id: None,
+                    client_id: "svc".into(),
+                    client_host: Some("127.0.0.1".parse().unwrap()),
+                    assignment: vec![("orders".into(), vec![0])],
+                }],
+                dropped_members: 0,
+                dropped_partitions: 0,
+            }),
+            committed: Some(Committed {
+                at,
+                offsets: BTreeMap::from([(("orders".to_owned(), 0), offset)]),
+                dropped: 0,
+            }),
+        }],
+        sidecar_hosts: Default::default(),
+        round: RoundStats::default(),
+        totals: LookupTotals::default(),
+        issues: vec![],
+    }
+}
+
+#[test]
+fn a_blind_sidecar_names_the_group_and_its_commits_from_the_lookup() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 32_000);
+    o.on_open(&c);
+    o.on_event(&c, &request("svc", 1));
+    let t0 = Instant::now();
+    o.on_event_at(&c, &fetch(100), t0);
+    o.on_event_at(&c, &delivered(100, 199, 100 << 10), t0);
+    o.tick(t0);
+    // Nothing tells this sidecar the group: it asks the lookup about the client.
+    let interest = o.interest().borrow().clone();
+    assert!(interest.groups.is_empty(), "{interest:?}");
+    assert_eq!(interest.clients.len(), 1, "{interest:?}");
+    assert_eq!(interest.clients[0].client_id, "svc");
+    assert_eq!(interest.clients[0].partitions, [("orders".to_owned(), 0)]);
+
+    o.looked_up(view(t0, 100));
+    // It loops on offset 100 and never commits: named, with the group from the lookup (the
+    // loop at once, the stuck commit after the window).
+    let mut at = Duration::ZERO;
+    for _ in 0..24 {
+        at += Duration::from_millis(500);
+        o.on_event_at(&c, &fetch(100), t0 + at);
+        o.on_event_at(&c, &delivered(100, 199, 100 << 10), t0 + at);
+        if at.subsec_millis() == 0 {
+            o.tick(t0 + at);
+        }
+    }
+    let clients = o.clients_json(crate::observer::api::ClientSort::BytesOut);
+    assert_eq!(clients[0]["group"], "blind", "{clients:#}");
+    assert_eq!(clients[0]["group_attribution"], "group lookup");
+    let fl = super::active(&o, "fetch_loop");
+    assert_eq!(fl["evidence"]["group"], "blind", "{fl:#}");
+    assert_eq!(fl["evidence"]["group_attribution"], "group lookup");
+    assert_eq!(fl["evidence"]["committed_offset"], 100);
+    assert_eq!(fl["evidence"]["committed_source"], "group lookup");
+    let nc = super::active(&o, "fetch_without_commit");
+    assert_eq!(
+        nc["evidence"]["partitions"][0]["committed_source"], "group lookup",
+        "{nc:#}"
+    );
+    // Now the group is known here: the lookup is asked for its offsets every round.
+    let interest = o.interest().borrow().clone();
+    assert!(interest.groups.contains("blind"), "{interest:?}");
+    assert!(interest.clients.is_empty(), "{interest:?}");
+    assert!(o.health_json()["lookup"]["groups_known"] == 1);
+}
+
+#[test]
+fn committed_offsets_moving_in_the_lookup_count_as_progress() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 32_001);
+    o.on_open(&c);
+    o.on_event(&c, &request("svc", 1));
+    let t0 = Instant::now();
+    o.tick(t0);
+    // A healthy consumer, seen only fetching here: the lookup sees its offsets move.
+    let mut next = 0;
+    for s in 1..=120u64 {
+        let at = t0 + Duration::from_secs(s);
+        o.on_event_at(&c, &fetch(next), at);
+        o.on_event_at(&c, &delivered(next, next + 9, 10 << 10), at);
+        next += 10;
+        if s % 5 == 0 {
+            o.looked_up(view(at, next - 20));
+        }
+        o.tick(at);
+    }
+    let f = o.findings_json();
+    assert!(f["active"].as_array().unwrap().is_empty(), "{f:#}");
+    let g = o.groups_json();
+    assert_eq!(g[0]["committed"][0]["offset"], next - 20, "{g:#}");
+}
