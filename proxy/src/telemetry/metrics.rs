@@ -10,15 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry::metrics::Meter;
 use opentelemetry::KeyValue;
-use sluice_protocol::TapEvent;
 
 use super::cap::SeriesCap;
+pub use super::latency::{LatencySink, LATENCY_BATCH};
 use super::names::*;
 use crate::observer::snapshot::Snapshot;
 use crate::observer::Observer;
-use crate::sink::{ConnMeta, TapSink};
 use crate::stats::ProxyStats;
 
 /// Request latency buckets, in seconds (Kafka long polls reach the fetch max wait).
@@ -86,7 +85,7 @@ impl Source {
 
 type Points = Vec<(Vec<KeyValue>, f64)>;
 
-fn kafka() -> KeyValue {
+pub(super) fn kafka() -> KeyValue {
     KeyValue::new(SYSTEM, "kafka")
 }
 
@@ -564,82 +563,4 @@ fn group_partition_points(points: &[crate::observer::snapshot::GroupPartitionPoi
             )
         })
         .collect()
-}
-
-/// Latencies kept before they are recorded together.
-pub const LATENCY_BATCH: usize = 256;
-
-/// Records each response's latency in the `sluice.request.duration` histogram.
-///
-/// Not one by one: a histogram record (attribute lookup, locks, buckets) is a long path, and
-/// on the forwarding path it runs with cold caches after every response. The sink appends
-/// `(API, seconds)` to a short list instead, and records the list in one go when it holds
-/// [`LATENCY_BATCH`] values or when a collection starts ([`Source`] calls
-/// [`LatencySink::flush`]), so every collection sees every response before it.
-#[derive(Debug)]
-pub struct LatencySink {
-    histogram: Histogram<f64>,
-    /// Attribute sets per API key, made once.
-    attrs: Vec<[KeyValue; 2]>,
-    /// Latencies not yet recorded: index into `attrs`, seconds.
-    pending: Mutex<Vec<(u8, f64)>>,
-}
-
-impl LatencySink {
-    /// A sink recording into `histogram`.
-    pub fn new(histogram: Histogram<f64>) -> LatencySink {
-        LatencySink {
-            histogram,
-            attrs: (-1..128i16)
-                .map(|k| [kafka(), KeyValue::new(API_NAME, api_name(k))])
-                .collect(),
-            pending: Mutex::new(Vec::with_capacity(LATENCY_BATCH)),
-        }
-    }
-
-    /// Records every latency kept so far.
-    pub fn flush(&self) {
-        let batch = {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::replace(&mut *p, Vec::with_capacity(LATENCY_BATCH))
-        };
-        self.record(&batch);
-    }
-
-    fn record(&self, batch: &[(u8, f64)]) {
-        for &(i, secs) in batch {
-            self.histogram.record(secs, &self.attrs[usize::from(i)]);
-        }
-    }
-
-    /// Keeps the latencies of `responses`; records the list once it is full.
-    fn keep<'a>(&self, responses: impl Iterator<Item = &'a TapEvent>) {
-        let full = {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for event in responses {
-                if let TapEvent::Response(r) = event {
-                    // -1 (unknown) .. 127 → 0 .. 128
-                    let i = (r.api_key.clamp(-1, 127) + 1) as u8;
-                    p.push((i, r.latency.as_secs_f64()));
-                }
-            }
-            (p.len() >= LATENCY_BATCH)
-                .then(|| std::mem::replace(&mut *p, Vec::with_capacity(LATENCY_BATCH)))
-        };
-        if let Some(batch) = full {
-            self.record(&batch);
-        }
-    }
-}
-
-impl TapSink for LatencySink {
-    fn on_event(&self, _conn: &ConnMeta, event: &TapEvent) {
-        if matches!(event, TapEvent::Response(_)) {
-            self.keep(std::iter::once(event));
-        }
-    }
-
-    fn on_events(&self, _conn: &ConnMeta, events: &[(TapEvent, Instant)]) {
-        self.keep(events.iter().map(|(e, _)| e));
-    }
 }

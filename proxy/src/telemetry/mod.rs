@@ -8,13 +8,15 @@
 //!
 //! # Layout
 //! - [`names`]: attribute keys and API names.
-//! - [`metrics`]: the instruments and the latency sink.
+//! - [`metrics`]: the instruments, read from the observer's snapshot at collection time.
+//! - [`latency`]: the request-latency histogram's sink (batched on the forwarding path).
 //! - [`cap`]: the per-instrument series cap and its overflow series.
 //! - [`prom`]: the Prometheus text rendering.
 //! - [`spans`]: span sampling, the bounded queue and the exporter thread.
 //! - [`otlp`]: exporters and the resource from the config.
 
 pub mod cap;
+pub mod latency;
 pub mod metrics;
 pub mod names;
 pub mod otlp;

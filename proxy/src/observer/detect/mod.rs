@@ -1,8 +1,8 @@
 //! The detectors: run once per tick over the model, report findings to the registry.
 //!
 //! # Layout
-//! - [`loops`]: fetch loops; [`commits`]: fetch without commit; [`egress`]: egress
-//!   amplification; [`churn`]: connection churn; [`rebalance`]: rebalance storms.
+//! - `loops.rs`: fetch loops; `commits.rs`: fetch without commit; `egress.rs`: egress
+//!   amplification; `churn.rs`: connection churn; `rebalance.rs`: rebalance storms.
 
 mod churn;
 mod commits;
