@@ -40,6 +40,9 @@ impl TestProxy {
             .flag("listen", "--listen", "127.0.0.1:0")
             .load()
             .unwrap();
+        // These upstreams are scripted peers, not Kafka: the group lookup's own connection
+        // would be traffic they count.
+        config.lookup.enabled = false;
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
