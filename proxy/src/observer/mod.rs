@@ -52,7 +52,8 @@ use state::{Published, State};
 pub const TICK: Duration = Duration::from_secs(1);
 
 /// Messages (a connection's open or close, or a batch of up to 16 events) waiting for the
-/// observer's thread; beyond, batches are dropped and counted.
+/// observer's thread, which empties the queue every [`owner::POLL`]; beyond, batches are
+/// dropped and counted.
 pub const EVENT_QUEUE: usize = 4096;
 
 /// The observer's handle. Register it as a [`TapSink`]; start its thread with
@@ -95,6 +96,7 @@ impl ObserverThread {
         if let Some(t) = self.thread.take() {
             // Blocks only while the queue is full, which the thread is emptying.
             let _ = self.observer.inbox.send(Msg::Stop);
+            t.thread().unpark();
             let _ = t.join();
         }
     }
