@@ -6,7 +6,7 @@
 # Every token that starts with sluice_, messaging_, network_, kafka_ or otel_ must be one of
 # the names below (metric names, histogram series, and label names).
 #
-# Usage: deploy/check-names.sh [FILE...]   (default: the dashboard, rules and rule tests)
+# Usage: deploy/check-names.sh [FILE...]   (default: the dashboard, rules and their tests)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -56,7 +56,8 @@ documented=(
 )
 
 if [[ $# -eq 0 ]]; then
-  set -- grafana/sluice-dashboard.json prometheus/sluice-alerts.yml prometheus/sluice-alerts.test.yml
+  set -- grafana/sluice-dashboard.json grafana/sluice-dashboard.test.yml prometheus/sluice-alerts.yml \
+    prometheus/sluice-alerts.test.yml
 fi
 
 status=0
