@@ -36,8 +36,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "deploy: promtool check rules / test rules and dashboard JSON"
 # Alert rules, their unit tests, the example Prometheus config and the Grafana dashboard in
-# deploy/: rules parse and every alert's tests pass, the dashboard is JSON whose queries parse,
-# and every metric and label name they use is one Sluice exports.
+# deploy/: rules parse and every alert's tests pass, the dashboard is JSON whose queries parse
+# (and whose cross-sidecar queries give what their tests expect), and every metric and label
+# name they use is one Sluice exports.
 PROMTOOL="$(command -v promtool || true)"
 if [[ -z "$PROMTOOL" && -x "$SLUICE_CACHE/bin/promtool" ]]; then PROMTOOL="$SLUICE_CACHE/bin/promtool"; fi
 [[ -n "$PROMTOOL" ]] || { echo "promtool not found; scripts/setup.sh --only prometheus installs it" >&2; exit 1; }
