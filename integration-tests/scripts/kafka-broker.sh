@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs ONE real Apache Kafka node (KRaft, combined broker + controller) for
-# Sluice's integration tests and benchmarks, and supervises it.
+# Sluice's integration tests and benchmarks, and supervises it. Several of
+# them, started together with one --cluster-id and one --voters list, form a
+# multi-node cluster.
 #
 # Usage:
 #   kafka-broker.sh --dir DIR --port B --controller-port C [--advertised HOST:PORT]
+#                   [--node-id N --voters LIST --cluster-id ID [--inter-broker-port I]]
 #                   [--watch-pid PID] [--format-only | --no-format]
 #                   [--config KEY=VALUE]...
+#   kafka-broker.sh --new-cluster-id     print a fresh cluster id and exit
 #
 #   --dir DIR            state directory: server.properties, log4j2.properties,
 #                        data/ (log.dirs), broker.log, broker.pid, broker.ready
@@ -18,9 +22,26 @@
 #   --no-format          never format: restart on an existing DIR (reuses data)
 #   --config KEY=VALUE   extra broker property (repeatable; wins over defaults)
 #
-# Without --format-only/--no-format the storage is formatted with a fresh
-# random cluster id unless DIR/data is already formatted, in which case it is
-# reused.
+# A node of a multi-node cluster (every node runs the same way, each with its
+# own DIR and ports; start them together: the quorum needs a majority):
+#   --node-id N          this node's id (default 1)
+#   --voters LIST        the controller quorum, "1@127.0.0.1:C1,2@127.0.0.1:C2,..."
+#                        (default: this node alone, "N@127.0.0.1:C")
+#   --cluster-id ID      format with this cluster id (every node the same one;
+#                        default: a fresh random one, for a single node)
+#   --inter-broker-port I  a REPLICATION listener on 127.0.0.1:I, advertised as
+#                        itself, for replica fetches between the nodes (so they
+#                        never pass the proxy in front of the client listener);
+#                        default: the brokers replicate over the client listener
+# With more than one voter, internal topics and new topics get replication
+# factor min(3, nodes) and min.insync.replicas one less (at least 1), topics
+# default to one partition per node, and __consumer_offsets gets 4 partitions
+# per node, so that the coordinators of different groups sit on different
+# nodes.
+#
+# Without --format-only/--no-format the storage is formatted (with
+# --cluster-id, or a fresh random id) unless DIR/data is already formatted, in
+# which case it is reused.
 #
 # The script stays in the foreground as a supervisor of the broker JVM:
 #   * it writes the JVM's pid to DIR/broker.pid (tests may `kill -9` it to
@@ -28,19 +49,24 @@
 #   * it creates DIR/broker.ready once the broker logged that it started;
 #   * when the broker exits, the script exits with the broker's status;
 #   * on TERM/INT/HUP, or when --watch-pid's process is gone, it stops the
-#     broker (TERM, then KILL after SLUICE_BROKER_STOP_GRACE_S, default 5s).
+#     broker (TERM, then KILL after SLUICE_BROKER_STOP_GRACE_S, default 5s;
+#     20s for a node of a cluster, which hands its leaderships over first).
 # Broker stdout/stderr and its log4j output (INFO) go to DIR/broker.log.
 #
 # Environment:
 #   SLUICE_KAFKA_LIBS        directory of Kafka jars (default: from
 #                            ${SLUICE_CACHE:-$HOME/.cache/sluice}, see scripts/setup.sh)
-#   SLUICE_KAFKA_HEAP_OPTS   default "-Xmx512m -Xms256m"
+#   SLUICE_KAFKA_HEAP_OPTS   default "-Xmx512m -Xms256m" (one node), "-Xmx384m
+#                            -Xms192m" (a node of a multi-node cluster)
 #   SLUICE_KAFKA_JVM_OPTS    extra JVM options
 #   JAVA_HOME                java to use (default: java on PATH)
 #
 # The broker never needs the advertised address to be reachable: in a single
 # combined node the broker reaches the controller over the CONTROLLER
-# listener, and the advertised address is only handed to clients.
+# listener, and the advertised address is only handed to clients. In a
+# multi-node cluster the nodes reach each other's controllers over CONTROLLER
+# and each other's partitions over REPLICATION (with --inter-broker-port), or
+# over the advertised addresses (without).
 set -uo pipefail
 
 # The whole script is one compound command, so bash parses it completely
@@ -52,15 +78,31 @@ prog="kafka-broker.sh"
 die() { echo "$prog: $*" >&2; exit 1; }
 usage_die() {
   echo "$prog: $*" >&2
-  sed -n '6,8p' "$0" | sed 's/^#  \{0,1\}//' >&2
+  sed -n '8,12p' "$0" | sed 's/^#  \{0,1\}//' >&2
   echo "(see --help)" >&2
   exit 2
 }
 
+# A Kafka cluster id is 16 random bytes, base64url without padding. Like Kafka's own
+# Uuid.randomUuid(), never start with '-': the storage tool would read it as an option.
+new_cluster_id() {
+  local id="-"
+  while [[ "$id" == -* ]]; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
+  echo "$id"
+}
+
 DIR="" PORT="" CPORT="" ADVERTISED="" WATCH_PID="" MODE="auto"
+NODE_ID=1 VOTERS="" CLUSTER_ID="" IBPORT=""
 EXTRA_CONFIG=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --new-cluster-id) new_cluster_id; exit 0 ;;
+    --node-id) NODE_ID="${2:-}"; shift 2 || usage_die "--node-id needs a value" ;;
+    --voters) VOTERS="${2:-}"; shift 2 || usage_die "--voters needs a value" ;;
+    --cluster-id) CLUSTER_ID="${2:-}"; shift 2 || usage_die "--cluster-id needs a value" ;;
+    --inter-broker-port) IBPORT="${2:-}"; shift 2 || usage_die "--inter-broker-port needs a value" ;;
     --dir) DIR="${2:-}"; shift 2 || usage_die "--dir needs a value" ;;
     --port) PORT="${2:-}"; shift 2 || usage_die "--port needs a value" ;;
     --controller-port) CPORT="${2:-}"; shift 2 || usage_die "--controller-port needs a value" ;;
@@ -69,7 +111,7 @@ while [[ $# -gt 0 ]]; do
     --config) [[ "${2:-}" == *=* ]] || usage_die "--config needs KEY=VALUE"; EXTRA_CONFIG+=("$2"); shift 2 ;;
     --format-only) MODE="format-only"; shift ;;
     --no-format) MODE="no-format"; shift ;;
-    -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,69p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) usage_die "unknown argument: $1" ;;
   esac
 done
@@ -81,6 +123,21 @@ done
 [[ -n "$ADVERTISED" ]] || ADVERTISED="127.0.0.1:$PORT"
 [[ "$ADVERTISED" =~ ^.+:[0-9]+$ ]] || usage_die "--advertised must be HOST:PORT"
 [[ -z "$WATCH_PID" || "$WATCH_PID" =~ ^[0-9]+$ ]] || usage_die "--watch-pid must be a pid"
+[[ "$NODE_ID" =~ ^[0-9]+$ ]] || usage_die "--node-id must be a whole number"
+[[ -n "$VOTERS" ]] || VOTERS="$NODE_ID@127.0.0.1:$CPORT"
+[[ "$VOTERS" =~ ^[0-9]+@[^,@]+:[0-9]+(,[0-9]+@[^,@]+:[0-9]+)*$ ]] \
+  || usage_die "--voters must be ID@HOST:PORT[,ID@HOST:PORT...]"
+[[ ",$VOTERS," == *",$NODE_ID@"* ]] || usage_die "--voters must list this node (--node-id $NODE_ID)"
+[[ -z "$CLUSTER_ID" || "$CLUSTER_ID" =~ ^[A-Za-z0-9_-]{22}$ ]] \
+  || usage_die "--cluster-id must be 22 base64url characters (see --new-cluster-id)"
+if [[ -n "$IBPORT" ]]; then
+  [[ "$IBPORT" =~ ^[0-9]+$ && "$IBPORT" -ge 1 && "$IBPORT" -le 65535 ]] \
+    || usage_die "--inter-broker-port must be a TCP port"
+  [[ "$IBPORT" != "$PORT" && "$IBPORT" != "$CPORT" ]] \
+    || usage_die "--inter-broker-port must differ from --port and --controller-port"
+fi
+IFS=, read -r -a VOTER_LIST <<<"$VOTERS"
+NODES=${#VOTER_LIST[@]}
 
 mkdir -p "$DIR" || die "cannot create $DIR"
 DIR="$(cd "$DIR" && pwd -P)"
@@ -134,31 +191,53 @@ if [[ -f "$PIDFILE" ]]; then
   fi
 fi
 
+# Replication and partition defaults: one node keeps one copy of everything; a cluster
+# keeps min(3, nodes) copies, tolerates one node down for acks=all writes, spreads new
+# topics' partitions over every node and group coordinators over every node.
+RF=$(( NODES < 3 ? NODES : 3 ))
+MIN_ISR=$(( RF > 1 ? RF - 1 : 1 ))
+if [[ $NODES -gt 1 ]]; then
+  TOPIC_PARTITIONS=$NODES OFFSETS_PARTITIONS=$(( 4 * NODES ))
+else
+  TOPIC_PARTITIONS=1 OFFSETS_PARTITIONS=1
+fi
+if [[ -n "$IBPORT" ]]; then
+  LISTENERS="PLAINTEXT://127.0.0.1:$PORT,REPLICATION://127.0.0.1:$IBPORT,CONTROLLER://127.0.0.1:$CPORT"
+  ADVERTISED_LISTENERS="PLAINTEXT://$ADVERTISED,REPLICATION://127.0.0.1:$IBPORT"
+  PROTOCOLS="PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  INTER_BROKER=REPLICATION
+else
+  LISTENERS="PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT"
+  ADVERTISED_LISTENERS="PLAINTEXT://$ADVERTISED"
+  PROTOCOLS="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  INTER_BROKER=PLAINTEXT
+fi
+
 write_config() {
   local tmp="$CONF.tmp.$$"
   cat >"$tmp" <<EOF
 # Written by integration-tests/scripts/kafka-broker.sh; rewritten on every start.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://$ADVERTISED
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+node.id=$NODE_ID
+controller.quorum.voters=$VOTERS
+listeners=$LISTENERS
+advertised.listeners=$ADVERTISED_LISTENERS
+listener.security.protocol.map=$PROTOCOLS
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
+inter.broker.listener.name=$INTER_BROKER
 log.dirs=$DATA
 
-num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
+num.partitions=$TOPIC_PARTITIONS
+default.replication.factor=$RF
+min.insync.replicas=$MIN_ISR
 auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+offsets.topic.replication.factor=$RF
+offsets.topic.num.partitions=$OFFSETS_PARTITIONS
+transaction.state.log.replication.factor=$RF
+transaction.state.log.min.isr=$MIN_ISR
 transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$RF
+share.coordinator.state.topic.min.isr=$MIN_ISR
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=1000
 
@@ -213,9 +292,10 @@ EOF
   mv "$LOG4J.tmp.$$" "$LOG4J"
 }
 
+if [[ $NODES -gt 1 ]]; then DEFAULT_HEAP="-Xmx384m -Xms192m"; else DEFAULT_HEAP="-Xmx512m -Xms256m"; fi
 # shellcheck disable=SC2206 # the heap options are deliberately word-split
 JVM_BASE=(
-  ${SLUICE_KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
+  ${SLUICE_KAFKA_HEAP_OPTS:-$DEFAULT_HEAP}
   -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
   -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15
   -Djava.awt.headless=true
@@ -224,13 +304,7 @@ JVM_BASE=(
 )
 
 format_storage() {
-  local id
-  # A Kafka cluster id is 16 random bytes, base64url without padding. Like Kafka's own
-  # Uuid.randomUuid(), never start with '-': the storage tool would read it as an option.
-  id="-"
-  while [[ "$id" == -* ]]; do
-    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
-  done
+  local id="${CLUSTER_ID:-$(new_cluster_id)}"
   echo "$id" >"$DIR/cluster.id"
   echo "==== $(date '+%F %T') format: cluster id $id ====" >>"$LOG"
   # -Xshare/-XX:TieredStopAtLevel keep this short-lived JVM quick.
@@ -271,14 +345,15 @@ fi
 rm -f "$READY" "$PIDFILE"
 touch "$LOG"
 log_offset=$(stat -c %s "$LOG")
-echo "==== $(date '+%F %T') start: port $PORT, controller $CPORT, advertised $ADVERTISED ====" >>"$LOG"
+echo "==== $(date '+%F %T') start: node $NODE_ID of $NODES, port $PORT, controller $CPORT, advertised $ADVERTISED ====" >>"$LOG"
 
 BPID=""
 SLEEP_PID=""
 cleanup_files() { rm -f "$READY"; [[ "$(cat "$PIDFILE" 2>/dev/null)" == "$BPID" ]] && rm -f "$PIDFILE"; }
 
 stop_broker() {
-  local grace="${SLUICE_BROKER_STOP_GRACE_S:-5}" i
+  # A node of a cluster first hands its partitions' leadership over (controlled shutdown).
+  local grace="${SLUICE_BROKER_STOP_GRACE_S:-$(( NODES > 1 ? 20 : 5 ))}" i
   [[ -n "$SLEEP_PID" ]] && kill "$SLEEP_PID" 2>/dev/null
   [[ -n "$BPID" ]] || return 0
   if alive "$BPID"; then
