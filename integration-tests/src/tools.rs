@@ -1,7 +1,11 @@
-//! Locating what `scripts/setup.sh` installed.
+//! Locating what `scripts/setup.sh` installed: the shared tools from `env.sh`, and this
+//! checkout's own builds of the Java and Go clients, found in the cache by the hash of their
+//! sources (so another clone running setup.sh cannot swap them for a different version).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 /// Paths of the tools the harness drives.
 #[derive(Debug, Clone)]
@@ -12,11 +16,12 @@ pub struct Tools {
     pub kafka_libs: PathBuf,
     /// This checkout's `integration-tests/scripts/kafka-broker.sh`.
     pub broker_script: PathBuf,
-    /// Java client launcher.
+    /// This checkout's Java client launcher.
     pub java_client: PathBuf,
-    /// Python (confluent-kafka / librdkafka) client launcher.
+    /// Python (confluent-kafka / librdkafka) client launcher (the harness points it at this
+    /// checkout's script).
     pub py_client: PathBuf,
-    /// Go (franz-go) client binary.
+    /// This checkout's Go (franz-go) client binary.
     pub go_client: PathBuf,
     /// OpenTelemetry Collector binary (`otelcol-sluice`, from `integration-tests/collector`).
     pub otelcol: PathBuf,
@@ -63,9 +68,9 @@ impl Tools {
                 env!("CARGO_MANIFEST_DIR"),
                 "/scripts/kafka-broker.sh"
             )),
-            java_client: get("SLUICE_JAVA_CLIENT"),
+            java_client: own_build(&cache, "java", &java_sources(), "sluice-java-client"),
             py_client: get("SLUICE_PY_CLIENT"),
-            go_client: get("SLUICE_GO_CLIENT"),
+            go_client: own_build(&cache, "go", &go_sources(), "sluice-go-client"),
             otelcol: get("SLUICE_OTELCOL"),
             cache,
         }
@@ -79,4 +84,50 @@ fn unquote(v: &str) -> String {
         .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
         .unwrap_or(v)
         .to_owned()
+}
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+/// The Java client's source, as `scripts/setup.sh` hashes it.
+fn java_sources() -> Vec<PathBuf> {
+    vec![clients_dir().join("java/SluiceClient.java")]
+}
+
+/// The Go client's sources, as `scripts/setup.sh` hashes them: `go.mod`, `go.sum`, then every
+/// `*.go` file in byte order of its name.
+fn go_sources() -> Vec<PathBuf> {
+    let dir = clients_dir().join("go");
+    let mut go: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "go"))
+        .collect();
+    go.sort();
+    let mut files = vec![dir.join("go.mod"), dir.join("go.sum")];
+    files.extend(go);
+    files
+}
+
+/// `$cache/clients/<kind>-<hash>/<exe>`, where hash is the first 12 hex digits of the
+/// SHA-256 of the concatenated `sources`; panics with the setup command when it is missing.
+fn own_build(cache: &Path, kind: &str, sources: &[PathBuf], exe: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    for f in sources {
+        h.update(std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
+    }
+    let hash: String = h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = cache.join(format!("clients/{kind}-{hash}/{exe}"));
+    assert!(
+        path.exists(),
+        "this checkout's {kind} client ({hash}) is not built: run `scripts/setup.sh --only {kind}` \
+         (it builds into {})",
+        path.display()
+    );
+    path
 }

@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -50,9 +51,12 @@ const usage = `usage: sluice-go-client COMMAND [OPTIONS]
 commands:
   produce      --bootstrap H:P --topic T --count N [--size BYTES=1000] [--seed S=1] [--rate PER_SEC=0]
                [--client-id ID=sluice-go-producer]
-  consume      --bootstrap H:P --topic T --group G --count N [--timeout-s S=60] [--commit sync|auto|none]
-               [--client-id ID=sluice-go-consumer]
-  consume      --bootstrap H:P --topic T --assign --count N [--timeout-s S=60] [--client-id ID]
+  consume      --bootstrap H:P --topic T --group G (--count N [--timeout-s S=60] | --duration-s S)
+               [--commit sync|async|per-record|auto|none] [--auto-commit-interval-ms MS=1000]
+               [--group-protocol classic|consumer] [--session-timeout-ms MS=10000]
+               [--process-ms MS=0] [--crash-after N] [--client-id ID=sluice-go-consumer]
+  consume      --bootstrap H:P --topic T --assign (--count N [--timeout-s S=60] | --duration-s S)
+               [--process-ms MS=0] [--crash-after N] [--client-id ID]
   create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30] [--client-id ID=sluice-go-admin]
   wait-ready   --bootstrap H:P [--timeout-s S=60] [--client-id ID=sluice-go-admin]
   produce-json --bootstrap H:P --topic T --count N [--rate PER_SEC=0] [--poison-at I=-1] [--size BYTES=1000]
@@ -61,8 +65,20 @@ commands:
                [--fetch-max-wait-ms MS=500] [--backoff-ms MS=0] [--client-id ID=sluice-go-consumer]
   churn        --bootstrap H:P --topic T --count N [--rate PER_SEC=10] [--no-close] [--client-id ID=sluice-go-churn]
 
-consume --commit none never commits; --assign uses no group: it consumes every
+consume commits as --commit says: sync (a synchronous commit after each non-empty
+poll, the default), async (an asynchronous commit after each non-empty poll),
+per-record (a synchronous commit of each record as it is read), auto (the client's
+auto-commit, every --auto-commit-interval-ms) or none (never). Every mode but none
+commits once more when the run ends. --assign uses no group: it consumes every
 partition of the topic from the earliest offset and never commits.
+--duration-s runs for S seconds (or until SIGINT/SIGTERM) instead of until --count
+unique records arrived. --process-ms sleeps after each non-empty poll (processing
+the batch) before committing it (franz-go has no max.poll.interval.ms: it
+heartbeats in the background, so --max-poll-interval-ms is refused). --crash-after
+N exits at once (status 3) after N unique records, without committing them and
+without closing: a crashing process. --group-protocol consumer uses KIP-848
+(ConsumerGroupHeartbeat, franz-go's ServerSideBalancer; the broker owns the
+session timeout); classic uses --session-timeout-ms.
 
 produce-json writes key "json-<i>" and a JSON object value {"i":<i>,"pad":"xx.."} of
 about --size bytes; record number --poison-at is malformed JSON instead. Without
@@ -79,8 +95,8 @@ churn opens a new client for every record, produces it, flushes and closes the
 client; with --no-close every client stays open until the end.
 
 Prints one JSON line on stdout; diagnostics go to stderr.
-SIGINT/SIGTERM stop produce-json, consume-loop and churn early; they still print
-their summary.
+SIGINT/SIGTERM stop consume, produce-json, consume-loop and churn early; they still
+print their summary.
 Exit status: 0 ok, 1 failure, 2 usage error.`
 
 type usageError struct{ msg string }
@@ -421,9 +437,118 @@ func (s *seenKeys) add(key []byte) bool {
 	return true
 }
 
+// consumeOpts are consume's options beyond the topic and group.
+type consumeOpts struct {
+	commit         string
+	autoInterval   int64
+	protocol       string
+	sessionTimeout int64
+	processMs      int64
+	crashAfter     int64
+	count          int64
+	runFor         time.Duration
+	byDuration     bool
+}
+
+func parseConsumeOpts(a args, assign bool) (consumeOpts, error) {
+	var o consumeOpts
+	var err error
+	if a.has("max-poll-interval-ms") {
+		return o, usagef("--max-poll-interval-ms: franz-go has no poll interval (it heartbeats in the background)")
+	}
+	if assign {
+		for _, opt := range []string{"group-protocol", "session-timeout-ms"} {
+			if a.has(opt) {
+				return o, usagef("--%s cannot be used with --assign", opt)
+			}
+		}
+	}
+	o.byDuration = a.has("duration-s")
+	if !o.byDuration && !a.has("count") {
+		return o, usagef("one of --count and --duration-s is required")
+	}
+	if o.byDuration && a.has("timeout-s") {
+		return o, usagef("--duration-s replaces --timeout-s")
+	}
+	if o.count, err = a.num("count", i64(1<<62), 0); err != nil {
+		return o, err
+	}
+	var runS int64
+	if o.byDuration {
+		runS, err = a.num("duration-s", nil, 0)
+	} else {
+		runS, err = a.num("timeout-s", i64(60), 0)
+	}
+	if err != nil {
+		return o, err
+	}
+	o.runFor = time.Duration(runS) * time.Second
+	defCommit := "sync"
+	if assign {
+		defCommit = "none"
+	}
+	o.commit = a.strOr("commit", defCommit)
+	switch o.commit {
+	case "sync", "async", "per-record", "auto", "none":
+	default:
+		return o, usagef("--commit must be sync, async, per-record, auto or none, got: %s", o.commit)
+	}
+	if assign && o.commit != "none" {
+		return o, usagef("--assign never commits; --commit must be none (or left out)")
+	}
+	if a.has("auto-commit-interval-ms") && o.commit != "auto" {
+		return o, usagef("--auto-commit-interval-ms needs --commit auto")
+	}
+	if o.autoInterval, err = a.num("auto-commit-interval-ms", i64(1000), 1); err != nil {
+		return o, err
+	}
+	o.protocol = a.strOr("group-protocol", "classic")
+	if o.protocol != "classic" && o.protocol != "consumer" {
+		return o, usagef("--group-protocol must be classic or consumer, got: %s", o.protocol)
+	}
+	if o.protocol == "consumer" && a.has("session-timeout-ms") {
+		return o, usagef("--session-timeout-ms is the broker's with --group-protocol consumer")
+	}
+	if o.sessionTimeout, err = a.num("session-timeout-ms", i64(10000), 1); err != nil {
+		return o, err
+	}
+	if o.processMs, err = a.num("process-ms", i64(0), 0); err != nil {
+		return o, err
+	}
+	if o.crashAfter, err = a.num("crash-after", i64(0), 1); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// groupOpts are the consumer group options for o.
+func (o consumeOpts) groupOpts(group string, assigned *atomic.Int64) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			assigned.Add(1)
+		}),
+	}
+	if o.protocol == "consumer" {
+		// KIP-848: the broker assigns; franz-go runs it with a sticky or range balancer.
+		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	} else {
+		opts = append(opts,
+			kgo.SessionTimeout(time.Duration(o.sessionTimeout)*time.Millisecond),
+			kgo.HeartbeatInterval(time.Duration(max(1, min(1000, o.sessionTimeout/3)))*time.Millisecond),
+		)
+	}
+	if o.commit == "auto" {
+		return append(opts, kgo.AutoCommitInterval(time.Duration(o.autoInterval)*time.Millisecond))
+	}
+	return append(opts, kgo.DisableAutoCommit())
+}
+
 func consume(argv []string) (int, error) {
 	a, err := parseArgsFlags(argv, []string{"assign"},
-		"bootstrap", "topic", "group", "count", "timeout-s", "commit", "client-id")
+		"bootstrap", "topic", "group", "count", "timeout-s", "commit", "client-id", "duration-s",
+		"auto-commit-interval-ms", "group-protocol", "session-timeout-ms", "max-poll-interval-ms",
+		"process-ms", "crash-after")
 	if err != nil {
 		return 2, err
 	}
@@ -448,27 +573,12 @@ func consume(argv []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	count, err := a.num("count", nil, 0)
+	o, err := parseConsumeOpts(a, assign)
 	if err != nil {
 		return 2, err
 	}
-	timeoutS, err := a.num("timeout-s", i64(60), 0)
-	if err != nil {
-		return 2, err
-	}
-	defCommit := "sync"
-	if assign {
-		defCommit = "none"
-	}
-	commit := a.strOr("commit", defCommit)
-	if commit != "sync" && commit != "auto" && commit != "none" {
-		return 2, usagef("--commit must be sync, auto or none, got: %s", commit)
-	}
-	if assign && commit != "none" {
-		return 2, usagef("--assign never commits; --commit must be none (or left out)")
-	}
-	syncCommit := commit == "sync"
 
+	var assigned atomic.Int64 // counted by the client's group goroutine
 	opts := append(commonOpts(bootstrap, clientID),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -476,39 +586,48 @@ func consume(argv []string) (int, error) {
 	)
 	if !assign {
 		// Without a group, franz-go consumes every partition of the topic directly.
-		opts = append(opts,
-			kgo.ConsumerGroup(group),
-			kgo.SessionTimeout(10*time.Second),
-			kgo.HeartbeatInterval(time.Second),
-		)
-		if commit == "auto" {
-			opts = append(opts, kgo.AutoCommitInterval(time.Second))
-		} else {
-			opts = append(opts, kgo.DisableAutoCommit())
-		}
+		opts = append(opts, o.groupOpts(group, &assigned)...)
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return 1, err
+	}
+	stop, stopped := stopContext()
+	defer stopped()
+
+	var (
+		commits, commitErrs atomic.Int64
+		polls               int64
+	)
+	commitNow := func(what string, commit func(context.Context) error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := commit(ctx); err != nil {
+			commitErrs.Add(1)
+			logf("%s commit failed (will commit again later): %v", what, err)
+			return
+		}
+		commits.Add(1)
 	}
 
 	seen := &seenKeys{bySeed: map[string][]uint64{}, other: map[string]struct{}{}}
 	var digest [32]byte
 	var unique, duplicates, bad int64
 	start := time.Now()
-	deadline := start.Add(time.Duration(timeoutS) * time.Second)
+	deadline := start.Add(o.runFor)
 	lastProgress := start
-	for unique < count {
+	for unique < o.count && stop.Err() == nil {
 		left := time.Until(deadline)
 		if left <= 0 {
 			break
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), min(500*time.Millisecond, left))
+		ctx, cancel := context.WithTimeout(stop, min(500*time.Millisecond, left))
 		fetches := cl.PollRecords(ctx, 1000)
 		cancel()
 		if fetches.IsClientClosed() {
 			break
 		}
+		polls++
 		fetches.EachError(func(t string, p int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
@@ -520,44 +639,63 @@ func consume(argv []string) (int, error) {
 			got = true
 			if !seen.add(r.Key) {
 				duplicates++
-				return
+			} else {
+				unique++
+				v := r.Value
+				if len(v) < 32 {
+					bad++
+				} else if sum := sha256.Sum256(v[32:]); !bytes.Equal(sum[:], v[:32]) {
+					bad++
+				}
+				h := sha256.New()
+				h.Write(r.Key)
+				h.Write(v)
+				var d [32]byte
+				copy(d[:], h.Sum(nil))
+				xorInto(&digest, d)
 			}
-			unique++
-			v := r.Value
-			if len(v) < 32 {
-				bad++
-			} else if sum := sha256.Sum256(v[32:]); !bytes.Equal(sum[:], v[:32]) {
-				bad++
+			if o.crashAfter > 0 && unique >= o.crashAfter {
+				// A process dying mid-batch: no commit, no close, no LeaveGroup.
+				emit(map[string]any{"client": clientName, "crashed": true, "consumed": unique,
+					"commits": commits.Load()})
+				os.Exit(3)
 			}
-			h := sha256.New()
-			h.Write(r.Key)
-			h.Write(v)
-			var d [32]byte
-			copy(d[:], h.Sum(nil))
-			xorInto(&digest, d)
+			if o.commit == "per-record" {
+				commitNow("per-record", func(ctx context.Context) error { return cl.CommitRecords(ctx, r) })
+			}
 		})
-		if syncCommit && got {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-				logf("commit failed (will retry with the next batch): %v", err)
-			}
-			cancel()
+		if !got {
+			continue
+		}
+		if o.processMs > 0 {
+			sleepCtx(stop, time.Duration(o.processMs)*time.Millisecond)
+		}
+		switch o.commit {
+		case "sync":
+			commitNow("sync", cl.CommitUncommittedOffsets)
+		case "async":
+			cl.CommitOffsets(context.Background(), cl.UncommittedOffsets(),
+				func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+					if err != nil {
+						commitErrs.Add(1)
+						logf("async commit failed: %v", err)
+						return
+					}
+					commits.Add(1)
+				})
 		}
 		if now := time.Now(); now.Sub(lastProgress) >= progressInterval {
 			lastProgress = now
-			logf("consume progress: %d/%d unique, %d duplicates, %d bad", unique, count, duplicates, bad)
+			logf("consume progress: %d unique, %d duplicates, %d bad, %d commits", unique, duplicates, bad,
+				commits.Load())
 		}
 	}
-	if unique < count {
-		logf("timed out after %ds with %d/%d records", timeoutS, unique, count)
+	if !o.byDuration && unique < o.count {
+		logf("timed out after %v with %d/%d records", o.runFor, unique, o.count)
 	}
 	// Commit what was consumed (also in auto mode), then leave the group cleanly.
-	if commit != "none" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-			logf("final commit failed: %v", err)
-		}
-		cancel()
+	if o.commit != "none" {
+		commitNow("final", cl.CommitUncommittedOffsets)
 	}
 	closeDone := make(chan struct{})
 	go func() { cl.Close(); close(closeDone) }()
@@ -567,13 +705,19 @@ func consume(argv []string) (int, error) {
 		logf("close: timed out")
 	}
 	emit(struct {
-		Client     string `json:"client"`
-		Consumed   int64  `json:"consumed"`
-		Duplicates int64  `json:"duplicates"`
-		Bad        int64  `json:"bad"`
-		Digest     string `json:"digest"`
-	}{clientName, unique, duplicates, bad, hex.EncodeToString(digest[:])})
-	if unique == count && bad == 0 {
+		Client       string  `json:"client"`
+		Consumed     int64   `json:"consumed"`
+		Duplicates   int64   `json:"duplicates"`
+		Bad          int64   `json:"bad"`
+		Digest       string  `json:"digest"`
+		Polls        int64   `json:"polls"`
+		Commits      int64   `json:"commits"`
+		CommitErrors int64   `json:"commit_errors"`
+		Assignments  int64   `json:"assignments"`
+		ElapsedS     float64 `json:"elapsed_s"`
+	}{clientName, unique, duplicates, bad, hex.EncodeToString(digest[:]), polls, commits.Load(),
+		commitErrs.Load(), assigned.Load(), float64(time.Since(start).Milliseconds()/100) / 10})
+	if bad == 0 && (unique == o.count || (o.byDuration && !a.has("count"))) {
 		return 0, nil
 	}
 	return 1, nil

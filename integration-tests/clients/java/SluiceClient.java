@@ -47,6 +47,7 @@ import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -61,8 +62,10 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.errors.RetriableException;
 import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.utils.Utils;
 
 public final class SluiceClient {
     private static final String CLIENT = "java";
@@ -75,10 +78,17 @@ public final class SluiceClient {
         "commands:",
         "  produce      --bootstrap H:P --topic T --count N [--size BYTES=1000] [--seed S=1] [--rate PER_SEC=0]",
         "               [--client-id ID=sluice-java-producer]",
-        "  consume      --bootstrap H:P --topic T --group G --count N [--timeout-s S=60] [--commit sync|auto|none]",
-        "               [--group-protocol classic|consumer] [--client-id ID=sluice-java-consumer]",
-        "  consume      --bootstrap H:P --topic T --assign --count N [--timeout-s S=60] [--client-id ID]",
-        "  create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30] [--client-id ID=sluice-java-admin]",
+        "  consume      --bootstrap H:P --topic T --group G (--count N [--timeout-s S=60] | --duration-s S)",
+        "               [--commit sync|async|per-record|auto|none] [--auto-commit-interval-ms MS=1000]",
+        "               [--group-protocol classic|consumer] [--session-timeout-ms MS=10000]",
+        "               [--max-poll-interval-ms MS] [--process-ms MS=0] [--crash-after N]",
+        "               [--client-id ID=sluice-java-consumer]",
+        "  consume      --bootstrap H:P --topic T --assign (--count N [--timeout-s S=60] | --duration-s S)",
+        "               [--process-ms MS=0] [--crash-after N] [--client-id ID]",
+        "  create-topic --bootstrap H:P --topic T[,T...] [--partitions P=1] [--timeout-s S=30]",
+        "               [--client-id ID=sluice-java-admin]",
+        "  describe     --bootstrap H:P [--topic T[,T...]] [--group G[,G...]] [--timeout-s S=30]",
+        "               [--client-id ID=sluice-java-admin]",
         "  wait-ready   --bootstrap H:P [--timeout-s S=60] [--client-id ID=sluice-java-admin]",
         "  produce-json --bootstrap H:P --topic T --count N [--rate PER_SEC=0] [--poison-at I=-1] [--size BYTES=1000]",
         "               [--partition P] [--client-id ID=sluice-java-producer]",
@@ -87,8 +97,27 @@ public final class SluiceClient {
         "               [--client-id ID=sluice-java-consumer]",
         "  churn        --bootstrap H:P --topic T --count N [--rate PER_SEC=10] [--no-close] [--client-id ID=sluice-java-churn]",
         "",
-        "consume --commit none never commits; --assign uses no group: it assigns every",
-        "partition of the topic, reads from the earliest offset and never commits.",
+        "consume commits as --commit says: sync (commitSync after each non-empty poll, the",
+        "default), async (commitAsync after each non-empty poll), per-record (commitSync of",
+        "each record as it is read), auto (the client's auto-commit, every",
+        "--auto-commit-interval-ms) or none (never). sync, async and per-record also commit",
+        "once more when the run ends. --assign uses no group: it assigns every partition of",
+        "the topic, reads from the earliest offset and never commits.",
+        "--duration-s runs for S seconds (or until SIGINT/SIGTERM) instead of until --count",
+        "unique records arrived. --process-ms sleeps after each non-empty poll (processing",
+        "the batch) before committing it; with --max-poll-interval-ms below it the client",
+        "leaves its group on every batch. --crash-after N exits at once (status 3) after N",
+        "unique records, without committing them and without closing: a crashing process.",
+        "--group-protocol consumer uses KIP-848 (ConsumerGroupHeartbeat; the broker owns the",
+        "session timeout); classic uses --session-timeout-ms.",
+        "",
+        "create-topic creates every listed topic with the broker's default replication",
+        "factor and waits until each partition has a leader.",
+        "",
+        "describe prints the cluster's brokers, each listed topic's partitions (leader,",
+        "replicas, in-sync replicas) and each listed group's coordinator, as",
+        "{\"brokers\":[{\"id\",\"host\",\"port\"}],\"controller\":ID,",
+        "\"topics\":{T:[{\"partition\",\"leader\",\"replicas\",\"isr\"}]},\"coordinators\":{G:ID}}.",
         "",
         "produce-json writes key \"json-<i>\" and a JSON object value {\"i\":<i>,\"pad\":\"xx..\"} of",
         "about --size bytes; record number --poison-at is malformed JSON instead. Without",
@@ -110,8 +139,8 @@ public final class SluiceClient {
         "listens on the broker's advertised address.",
         "",
         "Prints one JSON line on stdout; diagnostics go to stderr.",
-        "SIGINT/SIGTERM stop produce-json, consume-loop and churn early; they still print",
-        "their summary.",
+        "SIGINT/SIGTERM stop consume, produce-json, consume-loop and churn early; they still",
+        "print their summary.",
         "Exit status: 0 ok, 1 failure, 2 usage error.");
 
     private static final class UsageException extends Exception {
@@ -408,6 +437,21 @@ public final class SluiceClient {
         }
     }
 
+    /** What a consume run does with offsets (--commit). */
+    private enum Commit { SYNC, ASYNC, PER_RECORD, AUTO, NONE }
+
+    private static Commit commitMode(String s) throws UsageException {
+        switch (s) {
+            case "sync": return Commit.SYNC;
+            case "async": return Commit.ASYNC;
+            case "per-record": return Commit.PER_RECORD;
+            case "auto": return Commit.AUTO;
+            case "none": return Commit.NONE;
+            default:
+                throw new UsageException("--commit must be sync, async, per-record, auto or none, got: " + s);
+        }
+    }
+
     private static int consume(Args a) throws Exception {
         String bootstrap = a.str("bootstrap");
         String topic = a.str("topic");
@@ -415,18 +459,24 @@ public final class SluiceClient {
         String group = null;
         if (assign) {
             if (a.has("group")) throw new UsageException("--group cannot be used with --assign (it uses no group)");
-            if (a.has("group-protocol")) throw new UsageException("--group-protocol cannot be used with --assign");
+            for (String o : new String[] {"group-protocol", "max-poll-interval-ms", "session-timeout-ms"})
+                if (a.has(o)) throw new UsageException("--" + o + " cannot be used with --assign");
         } else {
             group = a.str("group");
         }
-        long count = a.num("count", null, 0);
-        long timeoutS = a.num("timeout-s", 60L, 0);
-        String commit = a.str("commit", assign ? "none" : "sync");
-        if (!commit.equals("sync") && !commit.equals("auto") && !commit.equals("none"))
-            throw new UsageException("--commit must be sync, auto or none, got: " + commit);
-        if (assign && !commit.equals("none"))
+        boolean byDuration = a.has("duration-s");
+        if (!byDuration && !a.has("count")) throw new UsageException("one of --count and --duration-s is required");
+        if (byDuration && a.has("timeout-s")) throw new UsageException("--duration-s replaces --timeout-s");
+        long count = a.num("count", Long.MAX_VALUE, 0);
+        long timeoutS = byDuration ? a.num("duration-s", null, 0) : a.num("timeout-s", 60L, 0);
+        Commit commit = commitMode(a.str("commit", assign ? "none" : "sync"));
+        if (assign && commit != Commit.NONE)
             throw new UsageException("--assign never commits; --commit must be none (or left out)");
-        boolean syncCommit = commit.equals("sync");
+        if (a.has("auto-commit-interval-ms") && commit != Commit.AUTO)
+            throw new UsageException("--auto-commit-interval-ms needs --commit auto");
+        long autoCommitMs = a.num("auto-commit-interval-ms", 1000L, 1);
+        long processMs = a.num("process-ms", 0L, 0);
+        long crashAfter = a.num("crash-after", 0L, 1);
         String clientId = a.clientId("sluice-java-consumer");
 
         Properties p = new Properties();
@@ -434,10 +484,12 @@ public final class SluiceClient {
         if (group != null) {
             p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
             groupProtocol(p, a);
+            if (a.has("max-poll-interval-ms"))
+                p.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, String.valueOf(a.num("max-poll-interval-ms", null, 1)));
         }
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, commit.equals("auto") ? "true" : "false");
-        p.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, "1000");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, commit == Commit.AUTO ? "true" : "false");
+        p.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, String.valueOf(autoCommitMs));
         p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "20000");
         p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "1000");
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
@@ -447,7 +499,9 @@ public final class SluiceClient {
         byte[] digest = new byte[32];
         byte[] check = new byte[32];
         SeenKeys seen = new SeenKeys();
-        long unique = 0, duplicates = 0, bad = 0;
+        long unique = 0, duplicates = 0, bad = 0, polls = 0, commits = 0, commitErrors = 0;
+        final long[] async = {0, 0}; // commits, errors reported by commitAsync callbacks
+        final long[] assignments = {0};
 
         long start = System.nanoTime();
         long deadline = start + TimeUnit.SECONDS.toNanos(timeoutS);
@@ -459,9 +513,17 @@ public final class SluiceClient {
                 consumer.assign(tps);
                 consumer.seekToBeginning(tps);
             } else {
-                consumer.subscribe(Collections.singletonList(topic));
+                consumer.subscribe(Collections.singletonList(topic), new ConsumerRebalanceListener() {
+                    @Override
+                    public void onPartitionsRevoked(Collection<TopicPartition> partitions) {}
+
+                    @Override
+                    public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                        assignments[0]++;
+                    }
+                });
             }
-            while (unique < count && System.nanoTime() < deadline) {
+            while (unique < count && !stopRequested && System.nanoTime() < deadline) {
                 long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
                 ConsumerRecords<byte[], byte[]> records;
                 try {
@@ -470,48 +532,82 @@ public final class SluiceClient {
                     log("poll: " + e);
                     continue;
                 }
+                polls++;
                 for (ConsumerRecord<byte[], byte[]> r : records) {
                     if (!seen.add(r.key())) {
                         duplicates++;
-                        continue;
-                    }
-                    unique++;
-                    byte[] v = r.value();
-                    if (v == null || v.length < 32) {
-                        bad++;
                     } else {
-                        md.update(v, 32, v.length - 32);
-                        md.digest(check, 0, 32);
-                        for (int k = 0; k < 32; k++) {
-                            if (check[k] != v[k]) {
-                                bad++;
-                                break;
+                        unique++;
+                        byte[] v = r.value();
+                        if (v == null || v.length < 32) {
+                            bad++;
+                        } else {
+                            md.update(v, 32, v.length - 32);
+                            md.digest(check, 0, 32);
+                            for (int k = 0; k < 32; k++) {
+                                if (check[k] != v[k]) {
+                                    bad++;
+                                    break;
+                                }
                             }
                         }
+                        if (r.key() != null) md.update(r.key());
+                        if (v != null) md.update(v);
+                        xorInto(digest, md.digest());
                     }
-                    if (r.key() != null) md.update(r.key());
-                    if (v != null) md.update(v);
-                    xorInto(digest, md.digest());
+                    if (crashAfter > 0 && unique >= crashAfter) {
+                        // A process dying mid-batch: no commit, no close, no LeaveGroup.
+                        emit("{\"client\":\"" + CLIENT + "\",\"crashed\":true,\"consumed\":" + unique
+                            + ",\"commits\":" + commits + "}");
+                        System.err.flush();
+                        Runtime.getRuntime().halt(3);
+                    }
+                    if (commit == Commit.PER_RECORD) {
+                        try {
+                            consumer.commitSync(Collections.singletonMap(new TopicPartition(r.topic(), r.partition()),
+                                new OffsetAndMetadata(r.offset() + 1)), Duration.ofSeconds(10));
+                            commits++;
+                        } catch (Exception e) {
+                            commitErrors++;
+                            log("commit failed (will commit the next record): " + e);
+                        }
+                    }
                 }
-                if (syncCommit && !records.isEmpty()) {
+                if (records.isEmpty()) continue;
+                if (processMs > 0) sleepUntil(System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(processMs));
+                if (commit == Commit.SYNC) {
                     try {
                         consumer.commitSync(Duration.ofSeconds(10));
+                        commits++;
                     } catch (Exception e) {
+                        commitErrors++;
                         log("commit failed (will retry with the next batch): " + e);
                     }
+                } else if (commit == Commit.ASYNC) {
+                    consumer.commitAsync((offsets, ex) -> {
+                        if (ex == null) {
+                            async[0]++;
+                        } else {
+                            async[1]++;
+                            log("async commit failed: " + ex);
+                        }
+                    });
                 }
                 long now = System.nanoTime();
                 if (now - lastProgress > 2_000_000_000L) {
                     lastProgress = now;
-                    log("consume progress: " + unique + "/" + count + " unique, " + duplicates
-                        + " duplicates, " + bad + " bad");
+                    log("consume progress: " + unique + "/" + (byDuration ? "-" : String.valueOf(count)) + " unique, "
+                        + duplicates + " duplicates, " + bad + " bad, " + (commits + async[0]) + " commits");
                 }
             }
-            if (unique < count) log("timed out after " + timeoutS + "s with " + unique + "/" + count + " records");
-            if (syncCommit) {
+            if (!byDuration && unique < count)
+                log("timed out after " + timeoutS + "s with " + unique + "/" + count + " records");
+            if (commit == Commit.SYNC || commit == Commit.ASYNC || commit == Commit.PER_RECORD) {
                 try {
                     consumer.commitSync(Duration.ofSeconds(10));
+                    commits++;
                 } catch (Exception e) {
+                    commitErrors++;
                     log("final commit failed: " + e);
                 }
             }
@@ -523,7 +619,11 @@ public final class SluiceClient {
             }
         }
         emit("{\"client\":\"" + CLIENT + "\",\"consumed\":" + unique + ",\"duplicates\":" + duplicates
-            + ",\"bad\":" + bad + ",\"digest\":\"" + hex(digest) + "\"}");
+            + ",\"bad\":" + bad + ",\"digest\":\"" + hex(digest) + "\",\"polls\":" + polls
+            + ",\"commits\":" + (commits + async[0]) + ",\"commit_errors\":" + (commitErrors + async[1])
+            + ",\"assignments\":" + assignments[0] + ",\"elapsed_s\":"
+            + String.format("%.1f", (System.nanoTime() - start) / 1e9) + "}");
+        if (byDuration) return bad == 0 && (count == Long.MAX_VALUE || unique == count) ? 0 : 1;
         return unique == count && bad == 0 ? 0 : 1;
     }
 
@@ -1039,17 +1139,21 @@ public final class SluiceClient {
     }
 
     /**
-     * Applies --group-protocol: "classic" (the default; JoinGroup/SyncGroup/Heartbeat)
-     * or "consumer" (KIP-848, ConsumerGroupHeartbeat; the broker owns the session timing).
+     * Applies --group-protocol: "classic" (the default; JoinGroup/SyncGroup/Heartbeat, with
+     * --session-timeout-ms, default 10000) or "consumer" (KIP-848, ConsumerGroupHeartbeat;
+     * the broker owns the session timing).
      */
     private static void groupProtocol(Properties p, Args a) throws UsageException {
         String proto = a.str("group-protocol", "classic");
         switch (proto) {
             case "classic":
-                p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
-                p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
+                long session = a.num("session-timeout-ms", 10000L, 1);
+                p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, String.valueOf(session));
+                p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, String.valueOf(Math.max(1, Math.min(1000, session / 3))));
                 break;
             case "consumer":
+                if (a.has("session-timeout-ms"))
+                    throw new UsageException("--session-timeout-ms is the broker's with --group-protocol consumer");
                 p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
                 break;
             default:
@@ -1099,50 +1203,72 @@ public final class SluiceClient {
         return Admin.create(p);
     }
 
+    /** The comma-separated items of an option (topic names never contain commas). */
+    private static List<String> list(String v) {
+        List<String> out = new ArrayList<>();
+        if (v == null) return out;
+        for (String x : v.split(",")) if (!x.isEmpty()) out.add(x);
+        return out;
+    }
+
     private static int createTopic(Args a) throws Exception {
-        String topic = a.str("topic");
+        List<String> topics = list(a.str("topic"));
+        if (topics.isEmpty()) throw new UsageException("--topic names no topic");
         long partitions = a.num("partitions", 1L, 1);
         long timeoutS = a.num("timeout-s", 30L, 0);
         if (partitions > Integer.MAX_VALUE) throw new UsageException("--partitions too large");
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutS);
 
-        boolean created = false;
+        Set<String> pending = new HashSet<>(topics);
+        Set<String> created = new HashSet<>();
         String lastError = null;
         try (Admin admin = admin(a)) {
-            boolean done = false;
-            while (!done) {
-                try {
-                    NewTopic nt = new NewTopic(topic, Optional.of((int) partitions), Optional.empty());
-                    admin.createTopics(Collections.singletonList(nt)).all().get(10, TimeUnit.SECONDS);
-                    created = true;
-                    done = true;
-                } catch (Exception e) {
-                    Throwable c = rootCause(e);
-                    if (c instanceof TopicExistsException) {
-                        done = true;
-                    } else {
-                        lastError = c.toString();
-                        if (System.nanoTime() >= deadline) break;
-                        log("create-topic: " + lastError + " (retrying)");
-                        Thread.sleep(500);
+            while (!pending.isEmpty()) {
+                List<NewTopic> nts = new ArrayList<>();
+                for (String t : pending) nts.add(new NewTopic(t, Optional.of((int) partitions), Optional.empty()));
+                Map<String, org.apache.kafka.common.KafkaFuture<Void>> futures = admin.createTopics(nts).values();
+                for (Map.Entry<String, org.apache.kafka.common.KafkaFuture<Void>> f : futures.entrySet()) {
+                    try {
+                        f.getValue().get(10, TimeUnit.SECONDS);
+                        created.add(f.getKey());
+                        pending.remove(f.getKey());
+                    } catch (Exception e) {
+                        Throwable c = rootCause(e);
+                        if (c instanceof TopicExistsException) {
+                            pending.remove(f.getKey());
+                        } else {
+                            lastError = f.getKey() + ": " + c;
+                        }
                     }
                 }
+                if (pending.isEmpty() || System.nanoTime() >= deadline) break;
+                log("create-topic: " + lastError + " (retrying)");
+                Thread.sleep(500);
             }
-            if (done) {
+            if (pending.isEmpty()) {
                 // Wait until every partition has a leader so producers can start at once.
                 while (true) {
                     try {
-                        Map<String, TopicDescription> d = admin.describeTopics(
-                                Collections.singletonList(topic), new DescribeTopicsOptions().timeoutMs(5000))
+                        Map<String, TopicDescription> d = admin.describeTopics(topics,
+                                new DescribeTopicsOptions().timeoutMs(5000))
                             .allTopicNames().get(10, TimeUnit.SECONDS);
-                        TopicDescription td = d.get(topic);
-                        boolean allLed = td != null && !td.partitions().isEmpty();
-                        if (td != null) {
+                        boolean allLed = true;
+                        int parts = 0;
+                        for (String t : topics) {
+                            TopicDescription td = d.get(t);
+                            allLed &= td != null && !td.partitions().isEmpty();
+                            if (td == null) continue;
+                            parts += td.partitions().size();
                             for (TopicPartitionInfo tp : td.partitions()) allLed &= tp.leader() != null;
                         }
                         if (allLed) {
-                            emit("{\"client\":\"" + CLIENT + "\",\"topic\":" + jsonString(topic)
-                                + ",\"created\":" + created + ",\"partitions\":" + td.partitions().size() + "}");
+                            if (topics.size() == 1) {
+                                emit("{\"client\":\"" + CLIENT + "\",\"topic\":" + jsonString(topics.get(0))
+                                    + ",\"created\":" + !created.isEmpty() + ",\"partitions\":" + parts + "}");
+                            } else {
+                                emit("{\"client\":\"" + CLIENT + "\",\"topics\":" + topics.size() + ",\"created\":"
+                                    + created.size() + ",\"partitions\":" + parts + "}");
+                            }
                             return 0;
                         }
                         lastError = "partitions without leader";
@@ -1155,8 +1281,113 @@ public final class SluiceClient {
             }
         }
         log("create-topic failed: " + lastError);
-        emit("{\"client\":\"" + CLIENT + "\",\"topic\":" + jsonString(topic) + ",\"created\":false,\"error\":"
-            + jsonString(String.valueOf(lastError)) + "}");
+        emit("{\"client\":\"" + CLIENT + "\",\"topic\":" + jsonString(String.join(",", topics))
+            + ",\"created\":false,\"error\":" + jsonString(String.valueOf(lastError)) + "}");
+        return 1;
+    }
+
+    private static String jsonIds(List<Node> nodes) {
+        StringBuilder sb = new StringBuilder("[");
+        for (Node n : nodes) {
+            if (sb.length() > 1) sb.append(',');
+            sb.append(n.id());
+        }
+        return sb.append(']').toString();
+    }
+
+    /**
+     * The partitions of __consumer_offsets, in partition order. The brokers create it on the
+     * first FindCoordinator, which describing a group sends.
+     */
+    private static List<TopicPartitionInfo> offsetsTopic(Admin admin) throws Exception {
+        String name = "__consumer_offsets";
+        try {
+            return admin.describeTopics(Collections.singletonList(name), new DescribeTopicsOptions().timeoutMs(5000))
+                .allTopicNames().get(10, TimeUnit.SECONDS).get(name).partitions();
+        } catch (ExecutionException e) {
+            if (!(rootCause(e) instanceof UnknownTopicOrPartitionException)) throw e;
+            try {
+                admin.describeConsumerGroups(Collections.singletonList("sluice-describe")).all().get(10, TimeUnit.SECONDS);
+            } catch (ExecutionException ignored) {
+                // No such group: the point was the FindCoordinator.
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * The cluster as the brokers see it: brokers, the active controller, the partitions of
+     * the listed topics and the coordinators of the listed groups (whether or not the group
+     * exists yet). Retries until every answer is complete or --timeout-s passes.
+     */
+    private static int describe(Args a) throws Exception {
+        List<String> topics = list(a.str("topic", ""));
+        List<String> groups = list(a.str("group", ""));
+        long timeoutS = a.num("timeout-s", 30L, 0);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutS);
+        String lastError = "no answer";
+        try (Admin admin = admin(a)) {
+            while (true) {
+                try {
+                    StringBuilder out = new StringBuilder("{\"client\":\"" + CLIENT + "\",\"brokers\":[");
+                    DescribeClusterResult c = admin.describeCluster(new DescribeClusterOptions().timeoutMs(5000));
+                    List<Node> nodes = new ArrayList<>(c.nodes().get(10, TimeUnit.SECONDS));
+                    nodes.sort((x, y) -> Integer.compare(x.id(), y.id()));
+                    for (int i = 0; i < nodes.size(); i++) {
+                        Node n = nodes.get(i);
+                        out.append(i > 0 ? "," : "").append("{\"id\":").append(n.id()).append(",\"host\":")
+                            .append(jsonString(n.host())).append(",\"port\":").append(n.port()).append('}');
+                    }
+                    Node controller = c.controller().get(10, TimeUnit.SECONDS);
+                    out.append("],\"controller\":").append(controller == null ? -1 : controller.id());
+                    out.append(",\"topics\":{");
+                    boolean complete = true;
+                    if (!topics.isEmpty()) {
+                        Map<String, TopicDescription> d = admin.describeTopics(topics,
+                                new DescribeTopicsOptions().timeoutMs(5000))
+                            .allTopicNames().get(10, TimeUnit.SECONDS);
+                        for (int i = 0; i < topics.size(); i++) {
+                            TopicDescription td = d.get(topics.get(i));
+                            out.append(i > 0 ? "," : "").append(jsonString(topics.get(i))).append(":[");
+                            List<TopicPartitionInfo> ps = td.partitions();
+                            for (int k = 0; k < ps.size(); k++) {
+                                TopicPartitionInfo tp = ps.get(k);
+                                complete &= tp.leader() != null;
+                                out.append(k > 0 ? "," : "").append("{\"partition\":").append(tp.partition())
+                                    .append(",\"leader\":").append(tp.leader() == null ? -1 : tp.leader().id())
+                                    .append(",\"replicas\":").append(jsonIds(tp.replicas()))
+                                    .append(",\"isr\":").append(jsonIds(tp.isr())).append('}');
+                            }
+                            out.append(']');
+                        }
+                    }
+                    out.append("},\"coordinators\":{");
+                    if (!groups.isEmpty()) {
+                        // A group's coordinator is the leader of its partition of __consumer_offsets,
+                        // as the broker maps it; this holds for groups that do not exist yet too.
+                        List<TopicPartitionInfo> offsets = offsetsTopic(admin);
+                        for (int i = 0; i < groups.size(); i++) {
+                            int part = Utils.abs(groups.get(i).hashCode()) % offsets.size();
+                            Node n = offsets.get(part).leader();
+                            complete &= n != null;
+                            out.append(i > 0 ? "," : "").append(jsonString(groups.get(i))).append(':')
+                                .append(n == null ? -1 : n.id());
+                        }
+                    }
+                    if (complete) {
+                        emit(out.append("}}").toString());
+                        return 0;
+                    }
+                    lastError = "a partition or group without a leader or coordinator";
+                } catch (Exception e) {
+                    lastError = rootCause(e).toString();
+                }
+                if (System.nanoTime() >= deadline) break;
+                Thread.sleep(200);
+            }
+        }
+        log("describe failed: " + lastError);
+        emit("{\"client\":\"" + CLIENT + "\",\"error\":" + jsonString(lastError) + "}");
         return 1;
     }
 
@@ -1215,13 +1446,20 @@ public final class SluiceClient {
                     rc = produce(Args.parse(argv, 1, opts("bootstrap", "topic", "count", "size", "seed", "rate",
                         "client-id")));
                     break;
-                case "consume":
-                    rc = consume(Args.parse(argv, 1, opts("bootstrap", "topic", "group", "count", "timeout-s", "commit",
-                        "group-protocol", "client-id"), opts("assign")));
+                case "consume": {
+                    Args a = Args.parse(argv, 1, opts("bootstrap", "topic", "group", "count", "timeout-s", "commit",
+                        "group-protocol", "client-id", "duration-s", "auto-commit-interval-ms", "max-poll-interval-ms",
+                        "session-timeout-ms", "process-ms", "crash-after"), opts("assign"));
+                    stopOnSignal();
+                    rc = consume(a);
                     break;
+                }
                 case "create-topic":
                     rc = createTopic(Args.parse(argv, 1, opts("bootstrap", "topic", "partitions", "timeout-s",
                         "client-id")));
+                    break;
+                case "describe":
+                    rc = describe(Args.parse(argv, 1, opts("bootstrap", "topic", "group", "timeout-s", "client-id")));
                     break;
                 case "wait-ready":
                     rc = waitReady(Args.parse(argv, 1, opts("bootstrap", "bootstrap-controller", "timeout-s",

@@ -20,6 +20,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.
 import argparse
 import hashlib
 import json
+import os
 import signal
 import sys
 import time
@@ -35,9 +36,13 @@ usage: sluice-py-client COMMAND [OPTIONS]
 commands:
   produce      --bootstrap H:P --topic T --count N [--size BYTES=1000] [--seed S=1] [--rate PER_SEC=0]
                [--client-id ID=sluice-py-producer]
-  consume      --bootstrap H:P --topic T --group G --count N [--timeout-s S=60] [--commit sync|auto|none]
+  consume      --bootstrap H:P --topic T --group G (--count N [--timeout-s S=60] | --duration-s S)
+               [--commit sync|async|per-record|auto|none] [--auto-commit-interval-ms MS=1000]
+               [--group-protocol classic|consumer] [--session-timeout-ms MS=10000]
+               [--max-poll-interval-ms MS] [--process-ms MS=0] [--crash-after N]
                [--client-id ID=sluice-py-consumer]
-  consume      --bootstrap H:P --topic T --assign --count N [--timeout-s S=60] [--client-id ID]
+  consume      --bootstrap H:P --topic T --assign (--count N [--timeout-s S=60] | --duration-s S)
+               [--process-ms MS=0] [--crash-after N] [--client-id ID]
   create-topic --bootstrap H:P --topic T [--partitions P=1] [--timeout-s S=30] [--client-id ID=sluice-py-admin]
   wait-ready   --bootstrap H:P [--timeout-s S=60] [--client-id ID=sluice-py-admin]
   produce-json --bootstrap H:P --topic T --count N [--rate PER_SEC=0] [--poison-at I=-1] [--size BYTES=1000]
@@ -46,10 +51,21 @@ commands:
                [--fetch-max-wait-ms MS=500] [--backoff-ms MS=0] [--client-id ID=sluice-py-consumer]
   churn        --bootstrap H:P --topic T --count N [--rate PER_SEC=10] [--no-close] [--client-id ID=sluice-py-churn]
 
-consume --commit none never commits; --assign joins no group: it assigns every
-partition of the topic, reads from the earliest offset and never commits
-(librdkafka still needs a group.id, so a placeholder "<client-id>-assign" is set;
-it is never joined nor committed to).
+consume commits as --commit says: sync (a synchronous commit after each non-empty
+poll, the default), async (an asynchronous commit after each non-empty poll),
+per-record (a synchronous commit of each record as it is read), auto (the client's
+auto-commit, every --auto-commit-interval-ms) or none (never). sync, async and
+per-record also commit once more when the run ends. --assign joins no group: it
+assigns every partition of the topic, reads from the earliest offset and never
+commits (librdkafka still needs a group.id, so a placeholder "<client-id>-assign" is
+set; it is never joined nor committed to).
+--duration-s runs for S seconds (or until SIGINT/SIGTERM) instead of until --count
+unique records arrived. --process-ms sleeps after each non-empty poll (processing
+the batch) before committing it; with --max-poll-interval-ms below it the client
+leaves its group on every batch. --crash-after N exits at once (status 3) after N
+unique records, without committing them and without closing: a crashing process.
+--group-protocol consumer uses KIP-848 (ConsumerGroupHeartbeat; the broker owns the
+session timeout); classic uses --session-timeout-ms.
 
 produce-json writes key "json-<i>" and a JSON object value {"i":<i>,"pad":"xx.."} of
 about --size bytes; record number --poison-at is malformed JSON instead. Without
@@ -68,8 +84,8 @@ churn opens a new producer for every record, sends it, flushes and closes the
 producer; with --no-close every producer stays open until the end.
 
 Prints one JSON line on stdout; diagnostics go to stderr.
-SIGINT/SIGTERM stop produce-json, consume-loop and churn early; they still print
-their summary.
+SIGINT/SIGTERM stop consume, produce-json, consume-loop and churn early; they still
+print their summary.
 Exit status: 0 ok, 1 failure, 2 usage error."""
 
 
@@ -146,9 +162,16 @@ def parse_args(argv):
         p.add_argument("--topic", required=True)
         p.add_argument("--group", default=None)
         p.add_argument("--assign", action="store_true")
-        p.add_argument("--count", required=True, type=_nonneg_int)
-        p.add_argument("--timeout-s", dest="timeout_s", default=60, type=_nonneg_int)
-        p.add_argument("--commit", default=None, choices=["sync", "auto", "none"])
+        p.add_argument("--count", default=None, type=_nonneg_int)
+        p.add_argument("--timeout-s", dest="timeout_s", default=None, type=_nonneg_int)
+        p.add_argument("--duration-s", dest="duration_s", default=None, type=_nonneg_int)
+        p.add_argument("--commit", default=None, choices=["sync", "async", "per-record", "auto", "none"])
+        p.add_argument("--auto-commit-interval-ms", dest="auto_commit_interval_ms", default=None, type=_pos_int)
+        p.add_argument("--group-protocol", dest="group_protocol", default=None, choices=["classic", "consumer"])
+        p.add_argument("--session-timeout-ms", dest="session_timeout_ms", default=None, type=_pos_int)
+        p.add_argument("--max-poll-interval-ms", dest="max_poll_interval_ms", default=None, type=_pos_int)
+        p.add_argument("--process-ms", dest="process_ms", default=0, type=_nonneg_int)
+        p.add_argument("--crash-after", dest="crash_after", default=None, type=_pos_int)
     elif cmd == "produce-json":
         p.add_argument("--topic", required=True)
         p.add_argument("--count", required=True, type=_nonneg_int)
@@ -187,12 +210,23 @@ def parse_args(argv):
                 raise UsageError("--group cannot be used with --assign (it joins no group)")
             if ns.commit not in (None, "none"):
                 raise UsageError("--assign never commits; --commit must be none (or left out)")
+            for opt in ("group_protocol", "session_timeout_ms", "max_poll_interval_ms"):
+                if getattr(ns, opt) is not None:
+                    raise UsageError("--%s cannot be used with --assign" % opt.replace("_", "-"))
             ns.commit = "none"
         else:
             if ns.group is None:
                 raise UsageError("the following arguments are required: --group")
             if ns.commit is None:
                 ns.commit = "sync"
+        if ns.count is None and ns.duration_s is None:
+            raise UsageError("one of --count and --duration-s is required")
+        if ns.duration_s is not None and ns.timeout_s is not None:
+            raise UsageError("--duration-s replaces --timeout-s")
+        if ns.auto_commit_interval_ms is not None and ns.commit != "auto":
+            raise UsageError("--auto-commit-interval-ms needs --commit auto")
+        if ns.group_protocol == "consumer" and ns.session_timeout_ms is not None:
+            raise UsageError("--session-timeout-ms is the broker's with --group-protocol consumer")
     if cmd == "produce-json":
         if ns.poison_at < -1:
             raise UsageError("--poison-at must be >= -1")
@@ -317,42 +351,81 @@ def produce(a):
 # ----------------------------------------------------------------- consume
 
 def consume(a):
-    from confluent_kafka import Consumer, KafkaError, KafkaException
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-    sync_commit = a.commit == "sync"
+    commit = a.commit
     client_id = a.client_id or "sluice-py-consumer"
+    by_duration = a.duration_s is not None
+    count = a.count if a.count is not None else float("inf")
+    run_s = a.duration_s if by_duration else (a.timeout_s if a.timeout_s is not None else 60)
     conf = common_config(a.bootstrap, client_id)
     conf.update({
         # librdkafka insists on a group.id; with --assign it is never joined nor committed to.
         "group.id": a.group if not a.assign else client_id + "-assign",
         "auto.offset.reset": "earliest",
-        "enable.auto.commit": a.commit == "auto",
-        "auto.commit.interval.ms": 1000,
-        "session.timeout.ms": 10000,
-        "heartbeat.interval.ms": 1000,
+        "enable.auto.commit": commit == "auto",
+        "auto.commit.interval.ms": a.auto_commit_interval_ms or 1000,
         "enable.partition.eof": False,
     })
+    if a.group_protocol == "consumer":
+        # KIP-848: the broker owns session timing and assignment.
+        conf["group.protocol"] = "consumer"
+    else:
+        session = a.session_timeout_ms or 10000
+        conf.update({
+            "session.timeout.ms": session,
+            "heartbeat.interval.ms": max(1, min(1000, session // 3)),
+        })
+    if a.max_poll_interval_ms is not None:
+        conf["max.poll.interval.ms"] = a.max_poll_interval_ms
+    st = {"commits": 0, "commit_errors": 0, "assignments": 0}
+
+    def on_commit(err, _partitions):
+        # Called from poll/consume for async commits (and auto-commits).
+        if err is None:
+            st["commits"] += 1
+        elif err.code() != KafkaError._NO_OFFSET:
+            st["commit_errors"] += 1
+            log("commit: %s" % err)
+
+    def on_assign(_consumer, _partitions):
+        st["assignments"] += 1
+
+    if commit in ("async", "auto"):
+        conf["on_commit"] = on_commit
     consumer = Consumer(conf)
     sha256 = hashlib.sha256
 
+    def commit_sync(**kw):
+        try:
+            consumer.commit(asynchronous=False, **kw)
+            st["commits"] += 1
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError._NO_OFFSET:
+                return  # nothing new to commit
+            st["commit_errors"] += 1
+            log("commit failed (will commit again later): %s" % e)
+
     seen = set()
-    unique = duplicates = bad = 0
+    unique = duplicates = bad = polls = 0
     digest = 0
     start = time.monotonic()
-    deadline = start + a.timeout_s
+    deadline = start + run_s
     last_progress = start
     try:
         if a.assign:
-            from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+            from confluent_kafka import OFFSET_BEGINNING
             parts = _partitions_of(consumer, a.topic, deadline)
             consumer.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in parts])
         else:
-            consumer.subscribe([a.topic])
-        while unique < a.count:
+            consumer.subscribe([a.topic], on_assign=on_assign)
+        while unique < count and not _stop["requested"]:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             msgs = consumer.consume(num_messages=1000, timeout=min(0.5, left))
+            polls += 1
             got = False
             for m in msgs:
                 err = m.error()
@@ -364,25 +437,41 @@ def consume(a):
                 key = m.key() or b""
                 if key in seen:
                     duplicates += 1
-                    continue
-                seen.add(key)
-                unique += 1
-                v = m.value() or b""
-                if len(v) < 32 or sha256(v[32:]).digest() != v[:32]:
-                    bad += 1
-                digest ^= int.from_bytes(sha256(key + v).digest(), "big")
-            if sync_commit and got:
+                else:
+                    seen.add(key)
+                    unique += 1
+                    v = m.value() or b""
+                    if len(v) < 32 or sha256(v[32:]).digest() != v[:32]:
+                        bad += 1
+                    digest ^= int.from_bytes(sha256(key + v).digest(), "big")
+                if a.crash_after is not None and unique >= a.crash_after:
+                    # A process dying mid-batch: no commit, no close, no LeaveGroup.
+                    emit({"client": CLIENT, "crashed": True, "consumed": unique, "commits": st["commits"]})
+                    sys.stderr.flush()
+                    os._exit(3)
+                if commit == "per-record":
+                    commit_sync(message=m)
+            if not got:
+                continue
+            if a.process_ms > 0:
+                _sleep_until(time.monotonic() + a.process_ms / 1000.0)
+            if commit == "sync":
+                commit_sync()
+            elif commit == "async":
                 try:
-                    consumer.commit(asynchronous=False)
+                    consumer.commit(asynchronous=True)
                 except KafkaException as e:
-                    log("commit failed (will retry with the next batch): %s" % e)
+                    st["commit_errors"] += 1
+                    log("async commit failed: %s" % e)
             now = time.monotonic()
             if now - last_progress >= PROGRESS_INTERVAL_S:
                 last_progress = now
-                log("consume progress: %d/%d unique, %d duplicates, %d bad"
-                    % (unique, a.count, duplicates, bad))
-        if unique < a.count:
-            log("timed out after %ss with %d/%d records" % (a.timeout_s, unique, a.count))
+                log("consume progress: %d/%s unique, %d duplicates, %d bad, %d commits"
+                    % (unique, "-" if by_duration else a.count, duplicates, bad, st["commits"]))
+        if not by_duration and unique < count:
+            log("timed out after %ss with %d/%d records" % (run_s, unique, a.count))
+        if commit in ("sync", "async", "per-record"):
+            commit_sync()
     finally:
         try:
             consumer.close()
@@ -394,7 +483,14 @@ def consume(a):
         "duplicates": duplicates,
         "bad": bad,
         "digest": digest.to_bytes(32, "big").hex(),
+        "polls": polls,
+        "commits": st["commits"],
+        "commit_errors": st["commit_errors"],
+        "assignments": st["assignments"],
+        "elapsed_s": round(time.monotonic() - start, 1),
     })
+    if by_duration:
+        return 0 if bad == 0 and (a.count is None or unique == a.count) else 1
     return 0 if unique == a.count and bad == 0 else 1
 
 
@@ -824,13 +920,13 @@ def main(argv):
     try:
         if cmd == "produce":
             return produce(a)
-        if cmd == "consume":
-            return consume(a)
         if cmd == "create-topic":
             return create_topic(a)
         if cmd == "wait-ready":
             return wait_ready(a)
         _stop_on_signal()
+        if cmd == "consume":
+            return consume(a)
         if cmd == "produce-json":
             return produce_json(a)
         if cmd == "consume-loop":
