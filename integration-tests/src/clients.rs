@@ -44,20 +44,72 @@ pub struct ConsumeReport {
     pub digest: String,
 }
 
-/// A client process that was started in the background.
+/// A client process that was started in the background. Its stderr goes to a temporary
+/// file (a long-running client's diagnostics never fill a pipe nobody reads yet).
 #[derive(Debug)]
 pub struct Running {
     child: Child,
+    stderr: std::fs::File,
     what: String,
 }
 
 impl Running {
     /// Waits for the process (up to `deadline`) and parses its JSON summary.
     pub fn finish(mut self, deadline: Duration) -> Result<Value, String> {
-        self.wait_summary(deadline)
+        self.wait_summary(deadline, false)
     }
 
-    fn wait_summary(&mut self, deadline: Duration) -> Result<Value, String> {
+    /// Asks the process to stop (SIGTERM: the long-running commands stop early, close their
+    /// clients and still print their summary), waits for it (up to `deadline`) and parses its
+    /// summary. A process that had already exited is judged as by [`Running::finish`].
+    pub fn stop(mut self, deadline: Duration) -> Result<Value, String> {
+        if !self.is_running() {
+            return self.wait_summary(deadline, false);
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_summary(deadline, true)
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits (up to `deadline`) for the process to exit by itself; its exit code and summary
+    /// (`None` without one). For a client expected to end abruptly (`--crash-after`).
+    pub fn wait_exit(mut self, deadline: Duration) -> Result<(Option<i32>, Option<Value>), String> {
+        let end = Instant::now() + deadline;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().map_err(|e| e.to_string())? {
+                break s;
+            }
+            if Instant::now() > end {
+                return Err(format!("{} did not exit within {deadline:?}", self.what));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let (out, _) = self.output();
+        Ok((status.code(), last_json(&out)))
+    }
+
+    fn output(&mut self) -> (String, String) {
+        use std::io::Seek;
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        if self.stderr.rewind().is_ok() {
+            let _ = self.stderr.read_to_string(&mut err);
+        }
+        (out, err)
+    }
+
+    /// Waits for the summary; `stopped`: the process was asked to stop, so an exit by that
+    /// signal (143, or the signal itself) is a success.
+    fn wait_summary(&mut self, deadline: Duration, stopped: bool) -> Result<Value, String> {
         let end = Instant::now() + deadline;
         let status = loop {
             if let Some(s) = self.child.try_wait().map_err(|e| e.to_string())? {
@@ -70,20 +122,12 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            let _ = o.read_to_string(&mut out);
-        }
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        let summary = out
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok());
+        let (out, err) = self.output();
+        let summary = last_json(&out);
+        let ok = status.success()
+            || (stopped && (status.code() == Some(143) || status.code().is_none()));
         match summary {
-            Some(v) if status.success() => Ok(v),
+            Some(v) if ok => Ok(v),
             Some(v) => Err(format!(
                 "{} exited {status}: {v}\nstderr:\n{}",
                 self.what,
@@ -108,6 +152,13 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The last line of `out` that is a JSON value (the clients' summary).
+fn last_json(out: &str) -> Option<Value> {
+    out.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
 }
 
 fn tail(s: &str) -> String {
@@ -153,9 +204,7 @@ impl Client {
                 ),
             );
         }
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.stdin(Stdio::null()).stdout(Stdio::piped());
         c
     }
 
@@ -166,12 +215,18 @@ impl Client {
             self.name(),
             args.first().map(String::as_str).unwrap_or("")
         );
+        let stderr = tempfile::tempfile().expect("a temporary file for stderr");
         let child = self
             .command(tools)
             .args(args)
+            .stderr(stderr.try_clone().expect("clone the stderr file"))
             .spawn()
             .unwrap_or_else(|e| panic!("start {what}: {e}"));
-        Running { child, what }
+        Running {
+            child,
+            stderr,
+            what,
+        }
     }
 
     /// Starts `produce` in the background.
@@ -183,20 +238,32 @@ impl Client {
         count: u64,
         seed: u64,
     ) -> Running {
-        self.spawn(
-            tools,
-            &strings(&[
-                "produce",
-                "--bootstrap",
-                bootstrap,
-                "--topic",
-                topic,
-                "--count",
-                &count.to_string(),
-                "--seed",
-                &seed.to_string(),
-            ]),
-        )
+        self.spawn_produce_with(tools, bootstrap, topic, count, seed, &[])
+    }
+
+    /// Starts `produce` in the background with more options (`--rate`, `--client-id`, ...).
+    pub fn spawn_produce_with(
+        self,
+        tools: &Tools,
+        bootstrap: &str,
+        topic: &str,
+        count: u64,
+        seed: u64,
+        more: &[&str],
+    ) -> Running {
+        let mut a = strings(&[
+            "produce",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ]);
+        a.extend(strings(more));
+        self.spawn(tools, &a)
     }
 
     /// Produces `count` checksummed records and waits for every acknowledgement.

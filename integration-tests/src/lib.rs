@@ -1,41 +1,61 @@
-//! Test harness: a real Apache Kafka broker (KRaft, single node) with Sluice in front of it,
-//! and real clients (Java kafka-clients, librdkafka through Python confluent-kafka, Go
-//! franz-go) driven through the proxy.
+//! Test harness: real Apache Kafka (KRaft) with Sluice in front of it — one broker and one
+//! Sluice ([`Cluster`]), or N brokers in one quorum with a Sluice in front of each
+//! ([`MultiCluster`], 3 in the scenario tests) — and real clients (Java kafka-clients,
+//! librdkafka through Python confluent-kafka, Go franz-go) driven through the proxies.
 //!
-//! The broker's advertised listener is the proxy's address, so every client connection —
-//! including those opened after Metadata — goes through Sluice.
+//! Each broker's advertised listener is its proxy's address, so every client connection —
+//! including those opened after Metadata — goes through Sluice; in a multi-broker cluster a
+//! group's fetches pass the sidecars of its partitions' leaders, and its coordinator traffic
+//! the sidecar of its coordinator.
 //!
 //! Tools come from `scripts/setup.sh`, which caches them under `$SLUICE_CACHE`
 //! (default `~/.cache/sluice`) and writes `env.sh` there; [`Tools::load`] reads it.
 //!
 //! # Layout
 //! - [`tools`]: where the Kafka jars, client launchers and the broker script are.
-//! - [`broker`]: [`Broker`] — one supervised KRaft node; start, crash (`kill -9`), restart.
-//! - [`cluster`]: [`Cluster`] — a broker plus an in-process Sluice in front of it; a shared
-//!   one per test binary ([`Cluster::shared`]) or an owned one for destructive tests.
+//! - [`broker`]: [`Broker`] — one supervised KRaft node, alone or one of a quorum
+//!   ([`broker::NodeSpec`]); start, crash (`kill -9`), stop, restart.
+//! - [`sidecar`]: [`Sidecar`] — an in-process Sluice on its own runtime thread: its
+//!   listeners, counters, tap events and observer.
+//! - [`cluster`]: [`Cluster`] — a broker plus a Sluice in front of it; a shared one per
+//!   test binary ([`Cluster::shared`]) or an owned one for destructive tests.
+//! - [`multi`]: [`MultiCluster`] — N brokers, one quorum, a Sluice per node; topics with
+//!   leaders on every node, who leads and who coordinates ([`multi::Layout`]), restarting a
+//!   node; a shared 3-node one per test binary ([`MultiCluster::shared`]).
 //! - [`clients`]: [`Client`] — the same produce/consume contract for Java, Python and Go.
+//! - [`consumer`]: [`Consume`] — a consumer's behaviour (commit mode, group protocol, run
+//!   time, slow processing, crashing) as a command line of any client; producer trickles.
 //! - [`events`]: [`EventLog`] — a tap sink recording every event, to check against the clients.
 //! - [`findings`]: waiting for the detectors' findings, and checking that none were raised.
+//! - [`attribution`]: how much of the consumers' fetching one Sluice attributes to their
+//!   right group.
 //! - [`net`]: free loopback ports and waiting with deadlines.
 //! - [`scenario`]: traffic several binaries share (the incident's poisoned backlog).
 //! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP, and
 //!   helpers that read the metrics and spans it wrote.
 
+pub mod attribution;
 pub mod broker;
 pub mod clients;
 pub mod cluster;
 pub mod collector;
+pub mod consumer;
 pub mod events;
 pub mod findings;
+pub mod multi;
 pub mod net;
 pub mod scenario;
+pub mod sidecar;
 pub mod tools;
 
 pub use broker::Broker;
 pub use clients::{Client, ConsumeReport, ProduceReport};
 pub use cluster::Cluster;
 pub use collector::Collector;
+pub use consumer::{Commit, Consume, Protocol};
 pub use events::EventLog;
+pub use multi::MultiCluster;
+pub use sidecar::Sidecar;
 pub use tools::Tools;
 
 /// A name unique within this test process, for topics and groups.

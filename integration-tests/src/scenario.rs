@@ -1,7 +1,10 @@
-//! Traffic shared by several test binaries: the incident's poisoned backlog.
+//! Traffic shared by several test binaries: the incident's poisoned backlog, its producer
+//! trickle and its looping consumer.
 
 use std::time::Duration;
 
+use crate::clients::Running;
+use crate::tools::Tools;
 use crate::{unique, Client, Cluster};
 
 /// Owned command-line arguments.
@@ -14,26 +17,78 @@ pub fn args(a: &[&str]) -> Vec<String> {
 pub fn poisoned_topic(cluster: &Cluster, name: &str) -> String {
     let topic = unique(name);
     cluster.create_topic(&topic, 1);
-    Client::Java
-        .spawn(
-            &cluster.tools,
-            &args(&[
-                "produce-json",
-                "--bootstrap",
-                &cluster.bootstrap(),
-                "--topic",
-                &topic,
-                "--count",
-                "3000",
-                "--partition",
-                "0",
-                "--poison-at",
-                "100",
-                "--client-id",
-                "backfill",
-            ]),
-        )
+    poison_backlog(&cluster.tools, &cluster.bootstrap(), &topic);
+    topic
+}
+
+/// Writes the incident's backlog into partition 0 of an existing `topic`: 3,000 JSON
+/// records of 1 KB, the one at offset 100 malformed.
+pub fn poison_backlog(tools: &Tools, bootstrap: &str, topic: &str) {
+    let more = [
+        "--partition",
+        "0",
+        "--poison-at",
+        "100",
+        "--client-id",
+        "backfill",
+    ];
+    produce_json(tools, bootstrap, topic, 3000, &more)
         .finish(Duration::from_secs(120))
         .unwrap();
-    topic
+}
+
+/// Starts a trickle of `count` JSON records at 5 per second into `topic`, as a new
+/// `order-api` client.
+pub fn json_trickle(tools: &Tools, bootstrap: &str, topic: &str, count: u32) -> Running {
+    let id = unique("order-api");
+    produce_json(
+        tools,
+        bootstrap,
+        topic,
+        count,
+        &["--rate", "5", "--client-id", &id],
+    )
+}
+
+/// Starts the Java client's `produce-json` of `count` records into `topic`.
+fn produce_json(tools: &Tools, bootstrap: &str, topic: &str, count: u32, more: &[&str]) -> Running {
+    let mut a = args(&[
+        "produce-json",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--count",
+        &count.to_string(),
+    ]);
+    a.extend(args(more));
+    Client::Java.spawn(tools, &a)
+}
+
+/// Starts the incident's consumer: `consume-loop` of `topic` in `group` as `client_id` for
+/// 30 s, seeking back to any record it cannot parse; `extra` are more options.
+pub fn consume_loop(
+    client: Client,
+    tools: &Tools,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    client_id: &str,
+    extra: &[&str],
+) -> Running {
+    let mut a = args(&[
+        "consume-loop",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--duration-s",
+        "30",
+        "--client-id",
+        client_id,
+    ]);
+    a.extend(args(extra));
+    client.spawn(tools, &a)
 }

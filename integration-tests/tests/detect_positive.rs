@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sluice_integration_tests::scenario::{args as s, poisoned_topic};
+use sluice_integration_tests::scenario::{args as s, consume_loop, json_trickle, poisoned_topic};
 use sluice_integration_tests::{findings, unique, Client, Cluster};
 use sluice_protocol::TapEvent;
 
@@ -31,37 +31,16 @@ fn check_loop(cluster: &Cluster, label: &str, client: Client, extra: &[&str], so
     let group = unique(&format!("billing-{label}"));
     let client_id = unique(&format!("billing-service-{label}"));
     // A trickle of new records while the consumer loops, as in the incident.
-    let trickle = Client::Java.spawn(
+    let trickle = json_trickle(&cluster.tools, &cluster.bootstrap(), &topic, 100);
+    let consumer = consume_loop(
+        client,
         &cluster.tools,
-        &s(&[
-            "produce-json",
-            "--bootstrap",
-            &cluster.bootstrap(),
-            "--topic",
-            &topic,
-            "--count",
-            "100",
-            "--rate",
-            "5",
-            "--client-id",
-            &unique("order-api"),
-        ]),
-    );
-    let mut args = s(&[
-        "consume-loop",
-        "--bootstrap",
         &cluster.bootstrap(),
-        "--topic",
         &topic,
-        "--group",
         &group,
-        "--duration-s",
-        "30",
-        "--client-id",
         &client_id,
-    ]);
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let consumer = client.spawn(&cluster.tools, &args);
+        extra,
+    );
     let start = first_fetch(cluster, &client_id);
     let on_topic = |e: &Value| e["topic"] == topic.as_str();
     let (t_loop, f) = findings::wait_for(cluster, "fetch_loop", start, DEADLINE, |e| {
