@@ -3,12 +3,16 @@
 //! full speed, a lagging consumer catching up, a consumer restart resuming from its committed
 //! offset, a rebalance as a member joins and leaves, an auto-commit consumer, and a consumer
 //! using assign() without a group, and four librdkafka consumers in four groups sharing its
-//! default `client.id` on one host. The false-positive count goes to the detection report.
+//! default `client.id` on one host; and, apart, a librdkafka consumer with auto-commit every
+//! 5 s starting and restarting under a producer trickle. The false-positive counts go to the
+//! detection report.
 
 use std::time::{Duration, Instant};
 
 use sluice_integration_tests::clients::Running;
-use sluice_integration_tests::{findings, unique, Client, Cluster};
+use sluice_integration_tests::consumer::trickle;
+use sluice_integration_tests::net::wait_until;
+use sluice_integration_tests::{findings, unique, Client, Cluster, Commit, Consume};
 
 /// Starts `consume` of `topic` for `count` records as `client_id`; `how` is the group
 /// (`--group G`, with optional `--commit ...`) or `--assign`.
@@ -237,6 +241,66 @@ fn healthy_clients_raise_nothing() {
     assert!(
         raised.is_empty(),
         "healthy clients raised findings: {raised:#?}"
+    );
+    cluster.stop();
+}
+
+/// Issue 17, item 1, on one broker: a librdkafka consumer with auto-commit at its default
+/// 5 s interval, starting — and restarting — while a producer trickles records into its topic,
+/// is healthy: nothing may be raised about its group.
+#[test]
+fn librdkafka_auto_commit_consumer_starting_under_a_trickle_raises_nothing() {
+    let cluster = Cluster::start();
+    let started = Instant::now();
+    let boot = cluster.bootstrap();
+    let topic = unique("payments");
+    cluster.create_topic(&topic, 3);
+    let (group, client_id, producer) = (
+        unique("payments-ledger"),
+        unique("payments-ledger-1"),
+        unique("payments-api"),
+    );
+    let trickle = trickle(
+        &cluster.tools,
+        &boot,
+        &topic,
+        10,
+        Duration::from_secs(150),
+        &producer,
+    );
+    // It starts once the trickle has left some 100 KB for it to catch up on.
+    wait_until("a trickled backlog", Duration::from_secs(60), || {
+        cluster.observer.topics_json().as_array().is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t["topic"] == topic.as_str() && t["bytes_in"].as_u64() > Some(100_000))
+        })
+    });
+    let consumer = Consume::group(
+        Client::Python,
+        &topic,
+        &group,
+        &client_id,
+        Duration::from_secs(30),
+    )
+    .commit(Commit::Auto(Duration::from_secs(5)));
+    for run in ["start", "restart"] {
+        let v = consumer
+            .spawn(&cluster.tools, &boot)
+            .finish(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{run}: {e}"));
+        assert!(v["consumed"].as_u64() > Some(0), "{run}: {v}");
+    }
+    drop(trickle);
+    std::thread::sleep(cluster.observer.config().window + Duration::from_secs(3));
+    let raised = findings::mentioning(&cluster, &[&group, &client_id, &topic, &producer]);
+    findings::report(&format!(
+        "false positives, librdkafka auto-commit 5 s consumer starting and restarting under a trickle (one broker; {:.0}s): {}",
+        started.elapsed().as_secs_f64(),
+        raised.len()
+    ));
+    assert!(
+        raised.is_empty(),
+        "a healthy consumer raised findings: {raised:#?}"
     );
     cluster.stop();
 }
