@@ -4,9 +4,15 @@
 # re-fetching a malformed record without committing, and an app opening a producer per message
 # — all talking to the broker only through Sluice — and Sluice's live view naming the offenders.
 #
-# Usage: scripts/demo.sh [--duration SECONDS] [--rate RECORDS_PER_SEC]
+# Usage: scripts/demo.sh [--duration SECONDS] [--rate RECORDS_PER_SEC] [--brokers N]
 #   --duration  stop by itself after this long (default 60; 0 = until Ctrl-C)
 #   --rate      producer trickle rate (default 5 records/s of 1 KB)
+#   --brokers   1 (default): one broker, one Sluice. 3 (2 to 5): a KRaft cluster of N nodes
+#               with a Sluice sidecar in front of each, each node advertising its own
+#               sidecar; the topic's partitions are led by every node and each group's
+#               coordinator sits on one, so the incident crosses sidecars: the live view
+#               shows the sidecar that carries the loop, and each sidecar's findings are
+#               printed at the end.
 #
 # Everything it needs is installed by scripts/setup.sh (called first; cached).
 set -euo pipefail
@@ -15,16 +21,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 DURATION=60
 RATE=5
+BROKERS=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) DURATION="${2:?--duration needs seconds}"; shift 2 ;;
     --rate) RATE="${2:?--rate needs records per second}"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --brokers) BROKERS="${2:?--brokers needs a number}"; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
 [[ "$DURATION" =~ ^[0-9]+$ && "$RATE" =~ ^[0-9]+$ && "$RATE" -gt 0 ]] \
   || { echo "demo: --duration and --rate must be whole numbers (rate > 0)" >&2; exit 2; }
+[[ "$BROKERS" =~ ^[1-5]$ ]] || { echo "demo: --brokers must be 1 to 5" >&2; exit 2; }
 
 export SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE/target}"
@@ -40,47 +49,94 @@ cargo build --release -q -p sluice
 SLUICE="$CARGO_TARGET_DIR/release/sluice"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BROKER_PORT=$(free_port); CONTROLLER_PORT=$(free_port); PROXY_PORT=$(free_port); ADMIN_PORT=$(free_port)
+# Node i (0-based): its broker, controller and replication listeners, its Sluice and that
+# Sluice's admin listener.
+BROKER_PORTS=() CONTROLLER_PORTS=() REPLICATION_PORTS=() PROXY_PORTS=() ADMIN_PORTS=()
+for ((i = 0; i < BROKERS; i++)); do
+  BROKER_PORTS+=("$(free_port)"); CONTROLLER_PORTS+=("$(free_port)"); REPLICATION_PORTS+=("$(free_port)")
+  PROXY_PORTS+=("$(free_port)"); ADMIN_PORTS+=("$(free_port)")
+done
+BROKER_PORT=${BROKER_PORTS[0]} PROXY_PORT=${PROXY_PORTS[0]} ADMIN_PORT=${ADMIN_PORTS[0]}
 WORK="$(mktemp -d -t sluice-demo.XXXXXX)"
-PIDS=()
+PIDS=() SLUICE_PIDS=() BROKER_SUPS=()
 
 cleanup() {
   trap - EXIT INT TERM
   echo >&2
   say "stopping ..."
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  if [[ -n "${SLUICE_PID:-}" ]] && kill -0 "$SLUICE_PID" 2>/dev/null; then
-    kill -TERM "$SLUICE_PID"
-    if wait "$SLUICE_PID"; then say "sluice drained and exited 0"; else say "sluice exited $?"; fi
-  fi
-  if [[ -n "${BROKER_SUP:-}" ]]; then kill -TERM "$BROKER_SUP" 2>/dev/null || true; wait "$BROKER_SUP" 2>/dev/null || true; fi
+  for pid in "${SLUICE_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid"
+    if wait "$pid"; then say "sluice drained and exited 0"; else say "sluice exited $?"; fi
+  done
+  for pid in "${BROKER_SUPS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${BROKER_SUPS[@]}"; do wait "$pid" 2>/dev/null || true; done
   say "logs were in $WORK (removed)"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say "starting Kafka $SLUICE_KAFKA_VERSION (KRaft) on 127.0.0.1:$BROKER_PORT, advertising Sluice's 127.0.0.1:$PROXY_PORT ..."
-bash "$ROOT/integration-tests/scripts/kafka-broker.sh" --dir "$WORK/broker" --port "$BROKER_PORT" \
-  --controller-port "$CONTROLLER_PORT" --advertised "127.0.0.1:$PROXY_PORT" --watch-pid $$ \
-  >"$WORK/broker-supervisor.log" 2>&1 &
-BROKER_SUP=$!
-
-"$SLUICE" --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$BROKER_PORT" \
-  --admin-listen "127.0.0.1:$ADMIN_PORT" --shutdown-grace 5s 2>"$WORK/sluice.log" &
-SLUICE_PID=$!
-say "sluice listening on 127.0.0.1:$PROXY_PORT → broker 127.0.0.1:$BROKER_PORT; admin http://127.0.0.1:$ADMIN_PORT/api/v1/stats"
+QUORUM=()
+if [[ $BROKERS -eq 1 ]]; then
+  say "starting Kafka $SLUICE_KAFKA_VERSION (KRaft) on 127.0.0.1:$BROKER_PORT, advertising Sluice's 127.0.0.1:$PROXY_PORT ..."
+else
+  say "starting a $BROKERS-node Kafka $SLUICE_KAFKA_VERSION cluster (KRaft), each node advertising its own Sluice ..."
+  VOTERS=""
+  for ((i = 0; i < BROKERS; i++)); do VOTERS+="${VOTERS:+,}$((i + 1))@127.0.0.1:${CONTROLLER_PORTS[i]}"; done
+  QUORUM=(--voters "$VOTERS" --cluster-id "$(bash "$ROOT/integration-tests/scripts/kafka-broker.sh" --new-cluster-id)")
+fi
+for ((i = 0; i < BROKERS; i++)); do
+  NODE=()
+  [[ $BROKERS -gt 1 ]] && NODE=(--node-id $((i + 1)) --inter-broker-port "${REPLICATION_PORTS[i]}" "${QUORUM[@]}")
+  bash "$ROOT/integration-tests/scripts/kafka-broker.sh" --dir "$WORK/broker$i" --port "${BROKER_PORTS[i]}" \
+    --controller-port "${CONTROLLER_PORTS[i]}" --advertised "127.0.0.1:${PROXY_PORTS[i]}" --watch-pid $$ \
+    "${NODE[@]}" >"$WORK/broker$i-supervisor.log" 2>&1 &
+  BROKER_SUPS+=($!)
+  "$SLUICE" --listen "127.0.0.1:${PROXY_PORTS[i]}" --upstream "127.0.0.1:${BROKER_PORTS[i]}" \
+    --admin-listen "127.0.0.1:${ADMIN_PORTS[i]}" --shutdown-grace 5s 2>"$WORK/sluice$i.log" &
+  SLUICE_PIDS+=($!)
+  if [[ $BROKERS -eq 1 ]]; then
+    say "sluice listening on 127.0.0.1:$PROXY_PORT → broker 127.0.0.1:$BROKER_PORT; admin http://127.0.0.1:$ADMIN_PORT/api/v1/stats"
+  else
+    say "node $((i + 1)): sluice on 127.0.0.1:${PROXY_PORTS[i]} → broker 127.0.0.1:${BROKER_PORTS[i]}; admin http://127.0.0.1:${ADMIN_PORTS[i]}/api/v1/stats"
+  fi
+done
 
 for _ in $(seq 1 900); do
-  [[ -e "$WORK/broker/broker.ready" ]] && break
-  kill -0 "$BROKER_SUP" 2>/dev/null || { cat "$WORK/broker/broker.log" >&2 || true; say "broker failed to start"; exit 1; }
+  ready=0
+  for ((i = 0; i < BROKERS; i++)); do
+    [[ -e "$WORK/broker$i/broker.ready" ]] && ready=$((ready + 1))
+    kill -0 "${BROKER_SUPS[i]}" 2>/dev/null \
+      || { cat "$WORK/broker$i/broker.log" >&2 || true; say "broker $((i + 1)) failed to start"; exit 1; }
+  done
+  [[ $ready -eq $BROKERS ]] && break
   sleep 0.1
 done
-[[ -e "$WORK/broker/broker.ready" ]] || { say "broker not ready after 90 s"; exit 1; }
-BOOT="127.0.0.1:$PROXY_PORT"
+[[ $ready -eq $BROKERS ]] || { say "brokers not ready after 90 s"; exit 1; }
+BOOT="$(printf '127.0.0.1:%s,' "${PROXY_PORTS[@]}")" BOOT="${BOOT%,}"
 "$SLUICE_JAVA_CLIENT" wait-ready --bootstrap "$BOOT" --timeout-s 60 >/dev/null
 "$SLUICE_JAVA_CLIENT" create-topic --bootstrap "$BOOT" --topic order-events --partitions 3 >/dev/null
-say "broker ready through the proxy; topic order-events (3 partitions)"
+# The sidecar the live view shows: the only one with one broker; else the one in front of the
+# leader of order-events-0, which carries the looping consumer's bytes.
+TOP_NODE=0
+if [[ $BROKERS -eq 1 ]]; then
+  say "broker ready through the proxy; topic order-events (3 partitions)"
+else
+  LAYOUT="$("$SLUICE_JAVA_CLIENT" describe --bootstrap "$BOOT" --topic order-events --group billing,analytics)"
+  say "cluster ready through the sidecars; topic order-events (3 partitions, 3 replicas):"
+  python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+for p in d["topics"]["order-events"]:
+    print("demo:   order-events-%d led by node %d" % (p["partition"], p["leader"]))
+for g, n in sorted(d["coordinators"].items()):
+    print("demo:   group %s coordinated by node %d (its JoinGroup, SyncGroup, OffsetCommit pass that sidecar)" % (g, n))
+' "$LAYOUT" >&2
+  TOP_NODE=$(( $(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["topics"]["order-events"][0]["leader"])' "$LAYOUT") - 1 ))
+  ADMIN_PORT=${ADMIN_PORTS[TOP_NODE]}
+fi
 
 RUN_FOR=$DURATION
 [[ $RUN_FOR -eq 0 ]] && RUN_FOR=86400
@@ -105,12 +161,22 @@ start notifier "$SLUICE_JAVA_CLIENT" churn --bootstrap "$BOOT" --topic notificat
 say "running: producer trickle (order-api, $RATE/s), healthy group 'analytics' (franz-go),"
 say "         looping group 'billing' (Java, seeks back on a malformed record), churning app 'notifier'"
 if [[ $DURATION -gt 0 ]]; then say "showing what Sluice sees for ${DURATION}s (Ctrl-C stops earlier)"; else say "Ctrl-C stops"; fi
+[[ $BROKERS -gt 1 ]] && say "live view: node $((TOP_NODE + 1))'s sidecar, in front of the leader of order-events-0 where billing loops"
 echo >&2
 if [[ $DURATION -gt 0 ]]; then TOP_FOR=(--duration "${DURATION}s"); else TOP_FOR=(); fi
 "$SLUICE" top --admin "127.0.0.1:$ADMIN_PORT" --interval 1s "${TOP_FOR[@]}" || true
 echo
-say "findings at the end (JSON: curl http://127.0.0.1:$ADMIN_PORT/api/v1/findings):"
-"$SLUICE" top --admin "127.0.0.1:$ADMIN_PORT" --once | sed -n '/^FINDINGS/,/^$/p'
+if [[ $BROKERS -eq 1 ]]; then
+  say "findings at the end (JSON: curl http://127.0.0.1:$ADMIN_PORT/api/v1/findings):"
+  "$SLUICE" top --admin "127.0.0.1:$ADMIN_PORT" --once | sed -n '/^FINDINGS/,/^$/p'
+else
+  # Each sidecar judges what passes it: the loop's fetches pass one, billing's commits
+  # another; aggregating them is the collector's and Prometheus's job.
+  for ((i = 0; i < BROKERS; i++)); do
+    say "node $((i + 1))'s sidecar: findings at the end (JSON: curl http://127.0.0.1:${ADMIN_PORTS[i]}/api/v1/findings):"
+    "$SLUICE" top --admin "127.0.0.1:${ADMIN_PORTS[i]}" --once | sed -n '/^FINDINGS/,/^$/p'
+  done
+fi
 say "the same, as the metrics Prometheus scrapes (curl http://127.0.0.1:$ADMIN_PORT/metrics; dashboards and alerts in deploy/):"
 if command -v curl >/dev/null 2>&1; then
   curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" \
