@@ -1,4 +1,5 @@
-//! A Kafka broker with one client listener per path, and Kafka's own perf tools
+//! A Kafka broker with one client listener per path, a multi-node cluster whose nodes each
+//! advertise their own sidecar ([`start_cluster`]), and Kafka's own perf tools
 //! (`ProducerPerformance`, `ConsumerPerformance` from the kafka-tools jar).
 
 use std::path::{Path, PathBuf};
@@ -98,6 +99,12 @@ pub fn start_broker(
         &dir.join("broker-supervisor.log"),
         Duration::from_secs(10),
     )?;
+    wait_started(&mut g, &state)?;
+    Ok(g)
+}
+
+/// Waits until the node supervised by `g` in `state` reports it has started.
+fn wait_started(g: &mut ChildGuard, state: &Path) -> Result<()> {
     let ready = state.join("broker.ready");
     g.wait_ready("broker.ready", Duration::from_secs(120), || ready.exists())
         .map_err(|e| {
@@ -106,8 +113,93 @@ pub fn start_broker(
                 state.join("broker.log").display(),
                 tail(&state.join("broker.log"), 3000)
             ))
-        })?;
-    Ok(g)
+        })
+}
+
+/// Ports of one node of a multi-node cluster (see [`start_cluster`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePorts {
+    /// The client listener (what the node's sidecar forwards to).
+    pub broker: u16,
+    /// The KRaft controller listener.
+    pub controller: u16,
+    /// The listener the nodes replicate over (never through a sidecar).
+    pub replication: u16,
+    /// The address the node advertises to clients: its sidecar's listener.
+    pub advertised: u16,
+}
+
+/// `kafka-broker.sh` arguments for node `i` (0-based, `node.id` i + 1) of the cluster
+/// `nodes`, formatted with `cluster_id`.
+pub fn node_args(nodes: &[NodePorts], i: usize, cluster_id: &str) -> Vec<String> {
+    let voters = nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| format!("{}@127.0.0.1:{}", k + 1, n.controller))
+        .collect::<Vec<_>>()
+        .join(",");
+    let n = &nodes[i];
+    [
+        "--node-id".to_owned(),
+        (i + 1).to_string(),
+        "--port".into(),
+        n.broker.to_string(),
+        "--controller-port".into(),
+        n.controller.to_string(),
+        "--inter-broker-port".into(),
+        n.replication.to_string(),
+        "--advertised".into(),
+        format!("127.0.0.1:{}", n.advertised),
+        "--voters".into(),
+        voters,
+        "--cluster-id".into(),
+        cluster_id.to_owned(),
+    ]
+    .into()
+}
+
+/// Starts a multi-node KRaft cluster — one `kafka-broker.sh` per node in `dir/node<i>`, all
+/// at once (the quorum needs a majority), each advertising its sidecar's port — and waits
+/// until every node has started. `extra` are more `KEY=VALUE` broker properties for every
+/// node. The sidecars are the caller's: start a Sluice per node forwarding to `broker`.
+pub fn start_cluster(
+    tools: &Tools,
+    nodes: &[NodePorts],
+    extra: &[String],
+    dir: &Path,
+) -> Result<Vec<ChildGuard>> {
+    let id = Command::new("bash")
+        .arg(&tools.broker_script)
+        .arg("--new-cluster-id")
+        .output()
+        .context("kafka-broker.sh --new-cluster-id")?;
+    let cluster_id = String::from_utf8(id.stdout)?.trim().to_owned();
+    let mut guards = Vec::new();
+    for i in 0..nodes.len() {
+        let state = dir.join(format!("node{}", i + 1));
+        std::fs::create_dir_all(&state)?;
+        let mut cmd = Command::new("bash");
+        cmd.arg(&tools.broker_script)
+            .arg("--dir")
+            .arg(&state)
+            .args(node_args(nodes, i, &cluster_id))
+            .args(["--watch-pid", &std::process::id().to_string()])
+            .env("SLUICE_KAFKA_LIBS", &tools.kafka_libs);
+        for kv in extra {
+            cmd.arg("--config").arg(kv);
+        }
+        // The supervisor of a cluster node needs up to its own 20 s grace to stop the JVM.
+        guards.push(ChildGuard::spawn(
+            &format!("kafka node {}", i + 1),
+            &mut cmd,
+            &dir.join(format!("node{}-supervisor.log", i + 1)),
+            Duration::from_secs(25),
+        )?);
+    }
+    for (i, g) in guards.iter_mut().enumerate() {
+        wait_started(g, &dir.join(format!("node{}", i + 1)))?;
+    }
+    Ok(guards)
 }
 
 /// Runs Kafka tools classes with the broker's jars.
@@ -368,6 +460,25 @@ mod tests {
         assert_eq!(r.mb_per_sec, 157.3832);
         assert_eq!(r.fetch_mb_per_sec, 218.2263);
         assert_eq!(r.data_mb, 195.3125);
+    }
+
+    #[test]
+    fn cluster_nodes_share_one_quorum() {
+        let nodes: Vec<NodePorts> = (0..3)
+            .map(|i| NodePorts {
+                broker: 100 + i,
+                controller: 200 + i,
+                replication: 300 + i,
+                advertised: 400 + i,
+            })
+            .collect();
+        let a = node_args(&nodes, 1, "id").join(" ");
+        assert_eq!(
+            a,
+            "--node-id 2 --port 101 --controller-port 201 --inter-broker-port 301 \
+             --advertised 127.0.0.1:401 --voters 1@127.0.0.1:200,2@127.0.0.1:201,3@127.0.0.1:202 \
+             --cluster-id id"
+        );
     }
 
     #[test]

@@ -17,8 +17,8 @@
 //!   it received.
 //! - [`admin`]: Sluice's `/api/v1/stats`, to check what the tap followed.
 //! - [`measure`]: iperf3 client runs and small-message round trips.
-//! - [`kafka`]: the broker with one listener per route, ProducerPerformance and
-//!   ConsumerPerformance.
+//! - [`kafka`]: the broker with one listener per route, a multi-node cluster with a sidecar
+//!   port per node ([`kafka::start_cluster`]), ProducerPerformance and ConsumerPerformance.
 //! - [`replay`]: line-rate Fetch replay — a server answering with a recorded real Fetch
 //!   response, and a pipelined client.
 //! - [`results`]: the routes and what is measured on each; [`stats`] and [`report`]:
