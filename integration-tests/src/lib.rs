@@ -30,7 +30,8 @@
 //! - [`attribution`]: how much of the consumers' fetching one Sluice attributes to their
 //!   right group.
 //! - [`net`]: free loopback ports and waiting with deadlines.
-//! - [`scenario`]: traffic several binaries share (the incident's poisoned backlog).
+//! - [`scenario`]: traffic several binaries share: the incident's poisoned backlog, its JSON
+//!   trickle and its looping consumer.
 //! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP, and
 //!   helpers that read the metrics and spans it wrote.
 
