@@ -13,6 +13,9 @@ use super::track::TrackKey;
 /// Commits whose times a group keeps for its cadence.
 const COMMITS_KEPT: usize = 9;
 
+/// New members a group remembers within the rebalance window.
+const MEMBER_JOINS_KEPT: usize = 1024;
+
 /// A member's assignment: topic → partitions.
 pub type Assigned = Vec<(Arc<str>, Vec<i32>)>;
 
@@ -150,6 +153,9 @@ pub struct Group {
     pub members: BTreeMap<String, Member>,
     /// When each new generation was seen, within the rebalance window.
     pub joins: VecDeque<Instant>,
+    /// When a member id new to the group was seen, and the client key it came from, within
+    /// the rebalance window: who keeps joining.
+    pub member_joins: VecDeque<(Instant, ClientKey)>,
     /// Rebalances (JoinGroup requests) in all.
     pub rebalances: u64,
     /// Committed offset per (topic, partition).
@@ -172,6 +178,7 @@ impl Group {
             generation: -1,
             members: BTreeMap::new(),
             joins: VecDeque::new(),
+            member_joins: VecDeque::new(),
             rebalances: 0,
             committed: BTreeMap::new(),
             clients: BTreeMap::new(),
@@ -205,8 +212,15 @@ impl Group {
         Some(gaps[gaps.len() / 2])
     }
 
-    /// The member `id`, spoken for by `client`, seen at `now` (made if new).
+    /// The member `id`, spoken for by `client`, seen at `now` (made, and its joining
+    /// remembered, if new).
     pub fn member(&mut self, id: &str, client: &ClientKey, now: Instant) -> &mut Member {
+        if !self.members.contains_key(id) {
+            if self.member_joins.len() >= MEMBER_JOINS_KEPT {
+                self.member_joins.pop_front();
+            }
+            self.member_joins.push_back((now, client.clone()));
+        }
         let m = self.members.entry(id.to_owned()).or_insert_with(|| Member {
             client: client.clone(),
             assigned: Vec::new(),
@@ -214,6 +228,16 @@ impl Group {
         });
         m.seen = now;
         m
+    }
+
+    /// The client key that joined as a new member most often within the rebalance window, and
+    /// how often.
+    pub fn most_rejoined(&self) -> Option<(&ClientKey, usize)> {
+        let mut by: BTreeMap<&ClientKey, usize> = BTreeMap::new();
+        for (_, k) in &self.member_joins {
+            *by.entry(k).or_default() += 1;
+        }
+        by.into_iter().max_by_key(|(_, n)| *n)
     }
 
     /// A new generation seen at `now`: counted once, however many members learn it.

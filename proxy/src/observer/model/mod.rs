@@ -212,6 +212,7 @@ impl Model {
         }
         for g in self.groups.values_mut() {
             prune(&mut g.joins, |t| age(*t) <= e.rebalance_window);
+            prune(&mut g.member_joins, |(t, _)| age(*t) <= e.rebalance_window);
             g.members.retain(|_, m| age(m.seen) < e.member);
             g.clients.retain(|_, (_, seen)| age(*seen) < e.member);
         }

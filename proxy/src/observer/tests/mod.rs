@@ -341,33 +341,78 @@ fn a_client_opening_connection_after_connection_is_churn() {
     );
 }
 
+/// A JoinGroup and its response: `member` joins group `group` in `generation`.
+fn joins(o: &Observer, c: &ConnMeta, group: &str, generation: i32, member: &str) {
+    o.on_event(c, &join(group));
+    o.on_event(
+        c,
+        &TapEvent::JoinGroupResponse {
+            error_code: 0,
+            generation_id: generation,
+            protocol_name: Some("range".into()),
+            leader: member.into(),
+            member_id: member.into(),
+        },
+    );
+}
+
 #[test]
 fn rejoining_over_and_over_is_a_rebalance_storm() {
     let o = Observer::new(DetectConfig::default());
     let c = meta(1, 20002);
     o.on_open(&c);
     o.on_event(&c, &request("flappy", 11));
+    // Kicked out and back, each time as a new member: the same client key joins again and
+    // again. Retried joins of one rebalance carry the same generation: counted once.
     for generation in 1..=8 {
-        o.on_event(&c, &join("flapping"));
-        o.on_event(&c, &join("flapping"));
-        // Retried joins of one rebalance carry the same generation: counted once.
         for _ in 0..2 {
-            o.on_event(
-                &c,
-                &TapEvent::JoinGroupResponse {
-                    error_code: 0,
-                    generation_id: generation,
-                    protocol_name: Some("range".into()),
-                    leader: "m1".into(),
-                    member_id: "m1".into(),
-                },
-            );
+            joins(&o, &c, "flapping", generation, &format!("m{generation}"));
         }
     }
     o.tick(Instant::now());
     assert_eq!(kinds(&o), ["rebalance_storm"]);
     let f = o.findings_json();
-    assert_eq!(f["active"][0]["evidence"]["rebalances_in_window"], 8, "{f}");
+    let e = &f["active"][0]["evidence"];
+    assert_eq!(e["rebalances_in_window"], 8, "{f}");
+    assert_eq!(e["client_id"], "flappy", "{f}");
+    assert_eq!(e["rejoins_in_window"], 8, "{f}");
+}
+
+#[test]
+fn a_rolling_deploy_is_no_rebalance_storm() {
+    let o = Observer::new(DetectConfig::default());
+    // Three members start, then each is replaced once (left, then joined as a new member):
+    // seven generations within a minute.
+    let conns: Vec<ConnMeta> = (0..6).map(|i| meta(30 + i, 21000 + i as u16)).collect();
+    let mut generation = 0;
+    for (i, c) in conns.iter().enumerate() {
+        o.on_open(c);
+        o.on_event(c, &request(&format!("rolling-{}", i % 3), 11));
+        if i >= 3 {
+            // The member it replaces leaves; a member that stays rejoins the new generation.
+            o.on_event(
+                &conns[i - 3],
+                &TapEvent::LeaveGroup {
+                    group_id: "rolling".into(),
+                    member_ids: vec![format!("m{}", i - 3)],
+                },
+            );
+            generation += 1;
+            joins(
+                &o,
+                &conns[i - 1],
+                "rolling",
+                generation,
+                &format!("m{}", i - 1),
+            );
+        }
+        generation += 1;
+        joins(&o, c, "rolling", generation, &format!("m{i}"));
+    }
+    o.tick(Instant::now());
+    let f = o.findings_json();
+    assert!(kinds(&o).is_empty(), "{f:#}");
+    assert_eq!(o.groups_json()[0]["rebalances_in_window"], 9);
 }
 
 #[test]
