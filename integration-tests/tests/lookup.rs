@@ -216,6 +216,7 @@ fn lookup_names_groups_members_and_commits() {
         &cluster,
         Interest {
             groups: BTreeSet::new(),
+            topic_ids: Default::default(),
             clients: clients.clone(),
         },
     );
@@ -240,6 +241,7 @@ fn lookup_names_groups_members_and_commits() {
     let wanted: BTreeSet<String> = members.iter().map(|m| m.group.clone()).collect();
     lookup.interest.send_replace(Interest {
         groups: wanted.clone(),
+        topic_ids: Default::default(),
         clients: Vec::new(),
     });
     let view = lookup.wait("a steady round", |v| {
@@ -306,6 +308,7 @@ fn lookup_names_groups_members_and_commits() {
     let mut through = GroupLookup::new(&settings, cluster.bootstrap(), None);
     let interest = Interest {
         groups: wanted,
+        topic_ids: Default::default(),
         clients: Vec::new(),
     };
     let hop = rt.block_on(through.round(&interest));

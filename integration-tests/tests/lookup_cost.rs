@@ -76,6 +76,7 @@ fn a_round_costs_what_the_groups_of_interest_cost() {
     // A client without a group: the first round connects (ApiVersions), lists and sweeps.
     let nobody = Interest {
         groups: BTreeSet::new(),
+        topic_ids: Default::default(),
         clients: vec![ClientInterest {
             host: IpAddr::from([127, 0, 0, 1]),
             client_id: unique("nobody"),
@@ -100,6 +101,7 @@ fn a_round_costs_what_the_groups_of_interest_cost() {
     for n in [10, GROUPS] {
         let interest = Interest {
             groups: groups.iter().take(n).cloned().collect(),
+            topic_ids: Default::default(),
             clients: Vec::new(),
         };
         let v = rt.block_on(lookup.round(&interest));

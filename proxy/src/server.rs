@@ -27,6 +27,7 @@ use crate::sink::TapSink;
 use crate::stats::ProxyStats;
 use crate::stats::StatsSink;
 use crate::tap::TapRegistry;
+use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;
 
 /// First pause after a failed `accept()`; doubles up to [`ACCEPT_BACKOFF_MAX`].
@@ -120,10 +121,16 @@ impl Proxy {
         self.stats.accepting.store(true, Relaxed);
         let observer = self.observer.spawn();
         let lookup = crate::lookup::GroupLookup::from_config(&self.config).map(|lookup| {
-            let o = self.observer.clone();
+            let (o, topics) = (self.observer.clone(), self.topics.clone());
             tokio::spawn(lookup.run(
                 self.observer.interest(),
-                move |view| o.looked_up(view),
+                move |view| {
+                    // Topics this sidecar sees only by id get their names for the taps.
+                    for (id, name) in &view.topic_names {
+                        topics.learn(TopicId(*id), name);
+                    }
+                    o.looked_up(view)
+                },
                 drain.clone().cancelled_owned(),
             ))
         });

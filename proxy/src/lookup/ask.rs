@@ -61,6 +61,28 @@ pub(super) fn metadata_request(version: i16) -> MetadataRequest {
     req
 }
 
+/// The first Metadata version that gives topic ids.
+pub(super) const METADATA_TOPIC_IDS: i16 = 10;
+
+/// Metadata for every topic: their ids and names (v10+).
+pub(super) fn metadata_all_topics_request(version: i16) -> MetadataRequest {
+    let mut req = MetadataRequest::default();
+    req.topics = None;
+    if version >= 4 {
+        req.allow_auto_topic_creation = false;
+    }
+    req
+}
+
+/// Topic id → name, for the topics that have both.
+pub(super) fn topic_ids(resp: &MetadataResponse) -> Vec<([u8; 16], String)> {
+    resp.topics
+        .iter()
+        .filter(|t| t.error_code == 0 && !t.topic_id.is_nil())
+        .filter_map(|t| Some((*t.topic_id.as_bytes(), t.name.as_ref()?.to_string())))
+        .collect()
+}
+
 /// Node id → advertised `host:port`.
 pub(super) fn brokers(resp: &MetadataResponse) -> Vec<(i32, String)> {
     resp.brokers

@@ -127,6 +127,35 @@ fn metadata_names_the_brokers() {
 }
 
 #[test]
+fn metadata_names_topics_by_id() {
+    use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+    let mut r = MetadataResponse::default();
+    for (name, id, error) in [
+        ("orders", [7u8; 16], 0),
+        ("no-id", [0; 16], 0),
+        ("gone", [9; 16], 3),
+    ] {
+        let mut t = MetadataResponseTopic::default();
+        t.name = Some(TopicName(sb(name)));
+        t.topic_id = id.to_vec().try_into().unwrap();
+        t.error_code = error;
+        r.topics.push(t);
+    }
+    for v in range::<MetadataResponse>(METADATA_TOPIC_IDS) {
+        assert_eq!(
+            topic_ids(&through_guard(&r, v)),
+            [([7u8; 16], "orders".to_owned())],
+            "v{v}"
+        );
+    }
+    for v in range::<MetadataRequest>(METADATA_TOPIC_IDS) {
+        let req = roundtrip(&metadata_all_topics_request(v), v);
+        assert!(req.topics.is_none(), "v{v}: every topic");
+        assert!(!req.allow_auto_topic_creation, "v{v}");
+    }
+}
+
+#[test]
 fn listing_keeps_consumer_groups_only() {
     let mut r = ListGroupsResponse::default();
     for (id, ptype, state, gtype) in [

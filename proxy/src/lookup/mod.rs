@@ -85,6 +85,9 @@ pub use view::{
 /// The `client.id` of every lookup request: observers skip connections that carry it.
 pub const LOOKUP_CLIENT_ID: &str = "sluice-lookup";
 
+/// Shortest time between two rounds when a new client without a group calls for one early.
+pub const EARLY_ROUND_GAP: Duration = Duration::from_secs(1);
+
 /// The group lookup of one sidecar. Build it, then [`GroupLookup::run`] it on its own task.
 #[derive(Debug)]
 pub struct GroupLookup {
@@ -130,24 +133,49 @@ impl GroupLookup {
     }
 
     /// Runs rounds until `stop` completes: the first at once, then one per interval (a round
-    /// that overruns delays the next, never stacks). Every round's view goes to `publish`,
-    /// which must not block (a `watch` send, or a bounded channel's `try_send`); the interest
-    /// is read at the start of each round. Stopping drops the connections.
+    /// that overruns delays the next, never stacks) — or sooner, at most one per
+    /// [`EARLY_ROUND_GAP`], when the interest names a client without a group that the last
+    /// round was not asked about, so a new consumer's group is found in a second or two, not
+    /// an interval. Every round's view goes to `publish`, which must not block (a `watch`
+    /// send, or a bounded channel's `try_send`); the interest is read at the start of each
+    /// round. Stopping drops the connections.
     pub async fn run(
         mut self,
-        interest: watch::Receiver<Interest>,
+        mut interest: watch::Receiver<Interest>,
         mut publish: impl FnMut(GroupsView) + Send,
         stop: impl Future<Output = ()>,
     ) {
         tokio::pin!(stop);
         let mut next = Instant::now();
+        let mut asked: Vec<view::ClientInterest> = Vec::new();
         loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep_until(next) => {}
+            let early = Instant::now() + EARLY_ROUND_GAP;
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep_until(next) => break,
+                    changed = interest.changed() => {
+                        if changed.is_err() {
+                            // The observer is gone: rounds at the interval only.
+                            tokio::select! {
+                                _ = &mut stop => return,
+                                _ = tokio::time::sleep_until(next) => break,
+                            }
+                        }
+                        let new_client = interest
+                            .borrow()
+                            .clients
+                            .iter()
+                            .any(|c| !asked.contains(c));
+                        if new_client {
+                            next = next.min(early);
+                        }
+                    }
+                }
             }
             next = Instant::now() + self.interval;
-            let wanted = interest.borrow().clone();
+            let wanted = interest.borrow_and_update().clone();
+            asked.clone_from(&wanted.clients);
             tokio::select! {
                 _ = &mut stop => return,
                 view = self.rounds.round(&wanted) => publish(view),

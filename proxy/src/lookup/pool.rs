@@ -1,6 +1,7 @@
 //! The lookup's connections, one per broker address, kept open across rounds (a lookup that
 //! reconnected every round would look like connection churn to the sidecar it goes through),
-//! with an exponential back-off per address after failures.
+//! with an exponential back-off per address after failures (a refused connection is tried again
+//! next round: a broker starting or restarting refuses until it listens).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -117,7 +118,16 @@ impl Pool {
                 slot.conn = None;
                 slot.failures += 1;
                 slot.failed_round = round;
-                slot.retry_at = Some(Instant::now() + backoff(interval, slot.failures));
+                // A refused connection costs nothing to try again: a broker starting up, or
+                // restarting, is asked again next round. Silence and broken answers back off.
+                slot.retry_at = match e {
+                    LookupError::Connect { source, .. }
+                        if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+                    {
+                        None
+                    }
+                    _ => Some(Instant::now() + backoff(interval, slot.failures)),
+                };
             }
             Err(_) => {}
         }

@@ -34,6 +34,7 @@ async fn follows_coordinators_and_keeps_its_connections() {
     };
     let interest = Interest {
         groups: Default::default(),
+        topic_ids: Default::default(),
         clients: vec![svc_b.clone()],
     };
     let view = lookup.round(&interest).await;
@@ -70,6 +71,7 @@ async fn follows_coordinators_and_keeps_its_connections() {
     // The observer now knows g-a and g-b by name and asks for no client: no sweep.
     let interest = Interest {
         groups: ["g-a".to_owned(), "g-b".to_owned()].into(),
+        topic_ids: Default::default(),
         clients: Vec::new(),
     };
     let before = b.seen(ApiKey::ConsumerGroupDescribe).len();
@@ -116,6 +118,7 @@ async fn learns_the_fronted_broker_from_the_listings() {
     let mut lookup = GroupLookup::new(&settings(Duration::from_secs(5)), a.addr.to_string(), None);
     let interest = Interest {
         groups: ["g-a".to_owned()].into(),
+        topic_ids: Default::default(),
         clients: Vec::new(),
     };
     let view = lookup.round(&interest).await;
@@ -145,6 +148,7 @@ async fn old_brokers_get_one_group_per_request_and_unlisted_groups_are_found() {
     let mut lookup = GroupLookup::new(&settings(Duration::from_secs(5)), a.addr.to_string(), None);
     let interest = Interest {
         groups: ["g-a".to_owned(), "g-x".to_owned(), "g-gone".to_owned()].into(),
+        topic_ids: Default::default(),
         clients: Vec::new(),
     };
     let view = lookup.round(&interest).await;
@@ -202,6 +206,7 @@ async fn hostile_answers_cost_a_counter_not_the_round() {
     let mut lookup = GroupLookup::new(&s, a.addr.to_string(), listen);
     let interest = Interest {
         groups: ["g-a".to_owned()].into(),
+        topic_ids: Default::default(),
         clients: Vec::new(),
     };
     let mut kinds = Vec::new();
@@ -286,6 +291,32 @@ async fn an_unreachable_bootstrap_is_an_issue_not_a_failure() {
 }
 
 #[tokio::test]
+async fn a_bootstrap_refusing_connections_is_asked_again_every_round() {
+    // A sidecar usually starts before its broker listens, and a broker restarts: until it
+    // listens, every round tries again instead of backing off for a minute.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let mut lookup = GroupLookup::new(&settings(Duration::from_secs(2)), addr, None);
+    let mut view = lookup.round(&Interest::default()).await;
+    for _ in 0..4 {
+        view = lookup.round(&Interest::default()).await;
+    }
+    assert_eq!(
+        view.totals.errors.get("connect"),
+        Some(&5),
+        "{:?}",
+        view.totals
+    );
+    assert_eq!(
+        view.totals.errors.get("backing_off"),
+        None,
+        "{:?}",
+        view.totals
+    );
+}
+
+#[tokio::test]
 async fn run_publishes_every_interval_until_stopped() {
     let a = MockBroker::start(
         all_versions(),
@@ -336,4 +367,57 @@ fn from_config_follows_the_switch_and_the_bootstrap() {
     );
     config.lookup.enabled = false;
     assert!(GroupLookup::from_config(&config).is_none());
+}
+
+#[tokio::test]
+async fn a_new_client_without_a_group_calls_a_round_early() {
+    let a = MockBroker::start(
+        all_versions(),
+        broker(1, vec![(1, "127.0.0.1:1".to_owned())]),
+    )
+    .await;
+    let mut s = settings(Duration::from_secs(2));
+    s.interval = Duration::from_secs(60);
+    let lookup = GroupLookup::new(&s, a.addr.to_string(), None);
+    let (tx, interest) = tokio::sync::watch::channel(Interest::default());
+    let (views, mut got) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(lookup.run(
+        interest,
+        move |v| {
+            let _ = views.send(v);
+        },
+        std::future::pending(),
+    ));
+    let deadline = Duration::from_secs(10);
+    let first = tokio::time::timeout(deadline, got.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.group("g-a").is_some());
+    // The same interest again: nothing before the interval.
+    tx.send_modify(|_| {});
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), got.recv())
+            .await
+            .is_err(),
+        "no round without a new client"
+    );
+    let asked = std::time::Instant::now();
+    tx.send_modify(|i| {
+        i.clients.push(ClientInterest {
+            host: [10, 0, 0, 1].into(),
+            client_id: "newcomer".into(),
+            partitions: vec![],
+        })
+    });
+    tokio::time::timeout(deadline, got.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    task.abort();
 }

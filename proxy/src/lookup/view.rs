@@ -15,6 +15,9 @@ pub struct Interest {
     /// Clients seen fetching without a known group: the lookup looks for the group whose
     /// member they are.
     pub clients: Vec<ClientInterest>,
+    /// Topics this sidecar sees fetched by id only (Fetch v13+) and cannot name, because no
+    /// Metadata response naming them passed through it: the lookup finds their names.
+    pub topic_ids: BTreeSet<[u8; 16]>,
 }
 
 /// A client fetching without a known group.
@@ -219,6 +222,8 @@ pub struct GroupsView {
     pub totals: LookupTotals,
     /// What went wrong this round (at most a few dozen; all are counted in `totals`).
     pub issues: Vec<LookupIssue>,
+    /// Names of the topics in [`Interest::topic_ids`] the lookup knows.
+    pub topic_names: Vec<([u8; 16], String)>,
 }
 
 impl GroupsView {

@@ -25,6 +25,19 @@ const MAX_INTEREST: usize = 1000;
 /// Most partitions given per client the lookup is asked to find the group of.
 const MAX_INTEREST_PARTITIONS: usize = 64;
 
+/// The id of a topic filed as `id:<hex>` (known only by id).
+fn unnamed_topic_id(label: &str) -> Option<[u8; 16]> {
+    let hex = label.strip_prefix("id:")?;
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
 /// What a tick publishes.
 #[derive(Debug)]
 pub struct Published {
@@ -178,6 +191,13 @@ impl State {
                 None => {}
             }
         }
+        interest.topic_ids = self
+            .model
+            .fetches
+            .keys()
+            .filter_map(|(_, topic, _)| unnamed_topic_id(topic))
+            .take(MAX_INTEREST)
+            .collect();
         interest.clients = clients
             .into_iter()
             .map(|((host, id), mut partitions)| {

@@ -43,6 +43,11 @@ pub(super) const MAX_LISTED: usize = 50_000;
 pub(super) const MAX_INTEREST_CLIENTS: usize = 10_000;
 /// Rounds between two listings when nothing asks for one sooner.
 pub(super) const LIST_EVERY: u64 = 6;
+/// Rounds between two Metadata requests for every topic (asked only while a topic id of the
+/// interest has no name).
+pub(super) const TOPICS_EVERY: u64 = 6;
+/// Most topic names kept.
+const MAX_TOPIC_NAMES: usize = 100_000;
 /// Most issues reported per round (all are counted).
 const MAX_ISSUES: usize = 32;
 /// A client left unmatched by this many sweeps in a row waits the longest between sweeps.
@@ -78,6 +83,10 @@ pub(super) struct Rounds {
     /// Whether the last round met an error (the next one lists again).
     troubled: bool,
     totals: LookupTotals,
+    /// Topic id → name, from Metadata for every topic.
+    topic_names: HashMap<[u8; 16], String>,
+    /// The round from which every topic may be asked about again.
+    next_topics: u64,
 }
 
 /// What one round has cost and met so far.
@@ -157,6 +166,8 @@ impl Rounds {
             next_listing: 0,
             troubled: false,
             totals: LookupTotals::default(),
+            topic_names: HashMap::new(),
+            next_topics: 0,
         }
     }
 
@@ -182,10 +193,53 @@ impl Rounds {
             wanted.extend(matched);
             self.fetch_committed(&mut r, wanted, &failed).await;
             r.stats.swept = sweep;
+            self.name_topics(&mut r, interest).await;
         }
         r.stats.took = started.elapsed();
         self.troubled = r.stats.errors > 0;
-        self.view(r)
+        let names = interest
+            .topic_ids
+            .iter()
+            .filter_map(|id| Some((*id, self.topic_names.get(id)?.clone())))
+            .collect();
+        let mut view = self.view(r);
+        view.topic_names = names;
+        view
+    }
+
+    /// Metadata for every topic, from the bootstrap, when a topic id of the interest has no
+    /// name yet — at most every [`TOPICS_EVERY`] rounds.
+    async fn name_topics(&mut self, r: &mut Round, interest: &Interest) {
+        let unnamed = interest
+            .topic_ids
+            .iter()
+            .any(|id| !self.topic_names.contains_key(id));
+        if !unnamed || self.round_no < self.next_topics {
+            return;
+        }
+        self.next_topics = self.round_no + TOPICS_EVERY;
+        let boot = self.bootstrap.clone();
+        let asked = self
+            .pool
+            .ask::<MetadataRequest, _>(
+                &boot,
+                ask::METADATA_TOPIC_IDS,
+                ask::metadata_all_topics_request,
+                &mut r.stats,
+            )
+            .await;
+        match asked {
+            Ok((resp, _)) => {
+                for (id, name) in ask::topic_ids(&resp) {
+                    if self.topic_names.len() < MAX_TOPIC_NAMES
+                        || self.topic_names.contains_key(&id)
+                    {
+                        self.topic_names.insert(id, name);
+                    }
+                }
+            }
+            Err(e) => r.fail(&e, None),
+        }
     }
 
     /// Metadata from the bootstrap; `false` if it failed (nothing else is asked then).
@@ -445,6 +499,7 @@ impl Rounds {
             round: r.stats,
             totals: self.totals.clone(),
             issues: r.issues,
+            topic_names: Vec::new(),
         }
     }
 }

@@ -53,6 +53,7 @@ fn view(at: Instant, offset: i64) -> GroupsView {
         round: RoundStats::default(),
         totals: LookupTotals::default(),
         issues: vec![],
+        topic_names: vec![],
     }
 }
 
@@ -129,4 +130,37 @@ fn committed_offsets_moving_in_the_lookup_count_as_progress() {
     assert!(f["active"].as_array().unwrap().is_empty(), "{f:#}");
     let g = o.groups_json();
     assert_eq!(g[0]["committed"][0]["offset"], next - 20, "{g:#}");
+}
+
+#[test]
+fn topics_seen_only_by_id_are_asked_about() {
+    use sluice_protocol::event::{FetchRequestInfo, FetchRequestPartition, TopicId, TopicRef};
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 32_002);
+    o.on_open(&c);
+    o.on_event(&c, &request("svc", 1));
+    let id = [0xab; 16];
+    o.on_event(
+        &c,
+        &sluice_protocol::TapEvent::FetchRequest(FetchRequestInfo {
+            replica: false,
+            max_wait_ms: 500,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            isolation_level: 0,
+            session_id: 0,
+            session_epoch: -1,
+            partitions: vec![FetchRequestPartition {
+                topic: TopicRef::by_id(TopicId(id)),
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 1 << 20,
+            }],
+            forgotten: vec![],
+            rack_id: String::new(),
+        }),
+    );
+    o.tick(Instant::now());
+    let interest = o.interest().borrow().clone();
+    assert_eq!(interest.topic_ids.iter().collect::<Vec<_>>(), [&id]);
 }
