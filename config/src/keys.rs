@@ -216,7 +216,7 @@ pub const KEYS: &[Key] = &[
     Key {
         path: "detect.commit_grace",
         env: "SLUICE_DETECT_COMMIT_GRACE",
-        help: "Fetch without commit: how long a committed offset may stand still before the group's commit cadence is known [default: 60s]",
+        help: "Fetch without commit: how long a committed offset may stand still before the group's commit cadence is known [default: 45s]",
         set: |c, r| {
             let d = value::duration(r)?;
             if d.is_zero() {

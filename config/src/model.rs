@@ -186,7 +186,7 @@ impl Default for DetectSettings {
             churn_max_open: 50,
             rebalance_min_generations: 6,
             clear_after: Duration::from_secs(15),
-            commit_grace: Duration::from_secs(60),
+            commit_grace: Duration::from_secs(45),
         }
     }
 }

@@ -16,8 +16,13 @@ use crate::support::{brief, first_fetch, first_fetch_anywhere, naming_gaps, quie
 
 /// The seek-back loop, from the consumer's first fetch on the leader's sidecar.
 const LOOP_DEADLINE: Duration = Duration::from_secs(2);
-/// A group whose offset is stuck while it fetches, from its first fetch.
+/// The loop's group named on a sidecar that sees none of its coordinator traffic, from the
+/// consumer's first fetch: the group lookup's early round for a new client, and a tick.
+const LOOP_GROUP_DEADLINE: Duration = Duration::from_secs(6);
+/// A group whose offset is stuck while it fetches, from the stuck release's start.
 const STUCK_DEADLINE: Duration = Duration::from_secs(15);
+/// How long the group is healthy, under watch, before the release that never commits.
+const HEALTHY_PHASE: Duration = Duration::from_secs(30);
 /// A crash-looping consumer, from its first fetch.
 const CRASH_DEADLINE: Duration = Duration::from_secs(60);
 /// A consumer kicked out over and over, from its first fetch.
@@ -147,6 +152,22 @@ fn seek_back(
                     "{label}: fetch_loop after {t:?}, bound {LOOP_DEADLINE:?}"
                 ));
             }
+            // Raised at once; the group, which this sidecar learns from the group lookup,
+            // joins the finding's evidence within a few seconds.
+            let named = poll_for(
+                sidecar,
+                &["fetch_loop"],
+                start,
+                start + LOOP_GROUP_DEADLINE,
+                |e| pred(e) && e["group"] == group.as_str(),
+            );
+            findings::report(&format!(
+                "time to name the group, cluster, {label} seek-back loop on node {leader}'s sidecar: {} ({}) (bound {}s)",
+                secs(named.as_ref().map(|h| h.0)),
+                named.as_ref().map_or("-".into(), |h| h.1["evidence"]["group_attribution"].to_string()),
+                LOOP_GROUP_DEADLINE.as_secs()
+            ));
+            let f = named.map_or(f, |(_, f)| f);
             let mut gaps = naming_gaps(&f, &client_id, &group, Some(&topic));
             if f["evidence"]["offset"] != 100 || f["evidence"]["partition"] != 0 {
                 gaps.push("partition 0 offset 100".into());
@@ -189,26 +210,32 @@ fn stuck(cluster: &MultiCluster, label: &str, client: Client) -> Vec<String> {
     let topic = unique(&format!("stuck-{label}"));
     let layout = cluster.create_topics(&[&topic], 3);
     let group = unique(&format!("ledger-{label}"));
-    // The group was healthy: it read and committed 600 records.
     Client::Go
         .produce(&cluster.tools, &boot, &topic, 600, 3)
         .unwrap();
-    let v1 = unique(&format!("ledger-service-v1-{label}"));
-    healthy_run(cluster, client, &topic, &group, &v1, 600);
     let trickle = trickle(
         &cluster.tools,
         &boot,
         &topic,
         50,
-        Duration::from_secs(120),
+        Duration::from_secs(150),
         &unique("ledger-api"),
     );
-    // Then a release that never commits: it keeps fetching, its offsets stay put.
+    // The group was healthy while Sluice watched: for half a minute it read the backlog and
+    // the trickle, committing every 5 s.
     let client_id = unique(&format!("ledger-service-{label}"));
+    let v1 = Consume::group(client, &topic, &group, &client_id, Duration::from_secs(120))
+        .commit(Commit::Auto(Duration::from_secs(5)))
+        .spawn(&cluster.tools, &boot);
+    std::thread::sleep(HEALTHY_PHASE);
+    if let Err(e) = v1.stop(Duration::from_secs(40)) {
+        problems.push(format!("{label}: the healthy release of {group}: {e}"));
+    }
+    // Then a release that never commits: it keeps fetching, its offsets stay put.
+    let start = Instant::now();
     let consumer = Consume::group(client, &topic, &group, &client_id, Duration::from_secs(60))
         .commit(Commit::None)
         .spawn(&cluster.tools, &boot);
-    let start = first_fetch_anywhere(cluster, &client_id, Duration::from_secs(60));
     let mut times = Vec::new();
     for node in layout.leaders(&topic) {
         let sidecar = &cluster.node(node).sidecar;

@@ -55,7 +55,7 @@ impl Default for DetectConfig {
             min_redelivered_bytes_per_sec: 4096.0,
             amplification_min: 5.0,
             no_commit_min_fetched_bytes: 64 * 1024,
-            commit_grace: Duration::from_secs(60),
+            commit_grace: Duration::from_secs(45),
             churn_opened_per_sec: 2.0,
             churn_host_opened_per_sec: 20.0,
             churn_max_open: 50,

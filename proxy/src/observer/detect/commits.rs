@@ -3,13 +3,14 @@
 //!
 //! Per (group, topic, partition) fetched by the group's members within the window:
 //! - the group must be *fetching*: at least `no_commit_min_fetched_bytes` within the window,
-//!   delivered over at least half of it (one large response is not fetching);
+//!   delivered at ticks at least 3 s apart (one large response is not fetching; a consumer
+//!   coming back every few seconds, as a crash-looping one does, is);
 //! - something must be uncommitted: records were delivered beyond the committed offset;
 //! - the committed offset must have stood still (since it last moved, or since Sluice learned
 //!   it; with no committed offset known, since the group's first fetch of the partition) for
 //!   longer than the stall the group's habits allow:
-//!   - half the window (or twice the group's cadence, if longer), while the group is fetching
-//!     the same records again (re-delivery);
+//!   - half the window (or twice the group's cadence, if longer), while the group keeps going
+//!     back for the same records (re-delivery, with as many rewinds as a fetch loop);
 //!   - else twice the group's cadence (the median time between its acknowledged commits), at
 //!     least the window — a group committing every 30 s is judged after a minute;
 //!   - else, before two commits were seen, `commit_grace`: a consumer starting up, or one
@@ -26,6 +27,10 @@ use super::super::findings::{Kind, Registry, Severity};
 use super::super::model::{ClientKey, Committed, GroupIndex, Model};
 use super::{human, software};
 
+/// Deliveries at least this far apart within the window make a group *fetching* (see
+/// [`super::super::model::FetchTrack::active_span`]).
+const FETCHING_SPAN: Duration = Duration::from_secs(3);
+
 /// What the group's members did with one partition within the window.
 #[derive(Debug, Default)]
 struct Fetching {
@@ -33,6 +38,8 @@ struct Fetching {
     redelivered: u64,
     active: Duration,
     delivered_end: i64,
+    /// Fetches that went back within the window (most of one client key's).
+    rewinds: usize,
     first_seen: Option<Instant>,
     clients: Vec<ClientKey>,
 }
@@ -64,8 +71,11 @@ fn allowed_stall(
     cadence: Option<Duration>,
     cfg: &DetectConfig,
 ) -> (Duration, Judged) {
-    let redelivering = f.redelivered as f64
-        >= cfg.min_redelivered_bytes_per_sec * cfg.window.as_secs_f64().max(1.0);
+    // Going back for the same records again and again, not a one-time re-read after a
+    // restart or a rebalance.
+    let redelivering = f.rewinds >= cfg.loop_min_rewinds as usize
+        && f.redelivered as f64
+            >= cfg.min_redelivered_bytes_per_sec * cfg.window.as_secs_f64().max(1.0);
     if redelivering {
         let habit = cadence.map_or(Duration::ZERO, |c| c * 2);
         return ((cfg.window / 2).max(habit), Judged::Redelivery);
@@ -109,6 +119,7 @@ pub(super) fn fetch_without_commit(
         f.redelivered += redelivered;
         f.active = f.active.max(t.active_span());
         f.delivered_end = f.delivered_end.max(t.delivered_end);
+        f.rewinds = f.rewinds.max(t.rewinds.len());
         f.first_seen = Some(f.first_seen.map_or(t.first_seen, |s| s.min(t.first_seen)));
         if !f.clients.contains(key) {
             f.clients.push(key.clone());
@@ -116,8 +127,8 @@ pub(super) fn fetch_without_commit(
     }
     let mut stuck: BTreeMap<Arc<str>, Vec<Stuck>> = BTreeMap::new();
     for ((group, topic, partition), f) in by_partition {
-        if f.bytes < cfg.no_commit_min_fetched_bytes || f.active < cfg.window / 2 {
-            continue; // not fetching much, or not for long enough to judge
+        if f.bytes < cfg.no_commit_min_fetched_bytes || f.active < FETCHING_SPAN {
+            continue; // not fetching much, or one response rather than fetching
         }
         let g = m.groups.get(&group);
         let committed = g

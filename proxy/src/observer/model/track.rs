@@ -112,20 +112,22 @@ impl FetchTrack {
         }
     }
 
-    /// From the first to the last tick within the window at which bytes had been delivered
-    /// since the tick before: how long it has been fetching data (a single response, however
-    /// large, spans one tick at most).
+    /// From the first to the last tick within the window by which bytes had been delivered
+    /// since the tick before: how long it has been fetching data. A single response, however
+    /// large, spans nothing; two responses in consecutive ticks span one tick; a consumer
+    /// fetching all along, or coming back every few seconds (a crash loop), spans most of the
+    /// window.
     pub fn active_span(&self) -> Duration {
         let mut active = self
             .history
             .iter()
             .zip(self.history.iter().skip(1))
             .filter(|(a, b)| b.1 > a.1)
-            .map(|(a, b)| (a.0, b.0));
-        let Some((first, _)) = active.next() else {
+            .map(|(_, b)| b.0);
+        let Some(first) = active.next() else {
             return Duration::ZERO;
         };
-        let last = active.next_back().map_or(first, |(_, b)| b);
+        let last = active.next_back().unwrap_or(first);
         last.saturating_duration_since(first)
     }
 
