@@ -260,13 +260,13 @@ impl FindingPoint {
     }
 }
 
-fn fetch_points(m: &Model, index: &GroupIndex) -> Vec<FetchPoint> {
+fn fetch_points(m: &Model) -> Vec<FetchPoint> {
     m.fetches
         .iter()
         .map(|((key, topic, partition), t)| FetchPoint {
             host: key.0,
             client_id: key.1.clone(),
-            group: index.group_for(key, topic, *partition).map(|(g, _)| g),
+            group: t.group.as_ref().map(|(g, _)| g.clone()),
             topic: topic.clone(),
             partition: *partition,
             bytes: t.bytes,
@@ -310,8 +310,8 @@ fn client_points(m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> V
     // A client key whose own coordinator traffic names no group takes the group its fetches
     // are attributed to, when that is one group.
     let mut fetching_for: HashMap<&ClientKey, Option<(Arc<str>, Attribution)>> = HashMap::new();
-    for (key, topic, partition) in m.fetches.keys() {
-        let Some(found) = index.group_for(key, topic, *partition) else {
+    for ((key, _, _), t) in &m.fetches {
+        let Some(found) = t.group.clone() else {
             continue;
         };
         fetching_for
@@ -436,7 +436,7 @@ impl Snapshot {
         index: &GroupIndex,
         findings: &Registry,
     ) -> Snapshot {
-        let fetches = fetch_points(m, index);
+        let fetches = fetch_points(m);
         let committed = m
             .groups
             .iter()

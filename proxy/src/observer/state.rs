@@ -13,7 +13,7 @@ use super::config::DetectConfig;
 use super::detect;
 use super::findings::Registry;
 use super::model::{
-    ClientKey, CommitSource, Committed, Conn, Expiry, FastMap, GroupIndex, LookupKnowledge, Model,
+    ClientKey, CommitSource, Committed, Conn, Expiry, FastMap, LookupKnowledge, Model,
 };
 use super::snapshot::{Flags, Snapshot};
 use crate::lookup::view::{ClientInterest, GroupsView, Interest};
@@ -168,14 +168,14 @@ impl State {
 
     /// What the lookup should ask about now: the groups fetching here, and the clients
     /// fetching here with no group known.
-    fn interest(&self, index: &GroupIndex, now: Instant) -> Interest {
+    fn interest(&self, now: Instant) -> Interest {
         let mut interest = Interest::default();
         let mut clients: BTreeMap<ClientKey, Vec<(String, i32)>> = BTreeMap::new();
         for ((key, topic, partition), t) in &self.model.fetches {
             if now.saturating_duration_since(t.last_seen) > self.cfg.window {
                 continue;
             }
-            match index.group_for(key, topic, *partition) {
+            match t.group.clone() {
                 Some((g, _)) if interest.groups.len() < MAX_INTEREST => {
                     interest.groups.insert(g.to_string());
                 }
@@ -225,9 +225,9 @@ impl State {
             },
         );
         let index = self.model.group_index();
-        self.model
-            .refresh_topic_groups(&index, now, self.cfg.window);
-        detect::run(&self.model, &index, &self.cfg, now, &mut self.findings);
+        self.model.remember_groups(&index);
+        self.model.refresh_topic_groups(now, self.cfg.window);
+        detect::run(&self.model, &self.cfg, now, &mut self.findings);
         self.findings.sweep(now, self.cfg.clear_after);
         let snapshot = Snapshot::build(
             now,
@@ -238,7 +238,7 @@ impl State {
             &self.findings,
         );
         let flags = Flags::from_findings(&self.model, self.findings.active());
-        let interest = self.interest(&index, now);
+        let interest = self.interest(now);
         Published {
             snapshot,
             flags,

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::{ClientKey, Committed, GroupIndex, Model};
+use super::super::model::{ClientKey, Committed, Model};
 use super::{human, software};
 
 /// Deliveries at least this far apart within the window make a group *fetching* (see
@@ -98,7 +98,6 @@ struct Stuck {
 
 pub(super) fn fetch_without_commit(
     m: &Model,
-    index: &GroupIndex,
     cfg: &DetectConfig,
     now: Instant,
     findings: &mut Registry,
@@ -109,7 +108,7 @@ pub(super) fn fetch_without_commit(
         if bytes == 0 {
             continue;
         }
-        let Some((group, _)) = index.group_for(key, topic, *partition) else {
+        let Some((group, _)) = t.group.clone() else {
             continue; // no group: nothing to commit to
         };
         let f = by_partition

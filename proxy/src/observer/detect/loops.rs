@@ -8,16 +8,10 @@ use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::{GroupIndex, Model};
+use super::super::model::Model;
 use super::{human, software};
 
-pub(super) fn fetch_loops(
-    m: &Model,
-    index: &GroupIndex,
-    cfg: &DetectConfig,
-    now: Instant,
-    findings: &mut Registry,
-) {
+pub(super) fn fetch_loops(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
     for ((key, topic, partition), t) in &m.fetches {
         let mut by_offset: BTreeMap<i64, u32> = BTreeMap::new();
         for (_, off) in &t.rewinds {
@@ -35,7 +29,7 @@ pub(super) fn fetch_loops(
         if again_rate < cfg.min_redelivered_bytes_per_sec {
             continue;
         }
-        let group = index.group_for(key, topic, *partition);
+        let group = t.group.clone();
         let committed = group.as_ref().and_then(|(g, _)| {
             m.groups
                 .get(g)

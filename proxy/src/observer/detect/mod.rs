@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::config::DetectConfig;
 use super::findings::Registry;
-use super::model::{ClientKey, GroupIndex, Model};
+use super::model::{ClientKey, Model};
 
 fn software(m: &Model, key: &ClientKey) -> Option<String> {
     m.clients
@@ -24,15 +24,9 @@ fn software(m: &Model, key: &ClientKey) -> Option<String> {
 }
 
 /// Runs every detector.
-pub fn run(
-    m: &Model,
-    index: &GroupIndex,
-    cfg: &DetectConfig,
-    now: Instant,
-    findings: &mut Registry,
-) {
-    loops::fetch_loops(m, index, cfg, now, findings);
-    commits::fetch_without_commit(m, index, cfg, now, findings);
+pub fn run(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
+    loops::fetch_loops(m, cfg, now, findings);
+    commits::fetch_without_commit(m, cfg, now, findings);
     egress::egress_amplification(m, cfg, findings, now);
     churn::churn(m, cfg, now, findings);
     rebalance::rebalance_storms(m, cfg, now, findings);

@@ -184,15 +184,26 @@ impl Model {
         index
     }
 
+    /// Attributes every fetch track to its group through `index`, keeping a track's last
+    /// group when `index` has none for it now. Once per tick, before anything reads
+    /// [`FetchTrack::group`].
+    pub fn remember_groups(&mut self, index: &GroupIndex) {
+        for ((key, topic, partition), t) in &mut self.fetches {
+            if let Some(found) = index.group_for(key, topic, *partition) {
+                t.group = Some(found);
+            }
+        }
+    }
+
     /// Recomputes which groups consume each topic, from the fetch tracks active within the
     /// window — once per tick, not per event.
-    pub fn refresh_topic_groups(&mut self, index: &GroupIndex, now: Instant, window: Duration) {
+    pub fn refresh_topic_groups(&mut self, now: Instant, window: Duration) {
         let mut by_topic: HashMap<Arc<str>, BTreeSet<Arc<str>>> = HashMap::new();
-        for ((key, topic, partition), t) in &self.fetches {
+        for ((_, topic, _), t) in &self.fetches {
             if now.saturating_duration_since(t.last_seen) > window {
                 continue;
             }
-            if let Some((g, _)) = index.group_for(key, topic, *partition) {
+            if let Some((g, _)) = t.group.clone() {
                 by_topic.entry(topic.clone()).or_default().insert(g);
             }
         }

@@ -89,12 +89,14 @@ fn topic_groups_follow_the_window_and_idle_topics_go() {
     m.on_fetch_offset(&key, addr, (orders.clone(), 0), 0, t0, 10);
     m.topic(orders.clone(), t0, 10);
     let index = m.group_index();
-    m.refresh_topic_groups(&index, t0, window);
+    m.remember_groups(&index);
+    m.refresh_topic_groups(t0, window);
     assert!(m.topics[&orders].groups.contains("reports"));
     // The group stopped fetching: after a window it no longer reads the topic.
     let t1 = t0 + 2 * window;
     let index = m.group_index();
-    m.refresh_topic_groups(&index, t1, window);
+    m.remember_groups(&index);
+    m.refresh_topic_groups(t1, window);
     assert!(m.topics[&orders].groups.is_empty());
     // Nothing produced or fetched for longer than `idle`: the topic goes, and is counted.
     let evicted = m.evicted;

@@ -37,6 +37,10 @@ pub struct FetchTrack {
     pub redelivered: u64,
     /// Last host:port that fetched it.
     pub last_addr: SocketAddr,
+    /// The group it was last attributed to, and how: kept when the attribution's source goes
+    /// quiet (the lookup describes a group whose members left as empty), since the bytes were
+    /// fetched for that group.
+    pub group: Option<(Arc<str>, super::group::Attribution)>,
     /// First fetch seen.
     pub first_seen: Instant,
     /// Last activity.
@@ -73,6 +77,7 @@ impl FetchTrack {
             bytes: 0,
             redelivered: 0,
             last_addr: addr,
+            group: None,
             first_seen: now,
             last_seen: now,
             // A zero baseline, so the first window counts from the track's birth.

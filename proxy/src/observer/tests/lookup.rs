@@ -164,3 +164,23 @@ fn topics_seen_only_by_id_are_asked_about() {
     let interest = o.interest().borrow().clone();
     assert_eq!(interest.topic_ids.iter().collect::<Vec<_>>(), [&id]);
 }
+
+#[test]
+fn fetches_stay_attributed_once_the_lookup_sees_the_group_empty() {
+    let o = Observer::new(DetectConfig::default());
+    let c = meta(1, 32_003);
+    o.on_open(&c);
+    o.on_event(&c, &request("svc", 1));
+    let t0 = Instant::now();
+    o.on_event_at(&c, &fetch(100), t0);
+    o.on_event_at(&c, &delivered(100, 199, 100 << 10), t0);
+    o.looked_up(view(t0, 100));
+    o.tick(t0);
+    // The consumer stopped: its group is described without members.
+    let mut empty = view(t0 + Duration::from_secs(5), 200);
+    empty.groups[0].members.as_mut().unwrap().members.clear();
+    o.looked_up(empty);
+    o.tick(t0 + Duration::from_secs(6));
+    let clients = o.clients_json(crate::observer::api::ClientSort::BytesOut);
+    assert_eq!(clients[0]["group"], "blind", "{clients:#}");
+}
