@@ -19,7 +19,7 @@ const LOOP_DEADLINE: Duration = Duration::from_secs(2);
 /// The loop's group named on a sidecar that sees none of its coordinator traffic, from the
 /// consumer's first fetch: the group lookup's early round for a new client, and a tick.
 const LOOP_GROUP_DEADLINE: Duration = Duration::from_secs(6);
-/// A group whose offset is stuck while it fetches, from the stuck release's start.
+/// A group whose offset is stuck while it fetches, from the stuck release's first fetch.
 const STUCK_DEADLINE: Duration = Duration::from_secs(15);
 /// How long the group is healthy, under watch, before the release that never commits.
 const HEALTHY_PHASE: Duration = Duration::from_secs(30);
@@ -223,8 +223,8 @@ fn stuck(cluster: &MultiCluster, label: &str, client: Client) -> Vec<String> {
     );
     // The group was healthy while Sluice watched: for half a minute it read the backlog and
     // the trickle, committing every 5 s.
-    let client_id = unique(&format!("ledger-service-{label}"));
-    let v1 = Consume::group(client, &topic, &group, &client_id, Duration::from_secs(120))
+    let v1_id = unique(&format!("ledger-service-v1-{label}"));
+    let v1 = Consume::group(client, &topic, &group, &v1_id, Duration::from_secs(120))
         .commit(Commit::Auto(Duration::from_secs(5)))
         .spawn(&cluster.tools, &boot);
     std::thread::sleep(HEALTHY_PHASE);
@@ -232,10 +232,11 @@ fn stuck(cluster: &MultiCluster, label: &str, client: Client) -> Vec<String> {
         problems.push(format!("{label}: the healthy release of {group}: {e}"));
     }
     // Then a release that never commits: it keeps fetching, its offsets stay put.
-    let start = Instant::now();
+    let client_id = unique(&format!("ledger-service-v2-{label}"));
     let consumer = Consume::group(client, &topic, &group, &client_id, Duration::from_secs(60))
         .commit(Commit::None)
         .spawn(&cluster.tools, &boot);
+    let start = first_fetch_anywhere(cluster, &client_id, Duration::from_secs(60));
     let mut times = Vec::new();
     for node in layout.leaders(&topic) {
         let sidecar = &cluster.node(node).sidecar;
