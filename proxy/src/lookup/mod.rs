@@ -134,9 +134,9 @@ impl GroupLookup {
 
     /// Runs rounds until `stop` completes: the first at once, then one per interval (a round
     /// that overruns delays the next, never stacks) — or sooner, at most one per
-    /// [`EARLY_ROUND_GAP`], when the interest names a client without a group that the last
-    /// round was not asked about, so a new consumer's group is found in a second or two, not
-    /// an interval. Every round's view goes to `publish`, which must not block (a `watch`
+    /// [`EARLY_ROUND_GAP`], when the interest names a client without a group, or a topic id
+    /// without a name, that the last round was not asked about, so a new consumer's group and
+    /// a new topic's name are found in a second or two, not an interval. Every round's view goes to `publish`, which must not block (a `watch`
     /// send, or a bounded channel's `try_send`); the interest is read at the start of each
     /// round. Stopping drops the connections.
     pub async fn run(
@@ -148,6 +148,7 @@ impl GroupLookup {
         tokio::pin!(stop);
         let mut next = Instant::now();
         let mut asked: Vec<view::ClientInterest> = Vec::new();
+        let mut asked_topics: std::collections::BTreeSet<[u8; 16]> = Default::default();
         loop {
             let early = Instant::now() + EARLY_ROUND_GAP;
             loop {
@@ -162,12 +163,12 @@ impl GroupLookup {
                                 _ = tokio::time::sleep_until(next) => break,
                             }
                         }
-                        let new_client = interest
-                            .borrow()
-                            .clients
-                            .iter()
-                            .any(|c| !asked.contains(c));
-                        if new_client {
+                        let newcomer = {
+                            let i = interest.borrow();
+                            i.clients.iter().any(|c| !asked.contains(c))
+                                || i.topic_ids.iter().any(|t| !asked_topics.contains(t))
+                        };
+                        if newcomer {
                             next = next.min(early);
                         }
                     }
@@ -176,6 +177,7 @@ impl GroupLookup {
             next = Instant::now() + self.interval;
             let wanted = interest.borrow_and_update().clone();
             asked.clone_from(&wanted.clients);
+            asked_topics.clone_from(&wanted.topic_ids);
             tokio::select! {
                 _ = &mut stop => return,
                 view = self.rounds.round(&wanted) => publish(view),

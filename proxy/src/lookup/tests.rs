@@ -10,7 +10,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 
 use super::mock::{all_versions, Action, MockBroker, Seen};
-use super::script::{answer, broker, node2, settings, two_brokers};
+use super::script::{answer, broker, decode, node2, settings, two_brokers};
 use super::*;
 
 #[tokio::test]
@@ -420,4 +420,36 @@ async fn a_new_client_without_a_group_calls_a_round_early() {
         asked.elapsed()
     );
     task.abort();
+}
+
+#[tokio::test]
+async fn topics_seen_only_by_id_are_named_once_per_new_id() {
+    let a = MockBroker::start(
+        all_versions(),
+        broker(1, vec![(1, "127.0.0.1:1".to_owned())]),
+    )
+    .await;
+    let mut lookup = GroupLookup::new(&settings(Duration::from_secs(2)), a.addr.to_string(), None);
+    let mut interest = Interest::default();
+    interest.topic_ids.insert([0x11; 16]);
+    interest.topic_ids.insert([0x22; 16]); // deleted meanwhile: never named
+    let view = lookup.round(&interest).await;
+    assert_eq!(view.topic_names, [([0x11; 16], "t".to_owned())]);
+    let all_topics = |a: &MockBroker| {
+        a.seen(ApiKey::Metadata)
+            .iter()
+            .filter(|s| {
+                decode::<kafka_protocol::messages::MetadataRequest>(s)
+                    .topics
+                    .is_none()
+            })
+            .count()
+    };
+    assert_eq!(all_topics(&a), 1);
+    // The unnamed id is not asked about again at once; a new one is.
+    lookup.round(&interest).await;
+    assert_eq!(all_topics(&a), 1);
+    interest.topic_ids.insert([0x33; 16]);
+    lookup.round(&interest).await;
+    assert_eq!(all_topics(&a), 2);
 }

@@ -87,6 +87,8 @@ pub(super) struct Rounds {
     topic_names: HashMap<[u8; 16], String>,
     /// The round from which every topic may be asked about again.
     next_topics: u64,
+    /// The ids that had no name when every topic was last asked about.
+    topics_asked: BTreeSet<[u8; 16]>,
 }
 
 /// What one round has cost and met so far.
@@ -168,6 +170,7 @@ impl Rounds {
             totals: LookupTotals::default(),
             topic_names: HashMap::new(),
             next_topics: 0,
+            topics_asked: BTreeSet::new(),
         }
     }
 
@@ -208,16 +211,21 @@ impl Rounds {
     }
 
     /// Metadata for every topic, from the bootstrap, when a topic id of the interest has no
-    /// name yet — at most every [`TOPICS_EVERY`] rounds.
+    /// name: at once for an id not asked about before, else at most every [`TOPICS_EVERY`]
+    /// rounds (an id that stays unnamed: a topic deleted meanwhile).
     async fn name_topics(&mut self, r: &mut Round, interest: &Interest) {
-        let unnamed = interest
+        let unnamed: BTreeSet<[u8; 16]> = interest
             .topic_ids
             .iter()
-            .any(|id| !self.topic_names.contains_key(id));
-        if !unnamed || self.round_no < self.next_topics {
+            .filter(|id| !self.topic_names.contains_key(*id))
+            .copied()
+            .collect();
+        let fresh = unnamed.iter().any(|id| !self.topics_asked.contains(id));
+        if unnamed.is_empty() || (!fresh && self.round_no < self.next_topics) {
             return;
         }
         self.next_topics = self.round_no + TOPICS_EVERY;
+        self.topics_asked = unnamed;
         let boot = self.bootstrap.clone();
         let asked = self
             .pool
