@@ -250,15 +250,36 @@ fn stuck(cluster: &MultiCluster, label: &str, client: Client) -> Vec<String> {
         );
         times.push(format!("node {node} {}", secs(hit.as_ref().map(|h| h.0))));
         match hit {
-            None => problems.push(format!(
-                "{label}: no fetch_without_commit for {group} on node {node} (it leads a partition of {topic}) \
-                 within {:?}; findings: {:#}",
-                STUCK_DEADLINE + LATE,
-                sidecar.observer.findings_json()
-            )),
+            None => {
+                // What the sidecar knew of the group and its clients, to tell why.
+                let of_group = |v: Value| -> Vec<Value> {
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|r| {
+                            r["group"] == group.as_str()
+                                || r["client_id"].as_str().is_some_and(|c| c.contains(label))
+                        })
+                        .cloned()
+                        .collect()
+                };
+                problems.push(format!(
+                    "{label}: no fetch_without_commit for {group} on node {node} (it leads a partition of {topic}) \
+                     within {:?}; findings: {:#}\ngroups: {:#}\nclients: {:#}\nobserver: {}",
+                    STUCK_DEADLINE + LATE,
+                    sidecar.observer.findings_json(),
+                    Value::from(of_group(sidecar.observer.groups_json())),
+                    Value::from(of_group(sidecar.observer.clients_json(
+                        sluice::observer::api::ClientSort::BytesOut
+                    ))),
+                    sidecar.observer.health_json(),
+                ))
+            }
             Some((t, f)) => {
                 if t > STUCK_DEADLINE {
-                    problems.push(format!("{label}: node {node} named {group} after {t:?}, bound {STUCK_DEADLINE:?}"));
+                    problems.push(format!(
+                        "{label}: node {node} named {group} after {t:?}, bound {STUCK_DEADLINE:?}"
+                    ));
                 }
                 let gaps = naming_gaps(&f, &client_id, &group, Some(&topic));
                 if !gaps.is_empty() {

@@ -453,3 +453,49 @@ async fn topics_seen_only_by_id_are_named_once_per_new_id() {
     lookup.round(&interest).await;
     assert_eq!(all_topics(&a), 2);
 }
+
+#[tokio::test]
+async fn a_client_fetching_other_partitions_is_swept_for_again_at_once() {
+    let adv1 = "127.0.0.1:1";
+    let b = node2(adv1).await;
+    let brokers = vec![(1, adv1.to_owned()), (2, b.addr.to_string())];
+    let a = MockBroker::start(all_versions(), broker(1, brokers)).await;
+    let mut lookup = GroupLookup::new(
+        &settings(Duration::from_secs(5)),
+        a.addr.to_string(),
+        adv1.parse().ok(),
+    );
+    // At first the client's partitions match no member's assignment (a topic this sidecar
+    // could not name yet): sweeps miss and back off.
+    let mut client = ClientInterest {
+        host: [10, 9, 9, 9].into(),
+        client_id: "svc-b".to_owned(),
+        partitions: vec![("unnamed".to_owned(), 2)],
+    };
+    let mut interest = Interest {
+        groups: Default::default(),
+        topic_ids: Default::default(),
+        clients: vec![client.clone()],
+    };
+    let mut swept = Vec::new();
+    for _ in 0..4 {
+        swept.push(lookup.round(&interest).await.round.swept);
+    }
+    assert_eq!(
+        swept,
+        [true, true, false, true],
+        "backing off: 1, then 2 rounds"
+    );
+    assert!(!lookup.round(&interest).await.round.swept);
+    // Its partitions change: swept for at once, and found.
+    client.partitions = vec![("t".to_owned(), 2)];
+    interest.clients = vec![client.clone()];
+    let view = lookup.round(&interest).await;
+    assert!(view.round.swept);
+    let found: Vec<&str> = view
+        .groups_of(&client)
+        .iter()
+        .map(|g| g.group_id.as_str())
+        .collect();
+    assert_eq!(found, ["g-b"]);
+}

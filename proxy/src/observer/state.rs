@@ -184,7 +184,9 @@ impl State {
                     && (clients.len() < MAX_INTEREST || clients.contains_key(key)) =>
                 {
                     let parts = clients.entry(key.clone()).or_default();
-                    if parts.len() < MAX_INTEREST_PARTITIONS {
+                    // A topic known only by id cannot match an assignment (by name): the
+                    // client is asked about by its client.id alone until the name is known.
+                    if parts.len() < MAX_INTEREST_PARTITIONS && unnamed_topic_id(topic).is_none() {
                         parts.push((topic.to_string(), *partition));
                     }
                 }

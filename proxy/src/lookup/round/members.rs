@@ -27,7 +27,7 @@ impl Rounds {
             .filter(|c| {
                 self.sweeps
                     .get(&(c.host, c.client_id.clone()))
-                    .is_none_or(|s| s.next_round <= round)
+                    .is_none_or(|s| s.next_round <= round || s.partitions != c.partitions)
             })
             .cloned()
             .collect()
@@ -49,7 +49,9 @@ impl Rounds {
             let state = self.sweeps.entry(key).or_insert(SweepState {
                 misses: 0,
                 next_round: 0,
+                partitions: Vec::new(),
             });
+            state.partitions.clone_from(&c.partitions);
             if groups.is_empty() {
                 state.misses += 1;
             } else {

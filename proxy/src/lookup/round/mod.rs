@@ -57,10 +57,13 @@ const SWEEP_BACKOFF_ROUNDS: [u64; 5] = [1, 2, 4, 8, 12];
 type ClientKey = (IpAddr, String);
 
 /// When a client may trigger the next sweep.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct SweepState {
     misses: usize,
     next_round: u64,
+    /// The partitions the client fetched when it was last swept for: a client fetching
+    /// others is swept for again at once.
+    partitions: Vec<(String, i32)>,
 }
 
 /// The lookup's state across rounds.
