@@ -21,8 +21,10 @@ const LOOP_DEADLINE: Duration = Duration::from_secs(2);
 const LOOP_GROUP_DEADLINE: Duration = Duration::from_secs(6);
 /// A group whose offset is stuck while it fetches, from the stuck release's first fetch.
 const STUCK_DEADLINE: Duration = Duration::from_secs(15);
-/// How long the group is healthy, under watch, before the release that never commits.
-const HEALTHY_PHASE: Duration = Duration::from_secs(30);
+/// How long the group is healthy, under watch, before the release that never commits: long
+/// enough for a sidecar that sees none of the group's commits to see its committed offsets
+/// move over a few of the group lookup's rounds, and so learn its cadence.
+const HEALTHY_PHASE: Duration = Duration::from_secs(45);
 /// A crash-looping consumer, from its first fetch.
 const CRASH_DEADLINE: Duration = Duration::from_secs(60);
 /// A consumer kicked out over and over, from its first fetch.
@@ -221,8 +223,8 @@ fn stuck(cluster: &MultiCluster, label: &str, client: Client) -> Vec<String> {
         Duration::from_secs(150),
         &unique("ledger-api"),
     );
-    // The group was healthy while Sluice watched: for half a minute it read the backlog and
-    // the trickle, committing every 5 s.
+    // The group was healthy while Sluice watched: it read the backlog and the trickle,
+    // committing every 5 s.
     let v1_id = unique(&format!("ledger-service-v1-{label}"));
     let v1 = Consume::group(client, &topic, &group, &v1_id, Duration::from_secs(120))
         .commit(Commit::Auto(Duration::from_secs(5)))
