@@ -6,6 +6,7 @@
 //! by streaming walkers that read only record batch headers.
 //!
 //! # Layout
+//! - [`dir`]: [`Dir`], a connection's two directions (requests, responses).
 //! - [`frame`]: [`FrameTracker`], which follows Kafka's `int32 length` + body framing across
 //!   arbitrary chunk splits with O(1) state, and notices when framing is lost.
 //! - [`event`]: [`TapEvent`] and friends — what the tap reports.
@@ -16,6 +17,7 @@
 //! - [`tap`]: [`tap::ConnectionTap`], which follows both directions of a connection and reports events.
 
 pub mod decode;
+pub mod dir;
 pub mod error;
 pub mod event;
 pub mod frame;
@@ -23,6 +25,7 @@ pub mod header;
 pub mod tap;
 pub mod walk;
 
+pub use dir::Dir;
 pub use error::TapError;
 pub use event::TapEvent;
 pub use frame::{FrameTracker, Framing, MAX_FRAME_SIZE};

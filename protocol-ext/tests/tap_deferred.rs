@@ -29,7 +29,7 @@ use kafka_protocol::records::{
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
 use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::TapEvent;
+use sluice_protocol::{Dir, TapEvent};
 
 const TOPIC_ID: [u8; 16] = *b"orders-topic-id!";
 const METADATA_V: i16 = 12;
@@ -298,7 +298,12 @@ fn follow(sizes: &[usize], deferred: Option<&[bool]>, hold: bool) -> Seen {
                 let held = if to_broker { &mut up } else { &mut down };
                 if hold {
                     if !held.hold(chunk) {
-                        tap.feed_after(to_broker, held, chunk, now, &mut out);
+                        let dir = if to_broker {
+                            Dir::Request
+                        } else {
+                            Dir::Response
+                        };
+                        tap.feed_after(dir, held, chunk, now, &mut out);
                     }
                 } else if to_broker {
                     tap.on_request_bytes(chunk, now, &mut out);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
 use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::TapEvent;
+use sluice_protocol::{Dir, TapEvent};
 
 fn sessions() -> Vec<(Vec<u8>, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
@@ -53,7 +53,7 @@ fn follow(
     let mut when = settle.unwrap_or(&[false]).iter().cycle();
     let mut events = Vec::new();
     let mut passed = 0u64;
-    for (request, stream) in [(true, requests), (false, responses)] {
+    for (dir, stream) in [(Dir::Request, requests), (Dir::Response, responses)] {
         let mut held = Held::default();
         let mut rest = stream;
         for &size in sizes.iter().cycle() {
@@ -64,7 +64,7 @@ fn follow(
             rest = after;
             let mut emit = |e| events.push(e);
             if !hold {
-                if request {
+                if dir == Dir::Request {
                     tap.on_request_bytes(chunk, now, &mut emit);
                 } else {
                     tap.on_response_bytes(chunk, now, &mut emit);
@@ -72,14 +72,14 @@ fn follow(
             } else if held.hold(chunk) {
                 passed += chunk.len() as u64;
             } else {
-                tap.feed_after(request, &mut held, chunk, now, &mut emit);
+                tap.feed_after(dir, &mut held, chunk, now, &mut emit);
             }
             if *when.next().unwrap_or(&false) || tap.settle_now() {
                 tap.settle(&mut |e, _| events.push(e));
             }
         }
         // Bytes held at the end of a stream are inside a frame: the tap ends mid-frame either way.
-        tap.feed_after(request, &mut held, &[], now, &mut |e| events.push(e));
+        tap.feed_after(dir, &mut held, &[], now, &mut |e| events.push(e));
     }
     tap.settle(&mut |e, _| events.push(e));
     assert_eq!(tap.queued(), 0);

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
 use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::TapEvent;
+use sluice_protocol::{Dir, TapEvent};
 
 use crate::stats::ProxyStats;
 
@@ -179,7 +179,12 @@ impl ConnTap {
         }
         let now = Instant::now();
         // Deferred: the events wait in the tap until it is settled.
-        st.tap.feed_after(to_broker, held, chunk, now, &mut |_| {});
+        let dir = if to_broker {
+            Dir::Request
+        } else {
+            Dir::Response
+        };
+        st.tap.feed_after(dir, held, chunk, now, &mut |_| {});
         if st.due(now) {
             self.hand_over(&mut st);
         }
@@ -375,7 +380,7 @@ impl TapSink for StatsSink {
                     .parse_errors
                     .fetch_add(1, Relaxed);
                 ProxyStats::add(&self.stats.tap_parse_errors, 1);
-                tracing::debug!(conn = conn.id, client.addr = %conn.client_addr, request = p.request,
+                tracing::debug!(conn = conn.id, client.addr = %conn.client_addr, request = p.dir.is_request(),
                     api_key = p.api_key, api_version = p.api_version, error = %p.error,
                     "tap: frame not followed (forwarded untouched)");
             }

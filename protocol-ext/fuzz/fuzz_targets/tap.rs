@@ -12,7 +12,7 @@ use std::time::Instant;
 use libfuzzer_sys::fuzz_target;
 use sluice_protocol::tap::topics::TopicNames;
 use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::TapEvent;
+use sluice_protocol::{Dir, TapEvent};
 
 fn run(
     requests: &[u8],
@@ -29,18 +29,21 @@ fn run(
     }
     let mut events = Vec::new();
     let mut chunks = 0usize;
-    for (request, stream, step) in [(true, requests, req_step), (false, responses, resp_step)] {
+    for (dir, stream, step) in [
+        (Dir::Request, requests, req_step),
+        (Dir::Response, responses, resp_step),
+    ] {
         let mut held = Held::default();
         for c in stream.chunks(step) {
             let mut emit = |e| events.push(e);
             if !hold {
-                if request {
+                if dir == Dir::Request {
                     tap.on_request_bytes(c, now, &mut emit);
                 } else {
                     tap.on_response_bytes(c, now, &mut emit);
                 }
             } else if !held.hold(c) {
-                tap.feed_after(request, &mut held, c, now, &mut emit);
+                tap.feed_after(dir, &mut held, c, now, &mut emit);
             }
             chunks += 1;
             if defer && (tap.settle_now() || chunks % 3 == 0) {

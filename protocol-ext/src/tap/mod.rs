@@ -30,6 +30,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::decode;
+use crate::dir::Dir;
 use crate::error::TapError;
 use crate::event::{FetchResponseStart, ParseProblem, RequestSeen, ResponseSeen, TapEvent};
 use crate::frame::MAX_FRAME_SIZE;
@@ -67,7 +68,7 @@ enum Queued {
     /// The next event of [`ConnectionTap::events`], as the frame yielded it; fetch sessions,
     /// topic names and Metadata are applied when it is settled.
     Event {
-        request: bool,
+        dir: Dir,
         correlation_id: i32,
         at: Instant,
     },
@@ -225,6 +226,29 @@ impl Direction {
     }
 }
 
+/// The frame state of both directions.
+#[derive(Debug)]
+struct Both {
+    req: Direction,
+    resp: Direction,
+}
+
+impl Both {
+    fn get(&self, dir: Dir) -> &Direction {
+        match dir {
+            Dir::Request => &self.req,
+            Dir::Response => &self.resp,
+        }
+    }
+
+    fn get_mut(&mut self, dir: Dir) -> &mut Direction {
+        match dir {
+            Dir::Request => &mut self.req,
+            Dir::Response => &mut self.resp,
+        }
+    }
+}
+
 /// What a caller keeps between the chunks of one direction so as not to show the tap the
 /// bytes it would only count down (see [`ConnectionTap::feed_after`]). Sluice's forwarding
 /// loop keeps one per half: a chunk it holds costs a few subtractions (inside a skipped body or
@@ -341,11 +365,11 @@ impl Waiting {
     }
 
     /// Queues an event of the frame `correlation_id` (of a request or a response) read at `at`.
-    fn event(&mut self, request: bool, correlation_id: i32, event: TapEvent, at: Instant) {
+    fn event(&mut self, dir: Dir, correlation_id: i32, event: TapEvent, at: Instant) {
         self.urgent |= !frequent(&event);
         let item = match event {
-            TapEvent::Response(seen) if !request => Queued::Response { seen, at },
-            TapEvent::FetchResponse(start) if !request => Queued::FetchResponse {
+            TapEvent::Response(seen) if dir == Dir::Response => Queued::Response { seen, at },
+            TapEvent::FetchResponse(start) if dir == Dir::Response => Queued::FetchResponse {
                 start,
                 correlation_id,
                 at,
@@ -353,7 +377,7 @@ impl Waiting {
             event => {
                 self.events.push(event);
                 Queued::Event {
-                    request,
+                    dir,
                     correlation_id,
                     at,
                 }
@@ -366,8 +390,7 @@ impl Waiting {
 /// Follows one Kafka connection in both directions. See the module docs.
 #[derive(Debug)]
 pub struct ConnectionTap {
-    req: Direction,
-    resp: Direction,
+    dirs: Both,
     inflight: InFlight,
     sessions: FetchSessions,
     topics: Arc<TopicNames>,
@@ -390,8 +413,10 @@ impl ConnectionTap {
     /// A tap for a new connection, sharing `topics` with the others.
     pub fn new(topics: Arc<TopicNames>) -> ConnectionTap {
         ConnectionTap {
-            req: Direction::new(),
-            resp: Direction::new(),
+            dirs: Both {
+                req: Direction::new(),
+                resp: Direction::new(),
+            },
             inflight: InFlight::default(),
             sessions: FetchSessions::default(),
             topics,
@@ -464,7 +489,7 @@ impl ConnectionTap {
                     self.settle_request(&raw[start..end], &mut |event| out(event, at));
                 }
                 Queued::Event {
-                    request,
+                    dir,
                     correlation_id,
                     at,
                 } => {
@@ -472,7 +497,7 @@ impl ConnectionTap {
                         debug_assert!(false, "an event is queued for every Queued::Event");
                         continue;
                     };
-                    self.enrich(request, correlation_id, &mut event);
+                    self.enrich(dir, correlation_id, &mut event);
                     out(event, at);
                 }
                 Queued::FetchRequest {
@@ -523,7 +548,7 @@ impl ConnectionTap {
         if !pushed {
             return false;
         }
-        self.req.current = Current {
+        self.dirs.req.current = Current {
             api_key: h.api_key,
             api_version: h.api_version,
             correlation_id: h.correlation_id,
@@ -588,11 +613,11 @@ impl ConnectionTap {
         match decode::decode_request(api_key, api_version, body, &mut events) {
             Ok(()) => {
                 for mut event in events.drain(..) {
-                    self.enrich(true, correlation_id, &mut event);
+                    self.enrich(Dir::Request, correlation_id, &mut event);
                     out(event);
                 }
             }
-            Err(error) => out(self.parse_error(true, api_key, api_version, error)),
+            Err(error) => out(self.parse_error(Dir::Request, api_key, api_version, error)),
         }
         events.clear();
         self.scratch = events;
@@ -601,13 +626,13 @@ impl ConnectionTap {
     /// Hands `event` over now, or queues it in deferred mode.
     fn put(
         &mut self,
-        request: bool,
+        dir: Dir,
         correlation_id: i32,
         event: TapEvent,
         out: &mut dyn FnMut(TapEvent),
     ) {
         if self.defer {
-            self.wait.event(request, correlation_id, event, self.at);
+            self.wait.event(dir, correlation_id, event, self.at);
         } else {
             out(event);
         }
@@ -637,7 +662,7 @@ impl ConnectionTap {
     /// True when both directions are between frames.
     pub fn at_boundary(&self) -> bool {
         let idle = |d: &Direction| matches!(d.phase, Phase::Length { have: 0, .. });
-        idle(&self.req) && idle(&self.resp)
+        idle(&self.dirs.req) && idle(&self.dirs.resp)
     }
 
     /// Follows the next bytes of one direction (already forwarded, seen at `now`) after the
@@ -650,30 +675,30 @@ impl ConnectionTap {
     /// held.
     pub fn feed_after(
         &mut self,
-        request: bool,
+        dir: Dir,
         held: &mut Held,
         chunk: &[u8],
         now: Instant,
         out: &mut dyn FnMut(TapEvent),
     ) {
         let held_bytes = std::mem::take(&mut held.held);
-        self.pass(request, held_bytes);
+        self.pass(dir, held_bytes);
         if let Some(ahead) = held.records.take().filter(|_| held_bytes > 0) {
-            self.adopt(request, ahead);
+            self.adopt(dir, ahead);
         }
-        self.feed(request, chunk, now, out);
-        held.quiet = self.quiet(request);
-        held.records = self.records_ahead(request);
+        self.feed(dir, chunk, now, out);
+        held.quiet = self.quiet(dir);
+        held.records = self.records_ahead(dir);
     }
 
     /// The `records` field state of the walker of one direction's body, when it is inside one
     /// (see [`Held`]).
-    fn records_ahead(&self, request: bool) -> Option<RecordsAhead> {
+    fn records_ahead(&self, dir: Dir) -> Option<RecordsAhead> {
         if self.opaque {
             return None;
         }
-        let dir = if request { &self.req } else { &self.resp };
-        let Phase::Body { left, body } = &dir.phase else {
+        let state = self.dirs.get(dir);
+        let Phase::Body { left, body } = &state.phase else {
             return None;
         };
         let (walk, r) = match body {
@@ -689,16 +714,12 @@ impl ConnectionTap {
     }
 
     /// Takes back the `records` walk [`Held`] carried on over the bytes it held.
-    fn adopt(&mut self, request: bool, ahead: RecordsAhead) {
+    fn adopt(&mut self, dir: Dir, ahead: RecordsAhead) {
         if self.opaque {
             return;
         }
-        let dir = if request {
-            &mut self.req
-        } else {
-            &mut self.resp
-        };
-        let Phase::Body { body, .. } = &mut dir.phase else {
+        let state = self.dirs.get_mut(dir);
+        let Phase::Body { body, .. } = &mut state.phase else {
             debug_assert!(false, "records walked ahead outside a body");
             return;
         };
@@ -717,12 +738,12 @@ impl ConnectionTap {
 
     /// How many of the next bytes in one direction the tap would pass over without looking at
     /// them (`u64::MAX` once the connection is opaque).
-    fn quiet(&self, request: bool) -> u64 {
+    fn quiet(&self, dir: Dir) -> u64 {
         if self.opaque {
             return u64::MAX;
         }
-        let dir = if request { &self.req } else { &self.resp };
-        let Phase::Body { left, body } = &dir.phase else {
+        let state = self.dirs.get(dir);
+        let Phase::Body { left, body } = &state.phase else {
             return 0;
         };
         match body {
@@ -736,16 +757,12 @@ impl ConnectionTap {
     /// Counts down the next `n` bytes of one direction, held back strictly inside the frame
     /// (see [`Held`]), as if they had been fed; a walker takes its state from [`Held`]
     /// (`adopt`).
-    fn pass(&mut self, request: bool, n: u64) {
+    fn pass(&mut self, dir: Dir, n: u64) {
         if self.opaque || n == 0 {
             return;
         }
-        let dir = if request {
-            &mut self.req
-        } else {
-            &mut self.resp
-        };
-        if let Phase::Body { left, .. } = &mut dir.phase {
+        let state = self.dirs.get_mut(dir);
+        if let Phase::Body { left, .. } = &mut state.phase {
             debug_assert!(n < u64::from(*left), "held {n} of {left} bytes left");
             *left -= u32::try_from(n)
                 .unwrap_or(u32::MAX)
@@ -755,63 +772,49 @@ impl ConnectionTap {
 
     /// Follows the next client → broker bytes (already forwarded), seen at `now`.
     pub fn on_request_bytes(&mut self, chunk: &[u8], now: Instant, out: &mut dyn FnMut(TapEvent)) {
-        self.feed(true, chunk, now, out);
+        self.feed(Dir::Request, chunk, now, out);
     }
 
     /// Follows the next broker → client bytes (already forwarded), seen at `now`.
     pub fn on_response_bytes(&mut self, chunk: &[u8], now: Instant, out: &mut dyn FnMut(TapEvent)) {
-        self.feed(false, chunk, now, out);
+        self.feed(Dir::Response, chunk, now, out);
     }
 
     fn go_opaque(&mut self, reason: String, out: &mut dyn FnMut(TapEvent)) {
         if !self.opaque {
             self.opaque = true;
-            self.put(false, 0, TapEvent::Opaque { reason }, out);
+            self.put(Dir::Response, 0, TapEvent::Opaque { reason }, out);
         }
     }
 
-    fn problem(&mut self, request: bool, error: TapError, out: &mut dyn FnMut(TapEvent)) {
-        let c = if request {
-            self.req.current
-        } else {
-            self.resp.current
-        };
-        let event = self.parse_error(request, c.api_key, c.api_version, error);
-        self.put(request, c.correlation_id, event, out);
+    fn problem(&mut self, dir: Dir, error: TapError, out: &mut dyn FnMut(TapEvent)) {
+        let c = self.dirs.get(dir).current;
+        let event = self.parse_error(dir, c.api_key, c.api_version, error);
+        self.put(dir, c.correlation_id, event, out);
     }
 
     /// Counts a frame that could not be followed or decoded, and its event.
     fn parse_error(
         &mut self,
-        request: bool,
+        dir: Dir,
         api_key: i16,
         api_version: i16,
         error: TapError,
     ) -> TapEvent {
         self.counters.parse_errors += 1;
         TapEvent::ParseError(ParseProblem {
-            request,
+            dir,
             api_key,
             api_version,
             error,
         })
     }
 
-    fn feed(
-        &mut self,
-        request: bool,
-        mut chunk: &[u8],
-        now: Instant,
-        out: &mut dyn FnMut(TapEvent),
-    ) {
+    fn feed(&mut self, dir: Dir, mut chunk: &[u8], now: Instant, out: &mut dyn FnMut(TapEvent)) {
         self.at = now;
         while !chunk.is_empty() && !self.opaque {
-            let dir = if request {
-                &mut self.req
-            } else {
-                &mut self.resp
-            };
-            match &mut dir.phase {
+            let state = self.dirs.get_mut(dir);
+            match &mut state.phase {
                 Phase::Length { have, buf } => {
                     let h = usize::from(*have);
                     let take = (4 - h).min(chunk.len());
@@ -824,50 +827,45 @@ impl ConnectionTap {
                     let len = i32::from_be_bytes(*buf);
                     match u32::try_from(len) {
                         Ok(n) if n > 0 && n <= MAX_FRAME_SIZE => {
-                            dir.head.clear();
-                            dir.current = Current {
+                            state.head.clear();
+                            state.current = Current {
                                 api_key: -1,
                                 api_version: -1,
                                 correlation_id: 0,
                             };
-                            dir.phase = Phase::Header { frame_len: n };
+                            state.phase = Phase::Header { frame_len: n };
                         }
                         _ => {
-                            let side = if request { "request" } else { "response" };
-                            self.go_opaque(format!("{side} framing lost: frame length {len}"), out);
+                            self.go_opaque(format!("{dir} framing lost: frame length {len}"), out);
                         }
                     }
                 }
                 Phase::Header { frame_len } => {
                     let frame_len = *frame_len;
                     let whole = frame_len as usize;
-                    let fresh = dir.head.is_empty();
-                    if request
+                    let fresh = state.head.is_empty();
+                    if dir == Dir::Request
                         && self.defer
                         && fresh
                         && chunk.len() >= whole
                         && self.raw_request(&chunk[..whole], now)
                     {
-                        self.req.phase = Phase::Length {
+                        self.dirs.req.phase = Phase::Length {
                             have: 0,
                             buf: [0; 4],
                         };
                         chunk = &chunk[whole..];
                         continue;
                     }
-                    let dir = if request {
-                        &mut self.req
-                    } else {
-                        &mut self.resp
-                    };
-                    let room = (frame_len as usize).min(HEADER_PEEK_MAX) - dir.head.len();
+                    let state = self.dirs.get_mut(dir);
+                    let room = (frame_len as usize).min(HEADER_PEEK_MAX) - state.head.len();
                     // A first look at a few bytes holds most headers; the rest of the body
                     // then goes to it straight from the chunk, not through `head`.
                     let look = if fresh { FIRST_LOOK } else { room };
                     let take = room.min(look).min(chunk.len());
-                    dir.head.extend_from_slice(&chunk[..take]);
+                    state.head.extend_from_slice(&chunk[..take]);
                     chunk = &chunk[take..];
-                    if request {
+                    if dir == Dir::Request {
                         self.request_header(frame_len, now, out);
                     } else {
                         self.response_header(frame_len, now, out);
@@ -877,7 +875,7 @@ impl ConnectionTap {
                     let take = (*left as usize).min(chunk.len());
                     let (part, rest) = chunk.split_at(take);
                     chunk = rest;
-                    self.body_bytes(request, part, now, out);
+                    self.body_bytes(dir, part, now, out);
                 }
             }
         }
@@ -885,24 +883,24 @@ impl ConnectionTap {
 
     /// Tries to complete a request header from `req.head`.
     fn request_header(&mut self, frame_len: u32, now: Instant, out: &mut dyn FnMut(TapEvent)) {
-        let complete = self.req.head.len() == frame_len as usize;
-        let full = self.req.head.len() >= HEADER_PEEK_MAX;
-        let parsed = header::parse_request_header(&self.req.head);
+        let complete = self.dirs.req.head.len() == frame_len as usize;
+        let full = self.dirs.req.head.len() >= HEADER_PEEK_MAX;
+        let parsed = header::parse_request_header(&self.dirs.req.head);
         let h = match parsed {
             Ok(Some(h)) => h,
             Ok(None) if !(complete || full) => return,
             Ok(None) | Err(_) => {
                 let error = parsed.err().unwrap_or(TapError::Malformed {
                     what: "request header",
-                    detail: format!("incomplete in the first {} bytes", self.req.head.len()),
+                    detail: format!("incomplete in the first {} bytes", self.dirs.req.head.len()),
                 });
-                self.req.current = Current {
+                self.dirs.req.current = Current {
                     api_key: -1,
                     api_version: -1,
                     correlation_id: 0,
                 };
-                self.problem(true, error, out);
-                return self.start_body(true, frame_len, Body::Skip, now, out);
+                self.problem(Dir::Request, error, out);
+                return self.start_body(Dir::Request, frame_len, Body::Skip, now, out);
             }
         };
         let (api_key, api_version, correlation_id, header_len) =
@@ -912,7 +910,7 @@ impl ConnectionTap {
         let body_len = frame_len as usize - header_len;
         if api_key == PRODUCE {
             if let Ok(walker) = ProduceRequestWalker::new(api_version) {
-                match peek_produce_acks(api_version, &self.req.head[header_len..]) {
+                match peek_produce_acks(api_version, &self.dirs.req.head[header_len..]) {
                     Some(acks) => expects_response = acks != 0,
                     None if !(complete || full) => return,
                     None => {}
@@ -928,7 +926,7 @@ impl ConnectionTap {
         }
         // The header is complete: identify the client, queue the request, report it.
         let client_id = identify(&mut self.client_id, h.client_id);
-        self.req.current = Current {
+        self.dirs.req.current = Current {
             api_key,
             api_version,
             correlation_id,
@@ -955,10 +953,10 @@ impl ConnectionTap {
             size: u64::from(frame_len) + 4,
             expects_response,
         };
-        self.put(true, correlation_id, TapEvent::Request(seen), out);
+        self.put(Dir::Request, correlation_id, TapEvent::Request(seen), out);
         if body_len > decode::MAX_DECODE_BODY && decode::wants_request_body(api_key, api_version) {
             self.problem(
-                true,
+                Dir::Request,
                 TapError::TooLarge {
                     what: "request",
                     size: body_len as u64,
@@ -967,33 +965,33 @@ impl ConnectionTap {
                 out,
             );
         }
-        self.start_with_head(true, frame_len, header_len, body, now, out);
+        self.start_with_head(Dir::Request, frame_len, header_len, body, now, out);
     }
 
     /// Tries to complete a response header from `resp.head`.
     fn response_header(&mut self, frame_len: u32, now: Instant, out: &mut dyn FnMut(TapEvent)) {
-        let Some(correlation_id) = header::peek_correlation_id(&self.resp.head) else {
-            if self.resp.head.len() == frame_len as usize {
+        let Some(correlation_id) = header::peek_correlation_id(&self.dirs.resp.head) else {
+            if self.dirs.resp.head.len() == frame_len as usize {
                 self.problem(
-                    false,
+                    Dir::Response,
                     TapError::Malformed {
                         what: "response header",
                         detail: "shorter than a correlation id".into(),
                     },
                     out,
                 );
-                self.start_body(false, frame_len, Body::Skip, now, out);
+                self.start_body(Dir::Response, frame_len, Body::Skip, now, out);
             }
             return;
         };
-        if self.resp.current.api_key < 0 {
+        if self.dirs.resp.current.api_key < 0 {
             let Some((pending, _skipped)) = self.inflight.take(correlation_id) else {
                 return self.go_opaque(
                     format!("response with correlation id {correlation_id} matches no request"),
                     out,
                 );
             };
-            self.resp.current = Current {
+            self.dirs.resp.current = Current {
                 api_key: pending.api_key,
                 api_version: pending.api_version,
                 correlation_id,
@@ -1006,30 +1004,31 @@ impl ConnectionTap {
                 request_size: pending.size,
                 latency: now.saturating_duration_since(pending.sent_at),
             };
-            self.put(false, correlation_id, TapEvent::Response(seen), out);
+            self.put(Dir::Response, correlation_id, TapEvent::Response(seen), out);
         }
         let Current {
             api_key,
             api_version,
             ..
-        } = self.resp.current;
-        let complete = self.resp.head.len() == frame_len as usize;
-        let full = self.resp.head.len() >= HEADER_PEEK_MAX;
-        let header_len = match header::response_header_len(&self.resp.head, api_key, api_version) {
-            Ok(Some(n)) => n,
-            Ok(None) if !(complete || full) => return,
-            Ok(None) | Err(_) => {
-                self.problem(
-                    false,
-                    TapError::Malformed {
-                        what: "response header",
-                        detail: "bad tagged fields".into(),
-                    },
-                    out,
-                );
-                return self.start_body(false, frame_len, Body::Skip, now, out);
-            }
-        };
+        } = self.dirs.resp.current;
+        let complete = self.dirs.resp.head.len() == frame_len as usize;
+        let full = self.dirs.resp.head.len() >= HEADER_PEEK_MAX;
+        let header_len =
+            match header::response_header_len(&self.dirs.resp.head, api_key, api_version) {
+                Ok(Some(n)) => n,
+                Ok(None) if !(complete || full) => return,
+                Ok(None) | Err(_) => {
+                    self.problem(
+                        Dir::Response,
+                        TapError::Malformed {
+                            what: "response header",
+                            detail: "bad tagged fields".into(),
+                        },
+                        out,
+                    );
+                    return self.start_body(Dir::Response, frame_len, Body::Skip, now, out);
+                }
+            };
         let body_len = frame_len as usize - header_len;
         let body = if api_key == FETCH {
             match FetchResponseWalker::new(api_version) {
@@ -1044,7 +1043,7 @@ impl ConnectionTap {
                 Body::Collect(BytesMut::with_capacity(body_len))
             } else {
                 self.problem(
-                    false,
+                    Dir::Response,
                     TapError::TooLarge {
                         what: "response",
                         size: body_len as u64,
@@ -1057,83 +1056,61 @@ impl ConnectionTap {
         } else {
             Body::Skip
         };
-        self.start_with_head(false, frame_len, header_len, body, now, out);
+        self.start_with_head(Dir::Response, frame_len, header_len, body, now, out);
     }
 
     /// Enters the body phase and feeds it the body bytes already collected in `head`.
     fn start_with_head(
         &mut self,
-        request: bool,
+        dir: Dir,
         frame_len: u32,
         header_len: usize,
         body: Body,
         now: Instant,
         out: &mut dyn FnMut(TapEvent),
     ) {
-        let dir = if request {
-            &mut self.req
-        } else {
-            &mut self.resp
-        };
-        let head = std::mem::take(&mut dir.head);
+        let state = self.dirs.get_mut(dir);
+        let head = std::mem::take(&mut state.head);
         let seen = head.len();
-        dir.phase = Phase::Body {
+        state.phase = Phase::Body {
             left: frame_len - header_len as u32,
             body,
         };
         if seen > header_len {
-            self.body_bytes(request, &head[header_len..], now, out);
+            self.body_bytes(dir, &head[header_len..], now, out);
         } else if frame_len as usize == header_len {
-            self.body_bytes(request, &[], now, out);
+            self.body_bytes(dir, &[], now, out);
         }
-        let dir = if request {
-            &mut self.req
-        } else {
-            &mut self.resp
-        };
-        dir.head = head;
-        dir.head.clear();
+        let state = self.dirs.get_mut(dir);
+        state.head = head;
+        state.head.clear();
     }
 
     /// Enters the body phase for a frame whose header bytes were all consumed as `head`.
     fn start_body(
         &mut self,
-        request: bool,
+        dir: Dir,
         frame_len: u32,
         body: Body,
         now: Instant,
         out: &mut dyn FnMut(TapEvent),
     ) {
-        let dir = if request {
-            &mut self.req
-        } else {
-            &mut self.resp
-        };
-        let seen = dir.head.len() as u32;
-        dir.head.clear();
-        dir.phase = Phase::Body {
+        let state = self.dirs.get_mut(dir);
+        let seen = state.head.len() as u32;
+        state.head.clear();
+        state.phase = Phase::Body {
             left: frame_len - seen,
             body,
         };
         if frame_len == seen {
-            self.body_bytes(request, &[], now, out);
+            self.body_bytes(dir, &[], now, out);
         }
     }
 
     /// Feeds body bytes (at most what is left of the frame) and finishes the frame at its end.
-    fn body_bytes(
-        &mut self,
-        request: bool,
-        part: &[u8],
-        _now: Instant,
-        out: &mut dyn FnMut(TapEvent),
-    ) {
-        let dir = if request {
-            &mut self.req
-        } else {
-            &mut self.resp
-        };
-        let Phase::Body { left, body } = &mut dir.phase else {
+    fn body_bytes(&mut self, dir: Dir, part: &[u8], _now: Instant, out: &mut dyn FnMut(TapEvent)) {
+        let state = self.dirs.get_mut(dir);
+        let Phase::Body { left, body } = &mut state.phase else {
             return;
         };
         *left -= part.len() as u32;
@@ -1141,20 +1118,15 @@ impl ConnectionTap {
         if let Body::Skip = body {
             // The common case (most frames, and the tail of a failed walk): no events.
             if done {
-                dir.phase = Phase::Length {
+                state.phase = Phase::Length {
                     have: 0,
                     buf: [0; 4],
                 };
-                if request {
-                    self.counters.requests += 1;
-                } else {
-                    self.counters.responses += 1;
-                    self.resp.current.api_key = -1;
-                }
+                self.frame_done(dir);
             }
             return;
         }
-        let (defer, at, correlation_id) = (self.defer, self.at, dir.current.correlation_id);
+        let (defer, at, correlation_id) = (self.defer, self.at, state.current.correlation_id);
         let (scratch, wait, fetch) = (&mut self.scratch, &mut self.wait, &mut self.fetch);
         let mut failed = None;
         {
@@ -1162,7 +1134,7 @@ impl ConnectionTap {
             // deferred, they are queued straight away.
             let mut emit = |ev: TapEvent| {
                 if defer {
-                    wait.event(request, correlation_id, ev, at);
+                    wait.event(dir, correlation_id, ev, at);
                 } else {
                     scratch.push(ev);
                 }
@@ -1198,10 +1170,10 @@ impl ConnectionTap {
                 *body = Body::Skip;
             }
         }
-        let current = dir.current;
+        let current = state.current;
         let collected = if done {
             let finished = std::mem::replace(
-                &mut dir.phase,
+                &mut state.phase,
                 Phase::Length {
                     have: 0,
                     buf: [0; 4],
@@ -1219,12 +1191,12 @@ impl ConnectionTap {
         };
         // Events in stream order: what the walker saw before failing, then the failure, then
         // what a collected body decodes to — the same whatever the chunking.
-        self.flush(request, current.correlation_id, out);
+        self.flush(dir, current.correlation_id, out);
         if let Some(e) = failed {
-            self.problem(request, e, out);
+            self.problem(dir, e, out);
         }
         if let Some(bytes) = collected {
-            if self.defer && request && current.api_key == FETCH {
+            if self.defer && dir == Dir::Request && current.api_key == FETCH {
                 self.wait.bytes += bytes.len();
                 let at = self.at;
                 self.wait.enqueue(
@@ -1237,7 +1209,7 @@ impl ConnectionTap {
                     at,
                 );
             } else {
-                let decoded = if request {
+                let decoded = if dir == Dir::Request {
                     decode::decode_request(
                         current.api_key,
                         current.api_version,
@@ -1253,29 +1225,35 @@ impl ConnectionTap {
                     )
                 };
                 match decoded {
-                    Ok(()) => self.flush(request, current.correlation_id, out),
-                    Err(e) => self.problem(request, e, out),
+                    Ok(()) => self.flush(dir, current.correlation_id, out),
+                    Err(e) => self.problem(dir, e, out),
                 }
             }
         }
         if done {
-            if request {
-                self.counters.requests += 1;
-            } else {
+            self.frame_done(dir);
+        }
+    }
+
+    /// Counts a frame of `dir` that ended.
+    fn frame_done(&mut self, dir: Dir) {
+        match dir {
+            Dir::Request => self.counters.requests += 1,
+            Dir::Response => {
                 self.counters.responses += 1;
-                self.resp.current.api_key = -1;
+                self.dirs.resp.current.api_key = -1;
             }
         }
     }
 
     /// Emits the pending events, with connection-level context added.
-    fn flush(&mut self, request: bool, correlation_id: i32, out: &mut dyn FnMut(TapEvent)) {
+    fn flush(&mut self, dir: Dir, correlation_id: i32, out: &mut dyn FnMut(TapEvent)) {
         let mut events = std::mem::take(&mut self.scratch);
         for mut ev in events.drain(..) {
             if self.defer {
-                self.put(request, correlation_id, ev, out);
+                self.put(dir, correlation_id, ev, out);
             } else {
-                self.enrich(request, correlation_id, &mut ev);
+                self.enrich(dir, correlation_id, &mut ev);
                 out(ev);
             }
         }
@@ -1283,15 +1261,15 @@ impl ConnectionTap {
     }
 
     /// Connection-level context: fetch sessions, topic names learned from Metadata.
-    fn enrich(&mut self, request: bool, correlation_id: i32, ev: &mut TapEvent) {
+    fn enrich(&mut self, dir: Dir, correlation_id: i32, ev: &mut TapEvent) {
         match ev {
-            TapEvent::FetchRequest(info) if request => {
+            TapEvent::FetchRequest(info) if dir == Dir::Request => {
                 self.sessions.on_request(correlation_id, info);
                 for p in &mut info.partitions {
                     self.topics.resolve_with(&mut self.names, &mut p.topic);
                 }
             }
-            TapEvent::FetchResponse(start) if !request => {
+            TapEvent::FetchResponse(start) if dir == Dir::Response => {
                 self.sessions.on_response(correlation_id, start.session_id);
             }
             TapEvent::Metadata { topics, .. } => {
