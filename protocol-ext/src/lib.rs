@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`dir`]: [`Dir`], a connection's two directions (requests, responses).
 //! - [`frame`]: [`FrameTracker`], which follows Kafka's `int32 length` + body framing across
-//!   arbitrary chunk splits with O(1) state, and notices when framing is lost.
+//!   arbitrary chunk splits with O(1) state, and notices when framing is lost; the one framing
+//!   rule ([`frame::body_len`], [`LengthPrefix`]) that the tap follows too.
 //! - [`event`]: [`TapEvent`] and friends — what the tap reports.
 //! - [`error`]: [`TapError`]; `kafka-protocol`'s errors are converted at this boundary.
 //! - [`walk`]: streaming walkers for Fetch responses and Produce requests (batch headers only).
@@ -28,4 +29,4 @@ pub mod walk;
 pub use dir::Dir;
 pub use error::TapError;
 pub use event::TapEvent;
-pub use frame::{FrameTracker, Framing, MAX_FRAME_SIZE};
+pub use frame::{FrameTracker, Framing, LengthPrefix, MAX_FRAME_SIZE};

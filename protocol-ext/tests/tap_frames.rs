@@ -12,7 +12,7 @@ use kafka_protocol::protocol::{encode_request_header_into_buffer, Encodable, Str
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
 use sluice_protocol::tap::ConnectionTap;
-use sluice_protocol::TapEvent;
+use sluice_protocol::{FrameTracker, TapEvent};
 
 /// APIs whose bodies the tap skips, with a version range to draw from.
 const SKIPPED: &[(ApiKey, i16, i16)] = &[
@@ -248,4 +248,58 @@ fn a_huge_skipped_frame_is_followed_in_chunks_and_keeps_framing() {
     assert!(tap.at_boundary());
     assert_eq!(tap.counters().responses, 1);
     assert_eq!(events.len(), 2);
+}
+
+/// The framing rule's edge, which the tap and `FrameTracker` share: a zero-length frame is an
+/// empty frame — a parse error of its own (no header to read), not lost framing — and the
+/// frames around it are followed; both count the same frames.
+#[test]
+fn an_empty_frame_is_a_parse_error_and_framing_holds() {
+    let x = Exchange {
+        key: ApiKey::ListOffsets,
+        version: 5,
+        correlation_id: 4,
+        client_id: Some("c".into()),
+        tags: BTreeMap::new(),
+        request_body: vec![7; 20],
+        response_body: vec![1, 2, 3],
+    };
+    let empty = frame(&[]);
+    let requests = [empty.clone(), request_frame(&x), empty.clone()].concat();
+    let responses = [empty.clone(), response_frame(&x), empty].concat();
+    for cut in [1, 3, 4, 5, 64] {
+        let mut tap = ConnectionTap::new(TopicNames::new());
+        let mut events = Vec::new();
+        feed_chunked(&mut tap, true, &requests, &[cut], &mut events);
+        feed_chunked(&mut tap, false, &responses, &[cut], &mut events);
+        assert!(!tap.is_opaque(), "chunks of {cut}: {events:?}");
+        assert!(tap.at_boundary());
+        let kinds: Vec<String> = events
+            .iter()
+            .map(|e| match e {
+                TapEvent::Request(r) => format!("request {}", r.correlation_id),
+                TapEvent::Response(r) => format!("response {}", r.correlation_id),
+                TapEvent::ParseError(p) => format!("{} error", p.dir),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "request error",
+                "request 4",
+                "request error",
+                "response error",
+                "response 4",
+                "response error"
+            ],
+            "chunks of {cut}"
+        );
+        let c = tap.counters();
+        assert_eq!((c.requests, c.responses, c.parse_errors), (3, 3, 4));
+        for (stream, tap_count) in [(&requests, c.requests), (&responses, c.responses)] {
+            let mut tracker = FrameTracker::new();
+            assert_eq!(tracker.feed(stream), tap_count, "one framing rule");
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! chunk sizes of each; requests are fed first, then responses. Holding back chunks with `Held`
 //! (the bytes the tap calls quiet, record batches it walks ahead) and handing them over later
 //! (as the proxy does) changes nothing either, nor does deferred mode, settled every few chunks
-//! (as the proxy runs it).
+//! (as the proxy runs it). Until the tap gives up, it completes exactly the frames
+//! `FrameTracker` counts (one framing rule).
 #![no_main]
 
 use std::time::Instant;
@@ -12,7 +13,7 @@ use std::time::Instant;
 use libfuzzer_sys::fuzz_target;
 use sluice_protocol::tap::topics::TopicNames;
 use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::{Dir, TapEvent};
+use sluice_protocol::{Dir, FrameTracker, TapEvent};
 
 fn run(
     requests: &[u8],
@@ -58,6 +59,15 @@ fn run(
         .count();
     assert!(opaque <= 1, "opaque reported {opaque} times");
     assert_eq!(opaque == 1, tap.is_opaque());
+    // One framing rule: until it gives up, the tap completes the frames `FrameTracker` counts.
+    let (mut up, mut down) = (FrameTracker::new(), FrameTracker::new());
+    let frames = (up.feed(requests), down.feed(responses));
+    if up.is_lost() || down.is_lost() {
+        assert!(tap.is_opaque());
+    } else if !tap.is_opaque() {
+        let c = tap.counters();
+        assert_eq!((c.requests, c.responses), frames);
+    }
     events
 }
 

@@ -33,7 +33,7 @@ use crate::decode;
 use crate::dir::Dir;
 use crate::error::TapError;
 use crate::event::{FetchResponseStart, ParseProblem, RequestSeen, ResponseSeen, TapEvent};
-use crate::frame::MAX_FRAME_SIZE;
+use crate::frame::LengthPrefix;
 use crate::header;
 use crate::walk::reader::Reader;
 use crate::walk::records::RecordsWalk;
@@ -139,7 +139,7 @@ enum Body {
 #[derive(Debug)]
 enum Phase {
     /// Reading the 4-byte length.
-    Length { have: u8, buf: [u8; 4] },
+    Length(LengthPrefix),
     /// Collecting the first bytes of a frame of `frame_len` bytes until its header parses.
     Header { frame_len: u32 },
     /// Inside the body with `left` bytes to go.
@@ -152,6 +152,15 @@ struct Current {
     api_key: i16,
     api_version: i16,
     correlation_id: i32,
+}
+
+impl Current {
+    /// A frame whose header is not read yet, or not readable.
+    const UNKNOWN: Current = Current {
+        api_key: -1,
+        api_version: -1,
+        correlation_id: 0,
+    };
 }
 
 /// The first bytes of a frame, kept to read its header: the first [`FIRST_LOOK`] in place (in
@@ -216,10 +225,7 @@ struct Direction {
 impl Direction {
     fn new() -> Direction {
         Direction {
-            phase: Phase::Length {
-                have: 0,
-                buf: [0; 4],
-            },
+            phase: Phase::Length(LengthPrefix::default()),
             head: Head::default(),
             current: Current::default(),
         }
@@ -661,7 +667,7 @@ impl ConnectionTap {
 
     /// True when both directions are between frames.
     pub fn at_boundary(&self) -> bool {
-        let idle = |d: &Direction| matches!(d.phase, Phase::Length { have: 0, .. });
+        let idle = |d: &Direction| matches!(&d.phase, Phase::Length(p) if p.have() == 0);
         idle(&self.dirs.req) && idle(&self.dirs.resp)
     }
 
@@ -815,31 +821,18 @@ impl ConnectionTap {
         while !chunk.is_empty() && !self.opaque {
             let state = self.dirs.get_mut(dir);
             match &mut state.phase {
-                Phase::Length { have, buf } => {
-                    let h = usize::from(*have);
-                    let take = (4 - h).min(chunk.len());
-                    buf[h..h + take].copy_from_slice(&chunk[..take]);
-                    chunk = &chunk[take..];
-                    *have += take as u8;
-                    if *have < 4 {
-                        continue;
+                Phase::Length(prefix) => match prefix.read(&mut chunk) {
+                    None => {}
+                    Some(Ok(0)) => self.empty_frame(dir, out),
+                    Some(Ok(n)) => {
+                        state.head.clear();
+                        state.current = Current::UNKNOWN;
+                        state.phase = Phase::Header { frame_len: n };
                     }
-                    let len = i32::from_be_bytes(*buf);
-                    match u32::try_from(len) {
-                        Ok(n) if n > 0 && n <= MAX_FRAME_SIZE => {
-                            state.head.clear();
-                            state.current = Current {
-                                api_key: -1,
-                                api_version: -1,
-                                correlation_id: 0,
-                            };
-                            state.phase = Phase::Header { frame_len: n };
-                        }
-                        _ => {
-                            self.go_opaque(format!("{dir} framing lost: frame length {len}"), out);
-                        }
+                    Some(Err(len)) => {
+                        self.go_opaque(format!("{dir} framing lost: frame length {len}"), out);
                     }
-                }
+                },
                 Phase::Header { frame_len } => {
                     let frame_len = *frame_len;
                     let whole = frame_len as usize;
@@ -850,10 +843,7 @@ impl ConnectionTap {
                         && chunk.len() >= whole
                         && self.raw_request(&chunk[..whole], now)
                     {
-                        self.dirs.req.phase = Phase::Length {
-                            have: 0,
-                            buf: [0; 4],
-                        };
+                        self.dirs.req.phase = Phase::Length(LengthPrefix::default());
                         chunk = &chunk[whole..];
                         continue;
                     }
@@ -894,11 +884,7 @@ impl ConnectionTap {
                     what: "request header",
                     detail: format!("incomplete in the first {} bytes", self.dirs.req.head.len()),
                 });
-                self.dirs.req.current = Current {
-                    api_key: -1,
-                    api_version: -1,
-                    correlation_id: 0,
-                };
+                self.dirs.req.current = Current::UNKNOWN;
                 self.problem(Dir::Request, error, out);
                 return self.start_body(Dir::Request, frame_len, Body::Skip, now, out);
             }
@@ -1118,10 +1104,7 @@ impl ConnectionTap {
         if let Body::Skip = body {
             // The common case (most frames, and the tail of a failed walk): no events.
             if done {
-                state.phase = Phase::Length {
-                    have: 0,
-                    buf: [0; 4],
-                };
+                state.phase = Phase::Length(LengthPrefix::default());
                 self.frame_done(dir);
             }
             return;
@@ -1172,13 +1155,8 @@ impl ConnectionTap {
         }
         let current = state.current;
         let collected = if done {
-            let finished = std::mem::replace(
-                &mut state.phase,
-                Phase::Length {
-                    have: 0,
-                    buf: [0; 4],
-                },
-            );
+            let finished =
+                std::mem::replace(&mut state.phase, Phase::Length(LengthPrefix::default()));
             match finished {
                 Phase::Body {
                     body: Body::Collect(buf),
@@ -1233,6 +1211,22 @@ impl ConnectionTap {
         if done {
             self.frame_done(dir);
         }
+    }
+
+    /// A frame of length 0 (see [`crate::frame`]'s framing rule): well-framed, but with no
+    /// header to read, so a parse error of its own.
+    fn empty_frame(&mut self, dir: Dir, out: &mut dyn FnMut(TapEvent)) {
+        self.dirs.get_mut(dir).current = Current::UNKNOWN;
+        let what = match dir {
+            Dir::Request => "request header",
+            Dir::Response => "response header",
+        };
+        let error = TapError::Malformed {
+            what,
+            detail: "an empty frame".into(),
+        };
+        self.problem(dir, error, out);
+        self.frame_done(dir);
     }
 
     /// Counts a frame of `dir` that ended.
