@@ -50,7 +50,7 @@ use sluice_config::TelemetryConfig;
 use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;
 use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::TapEvent;
+use sluice_protocol::{Dir, TapEvent};
 
 const FETCH_VERSION: i16 = 17;
 const BATCHES: i64 = 64;
@@ -174,8 +174,9 @@ fn batches_seen((request, response): &(Vec<u8>, Vec<u8>)) -> u32 {
         }
     };
     let now = Instant::now();
-    tap.on_request_bytes(request, now, &mut count);
-    tap.on_response_bytes(response, now, &mut count);
+    tap.feed(Dir::Request, request, now);
+    tap.feed(Dir::Response, response, now);
+    tap.settle(&mut |e, _| count(e));
     batches
 }
 

@@ -1,8 +1,8 @@
 //! A caller may hold back the bytes the tap would only count down and hand them over with the
-//! next chunk it shows (`Held`, `ConnectionTap::feed_after`), as Sluice's forwarding loop does: over the captured real
-//! sessions, cut into any chunks, that yields exactly the events, counters and state of feeding
-//! every byte — and it does pass over most of the record data. The same holds in deferred mode
-//! (`ConnectionTap::deferred`), settled at any points.
+//! next chunk it shows (`Held`, `ConnectionTap::feed_after`), as Sluice's forwarding loop does:
+//! over the captured real sessions, cut into any chunks, that yields exactly the events,
+//! counters and state of feeding every byte and settling after every chunk — and it does pass
+//! over most of the record data. The same holds when the tap is settled at any other points.
 
 use std::time::Instant;
 
@@ -36,8 +36,8 @@ struct Seen {
 }
 
 /// Feeds the session in `sizes` chunks: every byte (`hold` false), or holding back the quiet
-/// ones; with `settle`, in deferred mode, settled after the chunks it picks (cycled) and at the
-/// end. Returns what was seen and how many bytes were passed over.
+/// ones; settled after every chunk, or with `settle` after the chunks it picks (cycled), when
+/// the tap asks, and at the end. Returns what was seen and how many bytes were passed over.
 fn follow(
     requests: &[u8],
     responses: &[u8],
@@ -47,10 +47,7 @@ fn follow(
 ) -> (Seen, u64) {
     let now = Instant::now();
     let mut tap = ConnectionTap::new(TopicNames::new());
-    if settle.is_some() {
-        tap = tap.deferred();
-    }
-    let mut when = settle.unwrap_or(&[false]).iter().cycle();
+    let mut when = settle.unwrap_or(&[true]).iter().cycle();
     let mut events = Vec::new();
     let mut passed = 0u64;
     for (dir, stream) in [(Dir::Request, requests), (Dir::Response, responses)] {
@@ -62,24 +59,19 @@ fn follow(
             }
             let (chunk, after) = rest.split_at(size.min(rest.len()));
             rest = after;
-            let mut emit = |e| events.push(e);
             if !hold {
-                if dir == Dir::Request {
-                    tap.on_request_bytes(chunk, now, &mut emit);
-                } else {
-                    tap.on_response_bytes(chunk, now, &mut emit);
-                }
+                tap.feed(dir, chunk, now);
             } else if held.hold(chunk) {
                 passed += chunk.len() as u64;
             } else {
-                tap.feed_after(dir, &mut held, chunk, now, &mut emit);
+                tap.feed_after(dir, &mut held, chunk, now);
             }
-            if *when.next().unwrap_or(&false) || tap.settle_now() {
+            if *when.next().unwrap() || tap.settle_now() {
                 tap.settle(&mut |e, _| events.push(e));
             }
         }
         // Bytes held at the end of a stream are inside a frame: the tap ends mid-frame either way.
-        tap.feed_after(dir, &mut held, &[], now, &mut |e| events.push(e));
+        tap.feed_after(dir, &mut held, &[], now);
     }
     tap.settle(&mut |e, _| events.push(e));
     assert_eq!(tap.queued(), 0);
@@ -116,7 +108,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn deferring_and_settling_at_any_point_changes_nothing(
+    fn settling_at_any_point_changes_nothing(
         session in 0usize..3,
         sizes in prop::collection::vec(1usize..2000, 1..16),
         settle in prop::collection::vec(prop::bool::weighted(0.1), 1..40),
@@ -124,8 +116,8 @@ proptest! {
         let sessions = sessions();
         let (requests, responses) = &sessions[session];
         let (fed, _) = follow(requests, responses, &sizes, false, None);
-        let (deferred, _) = follow(requests, responses, &sizes, true, Some(&settle));
-        prop_assert_eq!(fed, deferred);
+        let (settled, _) = follow(requests, responses, &sizes, true, Some(&settle));
+        prop_assert_eq!(fed, settled);
     }
 
     #[test]

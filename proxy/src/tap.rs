@@ -7,7 +7,7 @@
 //! A consumer's Fetch round trip yields a handful of events, and between two round trips the
 //! kernel, the broker and the client move megabytes through the CPU caches: decoded and handed
 //! over one round trip at a time, every event meets the decoders' and the sinks' code and state
-//! cold. So each connection's tap runs deferred ([`ConnectionTap::deferred`]): on the
+//! cold. So each connection's tap is settled in batches ([`ConnectionTap::settle`]): on the
 //! forwarding path it only follows frames and walks Fetch responses; the events — and the
 //! bodies of Fetch requests, still undecoded, and small requests kept whole — wait, and are
 //! settled (decoded, fetch sessions and topic names applied) and handed to every sink, in
@@ -78,8 +78,8 @@ pub const HAND_OVER_EVENTS: usize = 16;
 /// How often [`sweep`] looks at quiet connections' batches.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
 
-/// The connection's protocol state (deferred: see [`ConnectionTap::deferred`]) and the list a
-/// batch is settled into.
+/// The connection's protocol state (settled in batches: see [`ConnectionTap::settle`]) and the
+/// list a batch is settled into.
 #[derive(Debug)]
 struct TapState {
     tap: ConnectionTap,
@@ -109,14 +109,14 @@ pub struct ConnTap {
 }
 
 impl ConnTap {
-    /// A tap for one connection; `tap` is put in deferred mode.
+    /// A tap for one connection.
     pub fn new(tap: ConnectionTap, meta: ConnMeta, sinks: Arc<[Arc<dyn TapSink>]>) -> ConnTap {
         for s in sinks.iter() {
             s.on_open(&meta);
         }
         ConnTap {
             state: Mutex::new(TapState {
-                tap: tap.deferred(),
+                tap,
                 batch: Vec::new(),
             }),
             meta,
@@ -178,13 +178,13 @@ impl ConnTap {
             return;
         }
         let now = Instant::now();
-        // Deferred: the events wait in the tap until it is settled.
+        // The events wait in the tap until it is settled.
         let dir = if to_broker {
             Dir::Request
         } else {
             Dir::Response
         };
-        st.tap.feed_after(dir, held, chunk, now, &mut |_| {});
+        st.tap.feed_after(dir, held, chunk, now);
         if st.due(now) {
             self.hand_over(&mut st);
         }

@@ -1,6 +1,7 @@
 //! The connection tap: follows both directions of one Kafka connection, frame by frame, and
 //! reports [`TapEvent`]s. Sans-io — the caller forwards each chunk first, then shows it here
-//! with the time it was seen.
+//! with the time it was seen ([`ConnectionTap::feed`]), and collects the events when it likes
+//! ([`ConnectionTap::settle`]).
 //!
 //! Per direction the state is O(1): a 4-byte length buffer, a small header buffer (bounded by
 //! [`HEADER_PEEK_MAX`]) and a count of body bytes left. A body is then either skipped, walked
@@ -10,9 +11,19 @@
 //! Framing lost (a negative or absurd length) or a response that answers no pending request
 //! makes the connection opaque: reported once, nothing more parsed.
 //!
-//! In deferred mode ([`ConnectionTap::deferred`], what the proxy runs) the events, the
-//! bodies of Fetch requests and whole small requests wait until [`ConnectionTap::settle`]: the
-//! same events, in the same order, decoded and enriched in a batch.
+//! Feeding only follows the frames: the events wait, with the bodies of Fetch requests
+//! undecoded and requests that came whole in one chunk kept as they are (only their header
+//! checked, and the request queued for its response), until [`ConnectionTap::settle`] makes
+//! their events, decodes, applies fetch sessions, Metadata and topic names, and hands them over
+//! with the time each was read — the same events, in the same order, whenever it is called
+//! (after every chunk, or after many). The caller settles when it likes: a batch is full
+//! ([`ConnectionTap::queued`]), the oldest event is old enough
+//! ([`ConnectionTap::oldest_queued`]), or something other than a frequent event waits
+//! ([`ConnectionTap::settle_now`]).
+//!
+//! Why wait: a consumer's Fetch round trip is a few events, and between two round trips the
+//! kernel, the broker and the client move megabytes through the CPU caches. Decoding and
+//! handing over a batch of round trips at once meets that code and state warm.
 //!
 //! # Layout
 //! - this file: [`ConnectionTap`] and the per-direction frame state machine.
@@ -42,11 +53,11 @@ use inflight::{InFlight, Pending};
 use session::FetchSessions;
 use topics::{NameCache, TopicNames};
 
-/// Bytes of Fetch request bodies and whole requests a deferred tap keeps before it asks to be
+/// Bytes of Fetch request bodies and whole requests a tap keeps before it asks to be
 /// settled: a consumer's are ~100 bytes, but a client may send megabytes.
 pub const MAX_QUEUED_BODY_BYTES: usize = 256 << 10;
 
-/// Largest request frame a deferred tap keeps whole when it arrives in one chunk (see
+/// Largest request frame a tap keeps whole when it arrives in one chunk (see
 /// [`Queued::Request`]); larger ones, and ones split across chunks, are followed as they come.
 pub const MAX_RAW_REQUEST: usize = 64 << 10;
 
@@ -61,7 +72,7 @@ pub const HEADER_PEEK_MAX: usize = 4096;
 const PRODUCE: i16 = 0;
 const FETCH: i16 = 1;
 
-/// An event or a body waiting for [`ConnectionTap::settle`] (deferred mode). One cache line:
+/// An event or a body waiting for [`ConnectionTap::settle`]. One cache line:
 /// the two events of every response are kept here whole, larger ones beside the queue.
 #[derive(Debug)]
 enum Queued {
@@ -344,7 +355,7 @@ pub struct TapCounters {
     pub parse_errors: u64,
 }
 
-/// What a deferred tap keeps for [`ConnectionTap::settle`].
+/// What a tap keeps for [`ConnectionTap::settle`].
 #[derive(Debug, Default)]
 struct Waiting {
     queue: Vec<Queued>,
@@ -404,9 +415,9 @@ pub struct ConnectionTap {
     client_id: Option<Arc<str>>,
     opaque: bool,
     counters: TapCounters,
+    /// What a collected body decodes to, before it is queued.
     scratch: Vec<TapEvent>,
-    /// Deferred mode: events and Fetch request bodies wait in `wait` for `settle`.
-    defer: bool,
+    /// Events and bodies waiting for `settle`.
     wait: Waiting,
     /// The walker of the Fetch response being read ([`Body::Fetch`]), kept in place for the
     /// next one: no allocation, and no other memory to reach, per response.
@@ -431,28 +442,10 @@ impl ConnectionTap {
             opaque: false,
             counters: TapCounters::default(),
             scratch: Vec::new(),
-            defer: false,
             wait: Waiting::default(),
             fetch: None,
             at: Instant::now(),
         }
-    }
-
-    /// Deferred mode. Feeding only follows the frames: the events wait, with the bodies of
-    /// Fetch requests undecoded and requests that came whole in one chunk kept as they are
-    /// (only their header checked, and the request queued for its response), until
-    /// [`ConnectionTap::settle`] makes their events, decodes, applies fetch
-    /// sessions, Metadata and topic names, and hands them over — in the same order and with
-    /// the same content as without deferring, whenever it is called. The caller settles when it
-    /// likes (a batch is full, its oldest event is old enough, [`ConnectionTap::settle_now`]);
-    /// the `out` of the feeding calls is then never called.
-    ///
-    /// Why: a consumer's Fetch round trip is a few events, and between two round trips the
-    /// kernel, the broker and the client move megabytes through the CPU caches. Decoding and
-    /// handing over a batch of round trips at once meets that code and state warm.
-    pub fn deferred(mut self) -> ConnectionTap {
-        self.defer = true;
-        self
     }
 
     /// Events and bodies waiting to be settled.
@@ -529,7 +522,7 @@ impl ConnectionTap {
     }
 
     /// Keeps a whole request frame that came in one chunk for [`ConnectionTap::settle`]
-    /// (deferred mode), when nothing but its header needs looking at now: the header is
+    /// when nothing but its header needs looking at now: the header is
     /// checked and the request queued for its response, as [`ConnectionTap::request_header`]
     /// would. Returns false, having changed nothing, for the frames that path must follow: a
     /// Produce request, a header it would not accept, a full in-flight queue.
@@ -629,19 +622,9 @@ impl ConnectionTap {
         self.scratch = events;
     }
 
-    /// Hands `event` over now, or queues it in deferred mode.
-    fn put(
-        &mut self,
-        dir: Dir,
-        correlation_id: i32,
-        event: TapEvent,
-        out: &mut dyn FnMut(TapEvent),
-    ) {
-        if self.defer {
-            self.wait.event(dir, correlation_id, event, self.at);
-        } else {
-            out(event);
-        }
+    /// Queues `event` of the frame `correlation_id` of `dir`, read at the time being fed.
+    fn put(&mut self, dir: Dir, correlation_id: i32, event: TapEvent) {
+        self.wait.event(dir, correlation_id, event, self.at);
     }
 
     /// True once the connection is no longer followed.
@@ -659,8 +642,7 @@ impl ConnectionTap {
         self.inflight.len()
     }
 
-    /// The `client.id` last seen on this connection (in deferred mode: as of the last
-    /// [`ConnectionTap::settle`]).
+    /// The `client.id` last seen on this connection, as of the last [`ConnectionTap::settle`].
     pub fn client_id(&self) -> Option<&Arc<str>> {
         self.client_id.as_ref()
     }
@@ -679,20 +661,13 @@ impl ConnectionTap {
     /// feeding everything; a 1 MiB Fetch response then costs two calls (its start, the end of
     /// its records) instead of one per chunk read. An empty `chunk` just hands over what was
     /// held.
-    pub fn feed_after(
-        &mut self,
-        dir: Dir,
-        held: &mut Held,
-        chunk: &[u8],
-        now: Instant,
-        out: &mut dyn FnMut(TapEvent),
-    ) {
+    pub fn feed_after(&mut self, dir: Dir, held: &mut Held, chunk: &[u8], now: Instant) {
         let held_bytes = std::mem::take(&mut held.held);
         self.pass(dir, held_bytes);
         if let Some(ahead) = held.records.take().filter(|_| held_bytes > 0) {
             self.adopt(dir, ahead);
         }
-        self.feed(dir, chunk, now, out);
+        self.follow(dir, chunk, now);
         held.quiet = self.quiet(dir);
         held.records = self.records_ahead(dir);
     }
@@ -776,27 +751,23 @@ impl ConnectionTap {
         }
     }
 
-    /// Follows the next client → broker bytes (already forwarded), seen at `now`.
-    pub fn on_request_bytes(&mut self, chunk: &[u8], now: Instant, out: &mut dyn FnMut(TapEvent)) {
-        self.feed(Dir::Request, chunk, now, out);
+    /// Follows the next bytes of `dir` (already forwarded), read at `now`. Its events wait
+    /// for [`ConnectionTap::settle`].
+    pub fn feed(&mut self, dir: Dir, chunk: &[u8], now: Instant) {
+        self.follow(dir, chunk, now);
     }
 
-    /// Follows the next broker → client bytes (already forwarded), seen at `now`.
-    pub fn on_response_bytes(&mut self, chunk: &[u8], now: Instant, out: &mut dyn FnMut(TapEvent)) {
-        self.feed(Dir::Response, chunk, now, out);
-    }
-
-    fn go_opaque(&mut self, reason: String, out: &mut dyn FnMut(TapEvent)) {
+    fn go_opaque(&mut self, reason: String) {
         if !self.opaque {
             self.opaque = true;
-            self.put(Dir::Response, 0, TapEvent::Opaque { reason }, out);
+            self.put(Dir::Response, 0, TapEvent::Opaque { reason });
         }
     }
 
-    fn problem(&mut self, dir: Dir, error: TapError, out: &mut dyn FnMut(TapEvent)) {
+    fn problem(&mut self, dir: Dir, error: TapError) {
         let c = self.dirs.get(dir).current;
         let event = self.parse_error(dir, c.api_key, c.api_version, error);
-        self.put(dir, c.correlation_id, event, out);
+        self.put(dir, c.correlation_id, event);
     }
 
     /// Counts a frame that could not be followed or decoded, and its event.
@@ -816,21 +787,22 @@ impl ConnectionTap {
         })
     }
 
-    fn feed(&mut self, dir: Dir, mut chunk: &[u8], now: Instant, out: &mut dyn FnMut(TapEvent)) {
+    /// The frame state machine of one direction: length, header, body.
+    fn follow(&mut self, dir: Dir, mut chunk: &[u8], now: Instant) {
         self.at = now;
         while !chunk.is_empty() && !self.opaque {
             let state = self.dirs.get_mut(dir);
             match &mut state.phase {
                 Phase::Length(prefix) => match prefix.read(&mut chunk) {
                     None => {}
-                    Some(Ok(0)) => self.empty_frame(dir, out),
+                    Some(Ok(0)) => self.empty_frame(dir),
                     Some(Ok(n)) => {
                         state.head.clear();
                         state.current = Current::UNKNOWN;
                         state.phase = Phase::Header { frame_len: n };
                     }
                     Some(Err(len)) => {
-                        self.go_opaque(format!("{dir} framing lost: frame length {len}"), out);
+                        self.go_opaque(format!("{dir} framing lost: frame length {len}"));
                     }
                 },
                 Phase::Header { frame_len } => {
@@ -838,7 +810,6 @@ impl ConnectionTap {
                     let whole = frame_len as usize;
                     let fresh = state.head.is_empty();
                     if dir == Dir::Request
-                        && self.defer
                         && fresh
                         && chunk.len() >= whole
                         && self.raw_request(&chunk[..whole], now)
@@ -856,23 +827,23 @@ impl ConnectionTap {
                     state.head.extend_from_slice(&chunk[..take]);
                     chunk = &chunk[take..];
                     if dir == Dir::Request {
-                        self.request_header(frame_len, now, out);
+                        self.request_header(frame_len, now);
                     } else {
-                        self.response_header(frame_len, now, out);
+                        self.response_header(frame_len, now);
                     }
                 }
                 Phase::Body { left, .. } => {
                     let take = (*left as usize).min(chunk.len());
                     let (part, rest) = chunk.split_at(take);
                     chunk = rest;
-                    self.body_bytes(dir, part, now, out);
+                    self.body_bytes(dir, part, now);
                 }
             }
         }
     }
 
     /// Tries to complete a request header from `req.head`.
-    fn request_header(&mut self, frame_len: u32, now: Instant, out: &mut dyn FnMut(TapEvent)) {
+    fn request_header(&mut self, frame_len: u32, now: Instant) {
         let complete = self.dirs.req.head.len() == frame_len as usize;
         let full = self.dirs.req.head.len() >= HEADER_PEEK_MAX;
         let parsed = header::parse_request_header(&self.dirs.req.head);
@@ -885,8 +856,8 @@ impl ConnectionTap {
                     detail: format!("incomplete in the first {} bytes", self.dirs.req.head.len()),
                 });
                 self.dirs.req.current = Current::UNKNOWN;
-                self.problem(Dir::Request, error, out);
-                return self.start_body(Dir::Request, frame_len, Body::Skip, now, out);
+                self.problem(Dir::Request, error);
+                return self.start_body(Dir::Request, frame_len, Body::Skip, now);
             }
         };
         let (api_key, api_version, correlation_id, header_len) =
@@ -926,10 +897,10 @@ impl ConnectionTap {
                 size: u64::from(frame_len) + 4,
             })
         {
-            return self.go_opaque(
-                format!("more than {} requests in flight", inflight::MAX_IN_FLIGHT),
-                out,
-            );
+            return self.go_opaque(format!(
+                "more than {} requests in flight",
+                inflight::MAX_IN_FLIGHT
+            ));
         }
         let seen = RequestSeen {
             api_key,
@@ -939,7 +910,7 @@ impl ConnectionTap {
             size: u64::from(frame_len) + 4,
             expects_response,
         };
-        self.put(Dir::Request, correlation_id, TapEvent::Request(seen), out);
+        self.put(Dir::Request, correlation_id, TapEvent::Request(seen));
         if body_len > decode::MAX_DECODE_BODY && decode::wants_request_body(api_key, api_version) {
             self.problem(
                 Dir::Request,
@@ -948,14 +919,13 @@ impl ConnectionTap {
                     size: body_len as u64,
                     limit: decode::MAX_DECODE_BODY as u64,
                 },
-                out,
             );
         }
-        self.start_with_head(Dir::Request, frame_len, header_len, body, now, out);
+        self.start_with_head(Dir::Request, frame_len, header_len, body, now);
     }
 
     /// Tries to complete a response header from `resp.head`.
-    fn response_header(&mut self, frame_len: u32, now: Instant, out: &mut dyn FnMut(TapEvent)) {
+    fn response_header(&mut self, frame_len: u32, now: Instant) {
         let Some(correlation_id) = header::peek_correlation_id(&self.dirs.resp.head) else {
             if self.dirs.resp.head.len() == frame_len as usize {
                 self.problem(
@@ -964,18 +934,16 @@ impl ConnectionTap {
                         what: "response header",
                         detail: "shorter than a correlation id".into(),
                     },
-                    out,
                 );
-                self.start_body(Dir::Response, frame_len, Body::Skip, now, out);
+                self.start_body(Dir::Response, frame_len, Body::Skip, now);
             }
             return;
         };
         if self.dirs.resp.current.api_key < 0 {
             let Some((pending, _skipped)) = self.inflight.take(correlation_id) else {
-                return self.go_opaque(
-                    format!("response with correlation id {correlation_id} matches no request"),
-                    out,
-                );
+                return self.go_opaque(format!(
+                    "response with correlation id {correlation_id} matches no request"
+                ));
             };
             self.dirs.resp.current = Current {
                 api_key: pending.api_key,
@@ -990,7 +958,7 @@ impl ConnectionTap {
                 request_size: pending.size,
                 latency: now.saturating_duration_since(pending.sent_at),
             };
-            self.put(Dir::Response, correlation_id, TapEvent::Response(seen), out);
+            self.put(Dir::Response, correlation_id, TapEvent::Response(seen));
         }
         let Current {
             api_key,
@@ -1010,9 +978,8 @@ impl ConnectionTap {
                             what: "response header",
                             detail: "bad tagged fields".into(),
                         },
-                        out,
                     );
-                    return self.start_body(Dir::Response, frame_len, Body::Skip, now, out);
+                    return self.start_body(Dir::Response, frame_len, Body::Skip, now);
                 }
             };
         let body_len = frame_len as usize - header_len;
@@ -1035,14 +1002,13 @@ impl ConnectionTap {
                         size: body_len as u64,
                         limit: decode::MAX_DECODE_BODY as u64,
                     },
-                    out,
                 );
                 Body::Skip
             }
         } else {
             Body::Skip
         };
-        self.start_with_head(Dir::Response, frame_len, header_len, body, now, out);
+        self.start_with_head(Dir::Response, frame_len, header_len, body, now);
     }
 
     /// Enters the body phase and feeds it the body bytes already collected in `head`.
@@ -1053,7 +1019,6 @@ impl ConnectionTap {
         header_len: usize,
         body: Body,
         now: Instant,
-        out: &mut dyn FnMut(TapEvent),
     ) {
         let state = self.dirs.get_mut(dir);
         let head = std::mem::take(&mut state.head);
@@ -1063,9 +1028,9 @@ impl ConnectionTap {
             body,
         };
         if seen > header_len {
-            self.body_bytes(dir, &head[header_len..], now, out);
+            self.body_bytes(dir, &head[header_len..], now);
         } else if frame_len as usize == header_len {
-            self.body_bytes(dir, &[], now, out);
+            self.body_bytes(dir, &[], now);
         }
         let state = self.dirs.get_mut(dir);
         state.head = head;
@@ -1073,14 +1038,7 @@ impl ConnectionTap {
     }
 
     /// Enters the body phase for a frame whose header bytes were all consumed as `head`.
-    fn start_body(
-        &mut self,
-        dir: Dir,
-        frame_len: u32,
-        body: Body,
-        now: Instant,
-        out: &mut dyn FnMut(TapEvent),
-    ) {
+    fn start_body(&mut self, dir: Dir, frame_len: u32, body: Body, now: Instant) {
         let state = self.dirs.get_mut(dir);
         let seen = state.head.len() as u32;
         state.head.clear();
@@ -1089,12 +1047,12 @@ impl ConnectionTap {
             body,
         };
         if frame_len == seen {
-            self.body_bytes(dir, &[], now, out);
+            self.body_bytes(dir, &[], now);
         }
     }
 
     /// Feeds body bytes (at most what is left of the frame) and finishes the frame at its end.
-    fn body_bytes(&mut self, dir: Dir, part: &[u8], _now: Instant, out: &mut dyn FnMut(TapEvent)) {
+    fn body_bytes(&mut self, dir: Dir, part: &[u8], _now: Instant) {
         let state = self.dirs.get_mut(dir);
         let Phase::Body { left, body } = &mut state.phase else {
             return;
@@ -1109,19 +1067,12 @@ impl ConnectionTap {
             }
             return;
         }
-        let (defer, at, correlation_id) = (self.defer, self.at, state.current.correlation_id);
-        let (scratch, wait, fetch) = (&mut self.scratch, &mut self.wait, &mut self.fetch);
+        let (at, correlation_id) = (self.at, state.current.correlation_id);
+        let (wait, fetch) = (&mut self.wait, &mut self.fetch);
         let mut failed = None;
         {
-            // Topic names are filled in when the events are flushed (`enrich`), or settled:
-            // deferred, they are queued straight away.
-            let mut emit = |ev: TapEvent| {
-                if defer {
-                    wait.event(dir, correlation_id, ev, at);
-                } else {
-                    scratch.push(ev);
-                }
-            };
+            // Queued straight away: fetch sessions and topic names are applied when settled.
+            let mut emit = |ev: TapEvent| wait.event(dir, correlation_id, ev, at);
             let result = match body {
                 Body::Skip => Ok(()),
                 Body::Collect(buf) => {
@@ -1169,12 +1120,11 @@ impl ConnectionTap {
         };
         // Events in stream order: what the walker saw before failing, then the failure, then
         // what a collected body decodes to — the same whatever the chunking.
-        self.flush(dir, current.correlation_id, out);
         if let Some(e) = failed {
-            self.problem(dir, e, out);
+            self.problem(dir, e);
         }
         if let Some(bytes) = collected {
-            if self.defer && dir == Dir::Request && current.api_key == FETCH {
+            if dir == Dir::Request && current.api_key == FETCH {
                 self.wait.bytes += bytes.len();
                 let at = self.at;
                 self.wait.enqueue(
@@ -1203,8 +1153,8 @@ impl ConnectionTap {
                     )
                 };
                 match decoded {
-                    Ok(()) => self.flush(dir, current.correlation_id, out),
-                    Err(e) => self.problem(dir, e, out),
+                    Ok(()) => self.flush(dir, current.correlation_id),
+                    Err(e) => self.problem(dir, e),
                 }
             }
         }
@@ -1215,7 +1165,7 @@ impl ConnectionTap {
 
     /// A frame of length 0 (see [`crate::frame`]'s framing rule): well-framed, but with no
     /// header to read, so a parse error of its own.
-    fn empty_frame(&mut self, dir: Dir, out: &mut dyn FnMut(TapEvent)) {
+    fn empty_frame(&mut self, dir: Dir) {
         self.dirs.get_mut(dir).current = Current::UNKNOWN;
         let what = match dir {
             Dir::Request => "request header",
@@ -1225,7 +1175,7 @@ impl ConnectionTap {
             what,
             detail: "an empty frame".into(),
         };
-        self.problem(dir, error, out);
+        self.problem(dir, error);
         self.frame_done(dir);
     }
 
@@ -1240,16 +1190,11 @@ impl ConnectionTap {
         }
     }
 
-    /// Emits the pending events, with connection-level context added.
-    fn flush(&mut self, dir: Dir, correlation_id: i32, out: &mut dyn FnMut(TapEvent)) {
+    /// Queues what a collected body decoded to.
+    fn flush(&mut self, dir: Dir, correlation_id: i32) {
         let mut events = std::mem::take(&mut self.scratch);
-        for mut ev in events.drain(..) {
-            if self.defer {
-                self.put(dir, correlation_id, ev, out);
-            } else {
-                self.enrich(dir, correlation_id, &mut ev);
-                out(ev);
-            }
+        for ev in events.drain(..) {
+            self.put(dir, correlation_id, ev);
         }
         self.scratch = events;
     }
