@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::{BufMut, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
 use sluice_protocol::Dir;
 
 /// A ListOffsets v7 request (header v1, client id "bench-client") with a 40-byte body.
@@ -45,12 +45,13 @@ fn header_and_correlation(c: &mut Criterion) {
     // One element = one request/response pair (two frames).
     g.throughput(Throughput::Elements(FRAMES as u64));
     let mut tap = ConnectionTap::new(TopicNames::new());
+    let (mut up, mut down) = (TapHalf::new(Dir::Request), TapHalf::new(Dir::Response));
     let now = Instant::now();
     g.bench_function("header_and_correlation", |b| {
         b.iter(|| {
             let mut n = 0u32;
-            tap.feed(Dir::Request, black_box(&requests), now);
-            tap.feed(Dir::Response, black_box(&responses), now);
+            tap.feed(&mut up, black_box(&requests), now);
+            tap.feed(&mut down, black_box(&responses), now);
             tap.settle(&mut |_, _| n += 1);
             black_box(n)
         })
@@ -79,8 +80,9 @@ fn java_session(c: &mut Criterion) {
                 let mut tap = ConnectionTap::new(topics.clone());
                 let now = Instant::now();
                 for (dir, stream) in [(Dir::Request, req), (Dir::Response, resp)] {
+                    let mut half = TapHalf::new(dir);
                     for chunk in stream.chunks(64 << 10) {
-                        tap.feed(dir, chunk, now);
+                        tap.feed(&mut half, chunk, now);
                         tap.settle(&mut |_, _| n += 1);
                     }
                 }

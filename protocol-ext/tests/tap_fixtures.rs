@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
 use sluice_protocol::{Dir, TapEvent};
 
 fn fixtures() -> Vec<(String, Vec<u8>, Vec<u8>)> {
@@ -36,8 +36,9 @@ fn captured_sessions_are_followed_completely() {
             (Dir::Request, &requests, 1499),
             (Dir::Response, &responses, 997),
         ] {
+            let mut half = TapHalf::new(dir);
             for c in stream.chunks(size) {
-                tap.feed(dir, c, Instant::now());
+                tap.feed(&mut half, c, Instant::now());
                 tap.settle(&mut |e, _| events.push(e));
             }
         }

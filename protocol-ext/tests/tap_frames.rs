@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Encodable, StrBytes};
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
 use sluice_protocol::{Dir, FrameTracker, TapEvent};
 
 /// APIs whose bodies the tap skips, with a version range to draw from.
@@ -116,9 +116,10 @@ fn feed_chunked(
         Dir::Request => *EPOCH,
         Dir::Response => *EPOCH + Duration::from_millis(3),
     };
+    let mut half = TapHalf::new(dir);
     while !rest.is_empty() {
         let n = cuts[i % cuts.len()].clamp(1, rest.len());
-        tap.feed(dir, &rest[..n], now);
+        tap.feed(&mut half, &rest[..n], now);
         tap.settle(&mut |e, _| events.push(e));
         rest = &rest[n..];
         i += 1;

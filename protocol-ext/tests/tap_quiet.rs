@@ -1,5 +1,5 @@
 //! A caller may hold back the bytes the tap would only count down and hand them over with the
-//! next chunk it shows (`Held`, `ConnectionTap::feed_after`), as Sluice's forwarding loop does:
+//! next chunk it shows (`TapHalf::hold`, `ConnectionTap::feed`), as Sluice's forwarding loop does:
 //! over the captured real sessions, cut into any chunks, that yields exactly the events,
 //! counters and state of feeding every byte and settling after every chunk — and it does pass
 //! over most of the record data. The same holds when the tap is settled at any other points.
@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::{ConnectionTap, Held};
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
 use sluice_protocol::{Dir, TapEvent};
 
 fn sessions() -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -51,7 +51,7 @@ fn follow(
     let mut events = Vec::new();
     let mut passed = 0u64;
     for (dir, stream) in [(Dir::Request, requests), (Dir::Response, responses)] {
-        let mut held = Held::default();
+        let mut half = TapHalf::new(dir);
         let mut rest = stream;
         for &size in sizes.iter().cycle() {
             if rest.is_empty() {
@@ -59,19 +59,17 @@ fn follow(
             }
             let (chunk, after) = rest.split_at(size.min(rest.len()));
             rest = after;
-            if !hold {
-                tap.feed(dir, chunk, now);
-            } else if held.hold(chunk) {
+            if hold && half.hold(chunk) {
                 passed += chunk.len() as u64;
             } else {
-                tap.feed_after(dir, &mut held, chunk, now);
+                tap.feed(&mut half, chunk, now);
             }
             if *when.next().unwrap() || tap.settle_now() {
                 tap.settle(&mut |e, _| events.push(e));
             }
         }
         // Bytes held at the end of a stream are inside a frame: the tap ends mid-frame either way.
-        tap.feed_after(dir, &mut held, &[], now);
+        tap.feed(&mut half, &[], now);
     }
     tap.settle(&mut |e, _| events.push(e));
     assert_eq!(tap.queued(), 0);

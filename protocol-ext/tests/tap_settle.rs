@@ -30,7 +30,7 @@ use kafka_protocol::records::{
 };
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::{ConnectionTap, Held};
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
 use sluice_protocol::{Dir, TapEvent};
 
 const TOPIC_ID: [u8; 16] = *b"orders-topic-id!";
@@ -297,7 +297,7 @@ enum Settle<'a> {
 }
 
 /// Feeds every exchange (request, then response) in `sizes` chunks, read as `clock` says,
-/// settled as `settle` says. With `hold`, chunks go through a [`Held`] per direction first, as
+/// settled as `settle` says. With `hold`, chunks go through [`TapHalf::hold`] first, as
 /// Sluice's forwarding loop does.
 fn follow(sizes: &[usize], settle: Settle<'_>, hold: bool, clock: Clock) -> Seen {
     let start = Instant::now();
@@ -311,7 +311,7 @@ fn follow(sizes: &[usize], settle: Settle<'_>, hold: bool, clock: Clock) -> Seen
     .iter()
     .cycle();
     let mut reads = 0u64;
-    let (mut up, mut down) = (Held::default(), Held::default());
+    let (mut up, mut down) = (TapHalf::new(Dir::Request), TapHalf::new(Dir::Response));
     for (n, (request, response)) in conversation().into_iter().enumerate() {
         for (dir, mut rest) in [(Dir::Request, &request[..]), (Dir::Response, &response[..])] {
             while !rest.is_empty() {
@@ -323,15 +323,13 @@ fn follow(sizes: &[usize], settle: Settle<'_>, hold: bool, clock: Clock) -> Seen
                         Clock::PerRead => reads,
                         Clock::PerExchange => 2 * n as u64 + u64::from(dir == Dir::Response),
                     });
-                let held = if dir == Dir::Request {
+                let half = if dir == Dir::Request {
                     &mut up
                 } else {
                     &mut down
                 };
-                if !hold {
-                    tap.feed(dir, chunk, now);
-                } else if !held.hold(chunk) {
-                    tap.feed_after(dir, held, chunk, now);
+                if !(hold && half.hold(chunk)) {
+                    tap.feed(half, chunk, now);
                 }
                 let here = match settle {
                     Settle::EveryChunk => true,
@@ -429,8 +427,9 @@ fn large_fetch_request_bodies_ask_to_be_settled() {
     let now = Instant::now();
     let mut tap = ConnectionTap::new(TopicNames::new());
     let small = fetch_request(0, 0, &[(0, 0)]);
+    let mut up = TapHalf::new(Dir::Request);
     tap.feed(
-        Dir::Request,
+        &mut up,
         &framed(ApiKey::Fetch, FETCH_V, 1, true, &small),
         now,
     );
@@ -445,7 +444,7 @@ fn large_fetch_request_bodies_ask_to_be_settled() {
         &fetch_request(0, 0, &parts),
     );
     assert!(big.len() > sluice_protocol::tap::MAX_QUEUED_BODY_BYTES);
-    tap.feed(Dir::Request, &big, now);
+    tap.feed(&mut up, &big, now);
     assert!(
         tap.settle_now(),
         "megabytes of request bodies must not pile up"

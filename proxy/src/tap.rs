@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
-use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::{Dir, TapEvent};
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
+use sluice_protocol::TapEvent;
 
 use crate::stats::ProxyStats;
 
@@ -161,30 +161,25 @@ impl ConnTap {
         true
     }
 
-    /// Follows bytes just forwarded in one direction. `held` keeps that direction's chunks the
-    /// tap would only count down (the inside of skipped bodies) or walk batch headers in (a
+    /// Follows bytes just forwarded by one half. `half` keeps that direction's chunks the tap
+    /// would only count down (the inside of skipped bodies) or walk batch headers in (a
     /// `records` field, walked ahead on a copy): such a chunk is followed there, and neither
     /// the lock, the clock nor the tap's state is touched for it.
-    pub fn observe(&self, to_broker: bool, held: &mut Held, chunk: &[u8]) {
-        if held.hold(chunk) {
+    pub fn observe(&self, half: &mut TapHalf, chunk: &[u8]) {
+        if half.hold(chunk) {
             return;
         }
         let Some(mut st) = self.lock() else {
-            held.forever(); // a sink panicked earlier; forwarding goes on without the tap
+            half.give_up(); // a sink panicked earlier; forwarding goes on without the tap
             return;
         };
         if st.tap.is_opaque() {
-            held.forever(); // given up on: no clock read, no parsing, for the rest of the stream
+            half.give_up(); // given up on: no clock read, no parsing, for the rest of the stream
             return;
         }
         let now = Instant::now();
         // The events wait in the tap until it is settled.
-        let dir = if to_broker {
-            Dir::Request
-        } else {
-            Dir::Response
-        };
-        st.tap.feed_after(dir, held, chunk, now);
+        st.tap.feed(half, chunk, now);
         if st.due(now) {
             self.hand_over(&mut st);
         }
@@ -398,6 +393,7 @@ impl TapSink for StatsSink {
 mod tests {
     use super::*;
     use sluice_protocol::tap::topics::TopicNames;
+    use sluice_protocol::Dir;
 
     #[derive(Debug)]
     struct Recorder(&'static str, Arc<Mutex<Vec<String>>>);
@@ -533,9 +529,9 @@ mod tests {
     }
 
     fn round_trip(tap: &ConnTap, correlation_id: i32) {
-        let (mut up, mut down) = (Held::default(), Held::default());
-        tap.observe(true, &mut up, &request(correlation_id, false));
-        tap.observe(false, &mut down, &response(correlation_id));
+        let (mut up, mut down) = (TapHalf::new(Dir::Request), TapHalf::new(Dir::Response));
+        tap.observe(&mut up, &request(correlation_id, false));
+        tap.observe(&mut down, &response(correlation_id));
     }
 
     #[test]
@@ -560,7 +556,7 @@ mod tests {
         let later = Events::new();
         let tap = conn(vec![later.clone()]);
         round_trip(&tap, 1);
-        tap.observe(true, &mut Held::default(), &request(2, true));
+        tap.observe(&mut TapHalf::new(Dir::Request), &request(2, true));
         assert_eq!(later.seen(), ["req:1", "resp:1", "req:2", "error"]);
     }
 

@@ -2,7 +2,7 @@
 //! does not depend on how either stream is chunked. The first input byte chooses where the
 //! input splits into the request stream and the response stream, the second and third the
 //! chunk sizes of each; requests are fed first, then responses, and the tap is settled after
-//! every chunk. Holding back chunks with `Held` (the bytes the tap calls quiet, record batches
+//! every chunk. Holding back chunks with `TapHalf::hold` (the bytes the tap calls quiet, record batches
 //! it walks ahead) and handing them over later (as the proxy does) changes nothing either, nor
 //! does settling only every few chunks and when the tap asks (as the proxy does). Until the tap gives up, it completes exactly the frames
 //! `FrameTracker` counts (one framing rule).
@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::{ConnectionTap, Held};
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
 use sluice_protocol::{Dir, FrameTracker, TapEvent};
 
 fn run(
@@ -31,12 +31,10 @@ fn run(
         (Dir::Request, requests, req_step),
         (Dir::Response, responses, resp_step),
     ] {
-        let mut held = Held::default();
+        let mut half = TapHalf::new(dir);
         for c in stream.chunks(step) {
-            if !hold {
-                tap.feed(dir, c, now);
-            } else if !held.hold(c) {
-                tap.feed_after(dir, &mut held, c, now);
+            if !(hold && half.hold(c)) {
+                tap.feed(&mut half, c, now);
             }
             chunks += 1;
             if tap.settle_now() || chunks % settle_every == 0 {

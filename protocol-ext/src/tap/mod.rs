@@ -266,10 +266,51 @@ impl Both {
     }
 }
 
-/// What a caller keeps between the chunks of one direction so as not to show the tap the
-/// bytes it would only count down (see [`ConnectionTap::feed_after`]). Sluice's forwarding
-/// loop keeps one per half: a chunk it holds costs a few subtractions (inside a skipped body or
-/// a batch's records), or a step of a copy of the `records` walk, and no tap state.
+/// One direction of a connection as its forwarding loop holds it: which way its bytes go, and
+/// what it keeps between chunks so as not to show the tap the bytes the tap would only count
+/// down ([`TapHalf::hold`]). Sluice's forwarding loop keeps one per half, outside the lock
+/// around the [`ConnectionTap`], and shows the tap a chunk with [`ConnectionTap::feed`] only
+/// when [`TapHalf::hold`] says no.
+#[derive(Debug, Clone)]
+pub struct TapHalf {
+    held: Held,
+    dir: Dir,
+}
+
+impl TapHalf {
+    /// The half that carries `dir`'s frames, before its first byte.
+    pub fn new(dir: Dir) -> TapHalf {
+        TapHalf {
+            held: Held::default(),
+            dir,
+        }
+    }
+
+    /// Which way this half's bytes go.
+    pub fn dir(&self) -> Dir {
+        self.dir
+    }
+
+    /// Keeps `chunk` (already forwarded) back from the tap if the tap would only count it
+    /// down (the inside of a body it skips) or walk batch headers in it without reporting
+    /// anything (record data of a Fetch response or a Produce request); `false` when it must
+    /// be shown with [`ConnectionTap::feed`]. A kept chunk costs a few subtractions, or a step
+    /// of a copy of the `records` walk, and touches no tap state: no lock is needed. The tap
+    /// learns what was kept with the next chunk it is shown.
+    #[inline]
+    pub fn hold(&mut self, chunk: &[u8]) -> bool {
+        self.held.hold(chunk)
+    }
+
+    /// Keeps everything back from now on (the tap gave up on the connection, or cannot be
+    /// reached).
+    pub fn give_up(&mut self) {
+        self.held.forever();
+    }
+}
+
+/// What a [`TapHalf`] keeps between chunks so as not to show the tap the bytes it would only
+/// count down.
 ///
 /// Inside the `records` field of a Fetch response or a Produce request it walks the record
 /// batches ahead itself, batch header after batch header, on a copy of the walker's state:
@@ -278,7 +319,7 @@ impl Both {
 /// response of large batches is then shown to the tap in two reads (its start, the end of its
 /// records), not one per batch.
 #[derive(Debug, Default, Clone)]
-pub struct Held {
+struct Held {
     /// Bytes that may still be held back (`u64::MAX`: all of them, the tap gave up).
     quiet: u64,
     /// Bytes held back since the tap was last shown a chunk.
@@ -287,7 +328,7 @@ pub struct Held {
     records: Option<RecordsAhead>,
 }
 
-/// A walker's `records` field state, walked ahead by [`Held`].
+/// A walker's `records` field state, walked ahead by `Held`.
 #[derive(Debug, Clone)]
 struct RecordsAhead {
     walk: RecordsWalk,
@@ -298,10 +339,8 @@ struct RecordsAhead {
 }
 
 impl Held {
-    /// Keeps `chunk` back if the tap would only count it down or walk batch headers in it
-    /// without reporting anything; `false` when it must be shown (with
-    /// [`ConnectionTap::feed_after`]).
-    pub fn hold(&mut self, chunk: &[u8]) -> bool {
+    /// See [`TapHalf::hold`].
+    fn hold(&mut self, chunk: &[u8]) -> bool {
         let len = chunk.len() as u64;
         if self.quiet == u64::MAX {
             return true; // the tap gave up on the connection: nothing more to show it
@@ -337,8 +376,8 @@ impl Held {
         }
     }
 
-    /// Keeps everything back from now on (the tap gave up, or cannot be reached).
-    pub fn forever(&mut self) {
+    /// Keeps everything back from now on.
+    fn forever(&mut self) {
         self.quiet = u64::MAX;
         self.records = None;
     }
@@ -653,15 +692,16 @@ impl ConnectionTap {
         idle(&self.dirs.req) && idle(&self.dirs.resp)
     }
 
-    /// Follows the next bytes of one direction (already forwarded, seen at `now`) after the
-    /// bytes `held` kept back, and tells `held` which of the following bytes it may keep back:
-    /// those the tap would pass over without looking at them (the inside of a body it skips),
-    /// and, inside a `records` field, whole chunks of record batches, whose headers `held`
-    /// walks itself (see [`Held`]). The events, and when they are seen, are the same as
+    /// Follows the next bytes of `half` (already forwarded), read at `now`, after the bytes
+    /// `half` kept back ([`TapHalf::hold`]), and tells `half` which of the following bytes it
+    /// may keep back: those the tap would pass over without looking at them (the inside of a
+    /// body it skips) and, inside a `records` field, whole chunks of record batches, whose
+    /// headers `half` walks itself. The events, and when they were read, are the same as
     /// feeding everything; a 1 MiB Fetch response then costs two calls (its start, the end of
     /// its records) instead of one per chunk read. An empty `chunk` just hands over what was
-    /// held.
-    pub fn feed_after(&mut self, dir: Dir, held: &mut Held, chunk: &[u8], now: Instant) {
+    /// kept. The events wait for [`ConnectionTap::settle`].
+    pub fn feed(&mut self, half: &mut TapHalf, chunk: &[u8], now: Instant) {
+        let (dir, held) = (half.dir, &mut half.held);
         let held_bytes = std::mem::take(&mut held.held);
         self.pass(dir, held_bytes);
         if let Some(ahead) = held.records.take().filter(|_| held_bytes > 0) {
@@ -673,7 +713,7 @@ impl ConnectionTap {
     }
 
     /// The `records` field state of the walker of one direction's body, when it is inside one
-    /// (see [`Held`]).
+    /// (see [`TapHalf::hold`]).
     fn records_ahead(&self, dir: Dir) -> Option<RecordsAhead> {
         if self.opaque {
             return None;
@@ -694,7 +734,7 @@ impl ConnectionTap {
         })
     }
 
-    /// Takes back the `records` walk [`Held`] carried on over the bytes it held.
+    /// Takes back the `records` walk `Held` carried on over the bytes it held.
     fn adopt(&mut self, dir: Dir, ahead: RecordsAhead) {
         if self.opaque {
             return;
@@ -736,7 +776,7 @@ impl ConnectionTap {
     }
 
     /// Counts down the next `n` bytes of one direction, held back strictly inside the frame
-    /// (see [`Held`]), as if they had been fed; a walker takes its state from [`Held`]
+    /// (see [`TapHalf::hold`]), as if they had been fed; a walker takes its state from `Held`
     /// (`adopt`).
     fn pass(&mut self, dir: Dir, n: u64) {
         if self.opaque || n == 0 {
@@ -749,12 +789,6 @@ impl ConnectionTap {
                 .unwrap_or(u32::MAX)
                 .min(left.saturating_sub(1));
         }
-    }
-
-    /// Follows the next bytes of `dir` (already forwarded), read at `now`. Its events wait
-    /// for [`ConnectionTap::settle`].
-    pub fn feed(&mut self, dir: Dir, chunk: &[u8], now: Instant) {
-        self.follow(dir, chunk, now);
     }
 
     fn go_opaque(&mut self, reason: String) {

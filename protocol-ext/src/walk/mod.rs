@@ -65,7 +65,7 @@ macro_rules! shared_walker_methods {
         }
 
         /// Inside a `records` field (and not failed): the field's walk and the reader, for a
-        /// caller to walk the next chunks ahead on a copy (see `tap::Held`).
+        /// caller to walk the next chunks ahead on a copy (see `tap::TapHalf::hold`).
         pub(crate) fn records_ahead(
             &self,
         ) -> Option<(super::records::RecordsWalk, super::reader::Reader)> {
