@@ -15,7 +15,27 @@
 //! - [`walk`]: streaming walkers for Fetch responses and Produce requests (batch headers only).
 //! - [`decode`]: selective decoding of small bodies with `kafka-protocol`.
 //! - [`header`]: request/response header parsing.
-//! - [`tap`]: [`tap::ConnectionTap`], which follows both directions of a connection and reports events.
+//! - [`tap`]: [`tap::ConnectionTap`], which follows both directions of a connection and reports
+//!   events, and [`tap::TapHalf`], the per-direction handle a forwarding loop keeps.
+//!
+//! # Using the tap
+//! ```
+//! use std::time::Instant;
+//! use sluice_protocol::tap::{topics::TopicNames, ConnectionTap, TapHalf};
+//! use sluice_protocol::{Dir, TapEvent};
+//!
+//! let mut tap = ConnectionTap::new(TopicNames::new());
+//! let mut requests = TapHalf::new(Dir::Request);
+//! // A Metadata v1 request, correlation id 7, no client id, all topics: forwarded, then shown.
+//! let chunk = [0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 7, 255, 255, 255, 255, 255, 255];
+//! if !requests.hold(&chunk) {
+//!     tap.feed(&mut requests, &chunk, Instant::now());
+//! }
+//! // Events wait until the caller settles: after every chunk, or a batch at a time.
+//! let mut events = Vec::new();
+//! tap.settle(&mut |event, _read_at| events.push(event));
+//! assert!(matches!(&events[0], TapEvent::Request(r) if r.correlation_id == 7));
+//! ```
 
 pub mod decode;
 pub mod dir;
