@@ -20,7 +20,16 @@ pub const MAX_FRAME_SIZE: u32 = 1 << 30;
 /// The body length a frame's `length` prefix gives, or `None` if it loses framing (see the
 /// module docs).
 pub fn body_len(length: i32) -> Option<u32> {
-    u32::try_from(length).ok().filter(|&n| n <= MAX_FRAME_SIZE)
+    checked(length).ok()
+}
+
+/// [`body_len`], with the length read as the error.
+#[inline]
+fn checked(length: i32) -> Result<u32, i32> {
+    match u32::try_from(length) {
+        Ok(n) if n <= MAX_FRAME_SIZE => Ok(n),
+        _ => Err(length),
+    }
 }
 
 /// A frame's 4-byte length prefix, read across chunks of any size.
@@ -42,6 +51,13 @@ impl LengthPrefix {
     /// all of `chunk` was taken).
     #[inline]
     pub fn read(&mut self, chunk: &mut &[u8]) -> Option<Result<u32, i32>> {
+        if self.have == 0 {
+            // The usual case: the whole prefix in the chunk, read in place.
+            if let Some((prefix, rest)) = chunk.split_first_chunk::<4>() {
+                *chunk = rest;
+                return Some(checked(i32::from_be_bytes(*prefix)));
+            }
+        }
         let have = usize::from(self.have);
         let take = (4 - have).min(chunk.len());
         self.buf[have..have + take].copy_from_slice(&chunk[..take]);
@@ -51,8 +67,7 @@ impl LengthPrefix {
             return None;
         }
         self.have = 0;
-        let length = i32::from_be_bytes(self.buf);
-        Some(body_len(length).ok_or(length))
+        Some(checked(i32::from_be_bytes(self.buf)))
     }
 }
 
@@ -207,6 +222,37 @@ mod tests {
         assert_eq!(body_len(MAX_FRAME_SIZE as i32), Some(MAX_FRAME_SIZE));
         assert_eq!(body_len(MAX_FRAME_SIZE as i32 + 1), None);
         assert_eq!(body_len(-1), None);
+    }
+
+    /// A prefix reads the same whole (in place) or in pieces (kept across chunks), and takes
+    /// only its own four bytes.
+    #[test]
+    fn a_prefix_reads_the_same_whole_or_in_pieces() {
+        for (bytes, expected) in [
+            (7i32.to_be_bytes(), Ok(7)),
+            (0i32.to_be_bytes(), Ok(0)),
+            ((-2i32).to_be_bytes(), Err(-2)),
+            (
+                ((MAX_FRAME_SIZE + 1) as i32).to_be_bytes(),
+                Err(MAX_FRAME_SIZE as i32 + 1),
+            ),
+        ] {
+            let stream = [&bytes[..], &[9, 9]].concat();
+            for cut in 0..=4 {
+                let mut p = LengthPrefix::default();
+                let (mut first, mut second) = stream.split_at(cut);
+                let got = match p.read(&mut first) {
+                    Some(got) => got,
+                    None => {
+                        assert_eq!(p.have() as usize, cut);
+                        p.read(&mut second).expect("all four bytes")
+                    }
+                };
+                assert_eq!(got, expected, "cut at {cut}");
+                assert_eq!([first, second].concat(), [9, 9], "cut at {cut}");
+                assert_eq!(p.have(), 0);
+            }
+        }
     }
 
     #[test]
