@@ -22,7 +22,7 @@
 //! bytes just read are in cache. Only the tap's calls are timed. `no_sinks_cold_reads` and
 //! `default_sinks_cold_reads` copy before every read instead, as happens between the reads of
 //! one round trip too: then every read, even one the forwarding loop keeps from the tap
-//! (`Held`), pays for the pages it touches (code, state, page tables).
+//! (`TapHalf::hold`), pays for the pages it touches (code, state, page tables).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -51,8 +51,8 @@ use sluice::{ConnMeta, TapSink};
 use sluice_config::TelemetryConfig;
 use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::TapEvent;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
+use sluice_protocol::{Dir, TapEvent};
 
 const FETCH_VERSION: i16 = 17;
 const BATCHES: i64 = 64;
@@ -176,8 +176,9 @@ fn batches_seen((request, response): &(Vec<u8>, Vec<u8>)) -> u32 {
         }
     };
     let now = Instant::now();
-    tap.on_request_bytes(request, now, &mut count);
-    tap.on_response_bytes(response, now, &mut count);
+    tap.feed(&mut TapHalf::new(Dir::Request), request, now);
+    tap.feed(&mut TapHalf::new(Dir::Response), response, now);
+    tap.settle(&mut |e, _| count(e));
     batches
 }
 
@@ -233,11 +234,11 @@ fn tap_path(c: &mut Criterion) {
         let mut round_trip = || {
             let (request, response) = &trips[next % trips.len()];
             next += 1;
-            // One `Held` per direction, as the forwarding loop keeps them.
-            let (mut up, mut down) = (Held::default(), Held::default());
-            tap.observe(true, &mut up, black_box(request));
+            // One `TapHalf` per direction, as the forwarding loop keeps them.
+            let (mut up, mut down) = (TapHalf::new(Dir::Request), TapHalf::new(Dir::Response));
+            tap.observe(&mut up, black_box(request));
             for chunk in response.chunks(CHUNK) {
-                tap.observe(false, &mut down, black_box(chunk));
+                tap.observe(&mut down, black_box(chunk));
             }
         };
         g.bench_function(name, |b| b.iter(&mut round_trip));
@@ -260,7 +261,8 @@ fn tap_path(c: &mut Criterion) {
                     for _ in 0..iters {
                         let (request, response) = &trips[next % trips.len()];
                         next += 1;
-                        let (mut up, mut down) = (Held::default(), Held::default());
+                        let (mut up, mut down) =
+                            (TapHalf::new(Dir::Request), TapHalf::new(Dir::Response));
                         let pieces = std::iter::once((true, &request[..]))
                             .chain(response.chunks(CHUNK).map(|c| (false, c)));
                         for (i, (to_broker, piece)) in pieces.enumerate() {
@@ -269,9 +271,9 @@ fn tap_path(c: &mut Criterion) {
                             }
                             let buf = &mut read_buf[..piece.len()];
                             buf.copy_from_slice(piece);
-                            let held = if to_broker { &mut up } else { &mut down };
+                            let half = if to_broker { &mut up } else { &mut down };
                             let t = Instant::now();
-                            tap.observe(to_broker, held, black_box(buf));
+                            tap.observe(half, black_box(buf));
                             spent += t.elapsed();
                         }
                     }

@@ -1,17 +1,19 @@
 //! The connection tap's cost.
 //!
 //! - `tap/header_and_correlation`: pipelined small request frames and their responses for an
-//!   API whose bodies are skipped — the per-frame cost of peeking the header and matching the
-//!   response by correlation id (target: under 100 ns per frame).
+//!   API whose bodies are skipped — the per-frame cost of peeking the header, matching the
+//!   response by correlation id and settling the events (target: under 100 ns per frame).
 //! - `tap/java_session`: byte streams captured from a real Java producer and consumer
-//!   (`fixtures/`), replayed through the tap: bytes per second over realistic traffic.
+//!   (`fixtures/`), replayed through the tap in 64 KiB chunks, settled after each: bytes per
+//!   second over realistic traffic.
 
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::ConnectionTap;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
+use sluice_protocol::Dir;
 
 /// A ListOffsets v7 request (header v1, client id "bench-client") with a 40-byte body.
 fn request(correlation_id: i32) -> Vec<u8> {
@@ -43,12 +45,14 @@ fn header_and_correlation(c: &mut Criterion) {
     // One element = one request/response pair (two frames).
     g.throughput(Throughput::Elements(FRAMES as u64));
     let mut tap = ConnectionTap::new(TopicNames::new());
+    let (mut up, mut down) = (TapHalf::new(Dir::Request), TapHalf::new(Dir::Response));
     let now = Instant::now();
     g.bench_function("header_and_correlation", |b| {
         b.iter(|| {
             let mut n = 0u32;
-            tap.on_request_bytes(black_box(&requests), now, &mut |_| n += 1);
-            tap.on_response_bytes(black_box(&responses), now, &mut |_| n += 1);
+            tap.feed(&mut up, black_box(&requests), now);
+            tap.feed(&mut down, black_box(&responses), now);
+            tap.settle(&mut |_, _| n += 1);
             black_box(n)
         })
     });
@@ -75,11 +79,12 @@ fn java_session(c: &mut Criterion) {
             for (req, resp) in &sessions {
                 let mut tap = ConnectionTap::new(topics.clone());
                 let now = Instant::now();
-                for chunk in req.chunks(64 << 10) {
-                    tap.on_request_bytes(chunk, now, &mut |_| n += 1);
-                }
-                for chunk in resp.chunks(64 << 10) {
-                    tap.on_response_bytes(chunk, now, &mut |_| n += 1);
+                for (dir, stream) in [(Dir::Request, req), (Dir::Response, resp)] {
+                    let mut half = TapHalf::new(dir);
+                    for chunk in stream.chunks(64 << 10) {
+                        tap.feed(&mut half, chunk, now);
+                        tap.settle(&mut |_, _| n += 1);
+                    }
                 }
             }
             black_box(n)

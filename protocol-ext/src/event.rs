@@ -437,8 +437,8 @@ pub enum TapEvent {
 /// A frame the tap could not follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseProblem {
-    /// True for a request (client side), false for a response (broker side).
-    pub request: bool,
+    /// A request (client side) or a response (broker side).
+    pub dir: crate::dir::Dir,
     /// API key, or -1 if the header itself was unreadable.
     pub api_key: i16,
     /// API version, or -1.

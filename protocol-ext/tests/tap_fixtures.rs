@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::ConnectionTap;
-use sluice_protocol::TapEvent;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
+use sluice_protocol::{Dir, TapEvent};
 
 fn fixtures() -> Vec<(String, Vec<u8>, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
@@ -30,12 +30,17 @@ fn captured_sessions_are_followed_completely() {
     for (name, requests, responses) in fixtures() {
         let mut tap = ConnectionTap::new(topics.clone());
         let mut events = Vec::new();
-        // Odd chunk sizes, requests first (the in-flight FIFO holds the pipeline).
-        for c in requests.chunks(1499) {
-            tap.on_request_bytes(c, Instant::now(), &mut |e| events.push(e));
-        }
-        for c in responses.chunks(997) {
-            tap.on_response_bytes(c, Instant::now(), &mut |e| events.push(e));
+        // Odd chunk sizes, requests first (the in-flight FIFO holds the pipeline), settled
+        // after every chunk.
+        for (dir, stream, size) in [
+            (Dir::Request, &requests, 1499),
+            (Dir::Response, &responses, 997),
+        ] {
+            let mut half = TapHalf::new(dir);
+            for c in stream.chunks(size) {
+                tap.feed(&mut half, c, Instant::now());
+                tap.settle(&mut |e, _| events.push(e));
+            }
         }
         assert!(
             !tap.is_opaque(),

@@ -11,8 +11,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Encodable, StrBytes};
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::ConnectionTap;
-use sluice_protocol::TapEvent;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
+use sluice_protocol::{Dir, FrameTracker, TapEvent};
 
 /// APIs whose bodies the tap skips, with a version range to draw from.
 const SKIPPED: &[(ApiKey, i16, i16)] = &[
@@ -102,27 +102,33 @@ fn exchange() -> impl Strategy<Value = Exchange> {
         )
 }
 
+/// Feeds `data` in pieces cut by `cuts` (cycled), settling after every piece.
 fn feed_chunked(
     tap: &mut ConnectionTap,
-    request: bool,
+    dir: Dir,
     data: &[u8],
     cuts: &[usize],
     events: &mut Vec<TapEvent>,
 ) {
     let mut rest = data;
     let mut i = 0;
-    let now = *EPOCH;
+    let now = match dir {
+        Dir::Request => *EPOCH,
+        Dir::Response => *EPOCH + Duration::from_millis(3),
+    };
+    let mut half = TapHalf::new(dir);
     while !rest.is_empty() {
         let n = cuts[i % cuts.len()].clamp(1, rest.len());
-        let mut push = |e| events.push(e);
-        if request {
-            tap.on_request_bytes(&rest[..n], now, &mut push);
-        } else {
-            tap.on_response_bytes(&rest[..n], now + Duration::from_millis(3), &mut push);
-        }
+        tap.feed(&mut half, &rest[..n], now);
+        tap.settle(&mut |e, _| events.push(e));
         rest = &rest[n..];
         i += 1;
     }
+}
+
+/// Feeds `data` in one piece and settles.
+fn feed_whole(tap: &mut ConnectionTap, dir: Dir, data: &[u8], events: &mut Vec<TapEvent>) {
+    feed_chunked(tap, dir, data, &[data.len()], events);
 }
 
 /// One fixed instant: requests are seen at it, responses 3 ms later.
@@ -141,9 +147,9 @@ proptest! {
         let mut events = Vec::new();
         let requests: Vec<u8> = xs.iter().flat_map(request_frame).collect();
         let responses: Vec<u8> = xs.iter().flat_map(response_frame).collect();
-        feed_chunked(&mut tap, true, &requests, &cuts, &mut events);
+        feed_chunked(&mut tap, Dir::Request, &requests, &cuts, &mut events);
         prop_assert_eq!(tap.in_flight(), xs.len());
-        feed_chunked(&mut tap, false, &responses, &cuts, &mut events);
+        feed_chunked(&mut tap, Dir::Response, &responses, &cuts, &mut events);
         let why = events.iter().find(|e| matches!(e, TapEvent::Opaque { .. })).cloned();
         prop_assert!(!tap.is_opaque(), "{:?}", why);
         let reqs: Vec<_> = events.iter().filter_map(|e| match e { TapEvent::Request(r) => Some(r.clone()), _ => None }).collect();
@@ -179,8 +185,8 @@ proptest! {
         let mut events = Vec::new();
         let mut stream: Vec<u8> = xs.iter().flat_map(request_frame).collect();
         stream.extend_from_slice(&garbage);
-        feed_chunked(&mut tap, true, &stream, &cuts, &mut events);
-        feed_chunked(&mut tap, false, &garbage, &cuts, &mut events);
+        feed_chunked(&mut tap, Dir::Request, &stream, &cuts, &mut events);
+        feed_chunked(&mut tap, Dir::Response, &garbage, &cuts, &mut events);
         let reqs = events.iter().filter(|e| matches!(e, TapEvent::Request(_))).count();
         prop_assert!(reqs >= xs.len());
         let opaque = events.iter().filter(|e| matches!(e, TapEvent::Opaque { .. })).count();
@@ -201,7 +207,7 @@ fn a_response_nobody_asked_for_makes_the_connection_opaque() {
         request_body: vec![],
         response_body: vec![1, 2, 3],
     };
-    tap.on_response_bytes(&response_frame(&x), Instant::now(), &mut |e| events.push(e));
+    feed_whole(&mut tap, Dir::Response, &response_frame(&x), &mut events);
     assert!(tap.is_opaque());
     assert!(
         matches!(&events[..], [TapEvent::Opaque { reason }] if reason.contains("correlation id 9"))
@@ -212,12 +218,13 @@ fn a_response_nobody_asked_for_makes_the_connection_opaque() {
 fn negative_length_loses_framing_once() {
     let mut tap = ConnectionTap::new(TopicNames::new());
     let mut events = Vec::new();
-    tap.on_request_bytes(
+    feed_whole(
+        &mut tap,
+        Dir::Request,
         &[0xff, 0xff, 0xff, 0xfe, 1, 2, 3],
-        Instant::now(),
-        &mut |e| events.push(e),
+        &mut events,
     );
-    tap.on_request_bytes(&[0, 0, 0, 1, 0], Instant::now(), &mut |e| events.push(e));
+    feed_whole(&mut tap, Dir::Request, &[0, 0, 0, 1, 0], &mut events);
     assert_eq!(events.len(), 1);
     assert!(matches!(&events[0], TapEvent::Opaque { reason } if reason.contains("-2")));
 }
@@ -236,16 +243,70 @@ fn a_huge_skipped_frame_is_followed_in_chunks_and_keeps_framing() {
         request_body: vec![],
         response_body: vec![],
     };
-    tap.on_request_bytes(&request_frame(&x), Instant::now(), &mut |e| events.push(e));
+    feed_whole(&mut tap, Dir::Request, &request_frame(&x), &mut events);
     let body_len = 50 << 20;
     let mut head = ((body_len + 4) as i32).to_be_bytes().to_vec();
     head.extend(1i32.to_be_bytes());
-    tap.on_response_bytes(&head, Instant::now(), &mut |e| events.push(e));
+    feed_whole(&mut tap, Dir::Response, &head, &mut events);
     let chunk = vec![0u8; 64 << 10];
     for _ in 0..(body_len / chunk.len()) {
-        tap.on_response_bytes(&chunk, Instant::now(), &mut |e| events.push(e));
+        feed_whole(&mut tap, Dir::Response, &chunk, &mut events);
     }
     assert!(tap.at_boundary());
     assert_eq!(tap.counters().responses, 1);
     assert_eq!(events.len(), 2);
+}
+
+/// The framing rule's edge, which the tap and `FrameTracker` share: a zero-length frame is an
+/// empty frame — a parse error of its own (no header to read), not lost framing — and the
+/// frames around it are followed; both count the same frames.
+#[test]
+fn an_empty_frame_is_a_parse_error_and_framing_holds() {
+    let x = Exchange {
+        key: ApiKey::ListOffsets,
+        version: 5,
+        correlation_id: 4,
+        client_id: Some("c".into()),
+        tags: BTreeMap::new(),
+        request_body: vec![7; 20],
+        response_body: vec![1, 2, 3],
+    };
+    let empty = frame(&[]);
+    let requests = [empty.clone(), request_frame(&x), empty.clone()].concat();
+    let responses = [empty.clone(), response_frame(&x), empty].concat();
+    for cut in [1, 3, 4, 5, 64] {
+        let mut tap = ConnectionTap::new(TopicNames::new());
+        let mut events = Vec::new();
+        feed_chunked(&mut tap, Dir::Request, &requests, &[cut], &mut events);
+        feed_chunked(&mut tap, Dir::Response, &responses, &[cut], &mut events);
+        assert!(!tap.is_opaque(), "chunks of {cut}: {events:?}");
+        assert!(tap.at_boundary());
+        let kinds: Vec<String> = events
+            .iter()
+            .map(|e| match e {
+                TapEvent::Request(r) => format!("request {}", r.correlation_id),
+                TapEvent::Response(r) => format!("response {}", r.correlation_id),
+                TapEvent::ParseError(p) => format!("{} error", p.dir),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "request error",
+                "request 4",
+                "request error",
+                "response error",
+                "response 4",
+                "response error"
+            ],
+            "chunks of {cut}"
+        );
+        let c = tap.counters();
+        assert_eq!((c.requests, c.responses, c.parse_errors), (3, 3, 4));
+        for (stream, tap_count) in [(&requests, c.requests), (&responses, c.responses)] {
+            let mut tracker = FrameTracker::new();
+            assert_eq!(tracker.feed(stream), tap_count, "one framing rule");
+        }
+    }
 }

@@ -1,15 +1,15 @@
 //! A caller may hold back the bytes the tap would only count down and hand them over with the
-//! next chunk it shows (`Held`, `ConnectionTap::feed_after`), as Sluice's forwarding loop does: over the captured real
-//! sessions, cut into any chunks, that yields exactly the events, counters and state of feeding
-//! every byte — and it does pass over most of the record data. The same holds in deferred mode
-//! (`ConnectionTap::deferred`), settled at any points.
+//! next chunk it shows (`TapHalf::hold`, `ConnectionTap::feed`), as Sluice's forwarding loop does:
+//! over the captured real sessions, cut into any chunks, that yields exactly the events,
+//! counters and state of feeding every byte and settling after every chunk — and it does pass
+//! over most of the record data. The same holds when the tap is settled at any other points.
 
 use std::time::Instant;
 
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::TapEvent;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
+use sluice_protocol::{Dir, TapEvent};
 
 fn sessions() -> Vec<(Vec<u8>, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
@@ -36,8 +36,8 @@ struct Seen {
 }
 
 /// Feeds the session in `sizes` chunks: every byte (`hold` false), or holding back the quiet
-/// ones; with `settle`, in deferred mode, settled after the chunks it picks (cycled) and at the
-/// end. Returns what was seen and how many bytes were passed over.
+/// ones; settled after every chunk, or with `settle` after the chunks it picks (cycled), when
+/// the tap asks, and at the end. Returns what was seen and how many bytes were passed over.
 fn follow(
     requests: &[u8],
     responses: &[u8],
@@ -47,14 +47,11 @@ fn follow(
 ) -> (Seen, u64) {
     let now = Instant::now();
     let mut tap = ConnectionTap::new(TopicNames::new());
-    if settle.is_some() {
-        tap = tap.deferred();
-    }
-    let mut when = settle.unwrap_or(&[false]).iter().cycle();
+    let mut when = settle.unwrap_or(&[true]).iter().cycle();
     let mut events = Vec::new();
     let mut passed = 0u64;
-    for (request, stream) in [(true, requests), (false, responses)] {
-        let mut held = Held::default();
+    for (dir, stream) in [(Dir::Request, requests), (Dir::Response, responses)] {
+        let mut half = TapHalf::new(dir);
         let mut rest = stream;
         for &size in sizes.iter().cycle() {
             if rest.is_empty() {
@@ -62,24 +59,17 @@ fn follow(
             }
             let (chunk, after) = rest.split_at(size.min(rest.len()));
             rest = after;
-            let mut emit = |e| events.push(e);
-            if !hold {
-                if request {
-                    tap.on_request_bytes(chunk, now, &mut emit);
-                } else {
-                    tap.on_response_bytes(chunk, now, &mut emit);
-                }
-            } else if held.hold(chunk) {
+            if hold && half.hold(chunk) {
                 passed += chunk.len() as u64;
             } else {
-                tap.feed_after(request, &mut held, chunk, now, &mut emit);
+                tap.feed(&mut half, chunk, now);
             }
-            if *when.next().unwrap_or(&false) || tap.settle_now() {
+            if *when.next().unwrap() || tap.settle_now() {
                 tap.settle(&mut |e, _| events.push(e));
             }
         }
         // Bytes held at the end of a stream are inside a frame: the tap ends mid-frame either way.
-        tap.feed_after(request, &mut held, &[], now, &mut |e| events.push(e));
+        tap.feed(&mut half, &[], now);
     }
     tap.settle(&mut |e, _| events.push(e));
     assert_eq!(tap.queued(), 0);
@@ -116,7 +106,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn deferring_and_settling_at_any_point_changes_nothing(
+    fn settling_at_any_point_changes_nothing(
         session in 0usize..3,
         sizes in prop::collection::vec(1usize..2000, 1..16),
         settle in prop::collection::vec(prop::bool::weighted(0.1), 1..40),
@@ -124,8 +114,8 @@ proptest! {
         let sessions = sessions();
         let (requests, responses) = &sessions[session];
         let (fed, _) = follow(requests, responses, &sizes, false, None);
-        let (deferred, _) = follow(requests, responses, &sizes, true, Some(&settle));
-        prop_assert_eq!(fed, deferred);
+        let (settled, _) = follow(requests, responses, &sizes, true, Some(&settle));
+        prop_assert_eq!(fed, settled);
     }
 
     #[test]

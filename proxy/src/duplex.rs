@@ -9,8 +9,8 @@
 //!
 //! After a chunk is forwarded, the tap (when on) is shown it — unless the tap said the next bytes
 //! are ones it would only count down or walk batch headers in (record data of a Fetch response
-//! or a Produce request): then the half follows them itself (`Held`) and hands the tap what it
-//! found with the next chunk it shows.
+//! or a Produce request): then the half follows them itself (its `TapHalf`) and hands the tap
+//! what it found with the next chunk it shows.
 //!
 //! A [`FrameTracker`] also follows each chunk to count whole Kafka frames. The
 //! counts only drive the graceful drain (stop taking requests at a frame boundary, let the
@@ -21,8 +21,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use sluice_protocol::tap::Held;
-use sluice_protocol::FrameTracker;
+use sluice_protocol::tap::TapHalf;
+use sluice_protocol::{Dir, FrameTracker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -116,7 +116,10 @@ impl Half<'_> {
         let mut total = 0u64;
         let mut draining = false;
         // The bytes the tap would only count down, kept back from it.
-        let mut held = Held::default();
+        let mut tap_half = TapHalf::new(match self.direction {
+            Direction::ToBroker => Dir::Request,
+            Direction::ToClient => Dir::Response,
+        });
         // One drain future for the whole connection: re-creating it per read would register
         // and unregister a waiter (a lock) on every chunk.
         let drain = self.drain.cancelled();
@@ -162,11 +165,7 @@ impl Half<'_> {
             ProxyStats::add(counter, n as u64);
             self.observe(&mut frames, buf.filled(n));
             if let Some(tap) = self.tap {
-                tap.observe(
-                    self.direction == Direction::ToBroker,
-                    &mut held,
-                    buf.filled(n),
-                );
+                tap.observe(&mut tap_half, buf.filled(n));
             }
             buf.after_read(n);
         }

@@ -6,7 +6,7 @@
 //! A consumer's Fetch round trip yields a handful of events, and between two round trips the
 //! kernel, the broker and the client move megabytes through the CPU caches: decoded and handed
 //! over one round trip at a time, every event meets the decoders' and the sinks' code and state
-//! cold. So each connection's tap runs deferred ([`ConnectionTap::deferred`]): on the
+//! cold. So each connection's tap is settled in batches ([`ConnectionTap::settle`]): on the
 //! forwarding path it only follows frames and walks Fetch responses; the events — and the
 //! bodies of Fetch requests, still undecoded, and small requests kept whole — wait, and are
 //! settled (decoded, fetch sessions and topic names applied) and handed to every sink, in
@@ -19,7 +19,7 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use sluice_protocol::tap::{ConnectionTap, Held};
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
 use sluice_protocol::TapEvent;
 
 use crate::sink::{ConnMeta, TapSink};
@@ -35,8 +35,8 @@ pub const HAND_OVER_EVENTS: usize = 16;
 /// How often [`sweep`] looks at quiet connections' batches.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
 
-/// The connection's protocol state (deferred: see [`ConnectionTap::deferred`]) and the list a
-/// batch is settled into.
+/// The connection's protocol state (settled in batches: see [`ConnectionTap::settle`]) and the
+/// list a batch is settled into.
 #[derive(Debug)]
 struct TapState {
     tap: ConnectionTap,
@@ -66,14 +66,14 @@ pub struct ConnTap {
 }
 
 impl ConnTap {
-    /// A tap for one connection; `tap` is put in deferred mode.
+    /// A tap for one connection.
     pub fn new(tap: ConnectionTap, meta: ConnMeta, sinks: Arc<[Arc<dyn TapSink>]>) -> ConnTap {
         for s in sinks.iter() {
             s.on_open(&meta);
         }
         ConnTap {
             state: Mutex::new(TapState {
-                tap: tap.deferred(),
+                tap,
                 batch: Vec::new(),
             }),
             meta,
@@ -118,25 +118,25 @@ impl ConnTap {
         true
     }
 
-    /// Follows bytes just forwarded in one direction. `held` keeps that direction's chunks the
-    /// tap would only count down (the inside of skipped bodies) or walk batch headers in (a
+    /// Follows bytes just forwarded by one half. `half` keeps that direction's chunks the tap
+    /// would only count down (the inside of skipped bodies) or walk batch headers in (a
     /// `records` field, walked ahead on a copy): such a chunk is followed there, and neither
     /// the lock, the clock nor the tap's state is touched for it.
-    pub fn observe(&self, to_broker: bool, held: &mut Held, chunk: &[u8]) {
-        if held.hold(chunk) {
+    pub fn observe(&self, half: &mut TapHalf, chunk: &[u8]) {
+        if half.hold(chunk) {
             return;
         }
         let Some(mut st) = self.lock() else {
-            held.forever(); // a sink panicked earlier; forwarding goes on without the tap
+            half.give_up(); // a sink panicked earlier; forwarding goes on without the tap
             return;
         };
         if st.tap.is_opaque() {
-            held.forever(); // given up on: no clock read, no parsing, for the rest of the stream
+            half.give_up(); // given up on: no clock read, no parsing, for the rest of the stream
             return;
         }
         let now = Instant::now();
-        // Deferred: the events wait in the tap until it is settled.
-        st.tap.feed_after(to_broker, held, chunk, now, &mut |_| {});
+        // The events wait in the tap until it is settled.
+        st.tap.feed(half, chunk, now);
         if st.due(now) {
             self.hand_over(&mut st);
         }
@@ -201,6 +201,7 @@ pub async fn sweep(taps: Arc<TapRegistry>, stop: impl std::future::Future<Output
 mod tests {
     use super::*;
     use sluice_protocol::tap::topics::TopicNames;
+    use sluice_protocol::Dir;
     use std::net::SocketAddr;
 
     #[derive(Debug)]
@@ -314,9 +315,9 @@ mod tests {
     }
 
     fn round_trip(tap: &ConnTap, correlation_id: i32) {
-        let (mut up, mut down) = (Held::default(), Held::default());
-        tap.observe(true, &mut up, &request(correlation_id, false));
-        tap.observe(false, &mut down, &response(correlation_id));
+        let (mut up, mut down) = (TapHalf::new(Dir::Request), TapHalf::new(Dir::Response));
+        tap.observe(&mut up, &request(correlation_id, false));
+        tap.observe(&mut down, &response(correlation_id));
     }
 
     #[test]
@@ -341,7 +342,7 @@ mod tests {
         let later = Events::new();
         let tap = conn(vec![later.clone()]);
         round_trip(&tap, 1);
-        tap.observe(true, &mut Held::default(), &request(2, true));
+        tap.observe(&mut TapHalf::new(Dir::Request), &request(2, true));
         assert_eq!(later.seen(), ["req:1", "resp:1", "req:2", "error"]);
     }
 

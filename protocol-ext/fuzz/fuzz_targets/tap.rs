@@ -1,18 +1,19 @@
 //! The connection tap over any bytes in both directions: never panics, and what it reports
 //! does not depend on how either stream is chunked. The first input byte chooses where the
 //! input splits into the request stream and the response stream, the second and third the
-//! chunk sizes of each; requests are fed first, then responses. Holding back chunks with `Held`
-//! (the bytes the tap calls quiet, record batches it walks ahead) and handing them over later
-//! (as the proxy does) changes nothing either, nor does deferred mode, settled every few chunks
-//! (as the proxy runs it).
+//! chunk sizes of each; requests are fed first, then responses, and the tap is settled after
+//! every chunk. Holding back chunks with `TapHalf::hold` (the bytes the tap calls quiet, record batches
+//! it walks ahead) and handing them over later (as the proxy does) changes nothing either, nor
+//! does settling only every few chunks and when the tap asks (as the proxy does). Until the tap gives up, it completes exactly the frames
+//! `FrameTracker` counts (one framing rule).
 #![no_main]
 
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::TapEvent;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
+use sluice_protocol::{Dir, FrameTracker, TapEvent};
 
 fn run(
     requests: &[u8],
@@ -20,30 +21,23 @@ fn run(
     req_step: usize,
     resp_step: usize,
     hold: bool,
-    defer: bool,
+    settle_every: usize,
 ) -> Vec<TapEvent> {
     let now = Instant::now();
     let mut tap = ConnectionTap::new(TopicNames::new());
-    if defer {
-        tap = tap.deferred();
-    }
     let mut events = Vec::new();
     let mut chunks = 0usize;
-    for (request, stream, step) in [(true, requests, req_step), (false, responses, resp_step)] {
-        let mut held = Held::default();
+    for (dir, stream, step) in [
+        (Dir::Request, requests, req_step),
+        (Dir::Response, responses, resp_step),
+    ] {
+        let mut half = TapHalf::new(dir);
         for c in stream.chunks(step) {
-            let mut emit = |e| events.push(e);
-            if !hold {
-                if request {
-                    tap.on_request_bytes(c, now, &mut emit);
-                } else {
-                    tap.on_response_bytes(c, now, &mut emit);
-                }
-            } else if !held.hold(c) {
-                tap.feed_after(request, &mut held, c, now, &mut emit);
+            if !(hold && half.hold(c)) {
+                tap.feed(&mut half, c, now);
             }
             chunks += 1;
-            if defer && (tap.settle_now() || chunks % 3 == 0) {
+            if tap.settle_now() || chunks % settle_every == 0 {
                 tap.settle(&mut |e, _| events.push(e));
             }
         }
@@ -55,6 +49,15 @@ fn run(
         .count();
     assert!(opaque <= 1, "opaque reported {opaque} times");
     assert_eq!(opaque == 1, tap.is_opaque());
+    // One framing rule: until it gives up, the tap completes the frames `FrameTracker` counts.
+    let (mut up, mut down) = (FrameTracker::new(), FrameTracker::new());
+    let frames = (up.feed(requests), down.feed(responses));
+    if up.is_lost() || down.is_lost() {
+        assert!(tap.is_opaque());
+    } else if !tap.is_opaque() {
+        let c = tap.counters();
+        assert_eq!((c.requests, c.responses), frames);
+    }
     events
 }
 
@@ -70,16 +73,16 @@ fuzz_target!(|data: &[u8]| {
         requests.len().max(1),
         responses.len().max(1),
         false,
-        false,
+        1,
     );
     let (req_step, resp_step) = (
         usize::from(*req_step).max(1),
         usize::from(*resp_step).max(1),
     );
-    let split = run(requests, responses, req_step, resp_step, false, false);
+    let split = run(requests, responses, req_step, resp_step, false, 1);
     assert_eq!(whole, split);
-    let held = run(requests, responses, req_step, resp_step, true, false);
+    let held = run(requests, responses, req_step, resp_step, true, 1);
     assert_eq!(whole, held);
-    let deferred = run(requests, responses, req_step, resp_step, true, true);
-    assert_eq!(whole, deferred);
+    let batched = run(requests, responses, req_step, resp_step, true, 3);
+    assert_eq!(whole, batched);
 });

@@ -14,10 +14,11 @@
 //! ```
 //! Strings, arrays and bytes are compact (varint length + 1) from v12.
 
-use super::reader::{skip, LenKind, Reader, StrReader};
+use super::cursor::{Place, TopicCursor};
+use super::reader::{skip, LenKind, Reader};
 use super::records::{RecordStats, RecordsWalk};
 use super::tagged::TaggedFields;
-use crate::event::{FetchPartitionDelivered, FetchResponseStart, TopicId, TopicRef};
+use crate::event::{FetchPartitionDelivered, FetchResponseStart};
 use crate::{TapError, TapEvent};
 
 const API_KEY: i16 = 1;
@@ -29,10 +30,8 @@ const ABORTED_LEN: u64 = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Top,
-    Topics,
-    TopicName,
-    TopicId,
-    Partitions,
+    /// In the topics and partitions arrays, between partitions ([`TopicCursor`]).
+    Cursor,
     Partition,
     AbortedCount,
     /// Non-flexible versions: all aborted transactions skipped at once.
@@ -44,9 +43,6 @@ enum Step {
     PreferredReplica,
     RecordsLen,
     Records,
-    PartitionTags,
-    TopicTags,
-    TopTags,
     Done,
 }
 
@@ -75,11 +71,8 @@ pub struct FetchResponseWalker {
     flexible: bool,
     r: Reader,
     step: Step,
-    topics_left: u32,
-    partitions_left: u32,
+    cursor: TopicCursor,
     aborted_left: u32,
-    name: StrReader,
-    topic: TopicRef,
     head: PartitionHead,
     records: RecordsWalk,
     tags: TaggedFields,
@@ -100,11 +93,8 @@ impl FetchResponseWalker {
             flexible: api_version >= 12,
             r: Reader::new(WHAT),
             step: Step::Top,
-            topics_left: 0,
-            partitions_left: 0,
+            cursor: TopicCursor::new(api_version >= 12, api_version >= 13),
             aborted_left: 0,
-            name: StrReader::default(),
-            topic: TopicRef::default(),
             head: PartitionHead::default(),
             records: RecordsWalk::default(),
             tags: TaggedFields::default(),
@@ -144,29 +134,12 @@ impl FetchResponseWalker {
                         error_code,
                         session_id,
                     }));
-                    self.step = Step::Topics;
+                    self.step = Step::Cursor;
                 }
-                Step::Topics => {
-                    self.topics_left = need!(self.r.count(input, array)?);
-                    self.next_topic();
-                }
-                Step::TopicName => {
-                    let kind = LenKind::string(self.flexible);
-                    match need!(self.name.read(&mut self.r, input, kind)?) {
-                        Some(name) => self.topic = TopicRef::named(name),
-                        None => return Err(self.r.malformed("null topic name")),
-                    }
-                    self.step = Step::Partitions;
-                }
-                Step::TopicId => {
-                    let mut f = need!(self.r.fixed(input, 16));
-                    self.topic = TopicRef::by_id(TopicId(f.uuid()));
-                    self.step = Step::Partitions;
-                }
-                Step::Partitions => {
-                    self.partitions_left = need!(self.r.count(input, array)?);
-                    self.next_partition();
-                }
+                Step::Cursor => match need!(self.cursor.advance(&mut self.r, input)?) {
+                    Place::Partition => self.step = Step::Partition,
+                    Place::End => self.step = Step::Done,
+                },
                 Step::Partition => {
                     let mut f = need!(self.r.fixed(input, if v >= 5 { 30 } else { 22 }));
                     self.head = PartitionHead {
@@ -228,16 +201,9 @@ impl FetchResponseWalker {
                 Step::Records => {
                     let stats = need!(self.records.feed(&mut self.r, input)?);
                     out(TapEvent::FetchPartition(self.delivered(stats)));
-                    if self.flexible {
-                        self.tags.start();
-                        self.step = Step::PartitionTags;
-                    } else {
-                        self.next_partition();
-                    }
+                    self.cursor.partition_done();
+                    self.step = Step::Cursor;
                 }
-                Step::PartitionTags => tags_then!(self.next_partition()),
-                Step::TopicTags => tags_then!(self.next_topic()),
-                Step::TopTags => tags_then!(self.step = Step::Done),
                 Step::Done => {
                     if input.is_empty() {
                         return Ok(());
@@ -246,38 +212,6 @@ impl FetchResponseWalker {
                 }
             }
         }
-    }
-
-    fn next_topic(&mut self) {
-        if self.topics_left == 0 {
-            if self.flexible {
-                self.tags.start();
-                self.step = Step::TopTags;
-            } else {
-                self.step = Step::Done;
-            }
-            return;
-        }
-        self.topics_left -= 1;
-        self.step = if self.version <= 12 {
-            Step::TopicName
-        } else {
-            Step::TopicId
-        };
-    }
-
-    fn next_partition(&mut self) {
-        if self.partitions_left == 0 {
-            if self.flexible {
-                self.tags.start();
-                self.step = Step::TopicTags;
-            } else {
-                self.next_topic();
-            }
-            return;
-        }
-        self.partitions_left -= 1;
-        self.step = Step::Partition;
     }
 
     fn after_aborted(&mut self) {
@@ -291,7 +225,7 @@ impl FetchResponseWalker {
     fn delivered(&self, s: RecordStats) -> FetchPartitionDelivered {
         let h = &self.head;
         FetchPartitionDelivered {
-            topic: self.topic.clone(),
+            topic: self.cursor.topic().clone(),
             partition: h.partition,
             error_code: h.error_code,
             high_watermark: h.high_watermark,

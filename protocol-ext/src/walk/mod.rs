@@ -35,6 +35,8 @@
 //! - `fetch`: [`FetchResponseWalker`] (API key 1, versions 4 to 18).
 //! - `produce`: [`ProduceRequestWalker`] (API key 0, versions 3 to 13) and
 //!   [`peek_produce_acks`].
+//! - `cursor`: the `topics → partitions` arrays both walkers share (counts, topic names or ids,
+//!   tagged fields between them); a walker reads each partition's own fields.
 //! - `records`: one `records` field, batch by batch.
 //! - `batch`: the record batch header layout.
 //! - `tagged`: skipping a tagged-field section.
@@ -63,7 +65,7 @@ macro_rules! shared_walker_methods {
         }
 
         /// Inside a `records` field (and not failed): the field's walk and the reader, for a
-        /// caller to walk the next chunks ahead on a copy (see `tap::Held`).
+        /// caller to walk the next chunks ahead on a copy (see `tap::TapHalf::hold`).
         pub(crate) fn records_ahead(
             &self,
         ) -> Option<(super::records::RecordsWalk, super::reader::Reader)> {
@@ -101,6 +103,7 @@ macro_rules! shared_walker_methods {
 }
 
 mod batch;
+mod cursor;
 mod fetch;
 mod produce;
 pub(crate) mod reader;

@@ -11,10 +11,10 @@
 //! Strings, arrays and bytes are compact (varint length + 1) from v9. A producer sends whole
 //! batches only, so a batch cut short inside a `records` field is malformed here.
 
+use super::cursor::{Place, TopicCursor};
 use super::reader::{LenKind, Reader, StrReader};
 use super::records::RecordsWalk;
-use super::tagged::TaggedFields;
-use crate::event::{ProducePartition, ProduceRequestStart, TopicId, TopicRef};
+use crate::event::{ProducePartition, ProduceRequestStart};
 use crate::{TapError, TapEvent};
 
 const API_KEY: i16 = 0;
@@ -48,16 +48,11 @@ pub fn peek_produce_acks(api_version: i16, body_prefix: &[u8]) -> Option<i16> {
 enum Step {
     TransactionalId,
     AcksTimeout,
-    Topics,
-    TopicName,
-    TopicId,
-    Partitions,
+    /// In the topics and partitions arrays, between partitions ([`TopicCursor`]).
+    Cursor,
     Index,
     RecordsLen,
     Records,
-    PartitionTags,
-    TopicTags,
-    TopTags,
     Done,
 }
 
@@ -69,18 +64,14 @@ enum Step {
 /// [`TapEvent::ProducePartition`] per partition once its records have been walked.
 #[derive(Debug)]
 pub struct ProduceRequestWalker {
-    version: i16,
     flexible: bool,
     r: Reader,
     step: Step,
     transactional_id: Option<String>,
-    topics_left: u32,
-    partitions_left: u32,
     text: StrReader,
-    topic: TopicRef,
+    cursor: TopicCursor,
     partition: i32,
     records: RecordsWalk,
-    tags: TaggedFields,
     failed: Option<TapError>,
 }
 
@@ -94,18 +85,14 @@ impl ProduceRequestWalker {
             });
         }
         Ok(ProduceRequestWalker {
-            version: api_version,
             flexible: api_version >= 9,
             r: Reader::new(WHAT),
             step: Step::TransactionalId,
             transactional_id: None,
-            topics_left: 0,
-            partitions_left: 0,
             text: StrReader::default(),
-            topic: TopicRef::default(),
+            cursor: TopicCursor::new(api_version >= 9, api_version >= 13),
             partition: 0,
             records: RecordsWalk::default(),
-            tags: TaggedFields::default(),
             failed: None,
         })
     }
@@ -123,14 +110,6 @@ impl ProduceRequestWalker {
                 }
             };
         }
-        macro_rules! tags_then {
-            ($next:expr) => {{
-                if !self.tags.feed(&mut self.r, input)? {
-                    return Ok(());
-                }
-                $next;
-            }};
-        }
         loop {
             match self.step {
                 Step::TransactionalId => {
@@ -147,28 +126,12 @@ impl ProduceRequestWalker {
                         acks,
                         timeout_ms,
                     }));
-                    self.step = Step::Topics;
+                    self.step = Step::Cursor;
                 }
-                Step::Topics => {
-                    self.topics_left = need!(self.r.count(input, array)?);
-                    self.next_topic();
-                }
-                Step::TopicName => {
-                    match need!(self.text.read(&mut self.r, input, string)?) {
-                        Some(name) => self.topic = TopicRef::named(name),
-                        None => return Err(self.r.malformed("null topic name")),
-                    }
-                    self.step = Step::Partitions;
-                }
-                Step::TopicId => {
-                    let mut f = need!(self.r.fixed(input, 16));
-                    self.topic = TopicRef::by_id(TopicId(f.uuid()));
-                    self.step = Step::Partitions;
-                }
-                Step::Partitions => {
-                    self.partitions_left = need!(self.r.count(input, array)?);
-                    self.next_partition();
-                }
+                Step::Cursor => match need!(self.cursor.advance(&mut self.r, input)?) {
+                    Place::Partition => self.step = Step::Index,
+                    Place::End => self.step = Step::Done,
+                },
                 Step::Index => {
                     self.partition = need!(self.r.fixed(input, 4)).i32();
                     self.step = Step::RecordsLen;
@@ -184,23 +147,16 @@ impl ProduceRequestWalker {
                         return Err(self.r.malformed("record batch cut short"));
                     }
                     out(TapEvent::ProducePartition(ProducePartition {
-                        topic: self.topic.clone(),
+                        topic: self.cursor.topic().clone(),
                         partition: self.partition,
                         records_bytes: s.bytes,
                         batches: s.batches,
                         records: s.records,
                         compression: s.compression,
                     }));
-                    if self.flexible {
-                        self.tags.start();
-                        self.step = Step::PartitionTags;
-                    } else {
-                        self.next_partition();
-                    }
+                    self.cursor.partition_done();
+                    self.step = Step::Cursor;
                 }
-                Step::PartitionTags => tags_then!(self.next_partition()),
-                Step::TopicTags => tags_then!(self.next_topic()),
-                Step::TopTags => tags_then!(self.step = Step::Done),
                 Step::Done => {
                     if input.is_empty() {
                         return Ok(());
@@ -209,37 +165,5 @@ impl ProduceRequestWalker {
                 }
             }
         }
-    }
-
-    fn next_topic(&mut self) {
-        if self.topics_left == 0 {
-            if self.flexible {
-                self.tags.start();
-                self.step = Step::TopTags;
-            } else {
-                self.step = Step::Done;
-            }
-            return;
-        }
-        self.topics_left -= 1;
-        self.step = if self.version <= 12 {
-            Step::TopicName
-        } else {
-            Step::TopicId
-        };
-    }
-
-    fn next_partition(&mut self) {
-        if self.partitions_left == 0 {
-            if self.flexible {
-                self.tags.start();
-                self.step = Step::TopicTags;
-            } else {
-                self.next_topic();
-            }
-            return;
-        }
-        self.partitions_left -= 1;
-        self.step = Step::Index;
     }
 }

@@ -42,7 +42,7 @@ impl TapSink for StatsSink {
                     .parse_errors
                     .fetch_add(1, Relaxed);
                 ProxyStats::add(&self.stats.tap_parse_errors, 1);
-                tracing::debug!(conn = conn.id, client.addr = %conn.client_addr, request = p.request,
+                tracing::debug!(conn = conn.id, client.addr = %conn.client_addr, request = p.dir.is_request(),
                     api_key = p.api_key, api_version = p.api_version, error = %p.error,
                     "tap: frame not followed (forwarded untouched)");
             }

@@ -1,9 +1,11 @@
-//! Deferred mode (`ConnectionTap::deferred`) over a consumer's conversation as it really
-//! interleaves: Metadata naming a topic by id, a full Fetch opening a session, incremental
-//! Fetches naming only the partition that moved, their responses by topic id, an OffsetCommit,
-//! and a Fetch request that does not parse. Frames are encoded by `kafka-protocol`, cut into
-//! random chunks, and settled at random points: the events, counters and state must be those
-//! of the tap without deferring — fetch sessions, topic names and problems included.
+//! Settling (`ConnectionTap::settle`) over a consumer's conversation as it really interleaves:
+//! Metadata naming a topic by id, a full Fetch opening a session, incremental Fetches naming
+//! only the partition that moved, their responses by topic id, an OffsetCommit, and a Fetch
+//! request that does not parse. Frames are encoded by `kafka-protocol` and cut into random
+//! chunks. The events, counters and state must be those the conversation holds
+//! (`the_conversation_is_what_a_consumer_does`), whatever the chunks — requests kept whole or
+//! followed piece by piece — and wherever the tap is settled: after every chunk, at random
+//! points, or only at the end — fetch sessions, topic names and problems included.
 
 use std::time::{Duration, Instant};
 
@@ -28,8 +30,8 @@ use kafka_protocol::records::{
 };
 use proptest::prelude::*;
 use sluice_protocol::tap::topics::TopicNames;
-use sluice_protocol::tap::{ConnectionTap, Held};
-use sluice_protocol::TapEvent;
+use sluice_protocol::tap::{ConnectionTap, TapHalf};
+use sluice_protocol::{Dir, TapEvent};
 
 const TOPIC_ID: [u8; 16] = *b"orders-topic-id!";
 const METADATA_V: i16 = 12;
@@ -273,39 +275,68 @@ struct Seen {
     unresolved: usize,
 }
 
-/// Feeds every exchange (request, then response) in `sizes` chunks, each chunk read 1 ms after
-/// the previous; deferred mode settles after the chunks `settle` picks and at the end. With
-/// `hold`, chunks go through a [`Held`] per direction first, as Sluice's forwarding loop does.
-fn follow(sizes: &[usize], deferred: Option<&[bool]>, hold: bool) -> Seen {
+/// When the bytes of a chunk are read.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// Each chunk 1 ms after the previous one.
+    PerRead,
+    /// Every chunk of an exchange's request at one time, of its response 1 ms later: the
+    /// same times whatever the chunks.
+    PerExchange,
+}
+
+/// When the tap is settled (and always at the end).
+#[derive(Debug, Clone, Copy)]
+enum Settle<'a> {
+    /// After every chunk.
+    EveryChunk,
+    /// After the chunks it picks (cycled), and whenever the tap asks (as Sluice does).
+    Picked(&'a [bool]),
+    /// Only at the end.
+    AtEnd,
+}
+
+/// Feeds every exchange (request, then response) in `sizes` chunks, read as `clock` says,
+/// settled as `settle` says. With `hold`, chunks go through [`TapHalf::hold`] first, as
+/// Sluice's forwarding loop does.
+fn follow(sizes: &[usize], settle: Settle<'_>, hold: bool, clock: Clock) -> Seen {
     let start = Instant::now();
     let mut tap = ConnectionTap::new(TopicNames::new());
-    if deferred.is_some() {
-        tap = tap.deferred();
-    }
     let mut events = Vec::new();
     let mut sizes = sizes.iter().cycle();
-    let mut when = deferred.unwrap_or(&[false]).iter().cycle();
+    let mut picked = match settle {
+        Settle::Picked(when) => when,
+        Settle::EveryChunk | Settle::AtEnd => &[false],
+    }
+    .iter()
+    .cycle();
     let mut reads = 0u64;
-    let (mut up, mut down) = (Held::default(), Held::default());
-    for (request, response) in conversation() {
-        for (to_broker, mut rest) in [(true, &request[..]), (false, &response[..])] {
+    let (mut up, mut down) = (TapHalf::new(Dir::Request), TapHalf::new(Dir::Response));
+    for (n, (request, response)) in conversation().into_iter().enumerate() {
+        for (dir, mut rest) in [(Dir::Request, &request[..]), (Dir::Response, &response[..])] {
             while !rest.is_empty() {
                 let (chunk, after) = rest.split_at((*sizes.next().unwrap()).min(rest.len()));
                 rest = after;
                 reads += 1;
-                let now = start + Duration::from_millis(reads);
-                let mut out = |e| events.push((e, now - start));
-                let held = if to_broker { &mut up } else { &mut down };
-                if hold {
-                    if !held.hold(chunk) {
-                        tap.feed_after(to_broker, held, chunk, now, &mut out);
-                    }
-                } else if to_broker {
-                    tap.on_request_bytes(chunk, now, &mut out);
+                let now = start
+                    + Duration::from_millis(match clock {
+                        Clock::PerRead => reads,
+                        Clock::PerExchange => 2 * n as u64 + u64::from(dir == Dir::Response),
+                    });
+                let half = if dir == Dir::Request {
+                    &mut up
                 } else {
-                    tap.on_response_bytes(chunk, now, &mut out);
+                    &mut down
+                };
+                if !(hold && half.hold(chunk)) {
+                    tap.feed(half, chunk, now);
                 }
-                if deferred.is_some() && (*when.next().unwrap() || tap.settle_now()) {
+                let here = match settle {
+                    Settle::EveryChunk => true,
+                    Settle::Picked(_) => *picked.next().unwrap() || tap.settle_now(),
+                    Settle::AtEnd => false,
+                };
+                if here {
                     tap.settle(&mut |e, at| events.push((e, at - start)));
                 }
             }
@@ -326,7 +357,7 @@ fn follow(sizes: &[usize], deferred: Option<&[bool]>, hold: bool) -> Seen {
 
 #[test]
 fn the_conversation_is_what_a_consumer_does() {
-    let seen = follow(&[1 << 20], None, false);
+    let seen = follow(&[1 << 20], Settle::EveryChunk, false, Clock::PerRead);
     assert_eq!(
         seen.counters,
         (12, 12, 2),
@@ -356,36 +387,51 @@ fn the_conversation_is_what_a_consumer_does() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
+    /// Settled at random points, or only at the end: the same as settled after every chunk.
     #[test]
-    fn deferring_changes_no_event_counter_or_time(
+    fn settling_changes_no_event_counter_or_time(
         sizes in prop::collection::vec(1usize..400, 1..12),
         settle in prop::collection::vec(prop::bool::weighted(0.15), 1..30),
     ) {
-        prop_assert_eq!(follow(&sizes, None, false), follow(&sizes, Some(&settle), false));
+        let each = follow(&sizes, Settle::EveryChunk, false, Clock::PerRead);
+        prop_assert_eq!(&each, &follow(&sizes, Settle::Picked(&settle), false, Clock::PerRead));
+        prop_assert_eq!(&each, &follow(&sizes, Settle::AtEnd, false, Clock::PerRead));
+    }
+
+    /// Requests kept whole (the conversation in one piece per frame) and followed piece by
+    /// piece (random chunks) yield the same events, counters and times.
+    #[test]
+    fn chunking_changes_no_event_counter_or_time(
+        sizes in prop::collection::vec(1usize..400, 1..12),
+        settle in prop::collection::vec(prop::bool::weighted(0.15), 1..30),
+    ) {
+        let whole = follow(&[1 << 20], Settle::EveryChunk, false, Clock::PerExchange);
+        prop_assert_eq!(&whole, &follow(&sizes, Settle::Picked(&settle), false, Clock::PerExchange));
     }
 
     /// What Sluice runs: chunks held while the tap would only count them down or walk batch
-    /// headers (several batches per response, some cut short), deferred and settled at random.
+    /// headers (several batches per response, some cut short), settled at random.
     #[test]
     fn holding_changes_no_event_counter_or_time(
         sizes in prop::collection::vec(1usize..3000, 1..12),
         settle in prop::collection::vec(prop::bool::weighted(0.15), 1..30),
     ) {
-        let fed = follow(&sizes, None, false);
-        prop_assert_eq!(&fed, &follow(&sizes, None, true));
-        prop_assert_eq!(&fed, &follow(&sizes, Some(&settle), true));
+        let fed = follow(&sizes, Settle::EveryChunk, false, Clock::PerRead);
+        prop_assert_eq!(&fed, &follow(&sizes, Settle::EveryChunk, true, Clock::PerRead));
+        prop_assert_eq!(&fed, &follow(&sizes, Settle::Picked(&settle), true, Clock::PerRead));
     }
 }
 
 #[test]
 fn large_fetch_request_bodies_ask_to_be_settled() {
     let now = Instant::now();
-    let mut tap = ConnectionTap::new(TopicNames::new()).deferred();
+    let mut tap = ConnectionTap::new(TopicNames::new());
     let small = fetch_request(0, 0, &[(0, 0)]);
-    tap.on_request_bytes(
+    let mut up = TapHalf::new(Dir::Request);
+    tap.feed(
+        &mut up,
         &framed(ApiKey::Fetch, FETCH_V, 1, true, &small),
         now,
-        &mut |_| {},
     );
     assert!(!tap.settle_now(), "a consumer's Fetch request waits");
     // 12,000 partitions: ~400 KB of body, more than a batch may keep.
@@ -398,7 +444,7 @@ fn large_fetch_request_bodies_ask_to_be_settled() {
         &fetch_request(0, 0, &parts),
     );
     assert!(big.len() > sluice_protocol::tap::MAX_QUEUED_BODY_BYTES);
-    tap.on_request_bytes(&big, now, &mut |_| {});
+    tap.feed(&mut up, &big, now);
     assert!(
         tap.settle_now(),
         "megabytes of request bodies must not pile up"
