@@ -34,6 +34,9 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo doc (broken intra-doc links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "deploy: promtool check rules / test rules and dashboard JSON"
 # Alert rules, their unit tests, the example Prometheus config and the Grafana dashboard in
 # deploy/: rules parse and every alert's tests pass, the dashboard is JSON whose queries parse
