@@ -1,6 +1,8 @@
 //! A real OpenTelemetry Collector (`otelcol-sluice`, built from `integration-tests/collector`
 //! by `scripts/setup.sh --only collector`) receiving OTLP on loopback and writing what it
 //! receives to one OTLP JSON file per signal, plus pure helpers over that OTLP JSON.
+//! (Over 600 lines: the process and the readers of what it wrote change together; the readers
+//! are the second half, with their tests.)
 //!
 //! ```no_run
 //! use std::time::Duration;

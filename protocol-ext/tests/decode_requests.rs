@@ -3,6 +3,9 @@
 //! (only the fields that exist in that version), encoded, decoded by `decode_request`, and the
 //! events compared with what the model says they must be. Every encoded body is also checked
 //! with one trailing byte (refused) and cut short (refused, nothing pushed).
+//!
+//! Long because it holds one model-to-struct builder per request the decoder reads, side by
+//! side so that a new API version is added in one place.
 
 use std::collections::BTreeMap;
 

@@ -2,6 +2,9 @@
 //! Sluice with its protocol tap on and off, and with telemetry exported to an OpenTelemetry
 //! Collector, in one run, reported as a Markdown table. See `benches/README.md`.
 //!
+//! Over 600 lines on purpose: the plan and the parts (iperf, round trip, Kafka, replay) read as
+//! one script in run order; the measuring, servers and report are in the library.
+//!
 //! `cargo run --release -p sluice-benches --bin e2e -- [--quick] [--out FILE.md]`
 
 use std::net::SocketAddr;

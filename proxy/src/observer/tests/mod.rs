@@ -1,5 +1,8 @@
 //! The observer and detectors over synthetic tap events: a loop is found and named, a healthy
 //! consumer is not, churn is found, findings clear, and memory stays bounded.
+//!
+//! A little over 600 lines: the shared event builders live here; the owner, defect, commit and
+//! lookup tests are in the sibling files.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
