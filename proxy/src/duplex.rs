@@ -78,6 +78,14 @@ impl Direction {
             Direction::ToClient => (Side::Broker, Side::Client),
         }
     }
+
+    /// The Kafka frames this half carries.
+    fn frames(self) -> Dir {
+        match self {
+            Direction::ToBroker => Dir::Request,
+            Direction::ToClient => Dir::Response,
+        }
+    }
 }
 
 /// One half: copies `from` → `to` until end of stream, an error, or the drain.
@@ -116,10 +124,7 @@ impl Half<'_> {
         let mut total = 0u64;
         let mut draining = false;
         // The bytes the tap would only count down, kept back from it.
-        let mut tap_half = TapHalf::new(match self.direction {
-            Direction::ToBroker => Dir::Request,
-            Direction::ToClient => Dir::Response,
-        });
+        let mut tap_half = TapHalf::new(self.direction.frames());
         // One drain future for the whole connection: re-creating it per read would register
         // and unregister a waiter (a lock) on every chunk.
         let drain = self.drain.cancelled();

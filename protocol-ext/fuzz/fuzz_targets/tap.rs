@@ -2,10 +2,11 @@
 //! does not depend on how either stream is chunked. The first input byte chooses where the
 //! input splits into the request stream and the response stream, the second and third the
 //! chunk sizes of each; requests are fed first, then responses, and the tap is settled after
-//! every chunk. Holding back chunks with `TapHalf::hold` (the bytes the tap calls quiet, record batches
-//! it walks ahead) and handing them over later (as the proxy does) changes nothing either, nor
-//! does settling only every few chunks and when the tap asks (as the proxy does). Until the tap gives up, it completes exactly the frames
-//! `FrameTracker` counts (one framing rule).
+//! every chunk. Holding back chunks with `TapHalf::hold` (the bytes the tap calls quiet,
+//! record batches it walks ahead) and handing them over later (as the proxy does) changes
+//! nothing either, nor does settling only every few chunks and when the tap asks (as the proxy
+//! does). Until the tap gives up, it completes exactly the frames `FrameTracker` counts (one
+//! framing rule).
 #![no_main]
 
 use std::time::Instant;

@@ -186,7 +186,7 @@ impl ConnectionTap {
                         continue;
                     }
                     let state = self.dirs.get_mut(dir);
-                    let room = (frame_len as usize).min(HEADER_PEEK_MAX) - state.head.len();
+                    let room = whole.min(HEADER_PEEK_MAX) - state.head.len();
                     // A first look at a few bytes holds most headers; the rest of the body
                     // then goes to it straight from the chunk, not through `head`.
                     let look = if fresh { FIRST_LOOK } else { room };
@@ -234,18 +234,11 @@ impl ConnectionTap {
         state.head.clear();
     }
 
-    /// Enters the body phase for a frame whose header bytes were all consumed as `head`.
-    pub(super) fn start_body(&mut self, dir: Dir, frame_len: u32, body: Body) {
-        let state = self.dirs.get_mut(dir);
-        let seen = state.head.len() as u32;
-        state.head.clear();
-        state.phase = Phase::Body {
-            left: frame_len - seen,
-            body,
-        };
-        if frame_len == seen {
-            self.body_bytes(dir, &[]);
-        }
+    /// Skips the rest of a frame whose header could not be read: what was looked at so far
+    /// counts as its header.
+    pub(super) fn skip_rest(&mut self, dir: Dir, frame_len: u32) {
+        let seen = self.dirs.get(dir).head.len();
+        self.start_with_head(dir, frame_len, seen, Body::Skip);
     }
 
     /// A frame of length 0 (see [`crate::frame`]'s framing rule): well-framed, but with no

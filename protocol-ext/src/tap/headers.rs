@@ -33,7 +33,7 @@ impl ConnectionTap {
                 });
                 self.dirs.req.current = Current::UNKNOWN;
                 self.problem(Dir::Request, error);
-                return self.start_body(Dir::Request, frame_len, Body::Skip);
+                return self.skip_rest(Dir::Request, frame_len);
             }
         };
         let (api_key, api_version, correlation_id, header_len) =
@@ -111,7 +111,7 @@ impl ConnectionTap {
                         detail: "shorter than a correlation id".into(),
                     },
                 );
-                self.start_body(Dir::Response, frame_len, Body::Skip);
+                self.skip_rest(Dir::Response, frame_len);
             }
             return;
         };
@@ -155,7 +155,7 @@ impl ConnectionTap {
                             detail: "bad tagged fields".into(),
                         },
                     );
-                    return self.start_body(Dir::Response, frame_len, Body::Skip);
+                    return self.skip_rest(Dir::Response, frame_len);
                 }
             };
         let body_len = frame_len as usize - header_len;
