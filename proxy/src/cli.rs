@@ -43,7 +43,8 @@ enum Command {
     #[command(after_help = after_help())]
     Run(Box<RunArgs>),
     /// Validate a config file (plus SLUICE_* environment) without binding anything; prints the
-    /// effective configuration on success.
+    /// effective configuration on success, secrets (admin.token, OTLP header values, an OTLP
+    /// endpoint's password) redacted.
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
@@ -163,8 +164,9 @@ fn check_config(file: PathBuf) -> ExitCode {
     match Loader::new().env(std::env::vars()).file(&file).load() {
         Ok(config) => {
             println!(
-                "# {}: configuration is valid; effective values:",
-                file.display()
+                "# {}: configuration is valid; effective values (secrets shown as \"{}\"):",
+                file.display(),
+                sluice_config::REDACTED
             );
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
