@@ -11,15 +11,29 @@ use serde_json::Value;
 use crate::logging::Escaped;
 use crate::observer::detect::human;
 
+/// The admin API to read: its address and the token `/api/v1` may require.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Address of the admin listener.
+    pub addr: SocketAddr,
+    /// Sent as `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
+}
+
 /// Fetches `path` from the admin API and parses the JSON body.
-pub fn get_json(admin: SocketAddr, path: &str) -> Result<Value, String> {
+pub fn get_json(admin: &Admin, path: &str) -> Result<Value, String> {
+    let auth = match &admin.token {
+        Some(t) => format!("Authorization: Bearer {t}\r\n"),
+        None => String::new(),
+    };
+    let admin = admin.addr;
     let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).map_err(|e| {
         format!("cannot reach the admin API at {admin}: {e} (is sluice running? see --admin)")
     })?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\n{auth}Connection: close\r\n\r\n"
     )
     .map_err(|e| format!("admin API {admin}: {e}"))?;
     let mut resp = Vec::new();
@@ -29,6 +43,12 @@ pub fn get_json(admin: SocketAddr, path: &str) -> Result<Value, String> {
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or("admin API: malformed HTTP response")?;
+    if head.starts_with("HTTP/1.1 401") {
+        return Err(format!(
+            "admin API {admin}{path}: 401 Unauthorized: set SLUICE_ADMIN_TOKEN or --token-file \
+             to the admin.token of that Sluice"
+        ));
+    }
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!(
             "admin API {admin}{path}: {}",
@@ -53,17 +73,13 @@ fn show(v: &Value) -> String {
 }
 
 /// One frame of the view.
-fn frame(
-    admin: SocketAddr,
-    prev: &mut HashMap<String, (u64, u64)>,
-    dt: f64,
-) -> Result<String, String> {
+fn frame(admin: &Admin, prev: &mut HashMap<String, (u64, u64)>, dt: f64) -> Result<String, String> {
     let stats = get_json(admin, "/api/v1/stats")?;
     let findings = get_json(admin, "/api/v1/findings")?;
     let clients = get_json(admin, "/api/v1/clients?sort=bytes_out")?;
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     Ok(render(
-        &format!("admin {admin} — {now}"),
+        &format!("admin {} — {now}", admin.addr),
         &stats,
         &findings,
         &clients,
@@ -148,7 +164,7 @@ fn render(
 /// Runs the view: redraws every `interval` on a terminal (appends otherwise), `once` prints
 /// one frame. Stops after `duration` if given.
 pub fn run(
-    admin: SocketAddr,
+    admin: &Admin,
     interval: Duration,
     once: bool,
     duration: Option<Duration>,
