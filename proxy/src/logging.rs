@@ -4,7 +4,10 @@
 //! Text from the wire (a `client.id`, a group or topic name) reaches the log and the terminal.
 //! The plain format escapes every control character in every field and message, so a
 //! `client.id` holding `\n` cannot forge a log line and one holding `ESC [` cannot drive the
-//! reader's terminal. The JSON format needs no help: its encoder escapes control characters.
+//! reader's terminal. The JSON format's encoder escapes the C0 controls; its lines are then
+//! written with DEL, the C1 controls, the line separators and the bidi overrides as `\uXXXX`
+//! escapes too ([`JsonEscaping`]), so a JSON log shown on a terminal is as safe; a JSON parser
+//! reads back the same strings.
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
@@ -23,14 +26,7 @@ pub fn init(config: &LogConfig) {
     let ansi = std::io::stderr().is_terminal();
     let result = match config.format {
         LogFormat::Plain => plain(filter, std::io::stderr, ansi).try_init().is_ok(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Json => json(filter, || JsonEscaping(std::io::stderr()))
             .try_init()
             .is_ok(),
     };
@@ -51,6 +47,58 @@ where
         .with_target(false)
         .fmt_fields(escaping_fields())
         .finish()
+}
+
+/// The JSON subscriber: one object per event, event fields flattened, the current span's
+/// fields under `span`. Give it a [`JsonEscaping`] writer.
+pub fn json<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .finish()
+}
+
+/// Writes JSON log lines with the characters [`needs_escape`] picks, beyond the C0 controls
+/// the encoder already escaped, as `\uXXXX` escapes. JSON's structure is ASCII, so those
+/// characters can only be inside strings, where the escape reads back as the same character.
+#[derive(Debug)]
+pub struct JsonEscaping<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for JsonEscaping<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        // The formatter writes each line whole; a part that is not UTF-8 on its own is
+        // written as it is.
+        let Ok(text) = std::str::from_utf8(buf) else {
+            return self.0.write_all(buf);
+        };
+        let mut start = 0;
+        for (i, c) in text.char_indices() {
+            if u32::from(c) < 0x20 || !needs_escape(c) {
+                continue;
+            }
+            self.0.write_all(&buf[start..i])?;
+            write!(self.0, "\\u{:04x}", u32::from(c))?;
+            start = i + c.len_utf8();
+        }
+        self.0.write_all(&buf[start..])
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Fields as the default plain format writes them (`message`, then `name=value`), with every
@@ -119,6 +167,12 @@ impl<W: fmt::Write> fmt::Write for EscapeWriter<W> {
 /// What `emit` logs at `info` and above in the plain format (for tests).
 #[cfg(test)]
 pub(crate) fn logged(emit: impl FnOnce()) -> String {
+    logged_as(LogFormat::Plain, emit)
+}
+
+/// What `emit` logs at `info` and above in this format (for tests).
+#[cfg(test)]
+pub(crate) fn logged_as(format: LogFormat, emit: impl FnOnce()) -> String {
     use std::sync::{Arc, Mutex};
 
     /// A writer the subscriber appends to, read back by the test.
@@ -140,8 +194,16 @@ pub(crate) fn logged(emit: impl FnOnce()) -> String {
 
     let out = Capture::default();
     let w = out.clone();
-    let subscriber = plain(EnvFilter::new("info"), move || w.clone(), false);
-    tracing::subscriber::with_default(subscriber, emit);
+    match format {
+        LogFormat::Plain => {
+            let subscriber = plain(EnvFilter::new("info"), move || w.clone(), false);
+            tracing::subscriber::with_default(subscriber, emit);
+        }
+        LogFormat::Json => {
+            let subscriber = json(EnvFilter::new("info"), move || JsonEscaping(w.clone()));
+            tracing::subscriber::with_default(subscriber, emit);
+        }
+    }
     let bytes = out.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     String::from_utf8_lossy(&bytes).into_owned()
 }
@@ -172,5 +234,21 @@ mod tests {
         assert!(text.contains(&format!("raised {SHOWN}")), "{text}");
         assert!(text.contains(&format!("key={SHOWN}")), "{text}");
         assert!(text.contains(&format!("client.id={SHOWN}")), "{text}");
+    }
+
+    #[test]
+    fn json_lines_escape_every_control_and_read_back_the_same() {
+        let text = logged_as(LogFormat::Json, || {
+            let span = tracing::info_span!("conn", client.id = %EVIL);
+            let _in = span.enter();
+            tracing::warn!(key = %EVIL, "raised {}", EVIL);
+        });
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line = text.trim_end_matches('\n');
+        assert!(!line.chars().any(needs_escape), "{line:?}");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["key"], EVIL);
+        assert_eq!(v["span"]["client.id"], EVIL);
+        assert_eq!(v["message"], format!("raised {EVIL}"));
     }
 }
