@@ -36,8 +36,10 @@ const REFUSING_AT_ONCE: usize = 64;
 /// meanwhile, so closing does not reset the connection before the client reads the answer).
 const REFUSE_LINGER: Duration = Duration::from_millis(250);
 
-/// Pause after a failed accept (e.g. out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause after a failed accept (e.g. out of file descriptors), doubled on each failure in a
+/// row up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
 content-length: 27\r\nconnection: close\r\n\r\ntoo many admin connections\n";
@@ -69,28 +71,35 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
     let mut conns = JoinSet::new();
+    let mut backoff = ACCEPT_BACKOFF;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match permits.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        conns.spawn(connection(stream, app.clone(), limits, stop.clone(), permit));
-                    }
-                    Err(_) => {
-                        tracing::debug!("admin connection refused: at admin.max_connections");
-                        if let Ok(slot) = refusing.clone().try_acquire_owned() {
-                            conns.spawn(refuse(stream, slot));
+                Ok((stream, _)) => {
+                    backoff = ACCEPT_BACKOFF;
+                    match permits.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let stop = stop.clone();
+                            conns.spawn(connection(stream, app.clone(), limits, stop, permit));
+                        }
+                        Err(_) => {
+                            tracing::debug!("admin connection refused: at admin.max_connections");
+                            if let Ok(slot) = refusing.clone().try_acquire_owned() {
+                                conns.spawn(refuse(stream, slot));
+                            }
                         }
                     }
-                },
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed; backing off");
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64,
+                        "admin accept failed; backing off");
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        _ = tokio::time::sleep(backoff) => {}
                     }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             },
         }
