@@ -537,7 +537,11 @@ mod tests {
             ])
             .load()
             .unwrap();
-        let shown = format!("{}{c:?}", c.to_toml());
+        let loader = Loader::new().env([(
+            "SLUICE_ADMIN_TOKEN".to_owned(),
+            "tok-secret-0123456".to_owned(),
+        )]);
+        let shown = format!("{}{c:?}{loader:?}", c.to_toml());
         for s in [
             "hdr-secret-1",
             "hdr-secret-2",
