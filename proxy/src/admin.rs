@@ -57,10 +57,10 @@ impl AdminState {
 
 /// Every admin route, as served on `admin.listen`.
 pub fn router(state: AdminState, config: &AdminConfig) -> Router {
-    let token = config.token.clone().map(Arc::new);
     let mut api = api(state.clone());
-    if let Some(token) = &token {
-        api = api.route_layer(middleware::from_fn_with_state(token.clone(), require_token));
+    if let Some(token) = &config.token {
+        let token = Arc::new(token.clone());
+        api = api.route_layer(middleware::from_fn_with_state(token, require_token));
     }
     metrics_router(state, config).merge(api)
 }
