@@ -2,6 +2,7 @@
 //! Adding a key here is all it takes for the file, the environment and validation to know it.
 
 use crate::model::Config;
+use crate::secret::Secret;
 use crate::value::{self, Raw};
 
 /// One configuration key.
@@ -102,6 +103,65 @@ pub const KEYS: &[Key] = &[
         help: "Admin HTTP listener (/healthz, /readyz, /api/v1/stats) [default: 127.0.0.1:9464]",
         set: |c, r| {
             c.admin.listen = value::socket_addr(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "admin.metrics_listen",
+        env: "SLUICE_ADMIN_METRICS_LISTEN",
+        help: "Second listener serving only /metrics, /healthz, /readyz; empty: none [default: \"\"]",
+        set: |c, r| {
+            c.admin.metrics_listen = if text(r)?.is_empty() {
+                None
+            } else {
+                Some(value::socket_addr(r)?)
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "admin.token",
+        env: "SLUICE_ADMIN_TOKEN",
+        help: "Bearer token required by /api/v1 (at least 16 characters; a secret, never shown); empty: none [default: \"\"]",
+        set: |c, r| {
+            c.admin.token = value::token(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "admin.metrics_require_token",
+        env: "SLUICE_ADMIN_METRICS_REQUIRE_TOKEN",
+        help: "/metrics requires admin.token too [default: false]",
+        set: |c, r| {
+            c.admin.metrics_require_token = value::boolean(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "admin.max_connections",
+        env: "SLUICE_ADMIN_MAX_CONNECTIONS",
+        help: "Most admin connections at once per listener; more get 503 [default: 32]",
+        set: |c, r| {
+            c.admin.max_connections =
+                ranged(value::count(r)?, 1, 10_000, "admin.max_connections")?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "admin.header_timeout",
+        env: "SLUICE_ADMIN_HEADER_TIMEOUT",
+        help: "Time for an admin request's headers to arrive, idle keep-alive included [default: 5s]",
+        set: |c, r| {
+            c.admin.header_timeout = value::duration_within(r, 300)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "admin.idle_timeout",
+        env: "SLUICE_ADMIN_IDLE_TIMEOUT",
+        help: "An admin connection moving no byte either way this long is closed [default: 30s]",
+        set: |c, r| {
+            c.admin.idle_timeout = value::duration_within(r, 3600)?;
             Ok(())
         },
     },
@@ -231,7 +291,7 @@ pub const KEYS: &[Key] = &[
         env: "SLUICE_TELEMETRY_OTLP_ENDPOINT",
         help: "OTLP collector URL, e.g. http://127.0.0.1:4317; empty: no export [default: \"\"]",
         set: |c, r| {
-            c.telemetry.otlp_endpoint = value::endpoint(r)?;
+            c.telemetry.otlp_endpoint = crate::secret::SecretUrl::new(value::endpoint(r)?);
             Ok(())
         },
     },
@@ -249,7 +309,11 @@ pub const KEYS: &[Key] = &[
         env: "SLUICE_TELEMETRY_OTLP_HEADERS",
         help: "Headers sent with every export, key=value,... [default: none]",
         set: |c, r| {
-            let kv = value::key_values(r)?;
+            // The values are secrets: no message quotes them.
+            let kv = value::key_values(r).map_err(|_| {
+                "not key=value pairs separated by commas (value not shown: it may hold a secret)"
+                    .to_owned()
+            })?;
             for (k, v) in &kv {
                 let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
                 if !k.chars().all(token) {
@@ -262,7 +326,7 @@ pub const KEYS: &[Key] = &[
                     return Err(format!("the value of `{k}` is not a valid header value"));
                 }
             }
-            c.telemetry.otlp_headers = kv;
+            c.telemetry.otlp_headers = kv.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
             Ok(())
         },
     },

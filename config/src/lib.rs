@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`model`]: the [`Config`] struct and its parts, with a doc comment on every field.
 //! - [`keys`]: the schema — one entry per key: path, environment variable, help, how to parse it.
+//! - [`secret`]: [`Secret`], a value that every output shows as `<redacted>`.
 //! - [`value`]: parsers for addresses, durations, byte sizes and enums.
 //! - [`load`]: merging the layers and validating; [`Loader`] is the entry point.
 //! - [`error`]: [`ConfigError`] (one bad key) and [`ConfigErrors`] (all of them).
@@ -17,6 +18,7 @@ pub mod error;
 pub mod keys;
 pub mod load;
 pub mod model;
+pub mod secret;
 pub mod value;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
@@ -25,6 +27,7 @@ pub use model::{
     AdminConfig, Config, DetectSettings, LogConfig, LogFormat, LookupConfig, OtlpProtocol,
     TapConfig, TelemetryConfig, Upstream,
 };
+pub use secret::{Secret, SecretUrl, REDACTED};
 
 /// Exit code for a bad configuration (`EX_USAGE` from sysexits.h).
 pub const EXIT_BAD_CONFIG: i32 = 64;

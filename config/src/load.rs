@@ -18,11 +18,25 @@ use crate::value::Raw;
 ///     .unwrap();
 /// assert_eq!(config.upstream.to_string(), "broker:19093");
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Loader {
     file: Option<PathBuf>,
     env: Vec<(String, String)>,
     flags: Vec<(String, String, String)>,
+}
+
+/// Names the layers without their values: a value may be a secret.
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("file", &self.file)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "flags",
+                &self.flags.iter().map(|(_, f, _)| f).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Loader {
@@ -96,6 +110,7 @@ impl Loader {
         }
         if errors.is_empty() {
             check_combinations(&config, &mut errors);
+            check_admin(&config, &mut errors);
         }
         if errors.is_empty() {
             Ok(config)
@@ -208,6 +223,30 @@ fn check_combinations(config: &Config, errors: &mut Vec<ConfigError>) {
     }
 }
 
+/// The admin listeners apart from the proxy's and from each other; a token where one is
+/// required.
+fn check_admin(config: &Config, errors: &mut Vec<ConfigError>) {
+    let admin = &config.admin;
+    if let Some(m) = admin.metrics_listen {
+        for (other, name) in [(config.listen, "listen"), (admin.listen, "admin.listen")] {
+            if m == other && m.port() != 0 {
+                errors.push(ConfigError {
+                    path: "admin.metrics_listen".to_owned(),
+                    origin: Origin::Combination,
+                    message: format!("same address as `{name}` ({m})"),
+                });
+            }
+        }
+    }
+    if admin.metrics_require_token && admin.token.is_none() {
+        errors.push(ConfigError {
+            path: "admin.metrics_require_token".to_owned(),
+            origin: Origin::Combination,
+            message: "needs `admin.token`".to_owned(),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,9 +341,12 @@ mod tests {
         );
         let c = Loader::new().file(f.path()).load().unwrap();
         let t = &c.telemetry;
-        assert_eq!(t.otlp_endpoint, "http://collector:4318");
+        assert_eq!(t.otlp_endpoint.expose(), "http://collector:4318");
         assert_eq!(t.otlp_protocol, crate::OtlpProtocol::HttpProtobuf);
-        assert_eq!(t.otlp_headers, [("x-api-key".to_owned(), "k1".to_owned())]);
+        assert_eq!(
+            t.otlp_headers,
+            [("x-api-key".to_owned(), crate::Secret::new("k1"))]
+        );
         assert_eq!(
             t.resource_attributes,
             [
@@ -404,6 +446,133 @@ mod tests {
             .load()
             .unwrap_err();
         assert_eq!(err.paths(), ["admin.listen", "upstream"]);
+    }
+
+    #[test]
+    fn admin_settings_are_parsed_and_every_bad_one_reported() {
+        let c = Loader::new().load().unwrap();
+        assert_eq!(c.admin.token, None);
+        assert_eq!(c.admin.metrics_listen, None);
+        assert_eq!(c.admin.max_connections, 32);
+        let f = file(
+            "[admin]\nmetrics_listen = \"0.0.0.0:9465\"\ntoken = \"0123456789abcdef\"\n\
+             metrics_require_token = true\nmax_connections = 4\nheader_timeout = \"2s\"\n\
+             idle_timeout = \"1m\"\n",
+        );
+        let c = Loader::new().file(f.path()).load().unwrap();
+        let a = &c.admin;
+        assert_eq!(a.metrics_listen.unwrap().to_string(), "0.0.0.0:9465");
+        assert_eq!(a.token.as_ref().unwrap().expose(), "0123456789abcdef");
+        assert!(a.metrics_require_token);
+        assert_eq!(a.max_connections, 4);
+        assert_eq!(a.header_timeout, Duration::from_secs(2));
+        assert_eq!(a.idle_timeout, Duration::from_secs(60));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        assert!(!c.to_toml().contains("0123456789abcdef"));
+
+        let f = file(
+            "[admin]\nmetrics_listen = \"nowhere\"\ntoken = \"short-1\"\n\
+             metrics_require_token = \"yes please\"\nmax_connections = 0\n\
+             header_timeout = \"0s\"\nidle_timeout = \"2h\"\n",
+        );
+        let err = Loader::new().file(f.path()).load().unwrap_err();
+        let mut paths = err.paths();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "admin.header_timeout",
+                "admin.idle_timeout",
+                "admin.max_connections",
+                "admin.metrics_listen",
+                "admin.metrics_require_token",
+                "admin.token",
+            ]
+        );
+        assert!(!err.to_string().contains("short-1"), "{err}");
+        let err = Loader::new()
+            .env([(
+                "SLUICE_ADMIN_TOKEN".to_owned(),
+                "has a space in it!!".to_owned(),
+            )])
+            .load()
+            .unwrap_err();
+        assert!(!err.to_string().contains("space in"), "{err}");
+        let err = Loader::new()
+            .flag("admin.listen", "--admin-listen", "127.0.0.1:9464")
+            .env([
+                (
+                    "SLUICE_ADMIN_METRICS_LISTEN".to_owned(),
+                    "127.0.0.1:9464".to_owned(),
+                ),
+                (
+                    "SLUICE_ADMIN_METRICS_REQUIRE_TOKEN".to_owned(),
+                    "true".to_owned(),
+                ),
+            ])
+            .load()
+            .unwrap_err();
+        assert_eq!(
+            err.paths(),
+            ["admin.metrics_listen", "admin.metrics_require_token"]
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_output_and_errors() {
+        let c = Loader::new()
+            .env([
+                (
+                    "SLUICE_TELEMETRY_OTLP_HEADERS".to_owned(),
+                    "x-api-key=hdr-secret-1,authorization=Bearer hdr-secret-2".to_owned(),
+                ),
+                (
+                    "SLUICE_TELEMETRY_OTLP_ENDPOINT".to_owned(),
+                    "https://user:url-secret@collector:4318".to_owned(),
+                ),
+                (
+                    "SLUICE_ADMIN_TOKEN".to_owned(),
+                    "tok-secret-0123456".to_owned(),
+                ),
+            ])
+            .load()
+            .unwrap();
+        let loader = Loader::new().env([(
+            "SLUICE_ADMIN_TOKEN".to_owned(),
+            "tok-secret-0123456".to_owned(),
+        )]);
+        let shown = format!("{}{c:?}{loader:?}", c.to_toml());
+        for s in [
+            "hdr-secret-1",
+            "hdr-secret-2",
+            "url-secret",
+            "tok-secret-0123456",
+        ] {
+            assert!(!shown.contains(s), "{s} in {shown}");
+        }
+        assert!(shown.contains("x-api-key = \"<redacted>\""), "{shown}");
+        let err = Loader::new()
+            .env([
+                (
+                    "SLUICE_TELEMETRY_OTLP_HEADERS".to_owned(),
+                    "x-api-key hdr-secret-1".to_owned(),
+                ),
+                (
+                    "SLUICE_TELEMETRY_OTLP_ENDPOINT".to_owned(),
+                    "ftp://user:url-secret@collector:4318".to_owned(),
+                ),
+            ])
+            .load()
+            .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(
+            err.paths(),
+            ["telemetry.otlp_endpoint", "telemetry.otlp_headers"]
+        );
+        assert!(
+            !text.contains("hdr-secret-1") && !text.contains("url-secret"),
+            "{text}"
+        );
     }
 
     #[test]

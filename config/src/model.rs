@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::secret::{Secret, SecretUrl};
+
 /// Everything Sluice needs to run, already validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
@@ -82,12 +84,14 @@ impl Default for LookupConfig {
 pub struct TelemetryConfig {
     /// OTLP collector endpoint, e.g. `http://127.0.0.1:4317` (gRPC) or
     /// `http://127.0.0.1:4318` (HTTP); empty: no OTLP export (`/metrics` still serves).
-    pub otlp_endpoint: String,
+    /// Shown with the password of its user info redacted.
+    pub otlp_endpoint: SecretUrl,
     /// OTLP transport.
     pub otlp_protocol: OtlpProtocol,
-    /// Extra headers (HTTP) or metadata (gRPC) sent with every export, `key=value,...`.
+    /// Extra headers (HTTP) or metadata (gRPC) sent with every export, `key=value,...`. The
+    /// values are secrets (API keys): shown redacted.
     #[serde(serialize_with = "kv_table")]
-    pub otlp_headers: Vec<(String, String)>,
+    pub otlp_headers: Vec<(String, Secret)>,
     /// Time allowed for one export.
     #[serde(with = "humantime_serde_compat")]
     pub otlp_timeout: Duration,
@@ -118,7 +122,7 @@ impl Eq for TelemetryConfig {}
 impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
-            otlp_endpoint: String::new(),
+            otlp_endpoint: SecretUrl::default(),
             otlp_protocol: OtlpProtocol::Grpc,
             otlp_headers: Vec::new(),
             otlp_timeout: Duration::from_secs(10),
@@ -205,11 +209,31 @@ impl Default for TapConfig {
     }
 }
 
-/// The admin HTTP endpoint.
+/// The admin HTTP endpoint (see the README's "Admin API").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AdminConfig {
-    /// Address of the admin HTTP listener; loopback by default.
+    /// Address of the admin HTTP listener (every route); loopback by default.
     pub listen: SocketAddr,
+    /// A second listener serving only `/metrics`, `/healthz` and `/readyz`, for a scraper or
+    /// a probe on another interface while `/api/v1` stays on `listen`; unset: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// When set, `/api/v1/...` answers only requests with `Authorization: Bearer <token>`
+    /// (and `/metrics` too with `metrics_require_token`); `/healthz` and `/readyz` stay open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// `/metrics` requires the token too.
+    pub metrics_require_token: bool,
+    /// Most admin connections open at once, per listener; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Time for a request's headers to arrive, counted from when the connection starts
+    /// waiting for one (so also how long a kept-alive connection may sit idle).
+    #[serde(with = "humantime_serde_compat")]
+    pub header_timeout: Duration,
+    /// An admin connection on which no byte moves either way for this long is closed (e.g. a
+    /// client that stops reading its answer).
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
 }
 
 /// Log output.
@@ -291,6 +315,12 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            metrics_listen: None,
+            token: None,
+            metrics_require_token: false,
+            max_connections: 32,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -305,14 +335,18 @@ impl Default for LogConfig {
 }
 
 impl Config {
-    /// The effective configuration as TOML, in the same shape the file uses.
+    /// The effective configuration as TOML, in the same shape the file uses; secrets show as
+    /// `<redacted>` (see [`Secret`]).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 
 /// Key/value lists serialize as a TOML table, which the file accepts back.
-fn kv_table<S: serde::Serializer>(kv: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+fn kv_table<S: serde::Serializer, V: Serialize>(
+    kv: &[(String, V)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_map(kv.iter().map(|(k, v)| (k, v)))
 }
 

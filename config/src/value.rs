@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::model::{LogFormat, OtlpProtocol, Upstream};
+use crate::secret::{url_shown, Secret};
 
 /// A raw value before parsing: typed from TOML, or text from the environment or a flag.
 #[derive(Debug, Clone)]
@@ -68,6 +69,45 @@ pub fn duration(raw: &Raw) -> Result<Duration, String> {
     let s = raw.text("a duration")?;
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration ({e}); e.g. 5s, 250ms"))
+}
+
+/// A duration greater than zero and at most `max_secs` seconds.
+pub fn duration_within(raw: &Raw, max_secs: u64) -> Result<Duration, String> {
+    let d = duration(raw)?;
+    if d.is_zero() || d > Duration::from_secs(max_secs) {
+        let max = humantime::format_duration(Duration::from_secs(max_secs));
+        return Err(format!("must be greater than zero and at most {max}"));
+    }
+    Ok(d)
+}
+
+/// A bearer token: at least 16 printable ASCII characters without spaces; empty: none. No
+/// message quotes the value.
+pub fn token(raw: &Raw) -> Result<Option<Secret>, String> {
+    let s = match raw {
+        Raw::Text(s) | Raw::Toml(toml::Value::String(s)) => s.trim(),
+        Raw::Toml(other) => {
+            return Err(format!(
+                "expected a string, found {} (value not shown: it is a secret)",
+                other.type_str()
+            ))
+        }
+    };
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if !s.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(
+            "must be printable ASCII without spaces (value not shown: it is a secret)".to_owned(),
+        );
+    }
+    if s.len() < 16 {
+        return Err(format!(
+            "must be at least 16 characters, has {} (value not shown: it is a secret)",
+            s.len()
+        ));
+    }
+    Ok(Some(Secret::new(s)))
 }
 
 /// A positive integer (TOML integer or decimal text).
@@ -152,15 +192,19 @@ pub fn endpoint(raw: &Raw) -> Result<String, String> {
     if s.is_empty() {
         return Ok(String::new());
     }
+    // The user info may hold a password: messages show the URL without it.
+    let shown = url_shown(s);
     let rest = s
         .strip_prefix("http://")
         .or_else(|| s.strip_prefix("https://"))
         .ok_or_else(|| {
-            format!("`{s}` is not an http:// or https:// URL (e.g. http://127.0.0.1:4317)")
+            format!("`{shown}` is not an http:// or https:// URL (e.g. http://127.0.0.1:4317)")
         })?;
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() || authority.contains(char::is_whitespace) {
-        return Err(format!("`{s}` has no host (e.g. http://127.0.0.1:4317)"));
+        return Err(format!(
+            "`{shown}` has no host (e.g. http://127.0.0.1:4317)"
+        ));
     }
     Ok(s.trim_end_matches('/').to_owned())
 }

@@ -22,7 +22,7 @@ fn cluster_exporting_to(collector: &Collector, protocol: OtlpProtocol, ratio: f6
         OtlpProtocol::HttpProtobuf => collector.http_endpoint(),
     };
     Cluster::start_with(move |c| {
-        c.telemetry.otlp_endpoint = endpoint;
+        c.telemetry.otlp_endpoint = sluice_config::SecretUrl::new(endpoint);
         c.telemetry.otlp_protocol = protocol;
         c.telemetry.metrics_interval = Duration::from_millis(500);
         c.telemetry.span_sample_ratio = ratio;

@@ -5,16 +5,25 @@
 //! - `/api/v1/clients` (`?sort=bytes_out|bytes_in|connections|opened`), `/api/v1/groups`,
 //!   `/api/v1/topics`, `/api/v1/connections`, `/api/v1/findings` (active and recently
 //!   cleared), `/api/v1/observer` (sizes and evictions).
+//!
+//! With `admin.token` set, `/api/v1/...` (and `/metrics` with `admin.metrics_require_token`)
+//! answers 401 unless the request carries `Authorization: Bearer <token>`; the probes stay
+//! open. `admin.metrics_listen` adds a listener with only `/metrics` and the probes.
+//! [`listener`] bounds connections, header and idle time, and the shutdown.
 
-use std::future::Future;
+pub mod listener;
+
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use sluice_config::{AdminConfig, Secret};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::observer::api::ClientSort;
 use crate::observer::Observer;
@@ -46,12 +55,61 @@ impl AdminState {
     }
 }
 
-/// The admin routes.
-pub fn router(state: AdminState) -> Router {
+/// Every admin route, as served on `admin.listen`.
+pub fn router(state: AdminState, config: &AdminConfig) -> Router {
+    let mut api = api(state.clone());
+    if let Some(token) = &config.token {
+        let token = Arc::new(token.clone());
+        api = api.route_layer(middleware::from_fn_with_state(token, require_token));
+    }
+    metrics_router(state, config).merge(api)
+}
+
+/// `/metrics`, `/healthz` and `/readyz` only, as served on `admin.metrics_listen`.
+pub fn metrics_router(state: AdminState, config: &AdminConfig) -> Router {
+    let mut metrics = Router::new().route("/metrics", get(metrics));
+    if let (Some(token), true) = (&config.token, config.metrics_require_token) {
+        let token = Arc::new(token.clone());
+        metrics = metrics.route_layer(middleware::from_fn_with_state(token, require_token));
+    }
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .merge(metrics)
+        .with_state(state)
+}
+
+/// Answers 401 unless the request carries `Authorization: Bearer <token>`.
+async fn require_token(State(token): State<Arc<Secret>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    match given {
+        Some(t) if same(t.as_bytes(), token.expose().as_bytes()) => next.run(req).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"sluice admin\"")],
+            "this admin route needs Authorization: Bearer <admin.token>\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Compares in time that depends on the lengths only, not on where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, y) in b.iter().enumerate() {
+        diff |= a.get(i).copied().unwrap_or(0) ^ y;
+    }
+    diff == 0
+}
+
+fn api(state: AdminState) -> Router {
+    Router::new()
         .route("/api/v1/stats", get(stats_json))
         .route("/api/v1/clients", get(clients))
         .route(
@@ -127,14 +185,49 @@ async fn stats_json(State(s): State<AdminState>) -> Json<serde_json::Value> {
     Json(s.stats.snapshot())
 }
 
-/// Serves the admin API on `listener` until `shutdown` completes.
+/// Serves every admin route on `listener` until `stop` is cancelled; then returns within
+/// [`listener::STOP_WITHIN`] whatever its clients do.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    config: &AdminConfig,
+    stop: CancellationToken,
 ) -> std::io::Result<()> {
-    tracing::info!(listen = %listener.local_addr()?, "admin API listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, token = config.token.is_some(), "admin API listening");
+    if !addr.ip().is_loopback() && config.token.is_none() {
+        tracing::warn!(listen = %addr,
+            "admin API on a non-loopback address without admin.token: whoever reaches it reads \
+             client ids, groups and topics (set admin.token, or use admin.metrics_listen for scrapers)");
+    }
+    let app = router(state, config);
+    listener::serve(listener, app, config.into(), stop).await;
+    Ok(())
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `stop` is cancelled.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: AdminState,
+    config: &AdminConfig,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    tracing::info!(listen = %listener.local_addr()?, "admin metrics listening");
+    let app = metrics_router(state, config);
+    listener::serve(listener, app, config.into(), stop).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same(b"0123456789abcdeX", b"0123456789abcdef"));
+        assert!(!same(b"0123456789abcde", b"0123456789abcdef"));
+        assert!(!same(b"0123456789abcdef0", b"0123456789abcdef"));
+        assert!(!same(b"", b"0123456789abcdef"));
+    }
 }

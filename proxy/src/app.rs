@@ -14,7 +14,8 @@ use crate::telemetry::Telemetry;
 
 /// Binds the proxy and admin listeners (the proxy's first, so a taken client port fails fast)
 /// and serves until `shutdown` completes and the drain is over. The admin API keeps answering
-/// during the drain (`/readyz` says `draining`) and stops last.
+/// during the drain (`/readyz` says `draining`) and stops last, within a second whatever its
+/// clients do.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let listener = bind("listen", config.listen).await?;
     let admin = bind("admin.listen", config.admin.listen).await?;
@@ -22,8 +23,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
 }
 
 /// Serves on listeners already bound (tests bind `127.0.0.1:0`): the proxy, its telemetry
-/// and the admin API, until `shutdown` completes and the drain is over; then flushes the
-/// telemetry exporters.
+/// and the admin API (plus `admin.metrics_listen` when set, bound here), until `shutdown`
+/// completes and the drain is over; then flushes the telemetry exporters.
 pub async fn serve_on(
     listener: TcpListener,
     admin: TcpListener,
@@ -41,6 +42,10 @@ pub async fn serve_proxy(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let config = proxy.config();
+    let metrics = match config.admin.metrics_listen {
+        Some(addr) => Some(bind("admin.metrics_listen", addr).await?),
+        None => None,
+    };
     let telemetry = Telemetry::start(
         &config.telemetry,
         &config.upstream.to_string(),
@@ -51,16 +56,24 @@ pub async fn serve_proxy(
         proxy = proxy.with_sink(sink);
     }
     let stop_admin = CancellationToken::new();
-    let admin_task = tokio::spawn(crate::admin::serve(
-        admin,
-        crate::admin::AdminState::new(proxy.stats(), proxy.observer())
-            .with_telemetry(telemetry.clone()),
-        stop_admin.clone().cancelled_owned(),
-    ));
+    let state = crate::admin::AdminState::new(proxy.stats(), proxy.observer())
+        .with_telemetry(telemetry.clone());
+    let mut admin_tasks = vec![tokio::spawn({
+        let (state, settings, stop) = (state.clone(), config.admin.clone(), stop_admin.clone());
+        async move { crate::admin::serve(admin, state, &settings, stop).await }
+    })];
+    if let Some(metrics) = metrics {
+        let (settings, stop) = (config.admin.clone(), stop_admin.clone());
+        admin_tasks.push(tokio::spawn(async move {
+            crate::admin::serve_metrics(metrics, state, &settings, stop).await
+        }));
+    }
     proxy.run(listener, shutdown).await;
     stop_admin.cancel();
-    if let Ok(Err(e)) = admin_task.await {
-        tracing::warn!(error = %e, "admin API ended with an error");
+    for task in admin_tasks {
+        if let Ok(Err(e)) = task.await {
+            tracing::warn!(error = %e, "admin API ended with an error");
+        }
     }
     let grace = config.telemetry.otlp_timeout.min(Duration::from_secs(5)) * 2;
     let t = telemetry.clone();

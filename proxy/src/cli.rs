@@ -43,7 +43,8 @@ enum Command {
     #[command(after_help = after_help())]
     Run(Box<RunArgs>),
     /// Validate a config file (plus SLUICE_* environment) without binding anything; prints the
-    /// effective configuration on success.
+    /// effective configuration on success, secrets (admin.token, OTLP header values, an OTLP
+    /// endpoint's password) redacted.
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
@@ -62,6 +63,10 @@ enum Command {
         /// Stop after this long (default: until Ctrl-C).
         #[arg(long, value_name = "DURATION")]
         duration: Option<String>,
+        /// File holding the admin.token of that Sluice (default: the SLUICE_ADMIN_TOKEN
+        /// environment variable, if set).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -148,7 +153,8 @@ pub fn main() -> ExitCode {
             interval,
             once,
             duration,
-        }) => top(&admin, &interval, once, duration.as_deref()),
+            token_file,
+        }) => top(&admin, &interval, once, duration.as_deref(), token_file),
         Some(Command::Run(args)) => run(*args),
         None => run(cli.run),
     }
@@ -163,8 +169,9 @@ fn check_config(file: PathBuf) -> ExitCode {
     match Loader::new().env(std::env::vars()).file(&file).load() {
         Ok(config) => {
             println!(
-                "# {}: configuration is valid; effective values:",
-                file.display()
+                "# {}: configuration is valid; effective values (secrets shown as \"{}\"):",
+                file.display(),
+                sluice_config::REDACTED
             );
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
@@ -196,7 +203,13 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-fn top(admin: &str, interval: &str, once: bool, duration: Option<&str>) -> ExitCode {
+fn top(
+    admin: &str,
+    interval: &str,
+    once: bool,
+    duration: Option<&str>,
+    token_file: Option<PathBuf>,
+) -> ExitCode {
     let bad = |what: &str, v: &str| {
         eprintln!("sluice top: {what} `{v}` is not valid");
         ExitCode::from(EXIT_BAD_CONFIG as u8)
@@ -212,7 +225,24 @@ fn top(admin: &str, interval: &str, once: bool, duration: Option<&str>) -> ExitC
         Some(Ok(d)) => Some(d),
         Some(Err(_)) => return bad("--duration", duration.unwrap_or_default()),
     };
-    match crate::top::run(admin, interval, once, duration) {
+    let token = match token_file {
+        Some(file) => match std::fs::read_to_string(&file) {
+            Ok(t) => Some(t.trim().to_owned()),
+            Err(e) => {
+                eprintln!(
+                    "sluice top: cannot read --token-file {}: {e}",
+                    file.display()
+                );
+                return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            }
+        },
+        None => std::env::var("SLUICE_ADMIN_TOKEN").ok(),
+    };
+    let admin = crate::top::Admin {
+        addr: admin,
+        token: token.filter(|t| !t.trim().is_empty()),
+    };
+    match crate::top::run(&admin, interval, once, duration) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice top: {e}");

@@ -8,17 +8,32 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::logging::Escaped;
 use crate::observer::detect::human;
 
+/// The admin API to read: its address and the token `/api/v1` may require.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Address of the admin listener.
+    pub addr: SocketAddr,
+    /// Sent as `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
+}
+
 /// Fetches `path` from the admin API and parses the JSON body.
-pub fn get_json(admin: SocketAddr, path: &str) -> Result<Value, String> {
+pub fn get_json(admin: &Admin, path: &str) -> Result<Value, String> {
+    let auth = match &admin.token {
+        Some(t) => format!("Authorization: Bearer {t}\r\n"),
+        None => String::new(),
+    };
+    let admin = admin.addr;
     let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).map_err(|e| {
         format!("cannot reach the admin API at {admin}: {e} (is sluice running? see --admin)")
     })?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\n{auth}Connection: close\r\n\r\n"
     )
     .map_err(|e| format!("admin API {admin}: {e}"))?;
     let mut resp = Vec::new();
@@ -28,10 +43,16 @@ pub fn get_json(admin: SocketAddr, path: &str) -> Result<Value, String> {
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or("admin API: malformed HTTP response")?;
+    if head.starts_with("HTTP/1.1 401") {
+        return Err(format!(
+            "admin API {admin}{path}: 401 Unauthorized: set SLUICE_ADMIN_TOKEN or --token-file \
+             to the admin.token of that Sluice"
+        ));
+    }
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!(
             "admin API {admin}{path}: {}",
-            head.lines().next().unwrap_or("")
+            Escaped(head.lines().next().unwrap_or(""))
         ));
     }
     serde_json::from_str(body).map_err(|e| format!("admin API {admin}{path}: bad JSON: {e}"))
@@ -41,27 +62,44 @@ fn ev<'a>(f: &'a Value, k: &str) -> &'a Value {
     &f["evidence"][k]
 }
 
+/// A value as shown: strings (text from the wire among them) with their control characters
+/// escaped, so none reaches the terminal.
 fn show(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Escaped(s).to_string(),
+        other => Escaped(other).to_string(),
     }
 }
 
 /// One frame of the view.
-fn frame(
-    admin: SocketAddr,
-    prev: &mut HashMap<String, (u64, u64)>,
-    dt: f64,
-) -> Result<String, String> {
+fn frame(admin: &Admin, prev: &mut HashMap<String, (u64, u64)>, dt: f64) -> Result<String, String> {
     let stats = get_json(admin, "/api/v1/stats")?;
     let findings = get_json(admin, "/api/v1/findings")?;
     let clients = get_json(admin, "/api/v1/clients?sort=bytes_out")?;
-    let mut out = String::new();
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    Ok(render(
+        &format!("admin {} — {now}", admin.addr),
+        &stats,
+        &findings,
+        &clients,
+        prev,
+        dt,
+    ))
+}
+
+/// The text of one frame from the three answers.
+fn render(
+    title: &str,
+    stats: &Value,
+    findings: &Value,
+    clients: &Value,
+    prev: &mut HashMap<String, (u64, u64)>,
+    dt: f64,
+) -> String {
+    let mut out = String::new();
     out += &format!(
-        "sluice top — admin {admin} — {now}\nconnections open {}  accepted {}  to broker {}  to clients {}  parse errors {}  opaque {}\n\n",
+        "sluice top — {title}\nconnections open {}  accepted {}  to broker {}  to clients {}  parse errors {}  opaque {}\n\n",
         stats["connections_open"], stats["connections_accepted"],
         human(stats["bytes_to_broker"].as_f64().unwrap_or(0.0)) + " total",
         human(stats["bytes_to_client"].as_f64().unwrap_or(0.0)) + " total",
@@ -120,13 +158,13 @@ fn frame(
         );
     }
     *prev = next;
-    Ok(out)
+    out
 }
 
 /// Runs the view: redraws every `interval` on a terminal (appends otherwise), `once` prints
 /// one frame. Stops after `duration` if given.
 pub fn run(
-    admin: SocketAddr,
+    admin: &Admin,
     interval: Duration,
     once: bool,
     duration: Option<Duration>,
@@ -149,5 +187,48 @@ pub fn run(
             return Ok(());
         }
         std::thread::sleep(interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::logging::needs_escape;
+
+    #[test]
+    fn text_from_the_wire_is_escaped_before_it_reaches_the_terminal() {
+        let evil = "evil\nlevel=ERROR forged\x1b[2J\u{9b}31m";
+        let findings = json!({ "active": [
+            { "kind": "connection_churn", "severity": "warning", "duration_s": 3.0,
+              "summary": format!("client 10.0.0.1 ({evil}) holds 60 connections open") },
+            { "kind": "fetch_loop", "severity": "critical", "duration_s": 1.0,
+              "evidence": { "client_id": evil, "group": evil, "topic": evil } },
+        ]});
+        let clients = json!([{ "client_host": "10.0.0.1", "client_id": evil, "software": evil,
+            "group": evil, "connections_open": 60, "bytes_fetched": 0, "bytes_produced": 0 }]);
+        let text = render(
+            "test",
+            &json!({}),
+            &findings,
+            &clients,
+            &mut HashMap::new(),
+            1.0,
+        );
+        assert!(
+            !text.chars().any(|c| c != '\n' && needs_escape(c)),
+            "{text:?}"
+        );
+        // Two findings, a header and one client: nothing split a row.
+        assert_eq!(
+            text.lines().filter(|l| l.contains("evil")).count(),
+            3,
+            "{text}"
+        );
+        assert!(
+            text.contains(r"(evil\nlevel=ERROR forged\x1b[2J\u{9b}31m)"),
+            "{text}"
+        );
     }
 }

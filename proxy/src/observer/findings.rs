@@ -183,3 +183,34 @@ impl Registry {
         self.cleared.iter()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logging::{logged, needs_escape};
+
+    #[test]
+    fn a_finding_about_a_hostile_client_is_logged_on_escaped_lines() {
+        let evil = "evil\nlevel=ERROR forged\x1b[2J\u{9b}31m";
+        let shown = r"evil\nlevel=ERROR forged\x1b[2J\u{9b}31m";
+        let text = logged(|| {
+            let mut reg = Registry::default();
+            let now = Instant::now();
+            reg.report(
+                now,
+                Kind::ConnectionChurn,
+                format!("10.0.0.1|{evil}"),
+                Severity::Warning,
+                format!("client 10.0.0.1 ({evil}) holds 60 connections open"),
+                json!({ "client_id": evil }),
+            );
+            reg.sweep(now + Duration::from_secs(60), Duration::from_secs(1));
+        });
+        // Raised, then cleared: two lines, neither forged nor carrying a control character.
+        assert_eq!(text.lines().count(), 2, "{text}");
+        for line in text.lines() {
+            assert!(!line.chars().any(needs_escape), "{line:?}");
+            assert!(line.contains(shown), "{line}");
+        }
+    }
+}

@@ -35,7 +35,7 @@ fn metadata(cfg: &TelemetryConfig) -> Result<tonic::metadata::MetadataMap, Start
     for (k, v) in &cfg.otlp_headers {
         let name = http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
             .map_err(|_| StartError::TelemetryConfig(format!("bad OTLP header name `{k}`")))?;
-        let value = http::HeaderValue::from_str(v)
+        let value = http::HeaderValue::from_str(v.expose())
             .map_err(|_| StartError::TelemetryConfig(format!("bad OTLP header value for `{k}`")))?;
         headers.insert(name, value);
     }
@@ -43,7 +43,10 @@ fn metadata(cfg: &TelemetryConfig) -> Result<tonic::metadata::MetadataMap, Start
 }
 
 fn headers(cfg: &TelemetryConfig) -> HashMap<String, String> {
-    cfg.otlp_headers.iter().cloned().collect()
+    cfg.otlp_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+        .collect()
 }
 
 fn built<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StartError> {
@@ -52,11 +55,11 @@ fn built<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StartError> {
 
 /// The metrics exporter (cumulative temporality, as Prometheus expects).
 pub fn metric_exporter(cfg: &TelemetryConfig) -> Result<MetricExporter, StartError> {
-    let e = &cfg.otlp_endpoint;
+    let e = cfg.otlp_endpoint.expose();
     built(match cfg.otlp_protocol {
         OtlpProtocol::Grpc => MetricExporter::builder()
             .with_tonic()
-            .with_endpoint(e.clone())
+            .with_endpoint(e)
             .with_timeout(cfg.otlp_timeout)
             .with_metadata(metadata(cfg)?)
             .build(),
@@ -71,11 +74,11 @@ pub fn metric_exporter(cfg: &TelemetryConfig) -> Result<MetricExporter, StartErr
 
 /// The span exporter.
 pub fn span_exporter(cfg: &TelemetryConfig) -> Result<SpanExporter, StartError> {
-    let e = &cfg.otlp_endpoint;
+    let e = cfg.otlp_endpoint.expose();
     built(match cfg.otlp_protocol {
         OtlpProtocol::Grpc => SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(e.clone())
+            .with_endpoint(e)
             .with_timeout(cfg.otlp_timeout)
             .with_metadata(metadata(cfg)?)
             .build(),

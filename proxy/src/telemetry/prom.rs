@@ -9,6 +9,8 @@ use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
 use opentelemetry_sdk::Resource;
 
+use crate::logging::{needs_escape, Escaped};
+
 /// A Prometheus name from an OpenTelemetry one.
 pub fn sanitize(name: &str) -> String {
     let mut s: String = name
@@ -43,10 +45,22 @@ fn family_name(m: &Metric, counter: bool) -> String {
     n
 }
 
+/// A label value as the format requires (`\\`, `\"`, `\n`). Other control characters are
+/// legal in a label value but would reach whoever reads `/metrics` on a terminal (a hostile
+/// `client.id`): they are written as the text `\x1b` or `\u{9b}`, which Prometheus reads as
+/// that text.
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if needs_escape(c) => out.push_str(&Escaped(c).to_string().replace('\\', "\\\\")),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn value_text(v: &Value) -> String {
@@ -206,6 +220,8 @@ mod tests {
         assert_eq!(sanitize("messaging.client.id"), "messaging_client_id");
         assert_eq!(sanitize("9lives"), "_9lives");
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        // Other controls never reach the page raw; Prometheus reads back the text `\x1b[2J`.
+        assert_eq!(escape("e\x1b[2J\u{9b}\r"), r"e\\x1b[2J\\u{9b}\\r");
         assert_eq!(number(f64::INFINITY), "+Inf");
         assert_eq!(number(0.25), "0.25");
         assert_eq!(number(3.0), "3");
