@@ -14,15 +14,27 @@
 //!
 //! A [`FrameTracker`] also follows each chunk to count whole Kafka frames. The
 //! counts only drive the graceful drain (stop taking requests at a frame boundary, let the
-//! responses in flight finish); they never change or delay a byte. The tap follows frames too,
-//! but it gives up on a connection whose responses do not correlate, while a well-framed
-//! stream must still drain cleanly — and the tap may be off. Counting lengths costs a few
-//! nanoseconds per chunk (`cargo bench -p sluice-benches --bench frame_tracker`).
+//! responses in flight finish); they never change or delay a byte. Counting lengths costs a
+//! few nanoseconds per chunk (`cargo bench -p sluice-benches --bench frame_tracker`).
+//!
+//! # What the drain waits for
+//! - The request half stops at the next request boundary.
+//! - The response half then stops at a response boundary once no response is awaited. While
+//!   the tap follows the connection, that is the tap's count of requests waiting for their
+//!   response: a Produce with `acks=0` gets none, so frame counts would wait for it forever.
+//!   With the tap off, or after it gave up on a connection whose framing still holds (its
+//!   responses did not correlate, say), the frame counts decide: requests forwarded against
+//!   responses forwarded.
+//! - A connection without frames to wait for is not waited for: framing lost in either
+//!   direction, or a request frame with more than [`DRAIN_MAX_REQUEST`] bytes still to come
+//!   (a TLS ClientHello on the plaintext port reads as a 369 MB frame; a broker with Kafka's
+//!   default `socket.request.max.bytes` of 100 MiB closes such a connection itself). Its
+//!   halves stop at once, after the write in progress.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use sluice_protocol::tap::TapHalf;
-use sluice_protocol::{Dir, FrameTracker};
+use sluice_protocol::{Dir, FrameTracker, Framing};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +43,11 @@ use crate::buffer::{BufferBudget, CopyBuffer};
 use crate::error::{ConnError, Side};
 use crate::stats::ProxyStats;
 use crate::tap::ConnTap;
+
+/// At the drain, a request frame with more bytes than this still to come is not waited for:
+/// Kafka's default `socket.request.max.bytes` (100 MiB), beyond which a broker refuses a
+/// request and closes the connection.
+pub const DRAIN_MAX_REQUEST: u32 = 100 << 20;
 
 /// How a half ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +67,23 @@ pub struct Shared {
     pub responses: AtomicU64,
     /// The request half stopped for the drain.
     pub requests_stopped: AtomicBool,
-    /// Framing was lost in either direction: request/response pairs can't be followed.
+    /// Framing was lost in either direction, or a request is not one to wait for
+    /// ([`DRAIN_MAX_REQUEST`]): request/response pairs can't be followed.
     pub opaque: AtomicBool,
     /// Wakes the response half when the request half stops.
     pub wake: Notify,
 }
 
 impl Shared {
-    fn nothing_in_flight(&self) -> bool {
-        self.opaque.load(Relaxed) || self.responses.load(Relaxed) >= self.requests.load(Relaxed)
+    /// True when no response is awaited (see the module docs): `tap` is the connection's tap.
+    fn nothing_in_flight(&self, tap: Option<&ConnTap>) -> bool {
+        if self.opaque.load(Relaxed) {
+            return true;
+        }
+        match tap.and_then(ConnTap::awaited_responses) {
+            Some(n) => n == 0,
+            None => self.responses.load(Relaxed) >= self.requests.load(Relaxed),
+        }
     }
 }
 
@@ -202,7 +227,12 @@ impl Half<'_> {
     fn done_draining(&self, frames: &FrameTracker) -> bool {
         match self.direction {
             Direction::ToBroker => {
-                if frames.at_boundary() || frames.is_lost() {
+                let unframed = frames.is_lost()
+                    || matches!(frames.state(), Framing::Body { remaining } if remaining > DRAIN_MAX_REQUEST);
+                if unframed {
+                    self.shared.opaque.store(true, Relaxed);
+                }
+                if frames.at_boundary() || unframed {
                     self.stop_requests();
                     true
                 } else {
@@ -211,8 +241,10 @@ impl Half<'_> {
             }
             Direction::ToClient => {
                 self.shared.requests_stopped.load(Relaxed)
-                    && (frames.at_boundary() || frames.is_lost())
-                    && self.shared.nothing_in_flight()
+                    && (frames.at_boundary()
+                        || frames.is_lost()
+                        || self.shared.opaque.load(Relaxed))
+                    && self.shared.nothing_in_flight(self.tap)
             }
         }
     }

@@ -334,8 +334,11 @@ async fn shutdown_cuts_connections_after_the_grace_period() {
     let mut proxy =
         TestProxy::start(broker, |c| c.shutdown_grace = Duration::from_millis(300)).await;
     let mut client = connect(proxy.addr).await;
-    let mut req = 4i32.to_be_bytes().to_vec();
-    req.extend([1, 2, 3, 4]);
+    // A ListOffsets v1 request (correlation id 1, no client id): the tap waits for its answer.
+    // (Bytes without a readable request header would not be waited for: a broker closes a
+    // connection whose request it cannot read.)
+    let mut req = 14i32.to_be_bytes().to_vec();
+    req.extend([0, 2, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 0]);
     client.write_all(&req).await.unwrap();
     wait_for("open", Duration::from_secs(5), || {
         proxy.stats.connections_open.load(Relaxed) == 1
