@@ -72,9 +72,20 @@ pub struct Shared {
     pub opaque: AtomicBool,
     /// Wakes the response half when the request half stops.
     pub wake: Notify,
+    /// Bytes forwarded client → broker so far.
+    pub to_broker: AtomicU64,
+    /// Bytes forwarded broker → client so far.
+    pub to_client: AtomicU64,
 }
 
 impl Shared {
+    /// Bytes forwarded either way so far: unchanged while the connection is idle.
+    pub fn forwarded(&self) -> u64 {
+        self.to_broker
+            .load(Relaxed)
+            .wrapping_add(self.to_client.load(Relaxed))
+    }
+
     /// True when no response is awaited (see the module docs): `tap` is the connection's tap.
     fn nothing_in_flight(&self, tap: Option<&ConnTap>) -> bool {
         if self.opaque.load(Relaxed) {
@@ -140,9 +151,9 @@ impl Half<'_> {
         W: AsyncWrite + Unpin,
     {
         let (source, sink) = self.direction.sides();
-        let counter = match self.direction {
-            Direction::ToBroker => &self.stats.bytes_to_broker,
-            Direction::ToClient => &self.stats.bytes_to_client,
+        let (counter, forwarded) = match self.direction {
+            Direction::ToBroker => (&self.stats.bytes_to_broker, &self.shared.to_broker),
+            Direction::ToClient => (&self.stats.bytes_to_client, &self.shared.to_client),
         };
         let mut buf = CopyBuffer::new(self.max_buffer, self.budget);
         let mut frames = FrameTracker::new();
@@ -193,6 +204,7 @@ impl Half<'_> {
                 })?;
             total += n as u64;
             ProxyStats::add(counter, n as u64);
+            forwarded.fetch_add(n as u64, Relaxed);
             self.observe(&mut frames, buf.filled(n));
             if let Some(tap) = self.tap {
                 tap.observe(&mut tap_half, buf.filled(n));

@@ -42,6 +42,12 @@ pub struct ProxyStats {
     pub api: ApiTable,
     /// Connections closed at the end of the shutdown grace period.
     pub connections_cut_at_deadline: AtomicU64,
+    /// Connections closed after `idle_timeout` without a byte either way.
+    pub idle_timeouts: AtomicU64,
+    /// Connections closed `half_closed_timeout` after one side closed.
+    pub half_closed_timeouts: AtomicU64,
+    /// Connections refused at accept: their host had `max_connections_per_host` open.
+    pub connections_refused_per_host: AtomicU64,
     /// Accepting connections.
     pub accepting: AtomicBool,
     /// Shutdown has begun.
@@ -71,6 +77,9 @@ impl ProxyStats {
             tap_parse_errors: AtomicU64::new(0),
             api: ApiTable::default(),
             connections_cut_at_deadline: AtomicU64::new(0),
+            idle_timeouts: AtomicU64::new(0),
+            half_closed_timeouts: AtomicU64::new(0),
+            connections_refused_per_host: AtomicU64::new(0),
             accepting: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             buffers: BufferBudget::new(bytes),
@@ -102,6 +111,9 @@ impl ProxyStats {
             "bytes_to_client": g(&self.bytes_to_client),
             "opaque_connections": g(&self.opaque_connections),
             "connections_cut_at_deadline": g(&self.connections_cut_at_deadline),
+            "idle_timeouts": g(&self.idle_timeouts),
+            "half_closed_timeouts": g(&self.half_closed_timeouts),
+            "connections_refused_per_host": g(&self.connections_refused_per_host),
             "tap_parse_errors": g(&self.tap_parse_errors),
             "buffer_budget_left": self.buffers.left(),
             "buffer_growth_refused": g(&self.buffers.refused),
