@@ -1,5 +1,5 @@
 //! One client connection: connect to the broker, then run both halves until both end — or
-//! until the connection is idle or half-closed for too long ([`watch`]).
+//! until the connection is idle or half-closed for too long (`watch`).
 
 use std::future::Future;
 use std::net::SocketAddr;
