@@ -22,9 +22,10 @@
 //! - The response half then stops at a response boundary once no response is awaited. While
 //!   the tap follows the connection, that is the tap's count of requests waiting for their
 //!   response: a Produce with `acks=0` gets none, so frame counts would wait for it forever.
-//!   With the tap off, or after it gave up on a connection whose framing still holds (its
-//!   responses did not correlate, say), the frame counts decide: requests forwarded against
-//!   responses forwarded.
+//!   Once the tap gave up on the connection nothing is awaited: which requests get a response
+//!   is no longer known, so the response half stops at its next boundary. With the tap off,
+//!   the frame counts decide: requests forwarded against responses forwarded (and an `acks=0`
+//!   producer is waited for until the grace is over).
 //! - A connection without frames to wait for is not waited for: framing lost in either
 //!   direction, or a request frame with more than [`DRAIN_MAX_REQUEST`] bytes still to come
 //!   (a TLS ClientHello on the plaintext port reads as a 369 MB frame; a broker with Kafka's
@@ -91,8 +92,9 @@ impl Shared {
         if self.opaque.load(Relaxed) {
             return true;
         }
-        match tap.and_then(ConnTap::awaited_responses) {
-            Some(n) => n == 0,
+        match tap.map(ConnTap::awaited_responses) {
+            Some(Some(n)) => n == 0,
+            Some(None) => true, // given up on: which requests get a response is not known
             None => self.responses.load(Relaxed) >= self.requests.load(Relaxed),
         }
     }

@@ -120,7 +120,7 @@ impl ConnTap {
 
     /// Requests waiting for their response while the tap follows the connection; `None` once
     /// it gave up on it (or cannot be reached). For the drain: a Produce with `acks=0` is not
-    /// waiting for anything.
+    /// waiting for anything, and a connection given up on has nothing known to wait for.
     pub fn awaited_responses(&self) -> Option<usize> {
         let st = self.lock()?;
         (!st.tap.is_opaque()).then(|| st.tap.in_flight())

@@ -218,3 +218,53 @@ async fn a_request_in_flight_still_gets_its_response_during_the_drain() {
         .await
         .unwrap();
 }
+
+/// A broker that reads everything and, once it has read `after` bytes, sends one response
+/// frame with correlation id 99 (answering nothing), then stays silent with its side open.
+async fn stray_response_broker(after: u64) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut buf, mut read, mut sent) = (vec![0u8; 64 * 1024], 0u64, false);
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    read += n as u64;
+                    if read >= after && !sent {
+                        sent = true;
+                        let mut resp = 8i32.to_be_bytes().to_vec();
+                        resp.extend_from_slice(&99i32.to_be_bytes());
+                        resp.extend_from_slice(&[0, 0, 0, 0]);
+                        let _ = s.write_all(&resp).await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_connection_the_tap_gave_up_on_is_not_waited_for() {
+    // Two acks=0 Produce requests and a response that answers neither: the tap gives up on
+    // the connection, and frame counts (two requests, one response) would wait for another.
+    let two = 2 * produce_acks0(1).len() as u64;
+    let broker = stray_response_broker(two).await;
+    let proxy = proxy_to(broker).await;
+    let mut client = connect(proxy.addr).await;
+    client.write_all(&produce_acks0(1)).await.unwrap();
+    client.write_all(&produce_acks0(2)).await.unwrap();
+    let mut stray = [0u8; 12];
+    within(
+        "the stray response",
+        Duration::from_secs(5),
+        client.read_exact(&mut stray),
+    )
+    .await
+    .unwrap();
+    wait_for("the tap gave up", Duration::from_secs(5), || {
+        proxy.stats.opaque_connections.load(Relaxed) == 1
+    })
+    .await;
+    stops_early(proxy).await;
+}
