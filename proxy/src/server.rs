@@ -275,6 +275,7 @@ struct Refusals {
 impl Refusals {
     fn refused(&mut self, stats: &ProxyStats, ip: IpAddr, cap: usize) {
         ProxyStats::add(&stats.connections_refused_per_host, 1);
+        stats.refused_hosts.add(ip);
         self.since_log += 1;
         let now = Instant::now();
         if self
@@ -330,7 +331,7 @@ async fn accept_loop(
                     drop(permit); // a refused host holds no permit
                     let _ = socket.set_zero_linger(); // reset: no TIME_WAIT kept here
                     drop(socket);
-                    refusals.refused(&cx.stats, peer.ip(), hosts.cap);
+                    refusals.refused(&cx.stats, peer.ip().to_canonical(), hosts.cap);
                     continue;
                 };
                 let id = cx.stats.connections_accepted.fetch_add(1, Relaxed) + 1;

@@ -126,6 +126,8 @@ async fn one_host_over_its_cap_is_refused_and_others_still_get_in() {
     )
     .await;
     assert_eq!(proxy.stats.connections_refused_per_host.load(Relaxed), 1);
+    let by_host = &proxy.stats.snapshot()["connections_refused_by_host"];
+    assert_eq!(*by_host, serde_json::json!({"127.0.0.1": 1}));
     // The refused connection gave its permit back: with max_connections = 3, another host's
     // connection is served.
     let mut other = connect_from([127, 0, 0, 2], proxy.addr).await;
