@@ -98,6 +98,34 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        path: "idle_timeout",
+        env: "SLUICE_IDLE_TIMEOUT",
+        help: "Close a connection with no byte either way for this long; longer than a broker's connections.max.idle.ms (10 min), 0s: never [default: 15m]",
+        set: |c, r| {
+            c.idle_timeout = value::duration(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "half_closed_timeout",
+        env: "SLUICE_HALF_CLOSED_TIMEOUT",
+        help: "Close a connection this long after one side closed while the other stays open, 0s: never [default: 60s]",
+        set: |c, r| {
+            c.half_closed_timeout = value::duration(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "max_connections_per_host",
+        env: "SLUICE_MAX_CONNECTIONS_PER_HOST",
+        help: "Most connections at once from one client IP; more are refused at accept (raise it for clients behind one NAT address) [default: 1000]",
+        set: |c, r| {
+            c.max_connections_per_host =
+                ranged(value::count(r)?, 1, 1_000_000, "max_connections_per_host")?;
+            Ok(())
+        },
+    },
+    Key {
         path: "admin.listen",
         env: "SLUICE_ADMIN_LISTEN",
         help: "Admin HTTP listener (/healthz, /readyz, /api/v1/stats) [default: 127.0.0.1:9464]",

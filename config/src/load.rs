@@ -333,6 +333,31 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_are_parsed_and_every_bad_one_reported() {
+        let f = file(
+            "idle_timeout = \"90s\"\nhalf_closed_timeout = \"0s\"\nmax_connections_per_host = 7\n",
+        );
+        let c = Loader::new().file(f.path()).load().unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.half_closed_timeout, Duration::ZERO);
+        assert_eq!(c.max_connections_per_host, 7);
+        let f = file(
+            "idle_timeout = \"long\"\nhalf_closed_timeout = 5\nmax_connections_per_host = 0\n",
+        );
+        let err = Loader::new().file(f.path()).load().unwrap_err();
+        let mut paths = err.paths();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "half_closed_timeout",
+                "idle_timeout",
+                "max_connections_per_host"
+            ]
+        );
+    }
+
+    #[test]
     fn telemetry_settings_are_parsed_and_every_bad_one_reported() {
         let f = file(
             "[telemetry]\notlp_endpoint = \"http://collector:4318/\"\n\

@@ -30,6 +30,16 @@ pub struct Config {
     /// On SIGTERM/SIGINT, how long in-flight request/response pairs may take to finish.
     #[serde(with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
+    /// A connection with no byte either way for this long is closed (zero: never). Longer
+    /// than a broker's default `connections.max.idle.ms` (10 min), so Sluice never cuts a
+    /// connection the broker would keep.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+    /// A connection one side of which closed is closed this long after (zero: never).
+    #[serde(with = "humantime_serde_compat")]
+    pub half_closed_timeout: Duration,
+    /// Most connections open at once from one client address; more are refused at accept.
+    pub max_connections_per_host: usize,
     /// The local admin HTTP listener (`/healthz`, `/readyz`).
     pub admin: AdminConfig,
     /// Logging.
@@ -301,6 +311,9 @@ impl Default for Config {
             buffer_size: 256 * 1024,
             buffer_budget: 256 << 20,
             shutdown_grace: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(15 * 60),
+            half_closed_timeout: Duration::from_secs(60),
+            max_connections_per_host: 1000,
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             tap: TapConfig::default(),

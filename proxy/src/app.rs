@@ -12,11 +12,12 @@ use crate::error::StartError;
 use crate::server::Proxy;
 use crate::telemetry::Telemetry;
 
-/// Binds the proxy and admin listeners (the proxy's first, so a taken client port fails fast)
-/// and serves until `shutdown` completes and the drain is over. The admin API keeps answering
-/// during the drain (`/readyz` says `draining`) and stops last, within a second whatever its
-/// clients do.
+/// Raises the open file limit ([`crate::fds`]), binds the proxy and admin listeners (the
+/// proxy's first, so a taken client port fails fast) and serves until `shutdown` completes and
+/// the drain is over. The admin API keeps answering during the drain (`/readyz` says
+/// `draining`) and stops last, within a second whatever its clients do.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    crate::fds::raise_open_file_limit(config.max_connections);
     let listener = bind("listen", config.listen).await?;
     let admin = bind("admin.listen", config.admin.listen).await?;
     serve_on(listener, admin, config, shutdown).await

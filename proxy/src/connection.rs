@@ -1,8 +1,11 @@
-//! One client connection: connect to the broker, then run both halves until both end.
+//! One client connection: connect to the broker, then run both halves until both end — or
+//! until the connection is idle or half-closed for too long (`watch`).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sluice_config::Config;
 use tokio::net::TcpStream;
@@ -109,13 +112,75 @@ async fn proxy(
         drain: &cx.drain,
         tap: tap.as_deref(),
     };
-    let ((up, up_end), (down, down_end)) = tokio::try_join!(
-        half(Direction::ToBroker).run(client_rx, broker_tx),
-        half(Direction::ToClient).run(broker_rx, client_tx),
-    )?;
-    let how = match (up_end, down_end) {
-        (_, HalfEnd::Drained) | (HalfEnd::Drained, _) => "drained",
-        (HalfEnd::Eof, HalfEnd::Eof) => "closed",
-    };
-    Ok((up, down, how))
+    let up = half(Direction::ToBroker).run(client_rx, broker_tx);
+    let down = half(Direction::ToClient).run(broker_rx, client_tx);
+    let how = watch(up, down, &shared, cx).await?;
+    Ok((
+        shared.to_broker.load(Relaxed),
+        shared.to_client.load(Relaxed),
+        how,
+    ))
+}
+
+/// Runs both halves to their end, or closes the connection (by returning, which drops both
+/// sockets) once it has forwarded nothing either way for `idle_timeout`, or
+/// `half_closed_timeout` after one side ended its stream while the other kept its own open.
+/// Idleness is checked every quarter of `idle_timeout` from the bytes forwarded, so no clock
+/// is read per chunk: a silent connection closes between 1 and 1.25 × `idle_timeout` after
+/// its last byte. Says how the connection ended.
+async fn watch(
+    up: impl Future<Output = Result<(u64, HalfEnd), ConnError>>,
+    down: impl Future<Output = Result<(u64, HalfEnd), ConnError>>,
+    shared: &Shared,
+    cx: &ConnContext,
+) -> Result<&'static str, ConnError> {
+    tokio::pin!(up, down);
+    let (idle, half_closed) = (cx.config.idle_timeout, cx.config.half_closed_timeout);
+    let tick = (!idle.is_zero()).then(|| (idle / 4).max(Duration::from_millis(1)));
+    let (mut up_end, mut down_end) = (None, None);
+    let mut seen = shared.forwarded();
+    let mut quiet_since = tokio::time::Instant::now();
+    let mut half_closed_at = None;
+    loop {
+        let now = tokio::time::Instant::now();
+        let next = [
+            tick.map(|t| now + t),
+            half_closed_at
+                .filter(|_| !half_closed.is_zero())
+                .map(|at| at + half_closed),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        tokio::select! {
+            r = &mut up, if up_end.is_none() => up_end = Some(r?.1),
+            r = &mut down, if down_end.is_none() => down_end = Some(r?.1),
+            _ = tokio::time::sleep_until(next.unwrap_or(now)), if next.is_some() => {
+                let now = tokio::time::Instant::now();
+                if half_closed_at.is_some_and(|at| now >= at + half_closed) {
+                    ProxyStats::add(&cx.stats.half_closed_timeouts, 1);
+                    return Ok("half-closed timeout");
+                }
+                let forwarded = shared.forwarded();
+                if forwarded != seen {
+                    (seen, quiet_since) = (forwarded, now);
+                } else if tick.is_some() && now >= quiet_since + idle {
+                    ProxyStats::add(&cx.stats.idle_timeouts, 1);
+                    return Ok("idle timeout");
+                }
+            }
+        }
+        match (up_end, down_end) {
+            (Some(u), Some(d)) => {
+                return Ok(match (u, d) {
+                    (_, HalfEnd::Drained) | (HalfEnd::Drained, _) => "drained",
+                    (HalfEnd::Eof, HalfEnd::Eof) => "closed",
+                })
+            }
+            (Some(HalfEnd::Eof), None) | (None, Some(HalfEnd::Eof)) if half_closed_at.is_none() => {
+                half_closed_at = Some(tokio::time::Instant::now());
+            }
+            _ => {}
+        }
+    }
 }

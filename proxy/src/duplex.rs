@@ -14,15 +14,28 @@
 //!
 //! A [`FrameTracker`] also follows each chunk to count whole Kafka frames. The
 //! counts only drive the graceful drain (stop taking requests at a frame boundary, let the
-//! responses in flight finish); they never change or delay a byte. The tap follows frames too,
-//! but it gives up on a connection whose responses do not correlate, while a well-framed
-//! stream must still drain cleanly — and the tap may be off. Counting lengths costs a few
-//! nanoseconds per chunk (`cargo bench -p sluice-benches --bench frame_tracker`).
+//! responses in flight finish); they never change or delay a byte. Counting lengths costs a
+//! few nanoseconds per chunk (`cargo bench -p sluice-benches --bench frame_tracker`).
+//!
+//! # What the drain waits for
+//! - The request half stops at the next request boundary.
+//! - The response half then stops at a response boundary once no response is awaited. While
+//!   the tap follows the connection, that is the tap's count of requests waiting for their
+//!   response: a Produce with `acks=0` gets none, so frame counts would wait for it forever.
+//!   Once the tap gave up on the connection nothing is awaited: which requests get a response
+//!   is no longer known, so the response half stops at its next boundary. With the tap off,
+//!   the frame counts decide: requests forwarded against responses forwarded (and an `acks=0`
+//!   producer is waited for until the grace is over).
+//! - A connection without frames to wait for is not waited for: framing lost in either
+//!   direction, or a request frame with more than [`DRAIN_MAX_REQUEST`] bytes still to come
+//!   (a TLS ClientHello on the plaintext port reads as a 369 MB frame; a broker with Kafka's
+//!   default `socket.request.max.bytes` of 100 MiB closes such a connection itself). Its
+//!   halves stop at once, after the write in progress.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use sluice_protocol::tap::TapHalf;
-use sluice_protocol::{Dir, FrameTracker};
+use sluice_protocol::{Dir, FrameTracker, Framing};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +44,11 @@ use crate::buffer::{BufferBudget, CopyBuffer};
 use crate::error::{ConnError, Side};
 use crate::stats::ProxyStats;
 use crate::tap::ConnTap;
+
+/// At the drain, a request frame with more bytes than this still to come is not waited for:
+/// Kafka's default `socket.request.max.bytes` (100 MiB), beyond which a broker refuses a
+/// request and closes the connection.
+pub const DRAIN_MAX_REQUEST: u32 = 100 << 20;
 
 /// How a half ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +68,35 @@ pub struct Shared {
     pub responses: AtomicU64,
     /// The request half stopped for the drain.
     pub requests_stopped: AtomicBool,
-    /// Framing was lost in either direction: request/response pairs can't be followed.
+    /// Framing was lost in either direction, or a request is not one to wait for
+    /// ([`DRAIN_MAX_REQUEST`]): request/response pairs can't be followed.
     pub opaque: AtomicBool,
     /// Wakes the response half when the request half stops.
     pub wake: Notify,
+    /// Bytes forwarded client → broker so far.
+    pub to_broker: AtomicU64,
+    /// Bytes forwarded broker → client so far.
+    pub to_client: AtomicU64,
 }
 
 impl Shared {
-    fn nothing_in_flight(&self) -> bool {
-        self.opaque.load(Relaxed) || self.responses.load(Relaxed) >= self.requests.load(Relaxed)
+    /// Bytes forwarded either way so far: unchanged while the connection is idle.
+    pub fn forwarded(&self) -> u64 {
+        self.to_broker
+            .load(Relaxed)
+            .wrapping_add(self.to_client.load(Relaxed))
+    }
+
+    /// True when no response is awaited (see the module docs): `tap` is the connection's tap.
+    fn nothing_in_flight(&self, tap: Option<&ConnTap>) -> bool {
+        if self.opaque.load(Relaxed) {
+            return true;
+        }
+        match tap.map(ConnTap::awaited_responses) {
+            Some(Some(n)) => n == 0,
+            Some(None) => true, // given up on: which requests get a response is not known
+            None => self.responses.load(Relaxed) >= self.requests.load(Relaxed),
+        }
     }
 }
 
@@ -115,9 +153,9 @@ impl Half<'_> {
         W: AsyncWrite + Unpin,
     {
         let (source, sink) = self.direction.sides();
-        let counter = match self.direction {
-            Direction::ToBroker => &self.stats.bytes_to_broker,
-            Direction::ToClient => &self.stats.bytes_to_client,
+        let (counter, forwarded) = match self.direction {
+            Direction::ToBroker => (&self.stats.bytes_to_broker, &self.shared.to_broker),
+            Direction::ToClient => (&self.stats.bytes_to_client, &self.shared.to_client),
         };
         let mut buf = CopyBuffer::new(self.max_buffer, self.budget);
         let mut frames = FrameTracker::new();
@@ -168,6 +206,7 @@ impl Half<'_> {
                 })?;
             total += n as u64;
             ProxyStats::add(counter, n as u64);
+            forwarded.fetch_add(n as u64, Relaxed);
             self.observe(&mut frames, buf.filled(n));
             if let Some(tap) = self.tap {
                 tap.observe(&mut tap_half, buf.filled(n));
@@ -202,7 +241,12 @@ impl Half<'_> {
     fn done_draining(&self, frames: &FrameTracker) -> bool {
         match self.direction {
             Direction::ToBroker => {
-                if frames.at_boundary() || frames.is_lost() {
+                let unframed = frames.is_lost()
+                    || matches!(frames.state(), Framing::Body { remaining } if remaining > DRAIN_MAX_REQUEST);
+                if unframed {
+                    self.shared.opaque.store(true, Relaxed);
+                }
+                if frames.at_boundary() || unframed {
                     self.stop_requests();
                     true
                 } else {
@@ -211,8 +255,10 @@ impl Half<'_> {
             }
             Direction::ToClient => {
                 self.shared.requests_stopped.load(Relaxed)
-                    && (frames.at_boundary() || frames.is_lost())
-                    && self.shared.nothing_in_flight()
+                    && (frames.at_boundary()
+                        || frames.is_lost()
+                        || self.shared.opaque.load(Relaxed))
+                    && self.shared.nothing_in_flight(self.tap)
             }
         }
     }

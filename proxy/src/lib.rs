@@ -23,7 +23,8 @@
 //!   connections (groups, members, committed offsets), for sidecars that do not see a group's
 //!   coordinator traffic.
 //! - [`stats`]: process-wide counters and per-API figures, and the sink that fills them.
-//! - Leaves: [`buffer`] (copy buffers and their shared budget), [`sink`] (the [`TapSink`]
+//! - Leaves: [`buffer`] (copy buffers and their shared budget), [`fds`] (the open file limit
+//!   raised at start), [`sink`] (the [`TapSink`]
 //!   contract), [`error`] (errors that say which side failed:
 //!   client, broker, config, internal), [`logging`] (plain or JSON), [`every`] (the ticker).
 
@@ -35,6 +36,7 @@ pub mod connection;
 pub mod duplex;
 pub mod error;
 pub mod every;
+pub mod fds;
 pub mod logging;
 pub mod lookup;
 pub mod observer;

@@ -5,14 +5,20 @@
 //! permit is taken *before* accepting, so at `max_connections` new clients wait in the kernel's
 //! backlog instead of being accepted and dropped.
 //!
+//! No client address may hold more than `max_connections_per_host` connections: one more is
+//! closed as soon as it is accepted, its permit given back at once, counted, and logged at most
+//! once per [`REFUSAL_LOG_EVERY`].
+//!
 //! Shutdown: stop accepting, tell every connection to drain (stop taking requests at a frame
 //! boundary, let the responses in flight arrive), wait up to `shutdown_grace`, then cut what is
 //! left.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sluice_config::Config;
 use tokio::net::TcpListener;
@@ -36,6 +42,8 @@ pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// After the grace period, how long cut connections get to finish closing.
 const CUT_WAIT: Duration = Duration::from_secs(2);
+/// Most one warning per this long about connections refused for `max_connections_per_host`.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A proxy: config plus the counters it shares with the admin API.
 #[derive(Debug, Clone)]
@@ -176,20 +184,108 @@ impl Proxy {
     }
 }
 
-/// An open client connection: counted in `connections_open` and holding a connection permit
-/// until dropped.
+/// An open client connection: counted in `connections_open`, holding a connection permit and
+/// its host's slot until dropped.
 #[derive(Debug)]
 struct OpenConnection {
     stats: Arc<ProxyStats>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _host: HostSlot,
 }
 
 impl OpenConnection {
-    fn new(stats: Arc<ProxyStats>, permit: tokio::sync::OwnedSemaphorePermit) -> OpenConnection {
+    fn new(
+        stats: Arc<ProxyStats>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        host: HostSlot,
+    ) -> OpenConnection {
         stats.connections_open.fetch_add(1, Relaxed);
         OpenConnection {
             stats,
             _permit: permit,
+            _host: host,
+        }
+    }
+}
+
+/// Connections open per client address, for `max_connections_per_host`: an entry per address
+/// with a connection open, so never more than `max_connections` entries.
+#[derive(Debug)]
+struct Hosts {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    cap: usize,
+}
+
+impl Hosts {
+    fn new(cap: usize) -> Arc<Hosts> {
+        Arc::new(Hosts {
+            open: Mutex::new(HashMap::new()),
+            cap,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for one more connection from `ip`, or `None` if it has `cap` open.
+    fn admit(self: &Arc<Hosts>, ip: IpAddr) -> Option<HostSlot> {
+        let ip = ip.to_canonical(); // an IPv4 client on an IPv6 socket is the same host
+        let mut open = self.lock();
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(HostSlot {
+            hosts: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in its host's count, given back when dropped.
+#[derive(Debug)]
+struct HostSlot {
+    hosts: Arc<Hosts>,
+    ip: IpAddr,
+}
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        let mut open = self.hosts.lock();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Refusals for `max_connections_per_host` since the last warning, and when that was.
+#[derive(Debug, Default)]
+struct Refusals {
+    since_log: u64,
+    logged: Option<Instant>,
+}
+
+impl Refusals {
+    fn refused(&mut self, stats: &ProxyStats, ip: IpAddr, cap: usize) {
+        ProxyStats::add(&stats.connections_refused_per_host, 1);
+        stats.refused_hosts.add(ip);
+        self.since_log += 1;
+        let now = Instant::now();
+        if self
+            .logged
+            .is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_EVERY)
+        {
+            tracing::warn!(client.host = %ip, max_connections_per_host = cap,
+                refused = self.since_log,
+                "client host at max_connections_per_host; connection refused");
+            (self.since_log, self.logged) = (0, Some(now));
         }
     }
 }
@@ -208,6 +304,8 @@ async fn accept_loop(
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    let hosts = Hosts::new(cx.config.max_connections_per_host);
+    let mut refusals = Refusals::default();
     loop {
         if limit.available_permits() == 0 {
             ProxyStats::add(&cx.stats.connection_limit_waits, 1);
@@ -229,8 +327,15 @@ async fn accept_loop(
         match accepted {
             Ok((socket, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
+                let Some(host) = hosts.admit(peer.ip()) else {
+                    drop(permit); // a refused host holds no permit
+                    let _ = socket.set_zero_linger(); // reset: no TIME_WAIT kept here
+                    drop(socket);
+                    refusals.refused(&cx.stats, peer.ip().to_canonical(), hosts.cap);
+                    continue;
+                };
                 let id = cx.stats.connections_accepted.fetch_add(1, Relaxed) + 1;
-                let open = OpenConnection::new(cx.stats.clone(), permit);
+                let open = OpenConnection::new(cx.stats.clone(), permit, host);
                 let cx = cx.clone();
                 tasks.spawn(async move {
                     let _open = open; // however the task ends, a panic included

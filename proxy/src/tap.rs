@@ -118,6 +118,14 @@ impl ConnTap {
         true
     }
 
+    /// Requests waiting for their response while the tap follows the connection; `None` once
+    /// it gave up on it (or cannot be reached). For the drain: a Produce with `acks=0` is not
+    /// waiting for anything, and a connection given up on has nothing known to wait for.
+    pub fn awaited_responses(&self) -> Option<usize> {
+        let st = self.lock()?;
+        (!st.tap.is_opaque()).then(|| st.tap.in_flight())
+    }
+
     /// Follows bytes just forwarded by one half. `half` keeps that direction's chunks the tap
     /// would only count down (the inside of skipped bodies) or walk batch headers in (a
     /// `records` field, walked ahead on a copy): such a chunk is followed there, and neither

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first. A module may use modules of lower layers only.
 const LAYERS: &[&[&str]] = &[
-    // Leaves: the sink contract, errors, logging, the ticker.
-    &["sink", "error", "logging", "every", "buffer"],
+    // Leaves: the sink contract, errors, logging, the ticker, buffers, the open file limit.
+    &["sink", "error", "logging", "every", "buffer", "fds"],
     // Counters and the built-in sink.
     &["stats"],
     // The cluster's own answers about groups (read-only admin questions).

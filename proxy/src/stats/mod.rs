@@ -6,7 +6,10 @@
 //! - [`api`]: [`ApiTable`], counters per API key and version, and [`api_name`].
 //! - [`sink`]: [`StatsSink`], the tap sink that fills the table.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 pub mod api;
 pub mod sink;
@@ -42,6 +45,14 @@ pub struct ProxyStats {
     pub api: ApiTable,
     /// Connections closed at the end of the shutdown grace period.
     pub connections_cut_at_deadline: AtomicU64,
+    /// Connections closed after `idle_timeout` without a byte either way.
+    pub idle_timeouts: AtomicU64,
+    /// Connections closed `half_closed_timeout` after one side closed.
+    pub half_closed_timeouts: AtomicU64,
+    /// Connections refused at accept: their host had `max_connections_per_host` open.
+    pub connections_refused_per_host: AtomicU64,
+    /// The same, by client host: the first [`REFUSED_HOSTS_KEPT`] hosts refused.
+    pub refused_hosts: RefusedHosts,
     /// Accepting connections.
     pub accepting: AtomicBool,
     /// Shutdown has begun.
@@ -71,6 +82,10 @@ impl ProxyStats {
             tap_parse_errors: AtomicU64::new(0),
             api: ApiTable::default(),
             connections_cut_at_deadline: AtomicU64::new(0),
+            idle_timeouts: AtomicU64::new(0),
+            half_closed_timeouts: AtomicU64::new(0),
+            connections_refused_per_host: AtomicU64::new(0),
+            refused_hosts: RefusedHosts::default(),
             accepting: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             buffers: BufferBudget::new(bytes),
@@ -102,6 +117,10 @@ impl ProxyStats {
             "bytes_to_client": g(&self.bytes_to_client),
             "opaque_connections": g(&self.opaque_connections),
             "connections_cut_at_deadline": g(&self.connections_cut_at_deadline),
+            "idle_timeouts": g(&self.idle_timeouts),
+            "half_closed_timeouts": g(&self.half_closed_timeouts),
+            "connections_refused_per_host": g(&self.connections_refused_per_host),
+            "connections_refused_by_host": self.refused_hosts.snapshot(),
             "tap_parse_errors": g(&self.tap_parse_errors),
             "buffer_budget_left": self.buffers.left(),
             "buffer_growth_refused": g(&self.buffers.refused),
@@ -112,5 +131,54 @@ impl ProxyStats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
+    }
+}
+
+/// Most client hosts [`RefusedHosts`] names; refusals of others are only in the total.
+pub const REFUSED_HOSTS_KEPT: usize = 64;
+
+/// Connections refused for `max_connections_per_host`, by client host: the first
+/// [`REFUSED_HOSTS_KEPT`] hosts, so the map stays small whatever clients do.
+#[derive(Debug, Default)]
+pub struct RefusedHosts {
+    by_host: Mutex<BTreeMap<IpAddr, u64>>,
+}
+
+impl RefusedHosts {
+    /// Counts a refusal of `host` (if it is named, or there is room to name it).
+    pub fn add(&self, host: IpAddr) {
+        let mut map = self.by_host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&host) {
+            *n += 1;
+        } else if map.len() < REFUSED_HOSTS_KEPT {
+            map.insert(host, 1);
+        }
+    }
+
+    /// Host → refusals, as JSON.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let map = self.by_host.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .map(|(host, n)| (host.to_string(), serde_json::Value::from(*n)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_hosts_are_named_up_to_the_cap() {
+        let r = RefusedHosts::default();
+        for i in 0..REFUSED_HOSTS_KEPT as u32 + 10 {
+            r.add(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000u32 + i)));
+        }
+        r.add(IpAddr::from([10, 0, 0, 0]));
+        let snap = r.snapshot();
+        let map = snap.as_object().unwrap();
+        assert_eq!(map.len(), REFUSED_HOSTS_KEPT);
+        assert_eq!(map["10.0.0.0"], 2);
     }
 }

@@ -465,6 +465,47 @@ pub fn register(
         src,
         k,
         (
+            "sluice.proxy.connections.timed_out",
+            "{connection}",
+            "Connections closed after idle_timeout without a byte (idle) or half_closed_timeout after one side closed (half_closed)",
+        ),
+        Counter,
+        |src, _| {
+            let s = &src.stats;
+            vec![
+                (
+                    vec![kafka(), KeyValue::new(TIMEOUT, "idle")],
+                    s.idle_timeouts.load(Relaxed) as f64,
+                ),
+                (
+                    vec![kafka(), KeyValue::new(TIMEOUT, "half_closed")],
+                    s.half_closed_timeouts.load(Relaxed) as f64,
+                ),
+            ]
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.proxy.connections.refused",
+            "{connection}",
+            "Connections refused at accept: their client host had max_connections_per_host open",
+        ),
+        Counter,
+        |src, _| {
+            vec![(
+                vec![kafka()],
+                src.stats.connections_refused_per_host.load(Relaxed) as f64,
+            )]
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
             "sluice.proxy.bytes",
             "By",
             "Bytes forwarded; receive = client to broker, transmit = broker to client",

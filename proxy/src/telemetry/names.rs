@@ -43,6 +43,8 @@ pub const SOFTWARE_VERSION: &str = "sluice.client.software.version";
 pub const INSTRUMENT: &str = "sluice.instrument";
 /// Why a span was kept: `ratio`, `error`, `slow` or `finding`.
 pub const SAMPLED_BY: &str = "sluice.sampled_by";
+/// Why Sluice closed a connection: `idle` or `half_closed`.
+pub const TIMEOUT: &str = "sluice.timeout";
 /// Throttle action (reserved for throttling).
 pub const THROTTLE_ACTION: &str = "sluice.throttle.action";
 /// The broker a sidecar fronts (resource attribute).

@@ -243,3 +243,32 @@ fn latencies_kept_in_batches_all_reach_the_histogram() {
     .unwrap();
     assert_eq!(value(fetch_count), fetches as f64);
 }
+
+#[test]
+fn connections_closed_or_refused_for_a_limit_are_exported() {
+    let stats = Arc::new(ProxyStats::default());
+    let t = Telemetry::start(
+        &TelemetryConfig::default(),
+        "127.0.0.1:19093",
+        Observer::new(DetectConfig::default()),
+        stats.clone(),
+    )
+    .unwrap();
+    ProxyStats::add(&stats.idle_timeouts, 3);
+    ProxyStats::add(&stats.half_closed_timeouts, 2);
+    ProxyStats::add(&stats.connections_refused_per_host, 5);
+    let text = t.prometheus_text();
+    let timed_out = |why: &str| {
+        let label = format!("sluice_timeout=\"{why}\"");
+        line(
+            &text,
+            "sluice_proxy_connections_timed_out_total{",
+            &[label.as_str()],
+        )
+        .map(value)
+    };
+    assert_eq!(timed_out("idle"), Some(3.0), "{text}");
+    assert_eq!(timed_out("half_closed"), Some(2.0), "{text}");
+    let refused = line(&text, "sluice_proxy_connections_refused_total", &[]).map(value);
+    assert_eq!(refused, Some(5.0), "{text}");
+}
