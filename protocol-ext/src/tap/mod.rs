@@ -37,7 +37,7 @@
 //! - `queue`: what waits for [`ConnectionTap::settle`], and settling it.
 //! - `enrich`: fetch sessions, topic names and `client.id` applied to settled events.
 //! - [`inflight`]: the FIFO of requests waiting for responses.
-//! - [`session`]: fetch sessions (KIP-227) → effective fetch offsets.
+//! - [`session`]: fetch sessions (KIP-227) → the fetch offsets each request makes new.
 //! - [`topics`]: the shared topic id → name map.
 
 pub mod inflight;
