@@ -15,14 +15,25 @@
 //! response, Fetch or Produce event comes (group, offsets, metadata, a problem: at once, with
 //! those waiting before it), and when the connection closes. [`sweep`] settles what waits on
 //! connections that went quiet. Sinks see a connection's events at most ~0.45 s late.
+//!
+//! # Memory
+//! A connection's tap is fed with [`ConnectionTap::feed_bounded`]: a chunk that would queue
+//! more than [`sluice_protocol::tap::MAX_QUEUED_EVENTS`] (a Produce request of tens of
+//! thousands of empty partitions) is settled part way through. Each tap accounts what it holds
+//! ([`ConnectionTap::approx_bytes`]) in [`ProxyStats::tap_bytes`] after each chunk it is shown;
+//! when the taps together hold more than `tap.memory_budget`, the tap gives up on the
+//! connection holding the most ([`ConnectionTap::give_up`]): it is still forwarded, no longer
+//! followed, and counted in [`ProxyStats::tap_budget_given_up`].
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use sluice_protocol::tap::{ConnectionTap, TapHalf};
 use sluice_protocol::TapEvent;
 
 use crate::sink::{ConnMeta, TapSink};
+use crate::stats::ProxyStats;
 
 /// Events and Fetch request bodies a connection keeps before settling them together.
 pub const BATCH_EVENTS: usize = 256;
@@ -32,6 +43,9 @@ pub const MAX_HOLD: Duration = Duration::from_millis(250);
 /// passed on each time it fills: the list (2.4 KB) stays in the CPU's first-level cache,
 /// where a list of a whole batch would come from memory at each hand-over.
 pub const HAND_OVER_EVENTS: usize = 16;
+/// Most taps given up on at once when the taps hold more than their budget (each look for
+/// the one holding the most goes over every connection).
+const GIVE_UP_AT_ONCE: usize = 8;
 /// How often [`sweep`] looks at quiet connections' batches.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
 
@@ -63,6 +77,10 @@ pub struct ConnTap {
     state: Mutex<TapState>,
     meta: ConnMeta,
     sinks: Arc<[Arc<dyn TapSink>]>,
+    /// The registry it was added to, whose budget it counts against.
+    shared: OnceLock<Arc<Shared>>,
+    /// Bytes it last accounted (written with the state locked).
+    held: AtomicUsize,
 }
 
 impl ConnTap {
@@ -78,6 +96,8 @@ impl ConnTap {
             }),
             meta,
             sinks,
+            shared: OnceLock::new(),
+            held: AtomicUsize::new(0),
         }
     }
 
@@ -114,7 +134,52 @@ impl ConnTap {
         };
         if st.due(now) {
             self.hand_over(&mut st);
+            self.account(&st);
         }
+        true
+    }
+
+    /// Counts what the tap holds now in the budget (with `st` locked); true when the taps
+    /// together hold more than it. The bytes every tap holds idle are not counted: they are
+    /// bounded by the connection limit.
+    fn account(&self, st: &TapState) -> bool {
+        let Some(shared) = self.shared.get() else {
+            return false;
+        };
+        let now = st
+            .tap
+            .approx_bytes()
+            .saturating_sub(std::mem::size_of::<ConnectionTap>())
+            + st.batch.capacity() * std::mem::size_of::<(TapEvent, Instant)>();
+        let before = self.held.load(Relaxed);
+        let total = &shared.stats.tap_bytes;
+        if now > before {
+            self.held.store(now, Relaxed);
+            let grown = (now - before) as u64;
+            total.fetch_add(grown, Relaxed) + grown > shared.limit
+        } else {
+            if now < before {
+                self.held.store(now, Relaxed);
+                total.fetch_sub((before - now) as u64, Relaxed);
+            }
+            false
+        }
+    }
+
+    /// Gives the tap up because the taps hold more than `limit`: what waits is handed over,
+    /// with the reason; the connection is still forwarded. False if it was given up already.
+    fn give_up(&self, limit: u64) -> bool {
+        let Some(mut st) = self.lock() else {
+            return false;
+        };
+        if st.tap.is_opaque() {
+            return false;
+        }
+        st.tap.give_up(format!(
+            "the taps of all connections hold more than tap.memory_budget ({limit} bytes); this one held the most"
+        ));
+        self.hand_over(&mut st);
+        self.account(&st);
         true
     }
 
@@ -135,10 +200,26 @@ impl ConnTap {
             return;
         }
         let now = Instant::now();
-        // The events wait in the tap until it is settled.
-        st.tap.feed(half, chunk, now);
+        // The events wait in the tap until it is settled; a chunk that fills the queue is
+        // settled part way through.
+        let mut rest = chunk;
+        loop {
+            let followed = st.tap.feed_bounded(half, rest, now);
+            rest = &rest[followed..];
+            if rest.is_empty() || st.tap.is_opaque() {
+                break;
+            }
+            self.hand_over(&mut st);
+        }
         if st.due(now) {
             self.hand_over(&mut st);
+        }
+        let over = self.account(&st);
+        drop(st);
+        if over {
+            if let Some(shared) = self.shared.get() {
+                shared.enforce();
+            }
         }
     }
 }
@@ -148,6 +229,10 @@ impl Drop for ConnTap {
         if let Some(mut st) = self.lock() {
             self.hand_over(&mut st);
         }
+        if let Some(shared) = self.shared.get() {
+            let held = self.held.swap(0, Relaxed) as u64;
+            shared.stats.tap_bytes.fetch_sub(held, Relaxed);
+        }
         // Last registered first: a sink added on top of the observer (telemetry) still finds
         // the connection in the observer while it closes.
         for s in self.sinks.iter().rev() {
@@ -156,33 +241,97 @@ impl Drop for ConnTap {
     }
 }
 
-/// The taps of open connections, for [`sweep`].
-#[derive(Debug, Default)]
+/// The taps of open connections, for [`sweep`] and the memory budget.
+#[derive(Debug)]
 pub struct TapRegistry {
+    shared: Arc<Shared>,
+}
+
+/// What the registry and its taps share.
+#[derive(Debug)]
+struct Shared {
     taps: dashmap::DashMap<u64, Weak<ConnTap>, foldhash::fast::RandomState>,
+    /// `tap.memory_budget`.
+    limit: u64,
+    /// Where the bytes held and the taps given up are counted.
+    stats: Arc<ProxyStats>,
+    /// Taken by the one connection looking for taps to give up on.
+    enforcing: Mutex<()>,
+}
+
+impl Shared {
+    /// Gives up on the taps holding the most, one after the other, until the taps together
+    /// hold no more than the budget (at most [`GIVE_UP_AT_ONCE`] at a time: the next chunk
+    /// over the budget goes on). One connection at a time: the others go on forwarding.
+    fn enforce(&self) {
+        let Ok(_one) = self.enforcing.try_lock() else {
+            return;
+        };
+        for _ in 0..GIVE_UP_AT_ONCE {
+            if self.stats.tap_bytes.load(Relaxed) <= self.limit {
+                return;
+            }
+            let mut worst: Option<(usize, Arc<ConnTap>)> = None;
+            for entry in self.taps.iter() {
+                let Some(tap) = entry.value().upgrade() else {
+                    continue;
+                };
+                let held = tap.held.load(Relaxed);
+                if held > worst.as_ref().map_or(0, |(h, _)| *h) {
+                    worst = Some((held, tap));
+                }
+            }
+            let Some((_, tap)) = worst else {
+                return;
+            };
+            if tap.give_up(self.limit) {
+                ProxyStats::add(&self.stats.tap_budget_given_up, 1);
+            }
+        }
+    }
+}
+
+impl Default for TapRegistry {
+    fn default() -> Self {
+        let budget = sluice_config::Config::default().tap.memory_budget;
+        TapRegistry::new(budget, Arc::new(ProxyStats::default()))
+    }
 }
 
 impl TapRegistry {
-    /// Starts following `tap` (connection `id`).
+    /// A registry whose taps hold at most `memory_budget` bytes together, counted in `stats`.
+    pub fn new(memory_budget: usize, stats: Arc<ProxyStats>) -> TapRegistry {
+        TapRegistry {
+            shared: Arc::new(Shared {
+                taps: Default::default(),
+                limit: memory_budget as u64,
+                stats,
+                enforcing: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Starts following `tap` (connection `id`), within the budget.
     pub fn add(&self, id: u64, tap: &Arc<ConnTap>) {
-        self.taps.insert(id, Arc::downgrade(tap));
+        let _ = tap.shared.set(self.shared.clone());
+        self.shared.taps.insert(id, Arc::downgrade(tap));
     }
 
     /// Connections followed.
     pub fn len(&self) -> usize {
-        self.taps.len()
+        self.shared.taps.len()
     }
 
     /// True if no connection is followed.
     pub fn is_empty(&self) -> bool {
-        self.taps.is_empty()
+        self.shared.taps.is_empty()
     }
 
     /// Hands over what is due on every connection (on a quiet one: what waited [`MAX_HOLD`]),
     /// and forgets the connections that ended. A sink that panics costs its connection the
     /// tap (forwarding goes on), never the sweep of the others.
     pub fn sweep_once(&self, now: Instant) {
-        self.taps.retain(|_, t| match t.upgrade() {
+        self.shared.taps.retain(|_, t| match t.upgrade() {
             Some(tap) => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tap.hand_over_due(now)))
                     .unwrap_or(false)
@@ -370,6 +519,59 @@ mod tests {
         assert_eq!(registry.len(), 1);
         registry.sweep_once(Instant::now());
         assert!(registry.is_empty());
+    }
+
+    /// The start of an OffsetCommit request (its body is collected to be decoded) declaring
+    /// an 8 MiB body, and `body` bytes of it.
+    fn big_commit(body: usize) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&(10 + (8 << 20) - 64i32).to_be_bytes());
+        f.extend_from_slice(&8i16.to_be_bytes()); // OffsetCommit
+        f.extend_from_slice(&2i16.to_be_bytes()); // v2
+        f.extend_from_slice(&1i32.to_be_bytes());
+        f.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+        f.resize(f.len() + body, 0);
+        f
+    }
+
+    /// Past the budget, the tap gives up on the connection holding the most — counted, its
+    /// memory let go, its bytes still accepted — and the others are still followed.
+    #[test]
+    fn past_the_memory_budget_the_tap_holding_the_most_is_given_up() {
+        let stats = Arc::new(ProxyStats::default());
+        let registry = TapRegistry::new(1 << 20, stats.clone());
+        let (small_seen, big_seen) = (Events::new(), Events::new());
+        let small = conn(vec![small_seen.clone()]);
+        let big = conn(vec![big_seen.clone()]);
+        registry.add(1, &small);
+        registry.add(2, &big);
+        round_trip(&small, 1);
+        let mut up = TapHalf::new(Dir::Request);
+        let flood = big_commit(3 << 20);
+        for chunk in flood.chunks(64 << 10) {
+            big.observe(&mut up, chunk);
+        }
+        assert_eq!(ProxyStats::get(&stats.tap_budget_given_up), 1);
+        assert!(big.lock().unwrap().tap.is_opaque());
+        assert!(big_seen.seen().iter().any(|e| e.starts_with("Opaque")));
+        assert!(
+            ProxyStats::get(&stats.tap_bytes) < 64 << 10,
+            "{} bytes still held",
+            ProxyStats::get(&stats.tap_bytes)
+        );
+        // The other connection is still followed; the one given up takes bytes, parses none.
+        round_trip(&small, 2);
+        big.observe(&mut up, &request(9, false));
+        registry.sweep_once(Instant::now() + MAX_HOLD);
+        assert_eq!(small_seen.seen(), ["req:1", "resp:1", "req:2", "resp:2"]);
+        assert_eq!(ProxyStats::get(&stats.tap_budget_given_up), 1);
+        drop(big);
+        drop(small);
+        assert_eq!(
+            ProxyStats::get(&stats.tap_bytes),
+            0,
+            "closed taps hold nothing"
+        );
     }
 
     #[derive(Debug)]
