@@ -221,6 +221,16 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        path: "tap.memory_budget",
+        env: "SLUICE_TAP_MEMORY_BUDGET",
+        help: "Most bytes all connections' taps may hold together; past it the tap gives up on the connection holding the most (still forwarded) [default: 256MiB]",
+        set: |c, r| {
+            c.tap.memory_budget =
+                ranged(value::byte_size(r)?, 1 << 20, 1 << 40, "tap.memory_budget")?;
+            Ok(())
+        },
+    },
+    Key {
         path: "detect.window",
         env: "SLUICE_DETECT_WINDOW",
         help: "Window over which detectors judge rates and repeats [default: 10s]",

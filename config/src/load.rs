@@ -291,7 +291,8 @@ mod tests {
     fn every_bad_key_is_reported_with_its_origin() {
         let f = file(
             "listen = \"nowhere\"\nconect_timeout = \"5s\"\nbuffer_size = \"1TB\"\n\
-             [admin]\nlisten = 9464\nport = 1\n[log]\nformat = \"xml\"\n[bogus]\nx = 1\n",
+             [admin]\nlisten = 9464\nport = 1\n[log]\nformat = \"xml\"\n[bogus]\nx = 1\n\
+             [tap]\nmemory_budget = \"1KiB\"\n",
         );
         let err = Loader::new()
             .file(f.path())
@@ -312,12 +313,13 @@ mod tests {
                 "listen",
                 "log.format",
                 "shutdown_grace",
+                "tap.memory_budget",
                 "upstream"
             ]
         );
         let text = err.to_string();
         assert!(
-            text.starts_with("invalid configuration: 9 problems"),
+            text.starts_with("invalid configuration: 10 problems"),
             "{text}"
         );
         assert!(
@@ -330,6 +332,10 @@ mod tests {
         );
         assert!(text.contains("conect_timeout"), "{text}");
         assert!(text.contains("did you mean `connect_timeout`"), "{text}");
+        assert!(
+            text.contains("tap.memory_budget `1024` is out of range"),
+            "{text}"
+        );
     }
 
     #[test]

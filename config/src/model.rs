@@ -211,11 +211,19 @@ pub struct TapConfig {
     /// Follow the Kafka frames of every connection. Off, Sluice is a plain byte pipe (useful
     /// to measure the tap's own cost).
     pub enabled: bool,
+    /// Most bytes the taps of all connections may hold together (fetch sessions, events and
+    /// bodies waiting to be settled, frames being collected). Past it, the tap gives up on the
+    /// connection whose tap holds the most: that connection is still forwarded, no longer
+    /// followed, and counted.
+    pub memory_budget: usize,
 }
 
 impl Default for TapConfig {
     fn default() -> Self {
-        TapConfig { enabled: true }
+        TapConfig {
+            enabled: true,
+            memory_budget: 256 << 20,
+        }
     }
 }
 

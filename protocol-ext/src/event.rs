@@ -152,9 +152,13 @@ pub struct FetchRequestInfo {
     /// Fetch session epoch; -1 closes/does not use a session, 0 opens a full one.
     pub session_epoch: i32,
     /// Partitions fetched. As decoded: the partitions listed in the frame (all of them for a
-    /// full fetch, the changes for an incremental one). As reported by the connection tap:
-    /// every partition of the fetch session with this request's changes applied — the
-    /// effective fetch offset of every partition (KIP-227).
+    /// full fetch, the changes for an incremental one). As reported by the connection tap for
+    /// an incremental request of a known session (KIP-227): the partitions it lists (each once,
+    /// with the last offset listed), and those of the session that were delivered records
+    /// since the last request without being listed again, with the offset the session fetches
+    /// them from — every fetch offset that is new. A partition not reported is fetched from
+    /// the offset last reported for it on the connection. The cost stays proportional to the
+    /// request, whatever the session's size.
     pub partitions: Vec<FetchRequestPartition>,
     /// Partitions removed from the session.
     pub forgotten: Vec<(TopicRef, i32)>,
@@ -281,7 +285,8 @@ pub enum TapEvent {
         /// Topics.
         topics: Vec<MetadataTopic>,
     },
-    /// Fetch request, with the effective offsets of an incremental session resolved.
+    /// Fetch request; an incremental one reports the fetch offsets it makes new (see
+    /// [`FetchRequestInfo::partitions`]).
     FetchRequest(FetchRequestInfo),
     /// Top of a Fetch response.
     FetchResponse(FetchResponseStart),

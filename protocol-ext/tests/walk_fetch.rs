@@ -293,6 +293,24 @@ proptest! {
         }
     }
 
+    /// Stopped right after any event (`feed_until`, as a tap bounding what waits does) and
+    /// fed the rest: the same events as the encoder's, every version, any chunking.
+    #[test]
+    fn stopping_after_any_event_resumes_where_it_stopped(
+        spec in response_spec(),
+        size in prop_oneof![1usize..64, 1usize..4096],
+        every in 1usize..4,
+    ) {
+        for v in VERSIONS {
+            let (msg, expected) = build(&spec, v);
+            let body = encode(&msg, v);
+            let (events, result) =
+                walk_stopping(FetchResponseWalker::new(v).unwrap(), &body, size, every);
+            prop_assert_eq!(&result, &Ok(()), "version {}", v);
+            prop_assert_eq!(&events, &expected, "version {}", v);
+        }
+    }
+
     /// Any proper prefix of a valid body ends mid-structure; any extra byte is trailing garbage.
     #[test]
     fn cut_or_extended_bodies_are_malformed(

@@ -118,7 +118,10 @@ impl Proxy {
             } else {
                 Arc::from(Vec::new())
             },
-            taps: Arc::new(TapRegistry::default()),
+            taps: Arc::new(TapRegistry::new(
+                self.config.tap.memory_budget,
+                self.stats.clone(),
+            )),
         };
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),

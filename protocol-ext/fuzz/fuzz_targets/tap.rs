@@ -4,8 +4,8 @@
 //! chunk sizes of each; requests are fed first, then responses, and the tap is settled after
 //! every chunk. Holding back chunks with `TapHalf::hold` (the bytes the tap calls quiet,
 //! record batches it walks ahead) and handing them over later (as the proxy does) changes
-//! nothing either, nor does settling only every few chunks and when the tap asks (as the proxy
-//! does). Until the tap gives up, it completes exactly the frames `FrameTracker` counts (one
+//! nothing either, nor does settling only every few chunks and when the tap asks, feeding with
+//! `ConnectionTap::feed_bounded` and settling when it stops short (as the proxy does). Until the tap gives up, it completes exactly the frames `FrameTracker` counts (one
 //! framing rule).
 #![no_main]
 
@@ -34,7 +34,19 @@ fn run(
     ] {
         let mut half = TapHalf::new(dir);
         for c in stream.chunks(step) {
-            if !(hold && half.hold(c)) {
+            if hold && half.hold(c) {
+                // Kept back: the tap is shown it with the next chunk.
+            } else if settle_every > 1 {
+                let mut rest = c;
+                loop {
+                    let followed = tap.feed_bounded(&mut half, rest, now);
+                    rest = &rest[followed..];
+                    if rest.is_empty() || tap.is_opaque() {
+                        break;
+                    }
+                    tap.settle(&mut |e, _| events.push(e));
+                }
+            } else {
                 tap.feed(&mut half, c, now);
             }
             chunks += 1;

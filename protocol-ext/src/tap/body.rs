@@ -3,67 +3,90 @@
 //! interest; a Fetch request's is queued undecoded), or skipped; and the frame counted at its
 //! end.
 
+use bytes::BytesMut;
+
 use super::direction::{Body, Phase};
+use super::queue::MAX_QUEUED_EVENTS;
 use super::{ConnectionTap, FETCH};
 use crate::decode;
 use crate::dir::Dir;
+use crate::error::TapError;
 use crate::event::TapEvent;
 use crate::frame::LengthPrefix;
 
 impl ConnectionTap {
     /// Feeds body bytes (at most what is left of the frame) and finishes the frame at its end.
-    pub(super) fn body_bytes(&mut self, dir: Dir, part: &[u8]) {
+    /// `bounded`: a walker stops right after the event that fills the queue to
+    /// [`MAX_QUEUED_EVENTS`]. Returns how many bytes of `part` were followed: all of them,
+    /// unless a walker stopped so.
+    pub(super) fn body_bytes(&mut self, dir: Dir, part: &[u8], bounded: bool) -> usize {
         let state = self.dirs.get_mut(dir);
         let Phase::Body { left, body } = &mut state.phase else {
-            return;
+            return part.len();
         };
-        *left -= part.len() as u32;
-        let done = *left == 0;
         if let Body::Skip = body {
             // The common case (most frames, and the tail of a failed walk): no events.
-            if done {
+            *left -= part.len() as u32;
+            if *left == 0 {
                 state.phase = Phase::Length(LengthPrefix::default());
                 self.frame_done(dir);
             }
-            return;
+            return part.len();
         }
         let (at, correlation_id) = (self.at, state.current.correlation_id);
         let (wait, fetch) = (&mut self.wait, &mut self.fetch);
+        let limit = if bounded {
+            MAX_QUEUED_EVENTS
+        } else {
+            usize::MAX
+        };
         let mut failed = None;
-        {
+        let mut taken = part.len();
+        let done = {
             // Queued straight away: fetch sessions and topic names are applied when settled.
-            let mut emit = |ev: TapEvent| wait.event(dir, correlation_id, ev, at);
+            let mut emit = |ev: TapEvent| {
+                wait.event(dir, correlation_id, ev, at);
+                wait.queued() < limit
+            };
+            let last = *left as usize == part.len();
+            let mut walk = |fed: Result<usize, TapError>| match fed {
+                Ok(n) => {
+                    taken = n;
+                    Ok(n == part.len() && last)
+                }
+                Err(e) => Err(e),
+            };
             let result = match body {
-                Body::Skip => Ok(()),
+                Body::Skip => Ok(last),
                 Body::Collect(buf) => {
-                    buf.extend_from_slice(part);
-                    Ok(())
+                    collect(buf, part, *left as usize - part.len());
+                    Ok(last)
                 }
                 Body::Fetch => match fetch {
-                    Some(w) => {
-                        let r = w.feed(part, &mut emit);
-                        if r.is_ok() && done {
-                            w.finish(&mut emit)
-                        } else {
-                            r
-                        }
-                    }
-                    None => Ok(()),
+                    Some(w) => match walk(w.feed_until(part, &mut emit)) {
+                        Ok(true) => w.finish(&mut |_| {}).map(|()| true),
+                        other => other,
+                    },
+                    None => Ok(last),
                 },
-                Body::Produce(w) => {
-                    let r = w.feed(part, &mut emit);
-                    if r.is_ok() && done {
-                        w.finish(&mut emit)
-                    } else {
-                        r
-                    }
-                }
+                Body::Produce(w) => match walk(w.feed_until(part, &mut emit)) {
+                    Ok(true) => w.finish(&mut |_| {}).map(|()| true),
+                    other => other,
+                },
             };
-            if let Err(e) = result {
-                failed = Some(e);
-                *body = Body::Skip;
+            match result {
+                Ok(done) => done,
+                Err(e) => {
+                    // The rest of the part is skipped with the rest of the body.
+                    failed = Some(e);
+                    *body = Body::Skip;
+                    taken = part.len();
+                    last
+                }
             }
-        }
+        };
+        *left -= taken as u32;
+        debug_assert_eq!(done, *left == 0);
         let current = state.current;
         let collected = if done {
             let finished =
@@ -111,6 +134,7 @@ impl ConnectionTap {
         if done {
             self.frame_done(dir);
         }
+        taken
     }
 
     /// Queues what a collected body decoded to.
@@ -121,4 +145,19 @@ impl ConnectionTap {
         }
         self.scratch = events;
     }
+}
+
+/// Bytes a collected body first reserves: a body grows as its bytes arrive, never from the
+/// length its frame declares (up to [`decode::MAX_DECODE_BODY`]).
+pub(super) const FIRST_COLLECT: usize = 4096;
+
+/// Appends `part` to a collected body with `after` bytes still to come: the buffer at most
+/// doubles, and never grows past the body's end.
+fn collect(buf: &mut BytesMut, part: &[u8], after: usize) {
+    let need = buf.len() + part.len();
+    if need > buf.capacity() {
+        let grown = (buf.capacity() * 2).max(need).min(need + after);
+        buf.reserve(grown - buf.len());
+    }
+    buf.extend_from_slice(part);
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+use super::queue::MAX_QUEUED_EVENTS;
 use super::{ConnectionTap, HEADER_PEEK_MAX};
 use crate::dir::Dir;
 use crate::error::TapError;
@@ -82,6 +83,11 @@ impl Head {
         self.more.clear();
     }
 
+    /// Bytes kept beside the first look.
+    pub(super) fn spare(&self) -> usize {
+        self.more.capacity()
+    }
+
     fn extend_from_slice(&mut self, bytes: &[u8]) {
         let len = self.len + bytes.len();
         if len <= FIRST_LOOK {
@@ -154,10 +160,17 @@ impl Both {
 }
 
 impl ConnectionTap {
-    /// The frame state machine of one direction: length, header, body.
-    pub(super) fn follow(&mut self, dir: Dir, mut chunk: &[u8], now: Instant) {
+    /// The frame state machine of one direction: length, header, body. `bounded`: stops once
+    /// [`MAX_QUEUED_EVENTS`] wait, between frames or right after a walker's event. Returns how
+    /// many bytes of `chunk` were followed (all of them unless it stopped so).
+    pub(super) fn follow(&mut self, dir: Dir, chunk: &[u8], now: Instant, bounded: bool) -> usize {
         self.at = now;
+        let whole_chunk = chunk.len();
+        let mut chunk = chunk;
         while !chunk.is_empty() && !self.opaque {
+            if bounded && self.wait.queued() >= MAX_QUEUED_EVENTS {
+                return whole_chunk - chunk.len();
+            }
             let state = self.dirs.get_mut(dir);
             match &mut state.phase {
                 Phase::Length(prefix) => match prefix.read(&mut chunk) {
@@ -201,12 +214,12 @@ impl ConnectionTap {
                 }
                 Phase::Body { left, .. } => {
                     let take = (*left as usize).min(chunk.len());
-                    let (part, rest) = chunk.split_at(take);
-                    chunk = rest;
-                    self.body_bytes(dir, part);
+                    let taken = self.body_bytes(dir, &chunk[..take], bounded);
+                    chunk = &chunk[taken..];
                 }
             }
         }
+        whole_chunk - chunk.len()
     }
 
     /// Enters the body phase and feeds it the body bytes already collected in `head`.
@@ -224,10 +237,11 @@ impl ConnectionTap {
             left: frame_len - header_len as u32,
             body,
         };
+        // Not bounded: at most [`HEADER_PEEK_MAX`] bytes.
         if seen > header_len {
-            self.body_bytes(dir, &head[header_len..]);
+            self.body_bytes(dir, &head[header_len..], false);
         } else if frame_len as usize == header_len {
-            self.body_bytes(dir, &[]);
+            self.body_bytes(dir, &[], false);
         }
         let state = self.dirs.get_mut(dir);
         state.head = head;

@@ -22,6 +22,13 @@ impl ConnectionTap {
             TapEvent::FetchResponse(start) if dir == Dir::Response => {
                 self.sessions.on_response(correlation_id, start.session_id);
             }
+            TapEvent::FetchPartition(p) if dir == Dir::Response => {
+                if p.last_offset.is_some() {
+                    self.sessions
+                        .on_delivered(correlation_id, &p.topic, p.partition);
+                }
+                self.topics.resolve_with(&mut self.names, &mut p.topic);
+            }
             TapEvent::Metadata { topics, .. } => {
                 for t in topics.iter() {
                     if let (Some(id), Some(name)) = (t.id, &t.name) {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+use super::body::FIRST_COLLECT;
 use super::direction::{Body, Current};
 use super::enrich::identify;
 use super::inflight::{self, Pending};
@@ -52,7 +53,7 @@ impl ConnectionTap {
             }
         } else if decode::wants_request_body(api_key, api_version) {
             body = if body_len <= decode::MAX_DECODE_BODY {
-                Body::Collect(BytesMut::with_capacity(body_len))
+                Body::Collect(BytesMut::with_capacity(body_len.min(FIRST_COLLECT)))
             } else {
                 Body::Skip
             };
@@ -169,7 +170,7 @@ impl ConnectionTap {
             }
         } else if decode::wants_response_body(api_key, api_version) {
             if body_len <= decode::MAX_DECODE_BODY {
-                Body::Collect(BytesMut::with_capacity(body_len))
+                Body::Collect(BytesMut::with_capacity(body_len.min(FIRST_COLLECT)))
             } else {
                 self.problem(
                     Dir::Response,

@@ -37,6 +37,11 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Approximate bytes of the queue's own memory.
+    pub fn approx_bytes(&self) -> usize {
+        self.rest.capacity() * std::mem::size_of::<Pending>()
+    }
+
     /// Queues a request; `false` if the queue is full.
     pub fn push(&mut self, p: Pending) -> bool {
         if self.first.is_none() {

@@ -37,7 +37,7 @@
 //! - `queue`: what waits for [`ConnectionTap::settle`], and settling it.
 //! - `enrich`: fetch sessions, topic names and `client.id` applied to settled events.
 //! - [`inflight`]: the FIFO of requests waiting for responses.
-//! - [`session`]: fetch sessions (KIP-227) → effective fetch offsets.
+//! - [`session`]: fetch sessions (KIP-227) → the fetch offsets each request makes new.
 //! - [`topics`]: the shared topic id → name map.
 
 pub mod inflight;
@@ -58,14 +58,14 @@ use crate::dir::Dir;
 use crate::error::TapError;
 use crate::event::{ParseProblem, TapEvent};
 use crate::walk::FetchResponseWalker;
-use direction::{Both, Direction, Phase};
+use direction::{Body, Both, Direction, Phase};
 use inflight::InFlight;
 use queue::Waiting;
 use session::FetchSessions;
 use topics::{NameCache, TopicNames};
 
 pub use held::TapHalf;
-pub use queue::{MAX_QUEUED_BODY_BYTES, MAX_RAW_REQUEST};
+pub use queue::{MAX_QUEUED_BODY_BYTES, MAX_QUEUED_EVENTS, MAX_RAW_REQUEST};
 
 /// Most bytes of a frame's start kept to read its header (a request header with a
 /// `client_id` up to this long; Produce also needs its `transactional_id` and `acks`).
@@ -139,8 +139,22 @@ impl ConnectionTap {
     /// kept. The events wait for [`ConnectionTap::settle`].
     pub fn feed(&mut self, half: &mut TapHalf, chunk: &[u8], now: Instant) {
         self.take_held(half);
-        self.follow(half.dir(), chunk, now);
+        self.follow(half.dir(), chunk, now, false);
         self.tell_half(half);
+    }
+
+    /// Feeds as [`ConnectionTap::feed`] does, but stops once [`MAX_QUEUED_EVENTS`] wait —
+    /// between frames, or right after the event of a walked partition that filled the queue —
+    /// so that what waits stays bounded whatever one chunk holds (tens of thousands of empty
+    /// partitions in a Produce request, say): at most [`MAX_QUEUED_EVENTS`], and the events
+    /// of the body bytes read with a frame's header (fewer than [`HEADER_PEEK_MAX`]). Returns how many bytes of `chunk` were followed:
+    /// fewer than all only when the queue is full; then settle ([`ConnectionTap::settle`])
+    /// and feed the rest. The events are the same as feeding everything at once.
+    pub fn feed_bounded(&mut self, half: &mut TapHalf, chunk: &[u8], now: Instant) -> usize {
+        self.take_held(half);
+        let followed = self.follow(half.dir(), chunk, now, true);
+        self.tell_half(half);
+        followed
     }
 
     /// True once the connection is no longer followed.
@@ -167,6 +181,53 @@ impl ConnectionTap {
     pub fn at_boundary(&self) -> bool {
         let idle = |d: &Direction| matches!(&d.phase, Phase::Length(p) if p.have() == 0);
         idle(&self.dirs.req) && idle(&self.dirs.resp)
+    }
+
+    /// Stops following the connection (still forwarded) and lets go of everything it kept but
+    /// what waits to be settled: the tap gives up on it, and says why (once). Sluice gives up
+    /// on the connection whose tap holds the most when the taps together hold more than
+    /// their budget (`tap.memory_budget`).
+    pub fn give_up(&mut self, reason: String) {
+        self.go_opaque(reason);
+        self.sessions = FetchSessions::default();
+        self.inflight = InFlight::default();
+        self.fetch = None;
+        self.scratch = Vec::new();
+        self.dirs = Both {
+            req: Direction::new(),
+            resp: Direction::new(),
+        };
+    }
+
+    /// Approximate bytes this tap holds: its own, what waits to be settled, the frames being
+    /// collected or walked, its fetch sessions and in-flight requests. Not counted: the heap
+    /// behind the events that wait (topic names, strings, lists), usually small.
+    pub fn approx_bytes(&self) -> usize {
+        let dir = |d: &Direction| {
+            d.head.spare()
+                + match &d.phase {
+                    Phase::Body {
+                        body: Body::Collect(buf),
+                        ..
+                    } => buf.capacity(),
+                    Phase::Body {
+                        body: Body::Produce(_),
+                        ..
+                    } => std::mem::size_of::<crate::walk::ProduceRequestWalker>(),
+                    _ => 0,
+                }
+        };
+        std::mem::size_of::<ConnectionTap>()
+            + self
+                .fetch
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<FetchResponseWalker>())
+            + dir(&self.dirs.req)
+            + dir(&self.dirs.resp)
+            + self.scratch.capacity() * std::mem::size_of::<TapEvent>()
+            + self.wait.approx_bytes()
+            + self.sessions.approx_bytes()
+            + self.inflight.approx_bytes()
     }
 
     /// Stops following the connection, and says why (once).

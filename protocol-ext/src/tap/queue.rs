@@ -20,6 +20,16 @@ use crate::header;
 /// settled: a consumer's are ~100 bytes, but a client may send megabytes.
 pub const MAX_QUEUED_BODY_BYTES: usize = 256 << 10;
 
+/// Most events and bodies a tap keeps waiting when it is fed with
+/// [`ConnectionTap::feed_bounded`]: feeding stops there until it is settled.
+pub const MAX_QUEUED_EVENTS: usize = 1024;
+
+/// Capacity the lists of what waits keep after they are settled: a list that grew larger
+/// (a flood of events in one chunk) gives its memory back.
+const KEEP_QUEUED: usize = 256;
+/// Bytes of kept whole requests whose room is kept after they are settled.
+const KEEP_RAW: usize = 16 << 10;
+
 /// Largest request frame a tap keeps whole, undecoded until it is settled, when it arrives in
 /// one chunk; larger ones, and ones split across chunks, are followed as they come.
 pub const MAX_RAW_REQUEST: usize = 64 << 10;
@@ -107,6 +117,34 @@ pub(super) struct Waiting {
 }
 
 impl Waiting {
+    /// Items waiting.
+    pub(super) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Approximate bytes held: the lists' memory, the bodies and whole requests kept.
+    pub(super) fn approx_bytes(&self) -> usize {
+        self.queue.capacity() * std::mem::size_of::<Queued>()
+            + self.events.capacity() * std::mem::size_of::<TapEvent>()
+            + self.raw.capacity()
+            + self.bytes
+    }
+
+    /// Gives back the room of lists that grew past what a busy connection needs (or all of it,
+    /// for a connection no longer followed).
+    fn trim(&mut self, all: bool) {
+        let (items, raw) = if all { (0, 0) } else { (KEEP_QUEUED, KEEP_RAW) };
+        if self.queue.capacity() > items {
+            self.queue.shrink_to(items);
+        }
+        if self.events.capacity() > items {
+            self.events.shrink_to(items);
+        }
+        if self.raw.capacity() > raw {
+            self.raw.shrink_to(raw);
+        }
+    }
+
     /// Queues `item`, read at `at`.
     fn enqueue(&mut self, item: Queued, at: Instant) {
         if self.queue.is_empty() {
@@ -210,6 +248,10 @@ impl ConnectionTap {
             oldest: None,
             raw,
         };
+        self.wait.trim(self.opaque);
+        if self.scratch.capacity() > KEEP_QUEUED || self.opaque {
+            self.scratch = Vec::new();
+        }
     }
 
     /// Keeps a whole request frame that came in one chunk for [`ConnectionTap::settle`]

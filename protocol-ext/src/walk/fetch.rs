@@ -104,7 +104,11 @@ impl FetchResponseWalker {
 
     shared_walker_methods!(FetchResponseWalker);
 
-    fn run(&mut self, input: &mut &[u8], out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
+    fn run(
+        &mut self,
+        input: &mut &[u8],
+        out: &mut impl FnMut(TapEvent) -> bool,
+    ) -> Result<(), TapError> {
         let v = self.version;
         let array = LenKind::array(self.flexible);
         macro_rules! need {
@@ -129,12 +133,15 @@ impl FetchResponseWalker {
                     let mut f = need!(self.r.fixed(input, if v >= 7 { 10 } else { 4 }));
                     let throttle_time_ms = f.i32();
                     let (error_code, session_id) = if v >= 7 { (f.i16(), f.i32()) } else { (0, 0) };
-                    out(TapEvent::FetchResponse(FetchResponseStart {
+                    let go = out(TapEvent::FetchResponse(FetchResponseStart {
                         throttle_time_ms,
                         error_code,
                         session_id,
                     }));
                     self.step = Step::Cursor;
+                    if !go && !input.is_empty() {
+                        return Ok(());
+                    }
                 }
                 Step::Cursor => match need!(self.cursor.advance(&mut self.r, input)?) {
                     Place::Partition => self.step = Step::Partition,
@@ -200,9 +207,12 @@ impl FetchResponseWalker {
                 }
                 Step::Records => {
                     let stats = need!(self.records.feed(&mut self.r, input)?);
-                    out(TapEvent::FetchPartition(self.delivered(stats)));
+                    let go = out(TapEvent::FetchPartition(self.delivered(stats)));
                     self.cursor.partition_done();
                     self.step = Step::Cursor;
+                    if !go && !input.is_empty() {
+                        return Ok(());
+                    }
                 }
                 Step::Done => {
                     if input.is_empty() {

@@ -26,6 +26,11 @@
 //! report none of them (Fetch's `diverging_epoch`, `current_leader`, `snapshot_id` and
 //! `node_endpoints` included).
 //!
+//! A caller that must bound what waits for it feeds with `feed_until`, whose `out` may ask to
+//! stop right after any event: the walker returns at once, with the rest of the chunk unread
+//! (at the chunk's end it first takes the steps that need no bytes, so that a body whose last
+//! event is its last byte is done).
+//!
 //! `finish` checks that the frame ended exactly at the end of the body. Any error — a negative
 //! or oversized length, an unknown batch magic, bytes past the end — leaves the walker failed:
 //! `feed` and `finish` return the same error again and emit nothing, and the caller stops
@@ -53,15 +58,33 @@ macro_rules! shared_walker_methods {
             chunk: &[u8],
             out: &mut impl FnMut(TapEvent),
         ) -> Result<(), TapError> {
+            self.feed_until(chunk, &mut |event| {
+                out(event);
+                true
+            })
+            .map(|_| ())
+        }
+
+        /// Follows the next bytes of the body as [`Self::feed`] does, but stops right after
+        /// an event `out` answers `false` to: returns how many bytes of `chunk` were followed
+        /// (all of them unless it stopped), the rest to be fed next.
+        pub fn feed_until(
+            &mut self,
+            chunk: &[u8],
+            out: &mut impl FnMut(TapEvent) -> bool,
+        ) -> Result<usize, TapError> {
             if let Some(err) = &self.failed {
                 return Err(err.clone());
             }
             let mut input = chunk;
             let result = self.run(&mut input, out);
-            if let Err(err) = &result {
-                self.failed = Some(err.clone());
+            match result {
+                Ok(()) => Ok(chunk.len() - input.len()),
+                Err(err) => {
+                    self.failed = Some(err.clone());
+                    Err(err)
+                }
             }
-            result
         }
 
         /// Inside a `records` field (and not failed): the field's walk and the reader, for a

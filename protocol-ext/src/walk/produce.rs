@@ -99,7 +99,11 @@ impl ProduceRequestWalker {
 
     shared_walker_methods!(ProduceRequestWalker);
 
-    fn run(&mut self, input: &mut &[u8], out: &mut impl FnMut(TapEvent)) -> Result<(), TapError> {
+    fn run(
+        &mut self,
+        input: &mut &[u8],
+        out: &mut impl FnMut(TapEvent) -> bool,
+    ) -> Result<(), TapError> {
         let array = LenKind::array(self.flexible);
         let string = LenKind::string(self.flexible);
         macro_rules! need {
@@ -121,12 +125,15 @@ impl ProduceRequestWalker {
                     let mut f = need!(self.r.fixed(input, 6));
                     let acks = f.i16();
                     let timeout_ms = f.i32();
-                    out(TapEvent::ProduceRequest(ProduceRequestStart {
+                    let go = out(TapEvent::ProduceRequest(ProduceRequestStart {
                         transactional_id: self.transactional_id.take(),
                         acks,
                         timeout_ms,
                     }));
                     self.step = Step::Cursor;
+                    if !go && !input.is_empty() {
+                        return Ok(());
+                    }
                 }
                 Step::Cursor => match need!(self.cursor.advance(&mut self.r, input)?) {
                     Place::Partition => self.step = Step::Index,
@@ -146,7 +153,7 @@ impl ProduceRequestWalker {
                     if s.truncated {
                         return Err(self.r.malformed("record batch cut short"));
                     }
-                    out(TapEvent::ProducePartition(ProducePartition {
+                    let go = out(TapEvent::ProducePartition(ProducePartition {
                         topic: self.cursor.topic().clone(),
                         partition: self.partition,
                         records_bytes: s.bytes,
@@ -156,6 +163,9 @@ impl ProduceRequestWalker {
                     }));
                     self.cursor.partition_done();
                     self.step = Step::Cursor;
+                    if !go && !input.is_empty() {
+                        return Ok(());
+                    }
                 }
                 Step::Done => {
                     if input.is_empty() {

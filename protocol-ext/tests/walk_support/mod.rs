@@ -188,11 +188,29 @@ pub fn build_records(spec: &RecordsSpec) -> (Bytes, Expected) {
 pub trait Walk {
     fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<TapEvent>) -> Result<(), TapError>;
     fn finish_into(&mut self, out: &mut Vec<TapEvent>) -> Result<(), TapError>;
+    /// `feed_until`, stopping once `out` holds `stop` events: bytes followed.
+    fn feed_until_into(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Vec<TapEvent>,
+        stop: usize,
+    ) -> Result<usize, TapError>;
 }
 
 impl Walk for FetchResponseWalker {
     fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<TapEvent>) -> Result<(), TapError> {
         self.feed(chunk, &mut |e| out.push(e))
+    }
+    fn feed_until_into(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Vec<TapEvent>,
+        stop: usize,
+    ) -> Result<usize, TapError> {
+        self.feed_until(chunk, &mut |e| {
+            out.push(e);
+            out.len() < stop
+        })
     }
     fn finish_into(&mut self, out: &mut Vec<TapEvent>) -> Result<(), TapError> {
         self.finish(&mut |e| out.push(e))
@@ -202,6 +220,17 @@ impl Walk for FetchResponseWalker {
 impl Walk for ProduceRequestWalker {
     fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<TapEvent>) -> Result<(), TapError> {
         self.feed(chunk, &mut |e| out.push(e))
+    }
+    fn feed_until_into(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Vec<TapEvent>,
+        stop: usize,
+    ) -> Result<usize, TapError> {
+        self.feed_until(chunk, &mut |e| {
+            out.push(e);
+            out.len() < stop
+        })
     }
     fn finish_into(&mut self, out: &mut Vec<TapEvent>) -> Result<(), TapError> {
         self.finish(&mut |e| out.push(e))
@@ -225,6 +254,32 @@ pub fn walk_chunked<W: Walk>(
         rest = tail;
         if let Err(e) = w.feed_into(chunk, &mut events) {
             return (events, Err(e));
+        }
+    }
+    let result = w.finish_into(&mut events);
+    (events, result)
+}
+
+/// Feeds `body` in chunks of `size`, asking the walker to stop after every `every` events
+/// (`feed_until`) and feeding the rest of the chunk again, then finishes. A stop costs at most
+/// one event: the walker never stops without one.
+pub fn walk_stopping<W: Walk>(
+    mut w: W,
+    body: &[u8],
+    size: usize,
+    every: usize,
+) -> (Vec<TapEvent>, Result<(), TapError>) {
+    let mut events = Vec::new();
+    for mut chunk in body.chunks(size.max(1)) {
+        while !chunk.is_empty() {
+            let before = events.len();
+            match w.feed_until_into(chunk, &mut events, before + every.max(1)) {
+                Ok(n) => {
+                    assert!(n == chunk.len() || events.len() == before + every.max(1));
+                    chunk = &chunk[n..];
+                }
+                Err(e) => return (events, Err(e)),
+            }
         }
     }
     let result = w.finish_into(&mut events);

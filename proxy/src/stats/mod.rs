@@ -41,6 +41,11 @@ pub struct ProxyStats {
     pub opaque_connections: AtomicU64,
     /// Frames the tap could not follow or decode (forwarded untouched).
     pub tap_parse_errors: AtomicU64,
+    /// Approximate bytes the taps of all connections hold now (see `tap.memory_budget`).
+    pub tap_bytes: AtomicU64,
+    /// Connections the tap gave up on because the taps held more than `tap.memory_budget`
+    /// (still forwarded; also counted in `opaque_connections`).
+    pub tap_budget_given_up: AtomicU64,
     /// Requests, responses, sizes and latency per API key and version.
     pub api: ApiTable,
     /// Connections closed at the end of the shutdown grace period.
@@ -80,6 +85,8 @@ impl ProxyStats {
             bytes_to_client: AtomicU64::new(0),
             opaque_connections: AtomicU64::new(0),
             tap_parse_errors: AtomicU64::new(0),
+            tap_bytes: AtomicU64::new(0),
+            tap_budget_given_up: AtomicU64::new(0),
             api: ApiTable::default(),
             connections_cut_at_deadline: AtomicU64::new(0),
             idle_timeouts: AtomicU64::new(0),
@@ -122,6 +129,8 @@ impl ProxyStats {
             "connections_refused_per_host": g(&self.connections_refused_per_host),
             "connections_refused_by_host": self.refused_hosts.snapshot(),
             "tap_parse_errors": g(&self.tap_parse_errors),
+            "tap_bytes": g(&self.tap_bytes),
+            "tap_budget_given_up": g(&self.tap_budget_given_up),
             "buffer_budget_left": self.buffers.left(),
             "buffer_growth_refused": g(&self.buffers.refused),
             "apis": self.api.snapshot(),

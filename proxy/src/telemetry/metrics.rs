@@ -506,6 +506,23 @@ pub fn register(
         src,
         k,
         (
+            "sluice.tap.budget_given_up",
+            "{connection}",
+            "Connections the tap gave up following because the taps held more than tap.memory_budget (bytes still forwarded)",
+        ),
+        Counter,
+        |src, _| {
+            vec![(
+                vec![kafka()],
+                src.stats.tap_budget_given_up.load(Relaxed) as f64,
+            )]
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
             "sluice.proxy.bytes",
             "By",
             "Bytes forwarded; receive = client to broker, transmit = broker to client",
