@@ -20,6 +20,7 @@ pub mod latency;
 pub mod metrics;
 pub mod names;
 pub mod otlp;
+mod pipe_metrics;
 pub mod prom;
 pub mod spans;
 #[cfg(test)]

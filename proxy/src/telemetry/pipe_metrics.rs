@@ -1,0 +1,149 @@
+//! The instruments over the pipe's own counters ([`crate::stats::ProxyStats`]): what the tap
+//! could not follow, connections timed out or refused, bytes forwarded, spans dropped. Apart
+//! from [`super::metrics`], whose instruments read the observer's snapshot.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use opentelemetry::metrics::Meter;
+use opentelemetry::KeyValue;
+
+use super::metrics::{kafka, observable, Keep, Shape::*, Source};
+use super::names::*;
+
+/// Registers the pipe's instruments into `k`.
+pub(super) fn register(meter: &Meter, src: &Arc<Source>, k: &mut Keep) {
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.tap.parse_errors",
+            "{frame}",
+            "Frames the tap could not follow or decode (forwarded untouched), by API",
+        ),
+        Counter,
+        |src, _| {
+            let mut by: std::collections::BTreeMap<&'static str, u64> = Default::default();
+            for (key, _, cell) in src.stats.api.rows() {
+                let n = cell.parse_errors.load(Relaxed);
+                if n > 0 {
+                    *by.entry(api_name(key)).or_default() += n;
+                }
+            }
+            by.into_iter()
+                .map(|(api, n)| (vec![kafka(), KeyValue::new(API_NAME, api)], n as f64))
+                .collect()
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.tap.opaque_connections",
+            "{connection}",
+            "Connections the tap gave up following (bytes still forwarded)",
+        ),
+        Counter,
+        |src, _| {
+            vec![(
+                vec![kafka()],
+                src.stats.opaque_connections.load(Relaxed) as f64,
+            )]
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.proxy.connections.timed_out",
+            "{connection}",
+            "Connections closed after idle_timeout without a byte (idle) or half_closed_timeout after one side closed (half_closed)",
+        ),
+        Counter,
+        |src, _| {
+            let s = &src.stats;
+            vec![
+                (
+                    vec![kafka(), KeyValue::new(TIMEOUT, "idle")],
+                    s.idle_timeouts.load(Relaxed) as f64,
+                ),
+                (
+                    vec![kafka(), KeyValue::new(TIMEOUT, "half_closed")],
+                    s.half_closed_timeouts.load(Relaxed) as f64,
+                ),
+            ]
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.proxy.connections.refused",
+            "{connection}",
+            "Connections refused at accept: their client host had max_connections_per_host open",
+        ),
+        Counter,
+        |src, _| {
+            vec![(
+                vec![kafka()],
+                src.stats.connections_refused_per_host.load(Relaxed) as f64,
+            )]
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.tap.budget_given_up",
+            "{connection}",
+            "Connections the tap gave up following because the taps held more than tap.memory_budget (bytes still forwarded)",
+        ),
+        Counter,
+        |src, _| {
+            vec![(
+                vec![kafka()],
+                src.stats.tap_budget_given_up.load(Relaxed) as f64,
+            )]
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.proxy.bytes",
+            "By",
+            "Bytes forwarded; receive = client to broker, transmit = broker to client",
+        ),
+        Counter,
+        |src, _| {
+            vec![
+                (
+                    vec![kafka(), KeyValue::new(DIRECTION, "receive")],
+                    src.stats.bytes_to_broker.load(Relaxed) as f64,
+                ),
+                (
+                    vec![kafka(), KeyValue::new(DIRECTION, "transmit")],
+                    src.stats.bytes_to_client.load(Relaxed) as f64,
+                ),
+            ]
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.telemetry.spans_dropped",
+            "{span}",
+            "Spans dropped because the export queue was full",
+        ),
+        Counter,
+        |src, _| vec![(vec![], src.spans_dropped.load(Relaxed) as f64)],
+    );
+}
