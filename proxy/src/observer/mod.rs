@@ -257,6 +257,12 @@ impl Observer {
         self.snapshot().conn_labels(conn)
     }
 
+    /// A page of an admin API list view. Its cost is bounded by the page
+    /// ([`api::MAX_ANSWER_BYTES`]); callers on an async runtime still run it off its workers.
+    pub fn page(&self, view: api::View, page: api::Page) -> api::Answer {
+        self.snapshot().page(view, Instant::now(), page)
+    }
+
     /// Open connections (JSON, for the admin API).
     pub fn connections_json(&self) -> Value {
         self.snapshot().connections_json(Instant::now())
