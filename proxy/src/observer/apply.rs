@@ -13,6 +13,7 @@ use sluice_protocol::TapEvent;
 
 use super::config::DetectConfig;
 use super::model::conn::PendingCommit;
+use super::model::inner::MAX_PENDING_OFFSETS;
 use super::model::{java_default_group, topic_name, Assigned, Attribution, Conn, Inner, Model};
 
 /// API key of OffsetCommit.
@@ -55,6 +56,46 @@ pub(crate) fn wanted(event: &TapEvent) -> bool {
             | TapEvent::OffsetCommitResponse { .. }
             | TapEvent::TxnOffsetCommit { .. }
     )
+}
+
+/// A copy of `event` for the observer's queue, and how many of its offsets were left out: a
+/// commit's offsets beyond what a connection's pending commits may hold
+/// ([`MAX_PENDING_OFFSETS`]) would be refused anyway, so they are not copied on the forwarding
+/// path.
+pub(crate) fn copy(event: &TapEvent) -> (TapEvent, usize) {
+    match event {
+        TapEvent::OffsetCommit {
+            group_id,
+            generation_id,
+            member_id,
+            offsets,
+        } if offsets.len() > MAX_PENDING_OFFSETS => (
+            TapEvent::OffsetCommit {
+                group_id: group_id.clone(),
+                generation_id: *generation_id,
+                member_id: member_id.clone(),
+                offsets: offsets[..MAX_PENDING_OFFSETS].to_vec(),
+            },
+            offsets.len() - MAX_PENDING_OFFSETS,
+        ),
+        TapEvent::TxnOffsetCommit {
+            transactional_id,
+            group_id,
+            generation_id,
+            member_id,
+            offsets,
+        } if offsets.len() > MAX_PENDING_OFFSETS => (
+            TapEvent::TxnOffsetCommit {
+                transactional_id: transactional_id.clone(),
+                group_id: group_id.clone(),
+                generation_id: *generation_id,
+                member_id: member_id.clone(),
+                offsets: offsets[..MAX_PENDING_OFFSETS].to_vec(),
+            },
+            offsets.len() - MAX_PENDING_OFFSETS,
+        ),
+        _ => (event.clone(), 0),
+    }
 }
 
 fn assigned(a: &Assignment) -> Assigned {

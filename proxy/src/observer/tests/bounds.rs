@@ -12,7 +12,10 @@ use sluice_protocol::TapEvent;
 use super::{join, meta, request};
 use crate::observer::api::ClientSort;
 use crate::observer::config::DetectConfig;
+use crate::observer::model::inner::MAX_PENDING_OFFSETS;
+use crate::observer::owner;
 use crate::observer::state::State;
+use crate::sink::TapSink;
 
 /// Largest admin answer accepted here, in bytes.
 const ANSWER_BOUND: usize = 4 << 20;
@@ -92,6 +95,36 @@ fn one_huge_offset_commit_stays_within_the_caps() {
         json_len(&answer) < ANSWER_BOUND,
         "{} bytes",
         json_len(&answer)
+    );
+}
+
+/// Through the observer's handle: the offsets no connection could keep are not even copied to
+/// its queue, and still counted.
+#[test]
+fn a_huge_commit_is_copied_to_the_queue_only_as_far_as_it_is_kept() {
+    let o = crate::observer::Observer::new(DetectConfig::default());
+    let c = meta(1, 30_003);
+    let t0 = Instant::now();
+    o.on_open(&c);
+    o.on_events(&c, &at(t0, huge_commit("g", 55, 10_000)));
+    {
+        let owner = o.owner.lock().unwrap();
+        let Some(owner::Msg::Events(_, events)) = owner.as_ref().unwrap().inbox.try_iter().nth(1)
+        else {
+            panic!("no events queued");
+        };
+        let offsets = events.iter().find_map(|(e, _)| match e {
+            TapEvent::OffsetCommit { offsets, .. } => Some(offsets.len()),
+            _ => None,
+        });
+        assert_eq!(offsets, Some(MAX_PENDING_OFFSETS));
+    }
+    o.tick(t0);
+    let h = o.health_json();
+    assert_eq!(
+        h["inner_refused"]["pending_offsets"],
+        550_000 - MAX_PENDING_OFFSETS as u64,
+        "{h:#}"
     );
 }
 
