@@ -314,6 +314,8 @@ async fn a_flood_of_partitions_keeps_the_observer_and_its_answers_bounded() {
     );
     assert_eq!(get(admin, "/api/v1/groups?limit=lots").await.0, 400);
     let rss_after = rss_kib();
+    let h = json(&get(admin, "/api/v1/observer").await.2);
+    println!("held {}, refused {}", h["inner_held"], h["inner_refused"]);
     phase.send(u8::MAX).unwrap();
     let times = within("the pinger", Duration::from_secs(10), pinger)
         .await
