@@ -369,12 +369,18 @@ impl Snapshot {
             row
         })
     }
-    /// Active and recently cleared findings (most recently cleared first).
+    /// Active and recently cleared findings (most recently cleared first): at most
+    /// [`MAX_LIMIT`] active ones, with `active_total` when there are more (the cleared ones
+    /// are capped at [`super::findings::MAX_CLEARED`]).
     pub fn findings_json(&self, now: Instant) -> Value {
-        json!({
-            "active": self.active.iter().map(|x| x.to_json(now)).collect::<Vec<_>>(),
+        let mut v = json!({
+            "active": self.active.iter().take(MAX_LIMIT).map(|x| x.to_json(now)).collect::<Vec<_>>(),
             "cleared": self.cleared.iter().rev().map(|x| x.to_json(now)).collect::<Vec<_>>(),
-        })
+        });
+        if self.active.len() > MAX_LIMIT {
+            v["active_total"] = self.active.len().into();
+        }
+        v
     }
 
     /// Sizes, evictions and refusals of the observer's maps, and the group lookup's state.

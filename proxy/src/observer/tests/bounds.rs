@@ -253,3 +253,32 @@ fn one_group_claimed_by_many_clients_and_members_stays_within_the_caps() {
     assert!(g.members.len() <= 2_000, "{} members", g.members.len());
     assert!(json_len(&p.snapshot.groups_json(t0)) < ANSWER_BOUND);
 }
+
+/// Every partition of a flood can be a finding: the findings answer lists at most a page of
+/// the active ones and says how many there are.
+#[test]
+fn the_findings_answer_lists_at_most_a_page_of_active_findings() {
+    use crate::observer::findings::{Finding, Kind, Severity};
+    let t0 = Instant::now();
+    let finding = Finding {
+        kind: Kind::FetchLoop,
+        key: "10.0.3.84|flood|orders|0".into(),
+        severity: Severity::Critical,
+        summary: "x".repeat(200),
+        evidence: serde_json::json!({"topic": "orders", "partition": 0}),
+        started: t0,
+        last_seen: t0,
+        cleared: None,
+    };
+    let snapshot = crate::observer::snapshot::Snapshot {
+        active: vec![finding; 20_000],
+        ..Default::default()
+    };
+    let answer = snapshot.findings_json(t0);
+    assert!(
+        json_len(&answer) < ANSWER_BOUND,
+        "{} bytes",
+        json_len(&answer)
+    );
+    assert_eq!(answer["active_total"], 20_000);
+}
