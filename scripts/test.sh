@@ -59,20 +59,23 @@ cargo build --workspace --all-targets --locked
 step "unit, property and proxy tests"
 cargo test --workspace --locked --exclude sluice-integration-tests "$@"
 
-step "fuzz: short runs of every protocol-ext target (${SLUICE_FUZZ_SECONDS:-20} s each)"
-# Coverage-guided, seeded from encoder-built and captured frames; the corpus is kept in the
-# cache so each run continues where the last one stopped.
-for target in frame_tracker tap fetch_response produce_request decode; do
+step "fuzz: short runs of every target (${SLUICE_FUZZ_SECONDS:-20} s each)"
+# Coverage-guided, seeded from encoder-built and captured frames (the observer's from event
+# scripts); the corpus is kept in the cache so each run continues where the last one stopped.
+# Each entry is <crate directory>/<target>: protocol-ext's fuzz crate, and the proxy's.
+for entry in protocol-ext/frame_tracker protocol-ext/tap protocol-ext/fetch_response \
+    protocol-ext/produce_request protocol-ext/decode proxy/observer_events; do
+  dir="${entry%/*}" target="${entry#*/}"
   corpus="$SLUICE_CACHE/fuzz-corpus/$target"
   mkdir -p "$corpus"
   log="$SLUICE_CACHE/fuzz-$target.log"
-  if (cd protocol-ext && cargo fuzz run -s none "$target" --target-dir "$SLUICE_CACHE/fuzz-target" \
+  if (cd "$dir" && cargo fuzz run -s none "$target" --target-dir "$SLUICE_CACHE/fuzz-target" \
         "$corpus" "fuzz/seeds/$target" -- -max_total_time="${SLUICE_FUZZ_SECONDS:-20}" \
         -rss_limit_mb=1024 -malloc_limit_mb=256 -print_final_stats=1) >"$log" 2>&1; then
     echo "fuzz $target: $(grep -m1 -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" || echo ok)"
   else
     tail -n 60 "$log"
-    echo "fuzz $target: FAILED (full log: $log; crash input under protocol-ext/fuzz/artifacts/$target)"
+    echo "fuzz $target: FAILED (full log: $log; crash input under $dir/fuzz/artifacts/$target)"
     exit 1
   fi
 done

@@ -3,8 +3,10 @@
 //! - `/metrics`: every instrument in the Prometheus text format;
 //! - `/api/v1/stats`: the proxy's counters and per-API figures;
 //! - `/api/v1/clients` (`?sort=bytes_out|bytes_in|connections|opened`), `/api/v1/groups`,
-//!   `/api/v1/topics`, `/api/v1/connections`, `/api/v1/findings` (active and recently
-//!   cleared), `/api/v1/observer` (sizes and evictions).
+//!   `/api/v1/topics`, `/api/v1/connections`: pages (`?offset=&limit=`, see
+//!   [`crate::observer::api::Page`]) with the total in `x-total-count`;
+//!   `/api/v1/findings` (active and recently cleared), `/api/v1/observer` (sizes and
+//!   evictions).
 //!
 //! With `admin.token` set, `/api/v1/...` (and `/metrics` with `admin.metrics_require_token`)
 //! answers 401 unless the request carries `Authorization: Bearer <token>`; the probes stay
@@ -25,7 +27,7 @@ use sluice_config::{AdminConfig, Secret};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::observer::api::ClientSort;
+use crate::observer::api::{ClientSort, Page, View};
 use crate::observer::Observer;
 use crate::stats::ProxyStats;
 use crate::telemetry::Telemetry;
@@ -114,15 +116,15 @@ fn api(state: AdminState) -> Router {
         .route("/api/v1/clients", get(clients))
         .route(
             "/api/v1/groups",
-            get(|State(s): State<AdminState>| async move { Json(s.observer.groups_json()) }),
+            get(|s: State<AdminState>, q: Params| list(s, q, View::Groups)),
         )
         .route(
             "/api/v1/topics",
-            get(|State(s): State<AdminState>| async move { Json(s.observer.topics_json()) }),
+            get(|s: State<AdminState>, q: Params| list(s, q, View::Topics)),
         )
         .route(
             "/api/v1/connections",
-            get(|State(s): State<AdminState>| async move { Json(s.observer.connections_json()) }),
+            get(|s: State<AdminState>, q: Params| list(s, q, View::Connections)),
         )
         .route(
             "/api/v1/findings",
@@ -154,20 +156,54 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     }
 }
 
-async fn clients(
-    State(s): State<AdminState>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+/// A request's query parameters.
+type Params = Query<std::collections::HashMap<String, String>>;
+
+/// A page of an observer list view (`?offset=&limit=`), made off the async workers: the rows
+/// as a JSON array, the number of rows in all in `x-total-count`, and `x-truncated: true`
+/// when rows after these were left out.
+async fn list(State(s): State<AdminState>, Query(q): Params, view: View) -> Response {
+    let page = match Page::parse(
+        q.get("offset").map(String::as_str),
+        q.get("limit").map(String::as_str),
+    ) {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let observer = s.observer.clone();
+    let Ok(answer) = tokio::task::spawn_blocking(move || observer.page(view, page)).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
+    };
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (
+                axum::http::HeaderName::from_static("x-total-count"),
+                &answer.total.to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-truncated"),
+                if answer.truncated { "true" } else { "false" },
+            ),
+        ],
+        answer.body,
+    )
+        .into_response()
+}
+
+async fn clients(s: State<AdminState>, q: Params) -> Response {
     let sort = match q.get("sort") {
         None => ClientSort::BytesOut,
-        Some(v) => ClientSort::parse(v).ok_or_else(|| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("unknown sort `{v}`: use bytes_out, bytes_in, connections or opened\n"),
-            )
-        })?,
+        Some(v) => match ClientSort::parse(v) {
+            Some(sort) => sort,
+            None => {
+                let e =
+                    format!("unknown sort `{v}`: use bytes_out, bytes_in, connections or opened\n");
+                return (StatusCode::BAD_REQUEST, e).into_response();
+            }
+        },
     };
-    Ok(Json(s.observer.clients_json(sort)))
+    list(s, q, View::Clients(sort)).await
 }
 
 async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {

@@ -1,6 +1,7 @@
 //! How each tap event changes the model: one method per kind of event, applied by the
 //! observer's task to the connection the event came on.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +13,8 @@ use sluice_protocol::TapEvent;
 
 use super::config::DetectConfig;
 use super::model::conn::PendingCommit;
-use super::model::{java_default_group, topic_name, Assigned, Attribution, Committed, Conn, Model};
+use super::model::inner::MAX_PENDING_OFFSETS;
+use super::model::{java_default_group, topic_name, Assigned, Attribution, Conn, Inner, Model};
 
 /// API key of OffsetCommit.
 const OFFSET_COMMIT: i16 = 8;
@@ -54,6 +56,46 @@ pub(crate) fn wanted(event: &TapEvent) -> bool {
             | TapEvent::OffsetCommitResponse { .. }
             | TapEvent::TxnOffsetCommit { .. }
     )
+}
+
+/// A copy of `event` for the observer's queue, and how many of its offsets were left out: a
+/// commit's offsets beyond what a connection's pending commits may hold
+/// ([`MAX_PENDING_OFFSETS`]) would be refused anyway, so they are not copied on the forwarding
+/// path.
+pub(crate) fn copy(event: &TapEvent) -> (TapEvent, usize) {
+    match event {
+        TapEvent::OffsetCommit {
+            group_id,
+            generation_id,
+            member_id,
+            offsets,
+        } if offsets.len() > MAX_PENDING_OFFSETS => (
+            TapEvent::OffsetCommit {
+                group_id: group_id.clone(),
+                generation_id: *generation_id,
+                member_id: member_id.clone(),
+                offsets: offsets[..MAX_PENDING_OFFSETS].to_vec(),
+            },
+            offsets.len() - MAX_PENDING_OFFSETS,
+        ),
+        TapEvent::TxnOffsetCommit {
+            transactional_id,
+            group_id,
+            generation_id,
+            member_id,
+            offsets,
+        } if offsets.len() > MAX_PENDING_OFFSETS => (
+            TapEvent::TxnOffsetCommit {
+                transactional_id: transactional_id.clone(),
+                group_id: group_id.clone(),
+                generation_id: *generation_id,
+                member_id: member_id.clone(),
+                offsets: offsets[..MAX_PENDING_OFFSETS].to_vec(),
+            },
+            offsets.len() - MAX_PENDING_OFFSETS,
+        ),
+        _ => (event.clone(), 0),
+    }
 }
 
 fn assigned(a: &Assignment) -> Assigned {
@@ -193,7 +235,7 @@ impl Apply<'_> {
         }
         // A commit whose body never told its errors (it did not decode): taken as accepted.
         if let Some(earlier) = self.conn.answered.take() {
-            self.apply_commit(earlier, &[]);
+            self.apply_commit(earlier, &HashSet::new());
         }
         let Some(commit) = self.conn.commit_answered(r.correlation_id) else {
             return;
@@ -201,7 +243,7 @@ impl Apply<'_> {
         if r.api_key == OFFSET_COMMIT {
             self.conn.answered = Some(commit); // its body, with the refused partitions, is next
         } else {
-            self.apply_commit(commit, &[]); // TxnOffsetCommit bodies are not decoded
+            self.apply_commit(commit, &HashSet::new()); // TxnOffsetCommit bodies are not decoded
         }
     }
 
@@ -247,16 +289,17 @@ impl Apply<'_> {
         let (bytes, again) =
             self.model
                 .on_delivered(&key, self.conn.client_addr, (topic.clone(), p), now, cap);
-        if let Some(c) = self.model.client(&key, now, self.cfg.max_clients) {
-            *c.fetched.entry(topic.clone()).or_default() += bytes;
-        }
-        if let Some(t) = self.model.topic(topic, now, cap) {
+        let clients = (now, self.cfg.max_clients);
+        self.model
+            .client_topic_bytes(&key, &topic, false, bytes, clients);
+        if let Some((t, inner)) = self.model.topic_inner(topic, now, cap) {
             t.bytes_out += bytes;
             t.unique_out += bytes - again;
-            let e = t.partitions.entry(p.partition).or_default();
-            e.0 = e.0.max(p.high_watermark);
-            if let Some(last) = p.last_offset {
-                e.1 = e.1.max(last);
+            if let Some(e) = t.partition(p.partition, inner) {
+                e.0 = e.0.max(p.high_watermark);
+                if let Some(last) = p.last_offset {
+                    e.1 = e.1.max(last);
+                }
             }
         }
     }
@@ -264,9 +307,9 @@ impl Apply<'_> {
     fn produce_partition(&mut self, p: &ProducePartition) {
         let (topic, now) = (topic_name(&p.topic), self.now);
         let key = self.conn.key();
-        if let Some(c) = self.model.client(&key, now, self.cfg.max_clients) {
-            *c.produced.entry(topic.clone()).or_default() += p.records_bytes;
-        }
+        let clients = (now, self.cfg.max_clients);
+        self.model
+            .client_topic_bytes(&key, &topic, true, p.records_bytes, clients);
         if let Some(t) = self.model.topic(topic, now, self.cfg.max_partitions) {
             t.bytes_in += p.records_bytes;
         }
@@ -297,18 +340,18 @@ impl Apply<'_> {
         };
         self.conn.pending_group = Some((group.clone(), member.to_owned()));
         let (key, now) = (self.conn.key(), self.now);
-        if let Some(g) = self.model.group(&group, now, self.cfg.max_groups) {
+        if let Some((g, inner)) = self.model.group_inner(&group, now, self.cfg.max_groups) {
             g.new_generation(generation, now);
-            g.member(member, &key, now);
+            g.member(member, &key, now, inner);
         }
     }
 
     fn sync_group(&mut self, group: &str, generation: i32, member: &str) {
         self.coordinator(group, member);
         let (key, now) = (self.conn.key(), self.now);
-        if let Some(g) = self.model.group(group, now, self.cfg.max_groups) {
+        if let Some((g, inner)) = self.model.group_inner(group, now, self.cfg.max_groups) {
             g.generation = g.generation.max(generation);
-            g.member(member, &key, now);
+            g.member(member, &key, now, inner);
         }
     }
 
@@ -321,13 +364,12 @@ impl Apply<'_> {
         // A KIP-848 member's first heartbeat has no id yet: the response gives it.
         let member = member.filter(|m| !m.is_empty()).unwrap_or(&pending);
         let (key, now) = (self.conn.key(), self.now);
-        if let Some(g) = self.model.group(&group, now, self.cfg.max_groups) {
+        if let Some((g, inner)) = self.model.group_inner(&group, now, self.cfg.max_groups) {
             if let Some(epoch) = epoch {
                 g.new_generation(epoch, now);
             }
-            let m = g.member(member, &key, now);
-            if let Some(a) = a {
-                m.assigned = assigned(a);
+            if let (Some(m), Some(a)) = (g.member(member, &key, now, inner), a) {
+                m.assign(assigned(a), inner);
             }
         }
     }
@@ -364,23 +406,29 @@ impl Apply<'_> {
     fn consumer_heartbeat(&mut self, group: &str, member: &str, epoch: i32) {
         self.coordinator(group, member);
         let (key, now) = (self.conn.key(), self.now);
-        if let Some(g) = self.model.group(group, now, self.cfg.max_groups) {
+        if let Some((g, inner)) = self.model.group_inner(group, now, self.cfg.max_groups) {
             if epoch < 0 {
                 g.members.remove(member);
             } else if !member.is_empty() {
-                g.member(member, &key, now);
+                g.member(member, &key, now, inner);
             }
         }
     }
 
-    /// An OffsetCommit request: waits for the broker's answer.
+    /// An OffsetCommit request: waits for the broker's answer (the offsets beyond what a
+    /// connection's pending commits may hold are refused and counted).
     fn offset_commit(&mut self, group: &str, member: &str, offsets: &[CommittedOffset]) {
         self.conn.saw_group(group);
         self.member_active(group, member);
+        let held = self.conn.pending_offsets();
+        let n = self
+            .model
+            .inner
+            .admit_many(Inner::PendingOffsets, held, offsets.len());
         let commit = PendingCommit {
             correlation_id: self.conn.last_request,
             group: Arc::from(group),
-            offsets: offsets
+            offsets: offsets[..n]
                 .iter()
                 .map(|o| (topic_name(&o.topic), o.partition, o.offset))
                 .collect(),
@@ -391,32 +439,34 @@ impl Apply<'_> {
     /// The body of an OffsetCommit response: the partitions the broker refused.
     fn commit_response(&mut self, errors: &[(TopicRef, i32, i16)]) {
         if let Some(commit) = self.conn.answered.take() {
-            let refused: Vec<(Arc<str>, i32)> =
+            let refused: HashSet<(Arc<str>, i32)> =
                 errors.iter().map(|(t, p, _)| (topic_name(t), *p)).collect();
             self.apply_commit(commit, &refused);
         }
     }
 
     /// A commit the broker accepted, but for the `refused` partitions: the group's committed
-    /// offsets move, and its cadence learns one more commit.
-    fn apply_commit(&mut self, commit: PendingCommit, refused: &[(Arc<str>, i32)]) {
+    /// offsets move (partitions new to a group without room are refused and counted), and its
+    /// cadence learns one more commit.
+    fn apply_commit(&mut self, commit: PendingCommit, refused: &HashSet<(Arc<str>, i32)>) {
         let now = self.now;
-        let Some(g) = self.model.group(&commit.group, now, self.cfg.max_groups) else {
+        self.model
+            .inner
+            .release(Inner::PendingOffsets, commit.offsets.len());
+        let Some((g, inner)) = self
+            .model
+            .group_inner(&commit.group, now, self.cfg.max_groups)
+        else {
             return;
         };
         let mut any = false;
         for (topic, partition, offset) in commit.offsets {
-            if refused.iter().any(|(t, p)| *t == topic && *p == partition) {
+            let key = (topic, partition);
+            if refused.contains(&key) {
                 continue;
             }
             any = true;
-            match g.committed.get_mut(&(topic.clone(), partition)) {
-                Some(c) => c.update(offset, now),
-                None => {
-                    g.committed
-                        .insert((topic, partition), Committed::new(offset, now));
-                }
-            }
+            g.committed_offset(key, offset, now, false, inner);
         }
         if any {
             g.note_commit(now);

@@ -77,6 +77,8 @@ pub struct Observer {
     interest: watch::Sender<Interest>,
     /// Lookup answers dropped because the queue was full.
     dropped_lookups: AtomicU64,
+    /// Commit offsets not copied to the queue (beyond what the owner would keep).
+    trimmed_offsets: AtomicU64,
 }
 
 /// The observer's thread; [`ObserverThread::stop`] ends it.
@@ -133,6 +135,7 @@ impl Observer {
             any_late: AtomicBool::new(false),
             interest: watch::Sender::new(Interest::default()),
             dropped_lookups: AtomicU64::new(0),
+            trimmed_offsets: AtomicU64::new(0),
         })
     }
 
@@ -257,6 +260,12 @@ impl Observer {
         self.snapshot().conn_labels(conn)
     }
 
+    /// A page of an admin API list view. Its cost is bounded by the page
+    /// ([`api::MAX_ANSWER_BYTES`]); callers on an async runtime still run it off its workers.
+    pub fn page(&self, view: api::View, page: api::Page) -> api::Answer {
+        self.snapshot().page(view, Instant::now(), page)
+    }
+
     /// Open connections (JSON, for the admin API).
     pub fn connections_json(&self) -> Value {
         self.snapshot().connections_json(Instant::now())
@@ -287,7 +296,20 @@ impl Observer {
         let mut v = self.snapshot().health_json(Instant::now());
         v["dropped_events"] = self.dropped_events().into();
         v["dropped_lookups"] = self.dropped_lookups.load(Relaxed).into();
+        // Offsets left out of the queue are refused as the owner would have refused them.
+        let trimmed = self.trimmed_offsets.load(Relaxed);
+        let pending = &mut v["inner_refused"]["pending_offsets"];
+        *pending = (pending.as_u64().unwrap_or(0) + trimmed).into();
         v
+    }
+
+    /// A copy of `event` for the queue (see [`apply::copy`]).
+    fn copy(&self, event: &TapEvent) -> TapEvent {
+        let (copy, left_out) = apply::copy(event);
+        if left_out > 0 {
+            self.trimmed_offsets.fetch_add(left_out as u64, Relaxed);
+        }
+        copy
     }
 }
 
@@ -306,7 +328,7 @@ impl TapSink for Observer {
 
     fn on_event_at(&self, conn: &ConnMeta, event: &TapEvent, now: Instant) {
         if apply::wanted(event) {
-            self.offer(Msg::Events(conn.clone(), vec![(event.clone(), now)]));
+            self.offer(Msg::Events(conn.clone(), vec![(self.copy(event), now)]));
         }
     }
 
@@ -315,7 +337,7 @@ impl TapSink for Observer {
         let wanted: Vec<(TapEvent, Instant)> = events
             .iter()
             .filter(|(e, _)| apply::wanted(e))
-            .cloned()
+            .map(|(e, at)| (self.copy(e), *at))
             .collect();
         if !wanted.is_empty() {
             self.offer(Msg::Events(conn.clone(), wanted));

@@ -12,7 +12,8 @@ use serde_json::Value;
 use super::config::DetectConfig;
 use super::findings::{Finding, Kind, Registry};
 use super::model::{
-    ApiCounts, Attribution, ClientKey, Committed, Conn, FastMap, GroupIndex, Member, Model,
+    ApiCounts, Attribution, ClientKey, Committed, Conn, FastMap, GroupIndex, InnerCounts, Member,
+    Model,
 };
 use crate::stats::api_name;
 
@@ -224,6 +225,8 @@ pub struct Health {
     pub evicted: u64,
     /// Entries refused at a cap.
     pub refused: u64,
+    /// The collections inside entries: held and refused, by kind.
+    pub inner: InnerCounts,
     /// The group lookup's last answer: when, groups the cluster knows, rounds, requests and
     /// errors since start.
     pub lookup: Option<(Instant, usize, u64, u64, u64)>,
@@ -473,6 +476,7 @@ impl Snapshot {
                 fetch_tracks: m.fetches.len(),
                 evicted: m.evicted,
                 refused: m.refused,
+                inner: m.inner,
                 lookup: m
                     .lookup
                     .as_ref()

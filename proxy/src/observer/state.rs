@@ -13,7 +13,7 @@ use super::config::DetectConfig;
 use super::detect;
 use super::findings::Registry;
 use super::model::{
-    ClientKey, CommitSource, Committed, Conn, Expiry, FastMap, LookupKnowledge, Model,
+    api_entry, ClientKey, Conn, Expiry, FastMap, Inner, InnerCounts, LookupKnowledge, Model,
 };
 use super::snapshot::{Flags, Snapshot};
 use crate::lookup::view::{ClientInterest, GroupsView, Interest};
@@ -61,10 +61,14 @@ pub struct State {
 impl State {
     /// Empty, with these thresholds and bounds.
     pub fn new(cfg: DetectConfig) -> State {
+        let model = Model {
+            inner: InnerCounts::with_budget(cfg.max_partitions),
+            ..Model::default()
+        };
         State {
             cfg,
             conns: FastMap::default(),
-            model: Model::default(),
+            model,
             findings: Registry::default(),
         }
     }
@@ -117,7 +121,7 @@ impl State {
             return;
         };
         for (k, n) in &c.api {
-            cl.api.entry(*k).or_default().add(n);
+            api_entry(&mut cl.api, *k).add(n);
         }
         if c.counted_as.is_some() {
             cl.open = cl.open.saturating_sub(1);
@@ -139,7 +143,10 @@ impl State {
             let Some(committed) = &info.committed else {
                 continue;
             };
-            let Some(g) = self.model.group(&info.group_id, now, self.cfg.max_groups) else {
+            let Some((g, inner)) = self
+                .model
+                .group_inner(&info.group_id, now, self.cfg.max_groups)
+            else {
                 continue;
             };
             // With no commit seen here, the lookup's view of the offsets moving is the
@@ -150,14 +157,7 @@ impl State {
             let mut moved = false;
             for ((topic, partition), offset) in &committed.offsets {
                 let key = (Arc::from(topic.as_str()), *partition);
-                match g.committed.get_mut(&key) {
-                    Some(c) => moved |= c.looked_up(*offset, committed.at),
-                    None => {
-                        let mut c = Committed::new(*offset, committed.at);
-                        c.source = CommitSource::Lookup;
-                        g.committed.insert(key, c);
-                    }
-                }
+                moved |= g.committed_offset(key, *offset, committed.at, true, inner);
             }
             if moved && blind {
                 g.note_commit(committed.at);
@@ -226,6 +226,8 @@ impl State {
                 member: self.cfg.member_expiry,
             },
         );
+        let pending = self.conns.values().map(Conn::pending_offsets).sum();
+        self.model.inner.recount(Inner::PendingOffsets, pending);
         let index = self.model.group_index();
         self.model.remember_groups(&index);
         self.model.refresh_topic_groups(now, self.cfg.window);

@@ -23,6 +23,20 @@ pub fn api_slot(api_key: i16, api_version: i16) -> (i16, i16) {
     }
 }
 
+/// (API key, version) slots one connection or client key counts under their own; further
+/// ones share `(-1, -1)`. A client uses a few dozen.
+pub const MAX_API_SLOTS: usize = 64;
+
+/// The count of `slot` in `counts` (a slot new beyond [`MAX_API_SLOTS`] shares `(-1, -1)`).
+pub fn api_entry(counts: &mut ApiCounts, slot: (i16, i16)) -> &mut ApiCount {
+    let slot = if counts.len() >= MAX_API_SLOTS && !counts.contains_key(&slot) {
+        (-1, -1)
+    } else {
+        slot
+    };
+    counts.entry(slot).or_default()
+}
+
 /// Requests and bytes of one API key and version.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ApiCount {

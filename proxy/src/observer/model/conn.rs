@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::client::{api_slot, ApiCount, ApiCounts, ClientKey};
+use super::client::{api_entry, api_slot, ApiCount, ApiCounts, ClientKey};
 
 /// Groups a connection remembers having seen in its coordinator traffic.
 pub const MAX_CONN_GROUPS: usize = 16;
@@ -95,9 +95,10 @@ impl Conn {
         )
     }
 
-    /// The count of `api_key`/`api_version` (unusual numbers share one, see [`api_slot`]).
+    /// The count of `api_key`/`api_version` (unusual numbers share one, see [`api_slot`] and
+    /// [`api_entry`]).
     pub fn api_count(&mut self, api_key: i16, api_version: i16) -> &mut ApiCount {
-        self.api.entry(api_slot(api_key, api_version)).or_default()
+        api_entry(&mut self.api, api_slot(api_key, api_version))
     }
 
     /// Remembers that its coordinator traffic named `group`.
@@ -109,6 +110,12 @@ impl Conn {
 }
 
 impl Conn {
+    /// Offsets of the commits waiting for their answers.
+    pub fn pending_offsets(&self) -> usize {
+        self.commits.iter().map(|c| c.offsets.len()).sum::<usize>()
+            + self.answered.as_ref().map_or(0, |c| c.offsets.len())
+    }
+
     /// An OffsetCommit just sent on this connection (its request header came first).
     pub fn commit_sent(&mut self, commit: PendingCommit) {
         if self.commits.len() >= MAX_PENDING_COMMITS {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::client::ClientKey;
+use super::inner::{Inner, InnerCounts};
 use super::lookup::LookupKnowledge;
 use super::track::TrackKey;
 
@@ -52,6 +53,26 @@ pub struct Member {
     /// Last time its group traffic was seen (members not seen for
     /// [`super::super::config::DetectConfig::member_expiry`] are forgotten).
     pub seen: Instant,
+}
+
+impl Member {
+    /// Its assignment from a SyncGroup or ConsumerGroupHeartbeat response, cut at
+    /// [`Inner::Assigned`] partitions.
+    pub fn assign(&mut self, assigned: Assigned, inner: &mut InnerCounts) {
+        let old: usize = self.assigned.iter().map(|(_, ps)| ps.len()).sum();
+        inner.release(Inner::Assigned, old);
+        let mut kept = Vec::with_capacity(assigned.len().min(64));
+        let mut len = 0;
+        for (topic, mut ps) in assigned {
+            let n = inner.admit_many(Inner::Assigned, len, ps.len());
+            ps.truncate(n);
+            len += n;
+            if n > 0 {
+                kept.push((topic, ps));
+            }
+        }
+        self.assigned = kept;
+    }
 }
 
 /// Where a committed offset was learned.
@@ -213,9 +234,18 @@ impl Group {
     }
 
     /// The member `id`, spoken for by `client`, seen at `now` (made, and its joining
-    /// remembered, if new).
-    pub fn member(&mut self, id: &str, client: &ClientKey, now: Instant) -> &mut Member {
+    /// remembered, if new and the group has room for it: see [`Inner::Members`]).
+    pub fn member(
+        &mut self,
+        id: &str,
+        client: &ClientKey,
+        now: Instant,
+        inner: &mut InnerCounts,
+    ) -> Option<&mut Member> {
         if !self.members.contains_key(id) {
+            if !inner.admit(Inner::Members, self.members.len()) {
+                return None;
+            }
             if self.member_joins.len() >= MEMBER_JOINS_KEPT {
                 self.member_joins.pop_front();
             }
@@ -227,7 +257,57 @@ impl Group {
             seen: now,
         });
         m.seen = now;
-        m
+        Some(m)
+    }
+
+    /// A commit of `offset` for `topic`-`partition` seen at `now`, or the lookup's answer of
+    /// it (`looked_up`); false if the group has no room for a partition new to it. For a
+    /// lookup, true if it moved the offset forward.
+    pub fn committed_offset(
+        &mut self,
+        (topic, partition): (Arc<str>, i32),
+        offset: i64,
+        now: Instant,
+        looked_up: bool,
+        inner: &mut InnerCounts,
+    ) -> bool {
+        let len = self.committed.len();
+        match self.committed.entry((topic, partition)) {
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                if looked_up {
+                    e.get_mut().looked_up(offset, now)
+                } else {
+                    e.get_mut().update(offset, now);
+                    true
+                }
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                if !inner.admit(Inner::Committed, len) {
+                    return false;
+                }
+                let mut c = Committed::new(offset, now);
+                if looked_up {
+                    c.source = CommitSource::Lookup;
+                }
+                e.insert(c);
+                !looked_up
+            }
+        }
+    }
+
+    /// Ties `key` to the group (if it has room for another client key).
+    pub fn attribute(
+        &mut self,
+        key: &ClientKey,
+        how: Attribution,
+        now: Instant,
+        inner: &mut InnerCounts,
+    ) {
+        if let Some(e) = self.clients.get_mut(key) {
+            *e = (e.0.min(how), now);
+        } else if inner.admit(Inner::GroupClients, self.clients.len()) {
+            self.clients.insert(key.clone(), (how, now));
+        }
     }
 
     /// The client key that joined as a new member most often within the rebalance window, and

@@ -8,6 +8,7 @@
 //! - [`conn`]: one proxied connection.
 //! - [`client`]: client keys and their per-API counts.
 //! - [`group`]: groups, members, committed offsets, attribution and the [`GroupIndex`].
+//! - [`inner`]: the caps of the collections inside entries, and their budgets.
 //! - [`lookup`]: what the group lookup said: assignments by member `client.id`.
 //! - [`topic`]: topics and the names topics known only by id are filed under.
 //! - [`track`]: fetch tracks — rewinds and re-deliveries.
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod conn;
 pub mod group;
+pub mod inner;
 pub mod lookup;
 pub mod topic;
 pub mod track;
@@ -23,11 +25,12 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use client::{api_slot, ApiCount, ApiCounts, Client, ClientKey};
+pub use client::{api_entry, api_slot, ApiCount, ApiCounts, Client, ClientKey};
 pub use conn::Conn;
 pub use group::{
     java_default_group, Assigned, Attribution, CommitSource, Committed, Group, GroupIndex, Member,
 };
+pub use inner::{Inner, InnerCounts};
 pub use lookup::LookupKnowledge;
 pub use topic::{topic_name, Topic, TopicPartition};
 pub use track::{ConnEnd, FetchTrack, TrackKey, CONN_ENDS};
@@ -54,6 +57,8 @@ pub struct Model {
     pub refused: u64,
     /// The group lookup's last answer.
     pub lookup: Option<LookupKnowledge>,
+    /// The collections inside entries: held and refused, by kind.
+    pub inner: InnerCounts,
 }
 
 /// How long the model keeps what it no longer sees.
@@ -112,6 +117,17 @@ impl Model {
 
     /// The topic entry for `name`, created if there is room.
     pub fn topic(&mut self, name: Arc<str>, now: Instant, cap: usize) -> Option<&mut Topic> {
+        self.topic_inner(name, now, cap).map(|(t, _)| t)
+    }
+
+    /// The topic entry for `name`, created if there is room, and the counts its partitions
+    /// grow under.
+    pub fn topic_inner(
+        &mut self,
+        name: Arc<str>,
+        now: Instant,
+        cap: usize,
+    ) -> Option<(&mut Topic, &mut InnerCounts)> {
         let t = entry_within(
             &mut self.topics,
             &mut self.refused,
@@ -120,11 +136,22 @@ impl Model {
             Topic::default,
         )?;
         t.last_seen = Some(now);
-        Some(t)
+        Some((t, &mut self.inner))
     }
 
     /// The group entry for `id`, created if there is room.
     pub fn group(&mut self, id: &str, now: Instant, cap: usize) -> Option<&mut Group> {
+        self.group_inner(id, now, cap).map(|(g, _)| g)
+    }
+
+    /// The group entry for `id`, created if there is room, and the counts its inner
+    /// collections grow under.
+    pub fn group_inner(
+        &mut self,
+        id: &str,
+        now: Instant,
+        cap: usize,
+    ) -> Option<(&mut Group, &mut InnerCounts)> {
         if !self.groups.contains_key(id) {
             if self.groups.len() >= cap {
                 self.refused += 1;
@@ -134,7 +161,7 @@ impl Model {
         }
         let g = self.groups.get_mut(id)?;
         g.last_seen = now;
-        Some(g)
+        Some((g, &mut self.inner))
     }
 
     /// Records that `key` belongs to `group`.
@@ -146,9 +173,43 @@ impl Model {
         now: Instant,
         cap: usize,
     ) {
-        if let Some(g) = self.group(group, now, cap) {
-            let e = g.clients.entry(key.clone()).or_insert((how, now));
-            *e = (e.0.min(how), now);
+        if let Some((g, inner)) = self.group_inner(group, now, cap) {
+            g.attribute(key, how, now, inner);
+        }
+    }
+
+    /// Adds `bytes` to what client `key` produced to (`produced`) or fetched from `topic`, if
+    /// the client has room for the topic.
+    pub fn client_topic_bytes(
+        &mut self,
+        key: &ClientKey,
+        topic: &Arc<str>,
+        produced: bool,
+        bytes: u64,
+        (now, cap): (Instant, usize),
+    ) {
+        let Some(c) = entry_within(
+            &mut self.clients,
+            &mut self.refused,
+            key.clone(),
+            cap,
+            || Client::new(now),
+        ) else {
+            return;
+        };
+        c.last_seen = now;
+        let by = if produced {
+            &mut c.produced
+        } else {
+            &mut c.fetched
+        };
+        match by.get_mut(topic) {
+            Some(n) => *n += bytes,
+            None => {
+                if self.inner.admit(Inner::ClientTopics, by.len()) {
+                    by.insert(topic.clone(), bytes);
+                }
+            }
         }
     }
 
@@ -240,6 +301,40 @@ impl Model {
             .retain(|_, t| t.last_seen.is_some_and(|seen| age(seen) < e.idle));
         let after = self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();
         self.evicted += (before - after) as u64;
+        self.recount_inner();
+    }
+
+    /// Counts again what the entries' inner collections hold (removals are not counted as
+    /// they happen). Connections' pending commits are counted by their owner.
+    fn recount_inner(&mut self) {
+        let groups = self.groups.values();
+        let (mut committed, mut members, mut assigned, mut clients) = (0, 0, 0, 0);
+        for g in groups {
+            committed += g.committed.len();
+            members += g.members.len();
+            clients += g.clients.len();
+            assigned += g
+                .members
+                .values()
+                .flat_map(|m| m.assigned.iter().map(|(_, ps)| ps.len()))
+                .sum::<usize>();
+        }
+        let topics = self
+            .clients
+            .values()
+            .map(|c| c.fetched.len() + c.produced.len())
+            .sum();
+        let partitions = self.topics.values().map(|t| t.partitions.len()).sum();
+        for (kind, held) in [
+            (Inner::Committed, committed),
+            (Inner::Members, members),
+            (Inner::Assigned, assigned),
+            (Inner::GroupClients, clients),
+            (Inner::ClientTopics, topics),
+            (Inner::TopicPartitions, partitions),
+        ] {
+            self.inner.recount(kind, held);
+        }
     }
 
     /// The group of a client key and how it was found: its own coordinator traffic when that

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use sluice_protocol::event::{TopicId, TopicRef};
 
+use super::inner::{Inner, InnerCounts};
+
 /// A topic partition, by name.
 pub type TopicPartition = (Arc<str>, i32);
 
@@ -55,4 +57,22 @@ pub struct Topic {
     pub groups: BTreeSet<Arc<str>>,
     /// Last produce or fetch seen (idle topics are evicted like idle clients).
     pub last_seen: Option<Instant>,
+}
+
+impl Topic {
+    /// The entry (log end, highest offset delivered) of `partition`, if the topic has room
+    /// for it (see [`Inner::TopicPartitions`]).
+    pub fn partition(
+        &mut self,
+        partition: i32,
+        inner: &mut InnerCounts,
+    ) -> Option<&mut (i64, i64)> {
+        let len = self.partitions.len();
+        match self.partitions.entry(partition) {
+            std::collections::btree_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::btree_map::Entry::Vacant(e) => inner
+                .admit(Inner::TopicPartitions, len)
+                .then(|| e.insert((0, 0))),
+        }
+    }
 }

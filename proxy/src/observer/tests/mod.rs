@@ -15,6 +15,7 @@ use super::config::DetectConfig;
 use super::Observer;
 use crate::sink::{ConnMeta, TapSink};
 
+mod bounds;
 mod commits;
 mod defects;
 mod lookup;
