@@ -64,7 +64,10 @@ impl Proxy {
     /// A proxy for a validated config.
     pub fn new(config: Config) -> Self {
         let stats = Arc::new(ProxyStats::with_buffer_budget(config.buffer_budget));
-        let observer = Observer::new(DetectConfig::from_settings(&config.detect));
+        let observer = Observer::new(DetectConfig {
+            lookup_lag: config.lookup.interval,
+            ..DetectConfig::from_settings(&config.detect)
+        });
         Proxy {
             config: Arc::new(config),
             sinks: vec![Arc::new(StatsSink::new(stats.clone())), observer.clone()],

@@ -45,6 +45,9 @@ pub struct DetectConfig {
     /// Group members, and client keys tied to a group, not seen in its traffic for this long
     /// are forgotten (a live member heartbeats every few seconds).
     pub member_expiry: Duration,
+    /// How long past the group lookup's last answer a committed offset it learned is taken to
+    /// stand still: the lookup's interval (see [`super::model::Committed::still_for`]).
+    pub lookup_lag: Duration,
 }
 
 impl Default for DetectConfig {
@@ -68,6 +71,7 @@ impl Default for DetectConfig {
             max_partitions: 100_000,
             idle_eviction: Duration::from_secs(600),
             member_expiry: Duration::from_secs(120),
+            lookup_lag: Duration::from_secs(5),
         }
     }
 }

@@ -136,10 +136,11 @@ pub(super) fn fetch_without_commit(
         if committed.is_some_and(|c| c.offset >= f.delivered_end) {
             continue; // everything delivered is committed
         }
-        let Some(since) = committed.map(|c| c.still_since()).or(f.first_seen) else {
-            continue;
+        let still_for = match (committed, f.first_seen) {
+            (Some(c), _) => c.still_for(now, cfg.lookup_lag),
+            (None, Some(first)) => now.saturating_duration_since(first),
+            (None, None) => continue,
         };
-        let still_for = now.saturating_duration_since(since);
         let (allowed, judged) = allowed_stall(&f, g.and_then(|g| g.cadence()), cfg);
         if still_for < allowed {
             continue;

@@ -105,6 +105,9 @@ pub struct Committed {
     pub known: Instant,
     /// Last commit seen.
     pub at: Instant,
+    /// Last time its value was seen or confirmed: a commit seen here, or a lookup answer at or
+    /// past it. A lookup-learned offset is known to stand still only up to about here.
+    pub confirmed: Instant,
     /// Last time it was seen to move forward (`None`: not since Sluice first saw it).
     pub advanced: Option<Instant>,
     /// Offsets per second over its last advance.
@@ -119,6 +122,7 @@ impl Committed {
             offset,
             known: now,
             at: now,
+            confirmed: now,
             advanced: None,
             advance_per_sec: 0.0,
         }
@@ -127,6 +131,19 @@ impl Committed {
     /// Since when it has not moved forward: its last advance, or when Sluice learned it.
     pub fn still_since(&self) -> Instant {
         self.advanced.unwrap_or(self.known)
+    }
+
+    /// How long it is known to have stood still at `now`. A commit seen here is watched: no
+    /// commit is news. What the lookup learned is known only as of its last answer, and is
+    /// taken to stand for at most `lookup_lag` (a lookup interval) past it: a lookup that
+    /// stops answering (its broker slow, the coordinator moving) is not a group that stopped
+    /// committing.
+    pub fn still_for(&self, now: Instant, lookup_lag: Duration) -> Duration {
+        let until = match self.source {
+            CommitSource::Coordinator => now,
+            CommitSource::Lookup => now.min(self.confirmed + lookup_lag),
+        };
+        until.saturating_duration_since(self.still_since())
     }
 
     /// Another commit of `offset` seen at `now`.
@@ -143,15 +160,21 @@ impl Committed {
         }
         self.offset = offset;
         self.at = now;
+        self.confirmed = self.confirmed.max(now);
         self.source = CommitSource::Coordinator;
     }
 
     /// The lookup found `offset` committed at `now`; true if that moved it forward. An
-    /// answer behind a commit seen since is stale and changes nothing.
+    /// answer behind a commit seen since is stale and changes nothing; an answer of the same
+    /// offset confirms it still stands.
     pub fn looked_up(&mut self, offset: i64, now: Instant) -> bool {
+        if offset == self.offset {
+            self.confirmed = self.confirmed.max(now);
+        }
         if offset <= self.offset {
             return false;
         }
+        self.confirmed = self.confirmed.max(now);
         let since = self.advanced.unwrap_or(self.known);
         let dt = now
             .saturating_duration_since(since)

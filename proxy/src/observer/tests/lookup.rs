@@ -184,3 +184,53 @@ fn fetches_stay_attributed_once_the_lookup_sees_the_group_empty() {
     let clients = o.clients_json(crate::observer::api::ClientSort::BytesOut);
     assert_eq!(clients[0]["group"], "blind", "{clients:#}");
 }
+
+/// A consumer fetching new records every second while the lookup sees its offsets move every
+/// 5 s until `answers_until`; after that, the lookup answers `after` (`None`: not at all).
+fn healthy_then(o: &Observer, port: u16, answers_until: u64, after: Option<i64>) -> Instant {
+    let c = meta(1, port);
+    o.on_open(&c);
+    o.on_event(&c, &request("svc", 1));
+    let t0 = Instant::now();
+    o.tick(t0);
+    let mut next = 0;
+    for s in 1..=120u64 {
+        let at = t0 + Duration::from_secs(s);
+        o.on_event_at(&c, &fetch(next), at);
+        o.on_event_at(&c, &delivered(next, next + 99, 100 << 10), at);
+        next += 100;
+        if s % 5 == 0 {
+            if s <= answers_until {
+                o.looked_up(view(at, next - 200));
+            } else if let Some(offset) = after {
+                o.looked_up(view(at, offset));
+            }
+        }
+        o.tick(at);
+    }
+    t0
+}
+
+#[test]
+fn a_lookup_that_stops_answering_is_not_a_group_that_stopped_committing() {
+    // The lookup's broker slows down or its coordinator moves: no answer for 90 s, while the
+    // consumer goes on fetching new records (and committing them, where this sidecar does not
+    // see it). What this sidecar knows of the commits stops at the last answer.
+    let o = Observer::new(DetectConfig::default());
+    healthy_then(&o, 32_004, 30, None);
+    let f = o.findings_json();
+    assert!(f["active"].as_array().unwrap().is_empty(), "{f:#}");
+}
+
+#[test]
+fn a_commit_the_lookup_keeps_finding_in_place_is_named() {
+    // The control: the lookup goes on answering, and the offset it finds stopped moving.
+    let o = Observer::new(DetectConfig::default());
+    healthy_then(&o, 32_005, 30, Some(2_800));
+    let nc = super::active(&o, "fetch_without_commit");
+    assert_eq!(
+        nc["evidence"]["partitions"][0]["committed_source"], "group lookup",
+        "{nc:#}"
+    );
+    assert_eq!(nc["evidence"]["partitions"][0]["committed_offset"], 2_800);
+}
