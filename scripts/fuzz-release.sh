@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of the project for a fixed number of executions (10 million each by
+# default): the check made once per release, where scripts/test.sh keeps 20-second runs.
+#
+# Usage: scripts/fuzz-release.sh [--runs N] [--jobs J] [TARGET...]
+#
+#   --runs N   executions per target (default 10000000)
+#   --jobs J   targets fuzzed at once (default 1; each uses one core)
+#   TARGET     only these targets (default: every target of every fuzz crate)
+#
+# Every fuzz crate (a `fuzz/` folder with a Cargo.toml under a top-level crate) is found; each
+# target continues from and adds to the corpus kept in ${SLUICE_CACHE:-$HOME/.cache/sluice}/
+# fuzz-corpus/<target>, seeded from the crate's fuzz/seeds/<target>. Prints, per target, the
+# executions, seconds, executions per second, coverage and corpus size, and a table at the end
+# (also written to $SLUICE_CACHE/fuzz-release.txt). Exits non-zero on the first crash, naming
+# the input libFuzzer saved.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+export SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+
+RUNS=10000000
+JOBS=1
+ONLY=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --runs) RUNS="$2"; shift 2 ;;
+    --jobs) JOBS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "unknown option $1 (see --help)" >&2; exit 64 ;;
+    *) ONLY+=("$1"); shift ;;
+  esac
+done
+
+command -v cargo-fuzz >/dev/null 2>&1 || [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-fuzz" ]] \
+  || { echo "cargo-fuzz not found; scripts/setup.sh --only fuzz installs it" >&2; exit 1; }
+
+# (crate dir, target) pairs.
+pairs=()
+for manifest in */fuzz/Cargo.toml; do
+  crate="${manifest%%/fuzz/Cargo.toml}"
+  while read -r target; do
+    [[ -n "$target" ]] || continue
+    if [[ ${#ONLY[@]} -gt 0 ]]; then
+      keep=0
+      for t in "${ONLY[@]}"; do [[ "$t" == "$target" ]] && keep=1; done
+      [[ $keep == 1 ]] || continue
+    fi
+    pairs+=("$crate $target")
+  done < <(cd "$crate" && cargo fuzz list 2>/dev/null)
+done
+[[ ${#pairs[@]} -gt 0 ]] || { echo "no fuzz target matched" >&2; exit 64; }
+
+summary="$SLUICE_CACHE/fuzz-release.txt"
+results_dir="$(mktemp -d)"
+trap 'rm -rf "$results_dir"' EXIT
+
+fuzz_one() {
+  local crate="$1" target="$2"
+  local corpus="$SLUICE_CACHE/fuzz-corpus/$target"
+  local log="$SLUICE_CACHE/fuzz-release-$target.log"
+  mkdir -p "$corpus"
+  local seeds=()
+  [[ -d "$crate/fuzz/seeds/$target" ]] && seeds+=("fuzz/seeds/$target")
+  echo "fuzz $target: $RUNS executions (log: $log) ..."
+  local started=$SECONDS
+  if ! (cd "$crate" && cargo fuzz run -s none "$target" --target-dir "$SLUICE_CACHE/fuzz-target" \
+        "$corpus" "${seeds[@]}" -- -runs="$RUNS" -rss_limit_mb=1024 -malloc_limit_mb=256 \
+        -print_final_stats=1) >"$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "fuzz $target: FAILED (crash input under $crate/fuzz/artifacts/$target)"
+    return 1
+  fi
+  local secs=$((SECONDS - started)) done_runs cov
+  done_runs="$(grep -o 'Done [0-9]* runs' "$log" | grep -o '[0-9]*' | tail -1)"
+  cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')"
+  local files
+  files="$(find "$corpus" -type f | wc -l)"
+  local rate=$(( ${done_runs:-0} / (secs > 0 ? secs : 1) ))
+  printf '%-18s %12s %8s %10s %8s %8s\n' "$target" "${done_runs:-?}" "$secs" "$rate" "$cov" "$files" \
+    > "$results_dir/$target"
+  echo "fuzz $target: ${done_runs:-?} runs in ${secs} s (${rate}/s), coverage $cov, corpus $files inputs"
+}
+
+failed=0
+running=0
+for pair in "${pairs[@]}"; do
+  # shellcheck disable=SC2086
+  fuzz_one $pair &
+  running=$((running + 1))
+  if [[ $running -ge $JOBS ]]; then
+    wait -n || failed=1
+    running=$((running - 1))
+  fi
+done
+while [[ $running -gt 0 ]]; do wait -n || failed=1; running=$((running - 1)); done
+
+{
+  echo "# fuzz-release $(date -u +%Y-%m-%dT%H:%MZ) $(git rev-parse --short HEAD) runs=$RUNS"
+  printf '%-18s %12s %8s %10s %8s %8s\n' target executions seconds 'exec/s' coverage corpus
+  cat "$results_dir"/* 2>/dev/null || true
+} | tee "$summary"
+exit $failed
