@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`model`]: the [`Config`] struct and its parts, with a doc comment on every field.
 //! - [`keys`]: the schema — one entry per key: path, environment variable, help, how to parse it.
+//! - [`policy`]: throttle policies ([`PolicySpec`]): whom they match and what they do.
 //! - [`secret`]: [`Secret`], a value that every output shows as `<redacted>`.
 //! - [`value`]: parsers for addresses, durations, byte sizes and enums.
 //! - [`load`]: merging the layers and validating; [`Loader`] is the entry point.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod keys;
 pub mod load;
 pub mod model;
+pub mod policy;
 pub mod secret;
 pub mod value;
 
@@ -27,6 +29,7 @@ pub use model::{
     AdminConfig, Config, DetectSettings, LogConfig, LogFormat, LookupConfig, OtlpProtocol,
     TapConfig, TelemetryConfig, Upstream,
 };
+pub use policy::{Action, Cidr, Glob, Match, Mode, PolicySpec};
 pub use secret::{Secret, SecretUrl, REDACTED};
 
 /// Exit code for a bad configuration (`EX_USAGE` from sysexits.h).

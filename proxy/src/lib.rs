@@ -45,6 +45,7 @@ pub mod sink;
 pub mod stats;
 pub mod tap;
 pub mod telemetry;
+pub mod throttle;
 pub mod top;
 
 pub use error::{ConnError, Side, StartError};

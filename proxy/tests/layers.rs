@@ -16,6 +16,8 @@ const LAYERS: &[&[&str]] = &[
     &["lookup"],
     // The live picture and the detectors.
     &["observer"],
+    // Throttle policies: which connections each holds back (matching reads the observer).
+    &["throttle"],
     // The tap glue: a connection's tap and its batches to the sinks.
     &["tap"],
     // The forwarding path.
