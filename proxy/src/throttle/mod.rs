@@ -38,6 +38,19 @@ pub struct PolicyStatus {
     pub held_ms: u64,
     /// Decisions to hold traffic so far.
     pub decisions: u64,
+    /// What it held back, per group of the connections it held ("" when not known).
+    pub groups: Vec<GroupHeld>,
+}
+
+/// What one policy held back from the connections of one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupHeld {
+    /// Group ("" when not known).
+    pub group: String,
+    /// Bytes held back (dry-run: would have been).
+    pub held_bytes: u64,
+    /// Milliseconds held (dry-run: would have been).
+    pub held_ms: u64,
 }
 
 /// One connection a policy currently matches.
@@ -173,6 +186,7 @@ impl Throttle {
                     held_bytes: 0,
                     held_ms: 0,
                     decisions: 0,
+                    groups: Vec::new(),
                 })
                 .collect::<Vec<_>>()
         };
