@@ -72,6 +72,16 @@ impl Running {
         self.wait_summary(deadline, true)
     }
 
+    /// What the process wrote to stderr so far.
+    pub fn stderr_so_far(&mut self) -> String {
+        use std::io::Seek;
+        let mut err = String::new();
+        if self.stderr.rewind().is_ok() {
+            let _ = self.stderr.read_to_string(&mut err);
+        }
+        err
+    }
+
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -48,9 +48,18 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with `tweak` applied to the proxy's config.
     pub fn start_with(tweak: impl FnOnce(&mut sluice_config::Config)) -> Cluster {
+        Self::start_keys(&[], tweak)
+    }
+
+    /// Like [`Cluster::start_with`], with config `keys` set by path first (see
+    /// [`Sidecar::start_keys`]).
+    pub fn start_keys(
+        keys: &[(&str, &str)],
+        tweak: impl FnOnce(&mut sluice_config::Config),
+    ) -> Cluster {
         let tools = Tools::load();
         let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let sidecar = Sidecar::start(broker_addr, tweak);
+        let sidecar = Sidecar::start_keys(broker_addr, keys, tweak);
         let broker = Broker::start(&tools, broker_addr.port(), free_port(), sidecar.proxy_addr);
         let cluster = Cluster {
             tools,

@@ -64,6 +64,20 @@ impl EventLog {
         self.select(|c, e| (c.id == id).then(|| e.clone()))
     }
 
+    /// Calls `f` with every event from number `start` on, with the time it was recorded;
+    /// returns the number of events recorded (where to start next time).
+    pub fn scan_from(
+        &self,
+        start: usize,
+        mut f: impl FnMut(&ConnMeta, &TapEvent, std::time::Instant),
+    ) -> usize {
+        let events = self.events.lock().unwrap();
+        for (c, e, t) in &events[start.min(events.len())..] {
+            f(c, e, *t);
+        }
+        events.len()
+    }
+
     /// Number of events recorded.
     pub fn len(&self) -> usize {
         self.events.lock().unwrap().len()

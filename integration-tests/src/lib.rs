@@ -32,9 +32,15 @@
 //! - [`net`]: free loopback ports and waiting with deadlines.
 //! - [`scenario`]: traffic several binaries share: the incident's poisoned backlog, its JSON
 //!   trickle and its looping consumer.
+//! - [`meter`]: [`meter::Meter`] — bytes per second a Sluice sent to each client, from its tap
+//!   events.
+//! - [`relay`]: [`relay::Relay`] — a recording TCP relay; [`relay::RelayedCluster`] puts one
+//!   on each side of a Sluice, to compare what the clients got with what the broker sent.
+//! - [`admin`]: calls to a Sluice's admin API (`/api/v1/throttles`, with a bearer token).
 //! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP, and
 //!   helpers that read the metrics and spans it wrote.
 
+pub mod admin;
 pub mod attribution;
 pub mod broker;
 pub mod clients;
@@ -43,8 +49,10 @@ pub mod collector;
 pub mod consumer;
 pub mod events;
 pub mod findings;
+pub mod meter;
 pub mod multi;
 pub mod net;
+pub mod relay;
 pub mod scenario;
 pub mod sidecar;
 pub mod tools;

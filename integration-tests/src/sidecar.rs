@@ -34,6 +34,16 @@ impl Sidecar {
     /// with `tweak` applied to its config. The broker need not be up yet: the proxy only
     /// connects upstream when a client connects.
     pub fn start(upstream: SocketAddr, tweak: impl FnOnce(&mut sluice_config::Config)) -> Sidecar {
+        Sidecar::start_keys(upstream, &[], tweak)
+    }
+
+    /// Like [`Sidecar::start`], with config `keys` set by path (`("throttle.policy_file",
+    /// "/tmp/p.toml")`), as a command-line flag would set them, before `tweak`.
+    pub fn start_keys(
+        upstream: SocketAddr,
+        keys: &[(&str, &str)],
+        tweak: impl FnOnce(&mut sluice_config::Config),
+    ) -> Sidecar {
         init_logging();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -41,12 +51,16 @@ impl Sidecar {
         let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         admin.set_nonblocking(true).unwrap();
         let admin_addr = admin.local_addr().unwrap();
-        let mut config = sluice_config::Loader::new()
+        let mut loader = sluice_config::Loader::new()
             .flag("listen", "--listen", proxy_addr.to_string())
             .flag("upstream", "--upstream", upstream.to_string())
-            .flag("shutdown_grace", "--shutdown-grace", "5s")
+            .flag("shutdown_grace", "--shutdown-grace", "5s");
+        for (key, value) in keys {
+            loader = loader.flag(key, &format!("--{key}"), *value);
+        }
+        let mut config = loader
             .load()
-            .expect("valid test config");
+            .unwrap_or_else(|e| panic!("valid test config: {e}"));
         tweak(&mut config);
         let events = Arc::new(EventLog::default());
         let proxy = Proxy::new(config).with_sink(events.clone());
