@@ -83,8 +83,9 @@ done
 step "integration tests (real Kafka broker, real clients)"
 rm -f "$CARGO_TARGET_DIR/detect-report.txt"
 # Each test binary starts its own broker (cluster_scenarios a 3-node cluster with a Sluice per
-# node, about 4.5 minutes in all); tests inside a binary share it with their own topics and
-# groups. Two test threads keep a 2-core machine responsive.
+# node, about 4.5 minutes in all; throttle two, one behind recording relays); tests inside a
+# binary share it with their own topics and groups (throttle's run one at a time: they measure
+# rates). Two test threads keep a 2-core machine responsive.
 RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}" cargo test -p sluice-integration-tests --locked "$@"
 
 if [[ -s "$CARGO_TARGET_DIR/detect-report.txt" ]]; then

@@ -1,0 +1,293 @@
+//! The incident's looping consumers held to their cap, and a healthy group on the same topic
+//! and broker unharmed: rates measured from the tap's record of every response sent (bytes
+//! per client per second), apart from anything the throttle counts.
+//!
+//! Rounds alternate: the healthy group alone, then with the loopers running under their
+//! policies; its throughput is compared over the rounds (medians), and every round it must
+//! read every record exactly once. On a shared 2-core machine its rounds alone differ from
+//! each other by more than 5% (the broker warming up, other processes): the bound is 5% or
+//! that spread of its own rounds alone in the same run, whichever is larger, and the report
+//! gives every round.
+
+use std::time::{Duration, Instant};
+
+use sluice_integration_tests::clients::consume_report;
+use sluice_integration_tests::findings::report;
+use sluice_integration_tests::meter::Meter;
+use sluice_integration_tests::scenario::args;
+use sluice_integration_tests::{admin, unique, Client, Cluster, ProduceReport};
+
+use crate::{
+    client_errors, client_policy, group_policy, kib, mb, median, post_policy, rig, serial,
+    wait_policy, write_policies, Looper, CAP, TOKEN,
+};
+
+/// Records of 1 KB the healthy group reads each round.
+const RECORDS: u64 = 30_000;
+/// Rounds of each kind (alone, with the loopers held).
+const ROUNDS: usize = 3;
+/// The loopers' unthrottled rate is measured over this window.
+const FREE_WINDOW: Duration = Duration::from_secs(3);
+/// From a policy's change to the start of the window its effect is measured over: the file
+/// is checked every 2 s, then the debt of what was sent before has to be paid.
+const SETTLE: Duration = Duration::from_secs(4);
+/// The held rate is measured over this window (a response is at most a quarter second of
+/// the cap: the window's edges move the figure by 3% at most).
+const WINDOW: Duration = Duration::from_secs(8);
+/// The healthy group's throughput with the loopers held may be this much below its
+/// throughput alone (or the spread of its rounds alone, if larger).
+const HEALTHY_TOLERANCE: f64 = 0.05;
+/// Policy names.
+const FILE_POLICY: &str = "incident-loop";
+const API_POLICY: &str = "rdkafka-loop";
+
+/// A fresh healthy group reads every record of `topic` once; its Fetch throughput (bytes per
+/// second of its record-carrying Fetch responses, first to last).
+fn healthy_round(c: &Cluster, topic: &str, produced: &ProduceReport, label: &str) -> f64 {
+    let group = unique("healthy");
+    let id = unique("healthy-reader");
+    let mut meter = Meter::new(&c.events);
+    let v = Client::Java
+        .spawn(
+            &c.tools,
+            &args(&[
+                "consume",
+                "--bootstrap",
+                &c.bootstrap(),
+                "--topic",
+                topic,
+                "--group",
+                &group,
+                "--client-id",
+                &id,
+                "--count",
+                &RECORDS.to_string(),
+                "--timeout-s",
+                "90",
+            ]),
+        )
+        .finish(Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("healthy group ({label}): {e}"));
+    let r = consume_report(&v);
+    assert_eq!(
+        (r.consumed, r.duplicates, r.bad),
+        (RECORDS, 0, 0),
+        "healthy group ({label}) read every record once: {v}"
+    );
+    assert_eq!(r.digest, produced.digest, "healthy group ({label}): {v}");
+    assert_eq!(v["commit_errors"], 0, "healthy group ({label}): {v}");
+    meter.update(&c.events);
+    meter
+        .fetch_throughput(&id, 16 * 1024)
+        .unwrap_or_else(|| panic!("healthy group ({label}): too few Fetch responses seen"))
+}
+
+/// Stops a looper and checks it did loop and lost no request to a timeout.
+fn stop_looper(mut running: sluice_integration_tests::clients::Running, looper: &Looper) {
+    let stderr = running.stderr_so_far();
+    let v = running
+        .stop(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("looper {}: {e}", looper.id));
+    assert!(
+        v["failures"].as_u64().unwrap_or(0) > 0,
+        "looper {} never looped: {v}",
+        looper.id
+    );
+    let errors = client_errors(&stderr);
+    assert!(
+        errors.is_empty(),
+        "looper {} ({}) saw requests time out or connections drop:\n{}",
+        looper.id,
+        looper.client.name(),
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn loopers_are_held_to_their_cap_while_a_healthy_group_keeps_its_pace() {
+    let _serial = serial();
+    let rig = rig();
+    let c = &rig.cluster;
+    let admin_addr = c.admin_addr;
+    let topic = unique("orders");
+    c.create_topic(&topic, 1);
+    // Checksummed records that are no JSON: the loopers fail on the first one and seek back
+    // to it forever, never committing; the healthy group reads and checks them all.
+    let produced = Client::Java
+        .produce(&c.tools, &c.bootstrap(), &topic, RECORDS, 19)
+        .unwrap();
+    assert_eq!((produced.produced, produced.errors), (RECORDS, 0));
+
+    let java = Looper::new(Client::Java, "java");
+    let rdkafka = Looper::new(Client::Python, "librdkafka");
+    let ids = [java.id.as_str(), rdkafka.id.as_str()];
+    let (mut alone, mut held) = (Vec::new(), Vec::new());
+    // A first read warms the broker and the page cache up; not counted.
+    let warm = healthy_round(c, &topic, &produced, "warming up");
+    for round in 0..ROUNDS {
+        alone.push(healthy_round(c, &topic, &produced, "alone"));
+
+        let mut meter = Meter::new(&c.events);
+        let started = Instant::now();
+        let running = [
+            java.spawn(&c.tools, &c.bootstrap(), &topic, 120, &[]),
+            rdkafka.spawn(&c.tools, &c.bootstrap(), &topic, 120, &[]),
+        ];
+        meter.wait_sending(&c.events, &ids, started, Duration::from_secs(60));
+        if round == 0 {
+            throttle_the_loopers(rig, &mut meter, &java, &rdkafka);
+        } else {
+            // Still in force: both are held from their first fetch.
+            wait_policy(admin_addr, FILE_POLICY, true);
+            wait_policy(admin_addr, API_POLICY, true);
+        }
+        held.push(healthy_round(c, &topic, &produced, "loopers held"));
+        if round == ROUNDS - 1 {
+            remove_the_policies(rig, &mut meter, &java, &rdkafka);
+        }
+        let [j, r] = running;
+        stop_looper(j, &java);
+        stop_looper(r, &rdkafka);
+    }
+
+    let (a, h) = (median(&alone), median(&held));
+    let spread = alone.iter().copied().fold(f64::MIN, f64::max)
+        / alone.iter().copied().fold(f64::MAX, f64::min)
+        - 1.0;
+    let bound = HEALTHY_TOLERANCE.max(spread);
+    let fmt = |v: &[f64]| v.iter().map(|x| mb(*x)).collect::<Vec<_>>().join(", ");
+    report(&format!(
+        "throttle: healthy group (Java, {RECORDS} records of 1 KB; warm-up {}) alone: {} \
+         (median {}, spread {:.1}%); with both loopers held at 256 KiB/s: {} (median {}); \
+         held/alone {:.3}",
+        mb(warm),
+        fmt(&alone),
+        mb(a),
+        spread * 100.0,
+        fmt(&held),
+        mb(h),
+        h / a
+    ));
+    assert!(
+        h >= a * (1.0 - bound),
+        "the healthy group lost more than {:.1}% of its throughput while the loopers were \
+         held: alone {}, held {}",
+        bound * 100.0,
+        fmt(&alone),
+        fmt(&held)
+    );
+}
+
+/// Round 0: the loopers' free rate, then the Java one capped by the policy file (matching its
+/// group) and the librdkafka one through the admin API (matching its `client.id`): each held
+/// to the cap ±10%.
+fn throttle_the_loopers(rig: &crate::Rig, meter: &mut Meter, java: &Looper, rdkafka: &Looper) {
+    let c = &rig.cluster;
+    let ids = [java.id.as_str(), rdkafka.id.as_str()];
+    let free = meter.measure(&c.events, &ids, Instant::now(), FREE_WINDOW);
+    for (id, rate) in ids.iter().zip(&free) {
+        assert!(
+            *rate > 4.0 * CAP as f64,
+            "looper {id} runs at {} unthrottled: too slow for a 256 KiB/s cap to show",
+            kib(*rate)
+        );
+    }
+
+    // The API refuses changes without the token.
+    let body = client_policy(API_POLICY, &rdkafka.id, "enforce");
+    let a = admin::call(c.admin_addr, "POST", "/api/v1/throttles", None, Some(&body));
+    assert_eq!(a.status, 401, "POST without a token: {}", a.body);
+    let a = admin::call(
+        c.admin_addr,
+        "POST",
+        "/api/v1/throttles",
+        Some("not-the-token-0123456789"),
+        Some(&body),
+    );
+    assert_eq!(a.status, 401, "POST with a wrong token: {}", a.body);
+
+    let at = Instant::now();
+    write_policies(&rig.policy_file, &group_policy(FILE_POLICY, &java.group));
+    post_policy(c.admin_addr, &body);
+    wait_policy(c.admin_addr, FILE_POLICY, true);
+    let reloaded = at.elapsed();
+    let capped = meter.measure(&c.events, &ids, at + SETTLE, WINDOW);
+    let seconds = per_second(meter, &ids, at, SETTLE + WINDOW);
+    for ((id, rate), (free, secs)) in ids.iter().zip(&capped).zip(free.iter().zip(&seconds)) {
+        report(&format!(
+            "throttle: looper {id}: {} free, {} held (window {}–{} s after the policy; file \
+             reloaded in {:.1} s); per second from the change: {secs}",
+            kib(*free),
+            kib(*rate),
+            SETTLE.as_secs(),
+            (SETTLE + WINDOW).as_secs(),
+            reloaded.as_secs_f64()
+        ));
+        assert!(
+            (*rate - CAP as f64).abs() <= 0.1 * CAP as f64,
+            "looper {id} is not held to 256 KiB/s ±10%: {} over {WINDOW:?} (free {}); per \
+             second: {secs}",
+            kib(*rate),
+            kib(*free)
+        );
+    }
+    // Every decision is visible: what each policy held, for which connections.
+    for name in [FILE_POLICY, API_POLICY] {
+        let p = admin::throttle(c.admin_addr, Some(TOKEN), name).unwrap();
+        assert!(
+            p["held_bytes"].as_u64().unwrap_or(0) > 0
+                && p["held_ms"].as_u64().unwrap_or(0) > 0
+                && !p["connections"].as_array().is_none_or(Vec::is_empty),
+            "policy {name} shows nothing held: {p:#}"
+        );
+    }
+}
+
+/// Last round: the file policy removed by editing the file (the API refuses to delete it),
+/// the API one by `DELETE`: both loopers back to full speed.
+fn remove_the_policies(rig: &crate::Rig, meter: &mut Meter, java: &Looper, rdkafka: &Looper) {
+    let c = &rig.cluster;
+    let ids = [java.id.as_str(), rdkafka.id.as_str()];
+    let path = |n: &str| format!("/api/v1/throttles/{n}");
+    let del = |n: &str| admin::call(c.admin_addr, "DELETE", &path(n), Some(TOKEN), None);
+    let a = del(FILE_POLICY);
+    assert_eq!(a.status, 409, "DELETE of a file policy: {}", a.body);
+    let a = admin::call(c.admin_addr, "DELETE", &path(API_POLICY), None, None);
+    assert_eq!(a.status, 401, "DELETE without a token: {}", a.body);
+
+    let at = Instant::now();
+    write_policies(&rig.policy_file, "# the incident is over\n");
+    let a = del(API_POLICY);
+    assert_eq!(a.status, 204, "DELETE {API_POLICY}: {}", a.body);
+    assert_eq!(del(API_POLICY).status, 404, "DELETE of a policy gone");
+    wait_policy(c.admin_addr, FILE_POLICY, false);
+    let removed = at.elapsed();
+    let free = meter.measure(&c.events, &ids, at + SETTLE, FREE_WINDOW);
+    for (id, rate) in ids.iter().zip(&free) {
+        report(&format!(
+            "throttle: looper {id}: {} once the policies were removed (file reloaded in {:.1} s)",
+            kib(*rate),
+            removed.as_secs_f64()
+        ));
+        assert!(
+            *rate > 4.0 * CAP as f64,
+            "looper {id} not back to full speed after the policies were removed: {}",
+            kib(*rate)
+        );
+    }
+}
+
+/// Rates to each of `ids` per one-second step of `(from, from + len]`, as text.
+fn per_second(meter: &Meter, ids: &[&str], from: Instant, len: Duration) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            (0..len.as_secs())
+                .map(|s| {
+                    let r = meter.rate(id, from + Duration::from_secs(s), Duration::from_secs(1));
+                    format!("{:.0}", r / 1024.0)
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
