@@ -176,10 +176,20 @@ fn a_producer_per_message_is_held_to_its_connection_limits_while_others_connect_
     // Open connections: producers that stay open, 2 connections each, 6 of them.
     let hoarder = unique("notifier-leak");
     let app = Client::Python.spawn(tools, &churn(&hoarder, &topic, 6, 50, true));
+    // Until it holds its limit open, then while it tries more.
     wait_until(
-        "the hoarding producer to be refused",
+        "the hoarding producer at its limit of open connections",
         Duration::from_secs(60),
-        || rc.front.opened_by(&hoarder).len() > MAX_PER_CLIENT + 2,
+        || {
+            let reached = rc.back.opened_by(&hoarder);
+            reached.iter().filter(|c| !c.is_closed()).count() >= MAX_PER_CLIENT
+        },
+    );
+    let tried = rc.front.opened_by(&hoarder).len();
+    wait_until(
+        "the hoarding producer to try more connections",
+        Duration::from_secs(30),
+        || rc.front.opened_by(&hoarder).len() >= tried + 3,
     );
     let reached = rc.back.opened_by(&hoarder);
     let most_open = most_open_at_once(&reached);

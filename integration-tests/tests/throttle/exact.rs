@@ -160,14 +160,6 @@ fn an_enforced_policy_changes_nothing_but_throttle_time_ms() {
         frames += n;
         rewritten += r;
     }
-    let del = admin::call(
-        rc.admin_addr,
-        "DELETE",
-        &format!("/api/v1/throttles/{name}"),
-        Some(TOKEN),
-        None,
-    );
-    assert_eq!(del.status, 204, "{}", del.body);
     report(&format!(
         "throttle: enforced: {frames} response frames to the looper, {rewritten} with \
          throttle_time_ms raised and no other byte changed; the looper held at {}",
@@ -178,6 +170,14 @@ fn an_enforced_policy_changes_nothing_but_throttle_time_ms() {
         "the looper ran at {} under a 256 KiB/s policy and no response told it to back off",
         kib(rate)
     );
+    let del = admin::call(
+        rc.admin_addr,
+        "DELETE",
+        &format!("/api/v1/throttles/{name}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(del.status, 204, "{}", del.body);
 }
 
 /// Checks that the client got the frames the broker sent, the same number and sizes, equal
