@@ -1,5 +1,5 @@
-//! The incident's looping consumers held to their cap, and a healthy group on the same topic
-//! and broker unharmed: rates measured from the tap's record of every response sent (bytes
+//! The incident's looping consumers held to their cap (a bad reload of the policy file in
+//! between changing nothing), and a healthy group on the same topic and broker unharmed: rates measured from the tap's record of every response sent (bytes
 //! per client per second), apart from anything the throttle counts.
 //!
 //! Rounds alternate: the healthy group alone, then with the loopers running under their
@@ -231,6 +231,21 @@ fn throttle_the_loopers(rig: &crate::Rig, meter: &mut Meter, java: &Looper, rdka
             kib(*free)
         );
     }
+    // A bad file changes nothing: the policies in force stay, the failure is counted.
+    let failures = reload_failures(c.admin_addr);
+    let bad = "[[policy]]\nname = \"typo\"\nhost = \"10.0.0.0/33\"\nfetch_bytes_per_sec = 1\n";
+    write_policies(
+        &rig.policy_file,
+        &(group_policy(FILE_POLICY, &java.group) + bad),
+    );
+    sluice_integration_tests::net::wait_until(
+        "the bad policy file's reload failure to be counted",
+        Duration::from_secs(15),
+        || reload_failures(c.admin_addr) > failures,
+    );
+    assert!(admin::throttle(c.admin_addr, Some(TOKEN), FILE_POLICY).is_some());
+    assert!(admin::throttle(c.admin_addr, Some(TOKEN), "typo").is_none());
+    write_policies(&rig.policy_file, &group_policy(FILE_POLICY, &java.group));
     // Every decision is visible: what each policy held, for which connections.
     for name in [FILE_POLICY, API_POLICY] {
         let p = admin::throttle(c.admin_addr, Some(TOKEN), name).unwrap();
@@ -275,6 +290,17 @@ fn remove_the_policies(rig: &crate::Rig, meter: &mut Meter, java: &Looper, rdkaf
             kib(*rate)
         );
     }
+}
+
+/// `sluice.throttle.reload_failures` as `/metrics` gives it (0 before the first).
+fn reload_failures(admin_addr: std::net::SocketAddr) -> f64 {
+    let m = admin::get(admin_addr, "/metrics", Some(TOKEN));
+    assert_eq!(m.status, 200, "/metrics: {}", m.body);
+    m.body
+        .lines()
+        .filter(|l| l.starts_with("sluice_throttle_reload_failures"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Rates to each of `ids` per one-second step of `(from, from + len]`, as text.
