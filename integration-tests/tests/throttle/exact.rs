@@ -18,14 +18,14 @@ use crate::{client_policy, kib, post_policy, relayed, serial, Looper, CAP, TOKEN
 
 /// Runs the incident's Java consumer (`client.id` `id`) on a new poisoned topic for `secs`
 /// seconds (it stops by itself), pausing `backoff_ms` after each failed parse; returns the
-/// connections it opened as the front relay and the back relay saw them (all closed), and
-/// the rate it was sent over its run.
+/// connections it opened as the front relay and the back relay saw them (all closed), the
+/// rate it was sent over its run and in each second of it (KiB/s, as text).
 fn loop_through(
     rc: &RelayedCluster,
     id: &str,
     secs: u32,
     backoff_ms: u32,
-) -> (Vec<ConnRecord>, Vec<ConnRecord>, f64) {
+) -> (Vec<ConnRecord>, Vec<ConnRecord>, f64, String) {
     let topic = unique("exact");
     rc.create_topic(&topic, 1);
     poison_backlog(&rc.tools, &rc.bootstrap(), &topic);
@@ -48,6 +48,17 @@ fn loop_through(
     assert!(v["failures"].as_u64().unwrap_or(0) > 0, "never looped: {v}");
     meter.update(&rc.events);
     let rate = meter.rate(id, start, start.elapsed());
+    // KiB/s in each second from the first response on.
+    let first = meter.sent(id).first().map(|s| s.at).unwrap_or(start);
+    let seconds: Vec<String> = (0..first.elapsed().as_secs())
+        .map(|i| {
+            let from = first + Duration::from_secs(i);
+            format!(
+                "{:.0}",
+                meter.rate(id, from, Duration::from_secs(1)) / 1024.0
+            )
+        })
+        .collect();
     // Both relays see every connection of the consumer end.
     wait_until(
         "the looper's connections to close on both relays",
@@ -68,7 +79,7 @@ fn loop_through(
         back.len(),
         "every connection of {id} reached the broker"
     );
-    (front, back, rate)
+    (front, back, rate, seconds.join(" "))
 }
 
 /// The back relay's connection that carried the requests of `front` (all of them, or the
@@ -110,7 +121,7 @@ fn a_dry_run_policy_changes_no_byte_and_counts_what_it_would_hold() {
     let _serial = serial();
     let rc = relayed();
     let id = unique("dry-looper");
-    let (front, back, rate) = loop_through(rc, &id, 6, 20);
+    let (front, back, rate, _) = loop_through(rc, &id, 6, 20);
     assert!(
         rate > 2.0 * CAP as f64,
         "the looper ran at {}: the dry-run policy had nothing to hold",
@@ -152,7 +163,7 @@ fn an_enforced_policy_changes_nothing_but_throttle_time_ms() {
     let id = unique("held-looper");
     let name = unique("held-looper");
     post_policy(rc.admin_addr, &client_policy(&name, &id, "enforce"));
-    let (front, back, rate) = loop_through(rc, &id, 8, 0);
+    let (front, back, rate, seconds) = loop_through(rc, &id, 8, 0);
     let (mut frames, mut rewritten) = (0, 0);
     for f in &front {
         let b = pair(f, &back);
@@ -162,7 +173,8 @@ fn an_enforced_policy_changes_nothing_but_throttle_time_ms() {
     }
     report(&format!(
         "throttle: enforced: {frames} response frames to the looper, {rewritten} with \
-         throttle_time_ms raised and no other byte changed; the looper held at {}",
+         throttle_time_ms raised and no other byte changed; the looper sent {} over its run, \
+         KiB/s per second from its first response: {seconds}",
         kib(rate)
     ));
     assert!(
