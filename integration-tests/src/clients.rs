@@ -72,6 +72,11 @@ impl Running {
         self.wait_summary(deadline, true)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the process wrote to stderr so far.
     pub fn stderr_so_far(&mut self) -> String {
         use std::io::Seek;

@@ -15,6 +15,7 @@
 //! figures go to the detection report (`detect-report.txt`, printed by scripts/test.sh).
 
 mod churn;
+mod cpu;
 mod exact;
 mod rates;
 

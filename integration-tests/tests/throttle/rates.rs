@@ -18,7 +18,7 @@ use sluice_integration_tests::scenario::args;
 use sluice_integration_tests::{admin, unique, Client, Cluster, ProduceReport};
 
 use crate::{
-    client_errors, client_policy, group_policy, kib, mb, median, post_policy, rig, serial,
+    client_errors, client_policy, cpu, group_policy, kib, mb, median, post_policy, rig, serial,
     wait_policy, write_policies, Looper, CAP, TOKEN,
 };
 
@@ -42,8 +42,16 @@ const FILE_POLICY: &str = "incident-loop";
 const API_POLICY: &str = "rdkafka-loop";
 
 /// A fresh healthy group reads every record of `topic` once; its Fetch throughput (bytes per
-/// second of its record-carrying Fetch responses, first to last).
-fn healthy_round(c: &Cluster, topic: &str, produced: &ProduceReport, label: &str) -> f64 {
+/// second of its record-carrying Fetch responses, first to last), and where the CPU went
+/// meanwhile (`loopers`: their pids).
+fn healthy_round(
+    c: &Cluster,
+    topic: &str,
+    produced: &ProduceReport,
+    label: &str,
+    loopers: Vec<u32>,
+) -> (f64, cpu::Used) {
+    let cpu = cpu::start(c.broker.lock().unwrap().pid(), loopers);
     let group = unique("healthy");
     let id = unique("healthy-reader");
     let mut meter = Meter::new(&c.events);
@@ -76,10 +84,12 @@ fn healthy_round(c: &Cluster, topic: &str, produced: &ProduceReport, label: &str
     );
     assert_eq!(r.digest, produced.digest, "healthy group ({label}): {v}");
     assert_eq!(v["commit_errors"], 0, "healthy group ({label}): {v}");
+    let used = cpu.used();
     meter.update(&c.events);
-    meter
+    let rate = meter
         .fetch_throughput(&id, 16 * 1024)
-        .unwrap_or_else(|| panic!("healthy group ({label}): too few Fetch responses seen"))
+        .unwrap_or_else(|| panic!("healthy group ({label}): too few Fetch responses seen"));
+    (rate, used)
 }
 
 /// Stops a looper and checks it did loop and lost no request to a timeout.
@@ -123,9 +133,9 @@ fn loopers_are_held_to_their_cap_while_a_healthy_group_keeps_its_pace() {
     let ids = [java.id.as_str(), rdkafka.id.as_str()];
     let (mut alone, mut held) = (Vec::new(), Vec::new());
     // A first read warms the broker and the page cache up; not counted.
-    let warm = healthy_round(c, &topic, &produced, "warming up");
+    let (warm, _) = healthy_round(c, &topic, &produced, "warming up", vec![]);
     for round in 0..ROUNDS {
-        alone.push(healthy_round(c, &topic, &produced, "alone"));
+        alone.push(healthy_round(c, &topic, &produced, "alone", vec![]));
 
         let mut meter = Meter::new(&c.events);
         let started = Instant::now();
@@ -141,7 +151,8 @@ fn loopers_are_held_to_their_cap_while_a_healthy_group_keeps_its_pace() {
             wait_policy(admin_addr, FILE_POLICY, true);
             wait_policy(admin_addr, API_POLICY, true);
         }
-        held.push(healthy_round(c, &topic, &produced, "loopers held"));
+        let pids = running.iter().map(|r| r.pid()).collect();
+        held.push(healthy_round(c, &topic, &produced, "loopers held", pids));
         if round == ROUNDS - 1 {
             remove_the_policies(rig, &mut meter, &java, &rdkafka);
         }
@@ -150,9 +161,11 @@ fn loopers_are_held_to_their_cap_while_a_healthy_group_keeps_its_pace() {
         stop_looper(r, &rdkafka);
     }
 
-    let (a, h) = (median(&alone), median(&held));
-    let spread = alone.iter().copied().fold(f64::MIN, f64::max)
-        / alone.iter().copied().fold(f64::MAX, f64::min)
+    let rates = |v: &[(f64, cpu::Used)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+    let (alone_r, held_r) = (rates(&alone), rates(&held));
+    let (a, h) = (median(&alone_r), median(&held_r));
+    let spread = alone_r.iter().copied().fold(f64::MIN, f64::max)
+        / alone_r.iter().copied().fold(f64::MAX, f64::min)
         - 1.0;
     let bound = HEALTHY_TOLERANCE.max(spread);
     let fmt = |v: &[f64]| v.iter().map(|x| mb(*x)).collect::<Vec<_>>().join(", ");
@@ -161,20 +174,29 @@ fn loopers_are_held_to_their_cap_while_a_healthy_group_keeps_its_pace() {
          (median {}, spread {:.1}%); with both loopers held at 256 KiB/s: {} (median {}); \
          held/alone {:.3}",
         mb(warm),
-        fmt(&alone),
+        fmt(&alone_r),
         mb(a),
         spread * 100.0,
-        fmt(&held),
+        fmt(&held_r),
         mb(h),
         h / a
     ));
+    let mut rounds = String::new();
+    for (i, ((ar, au), (hr, hu))) in alone.iter().zip(&held).enumerate() {
+        rounds.push_str(&format!(
+            "\n  round {i}: alone {} ({au}); held {} ({hu})",
+            mb(*ar),
+            mb(*hr)
+        ));
+    }
+    report(&format!("throttle: where the CPU went per round:{rounds}"));
     assert!(
         h >= a * (1.0 - bound),
         "the healthy group lost more than {:.1}% of its throughput while the loopers were \
-         held: alone {}, held {}",
+         held: alone {}, held {}{rounds}",
         bound * 100.0,
-        fmt(&alone),
-        fmt(&held)
+        fmt(&alone_r),
+        fmt(&held_r)
     );
 }
 
