@@ -177,6 +177,18 @@ fn check_config(file: PathBuf) -> ExitCode {
                 sluice_config::REDACTED
             );
             print!("{}", config.to_toml());
+            if let Some(file) = &config.throttle.policy_file {
+                let n = config.throttle.policies.len();
+                println!(
+                    "\n# throttle policies from {} ({n} valid polic{}):",
+                    file.display(),
+                    if n == 1 { "y" } else { "ies" }
+                );
+                print!(
+                    "{}",
+                    sluice_config::policy_file::to_toml(&config.throttle.policies)
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => report_config(&errors),
