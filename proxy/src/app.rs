@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::StartError;
+use crate::reload::Reloader;
 use crate::server::Proxy;
 use crate::telemetry::Telemetry;
 
@@ -58,7 +59,8 @@ pub async fn serve_proxy(
     }
     let stop_admin = CancellationToken::new();
     let state = crate::admin::AdminState::new(proxy.stats(), proxy.observer())
-        .with_telemetry(telemetry.clone());
+        .with_telemetry(telemetry.clone())
+        .with_throttle(proxy.throttle());
     let mut admin_tasks = vec![tokio::spawn({
         let (state, settings, stop) = (state.clone(), config.admin.clone(), stop_admin.clone());
         async move { crate::admin::serve(admin, state, &settings, stop).await }
@@ -69,6 +71,18 @@ pub async fn serve_proxy(
             crate::admin::serve_metrics(metrics, state, &settings, stop).await
         }));
     }
+    admin_tasks.push(tokio::spawn({
+        let reloader = Reloader::new(
+            config.throttle.policy_file.clone(),
+            proxy.throttle(),
+            proxy.stats(),
+        );
+        let stop = stop_admin.clone();
+        async move {
+            reloader.run(stop).await;
+            Ok(())
+        }
+    }));
     proxy.run(listener, shutdown).await;
     stop_admin.cancel();
     for task in admin_tasks {
