@@ -53,6 +53,7 @@ pub async fn serve_proxy(
         &config.upstream.to_string(),
         proxy.observer(),
         proxy.stats(),
+        proxy.throttle(),
     )?;
     for sink in telemetry.sinks() {
         proxy = proxy.with_sink(sink);

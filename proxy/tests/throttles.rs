@@ -208,6 +208,11 @@ fn the_policy_file_is_reloaded_on_change_and_on_sighup_and_a_bad_one_keeps_the_o
     p.expect_line("no policy changed", Duration::from_secs(10));
     assert_eq!(names(admin), ["c"]);
     assert_eq!(reload_failures(admin), 2);
+    let (_, metrics) = http_get(admin, "/metrics");
+    assert!(
+        metrics.contains("sluice_throttle_reload_failures_total 2"),
+        "{metrics}"
+    );
 }
 
 #[test]
