@@ -329,3 +329,20 @@ fn with_a_token_policies_are_added_and_removed_at_run_time() {
         [("from-file".to_owned(), "file".to_owned())]
     );
 }
+
+#[test]
+fn top_shows_the_policies_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policies.toml");
+    std::fs::write(&file, policy("incident-loop", "orders-*")).unwrap();
+    let (_p, admin) = start(&file, &[]);
+    let out = sluice()
+        .args(["top", "--once", "--admin", &admin.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("THROTTLED (1 policies)"), "{text}");
+    assert!(text.contains("incident-loop"), "{text}");
+    assert!(text.contains("256.0 KiB/s fetched"), "{text}");
+}
