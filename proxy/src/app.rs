@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::StartError;
-use crate::reload::Reloader;
+use crate::reload::{Reloader, Reread};
 use crate::server::Proxy;
 use crate::telemetry::Telemetry;
 
@@ -18,10 +18,20 @@ use crate::telemetry::Telemetry;
 /// the drain is over. The admin API keeps answering during the drain (`/readyz` says
 /// `draining`) and stops last, within a second whatever its clients do.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    serve_rereading(config, None, shutdown).await
+}
+
+/// Like [`serve`]; on SIGHUP, `reread` reads the configuration again to log the keys changed
+/// since start that need a restart (the throttle policy file is re-read either way).
+pub async fn serve_rereading(
+    config: Config,
+    reread: Option<Reread>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     crate::fds::raise_open_file_limit(config.max_connections);
     let listener = bind("listen", config.listen).await?;
     let admin = bind("admin.listen", config.admin.listen).await?;
-    serve_on(listener, admin, config, shutdown).await
+    serve_all(Proxy::new(config), listener, admin, reread, shutdown).await
 }
 
 /// Serves on listeners already bound (tests bind `127.0.0.1:0`): the proxy, its telemetry
@@ -38,9 +48,19 @@ pub async fn serve_on(
 
 /// Like [`serve_on`] with a proxy already built (tests add their own tap sinks).
 pub async fn serve_proxy(
+    proxy: Proxy,
+    listener: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    serve_all(proxy, listener, admin, None, shutdown).await
+}
+
+async fn serve_all(
     mut proxy: Proxy,
     listener: TcpListener,
     admin: TcpListener,
+    reread: Option<Reread>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let config = proxy.config();
@@ -73,11 +93,14 @@ pub async fn serve_proxy(
         }));
     }
     admin_tasks.push(tokio::spawn({
-        let reloader = Reloader::new(
+        let mut reloader = Reloader::new(
             config.throttle.policy_file.clone(),
             proxy.throttle(),
             proxy.stats(),
         );
+        if let Some(reread) = reread {
+            reloader = reloader.with_config(config.clone(), reread);
+        }
         let stop = stop_admin.clone();
         async move {
             reloader.run(stop).await;

@@ -208,9 +208,11 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(crate::error::StartError::Runtime(e)),
     };
+    let args = std::sync::Arc::new(args);
+    let reread: crate::reload::Reread = std::sync::Arc::new(move || args.loader().load());
     let result = runtime.block_on(async {
         let shutdown = crate::app::shutdown_signal()?;
-        crate::app::serve(config, shutdown).await
+        crate::app::serve_rereading(config, Some(reread), shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

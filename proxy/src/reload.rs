@@ -5,13 +5,15 @@
 //! A file that fails validation changes nothing: the policies in force stay, every problem is
 //! logged at `warn` and `sluice.throttle.reload_failures` counts it. A valid one replaces the
 //! file's policies as a whole ([`Throttle::set_file_policies`]); the policies added, removed
-//! and changed are logged by name. Other configuration keys are read at start only.
+//! and changed are logged by name. Other configuration keys are read at start only: on
+//! SIGHUP the configuration is read again as at start and a key whose value changed is logged
+//! as needing a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sluice_config::{policy_file, ConfigErrors, PolicySpec};
+use sluice_config::{policy_file, Config, ConfigErrors, PolicySpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::ProxyStats;
@@ -63,13 +65,25 @@ impl Changes {
     }
 }
 
+/// Reads the whole configuration again, as at start (file and environment).
+pub type Reread = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+
 /// Watches one policy file and applies it to the throttle.
-#[derive(Debug)]
 pub struct Reloader {
     path: Option<PathBuf>,
     throttle: Arc<Throttle>,
     stats: Arc<ProxyStats>,
     seen: Option<Version>,
+    config: Option<(Arc<Config>, Reread)>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .field("rereads_config", &self.config.is_some())
+            .finish()
+    }
 }
 
 impl Reloader {
@@ -81,7 +95,27 @@ impl Reloader {
             throttle,
             stats,
             seen: None,
+            config: None,
         }
+    }
+
+    /// On SIGHUP, also reads the configuration again with `reread` and logs the keys whose
+    /// value differs from `running`'s: they need a restart.
+    pub fn with_config(mut self, running: Arc<Config>, reread: Reread) -> Self {
+        self.config = Some((running, reread));
+        self
+    }
+
+    /// Reads the configuration again; the keys whose value changed (they need a restart), or
+    /// the problems of the configuration as it is now (it would fail a restart). `None`
+    /// without [`Reloader::with_config`].
+    pub async fn changed_config(&self) -> Option<Result<Vec<String>, ConfigErrors>> {
+        let (running, reread) = self.config.clone()?;
+        let again = tokio::task::spawn_blocking(move || reread()).await.ok()?;
+        Some(again.map(|mut now| {
+            now.throttle.policies = running.throttle.policies.clone();
+            changed_keys(&running, &now)
+        }))
     }
 
     /// The file policies in force.
@@ -161,6 +195,9 @@ impl Reloader {
                     if outcome.is_none() {
                         tracing::info!("SIGHUP: no throttle.policy_file to re-read (other keys need a restart)");
                     }
+                    if let Some(changed) = self.changed_config().await {
+                        log_config(&changed);
+                    }
                     outcome
                 }
             };
@@ -186,6 +223,66 @@ fn log(path: &Path, outcome: &Result<Changes, ConfigErrors>) {
             }
         }
     }
+}
+
+fn log_config(changed: &Result<Vec<String>, ConfigErrors>) {
+    match changed {
+        Ok(keys) if keys.is_empty() => {}
+        Ok(keys) => tracing::warn!(keys = ?keys,
+            "SIGHUP: configuration changed; these keys need a restart (only the throttle policy file is re-read)"),
+        Err(errors) => {
+            // The policy file's own problems were logged by its re-read.
+            for e in errors.0.iter().filter(|e| !e.path.starts_with("policy")) {
+                tracing::warn!(problem = %e,
+                    "SIGHUP: the configuration as it is now would fail a restart");
+            }
+        }
+    }
+}
+
+/// The keys whose value differs between two configurations, by their TOML form; a secret that
+/// changed (shown redacted in that form) is named as such.
+pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    fn flatten(
+        prefix: &str,
+        t: &toml::Table,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        for (k, v) in t {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(inner) => flatten(&path, inner, out),
+                other => {
+                    out.insert(path, other.to_string());
+                }
+            }
+        }
+    }
+    let keys = |c: &Config| {
+        let mut out = std::collections::BTreeMap::new();
+        if let Ok(t) = c.to_toml().parse::<toml::Table>() {
+            flatten("", &t, &mut out);
+        }
+        out
+    };
+    let (a, b) = (keys(old), keys(new));
+    let mut changed: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    changed.dedup();
+    changed.sort();
+    changed.dedup();
+    if changed.is_empty() && old != new {
+        changed.push("a secret (admin.token or a telemetry.otlp_* value)".to_owned());
+    }
+    changed
 }
 
 /// The file's modification time and text (or why it cannot be read).
@@ -227,6 +324,33 @@ mod tests {
         assert_eq!(c.removed, ["c"]);
         assert_eq!(c.changed, ["b"]);
         assert!(Changes::between(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn changed_keys_are_named_and_secrets_too() {
+        let base = Config::default();
+        assert!(changed_keys(&base, &base).is_empty());
+        let mut c = base.clone();
+        c.max_connections = 7;
+        c.admin.metrics_listen = Some("127.0.0.1:9465".parse().unwrap());
+        c.throttle.max_hold = Duration::from_secs(3);
+        assert_eq!(
+            changed_keys(&base, &c),
+            [
+                "admin.metrics_listen",
+                "max_connections",
+                "throttle.max_hold"
+            ]
+        );
+        let mut c = base.clone();
+        c.admin.token = Some(sluice_config::Secret::new("0123456789abcdef"));
+        let mut d = c.clone();
+        d.admin.token = Some(sluice_config::Secret::new("fedcba9876543210"));
+        assert_eq!(changed_keys(&base, &c), ["admin.token"]);
+        assert_eq!(
+            changed_keys(&c, &d),
+            ["a secret (admin.token or a telemetry.otlp_* value)"]
+        );
     }
 
     #[tokio::test]

@@ -346,3 +346,39 @@ fn top_shows_the_policies_in_force() {
     assert!(text.contains("incident-loop"), "{text}");
     assert!(text.contains("256.0 KiB/s fetched"), "{text}");
 }
+
+#[test]
+fn sighup_names_the_other_keys_changed_as_needing_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies.toml");
+    std::fs::write(&policies, policy("a", "g1")).unwrap();
+    let config = dir.path().join("sluice.toml");
+    let text = |max: u32| {
+        format!(
+            "max_connections = {max}\n[throttle]\npolicy_file = {:?}\n",
+            policies.display().to_string()
+        )
+    };
+    std::fs::write(&config, text(100)).unwrap();
+    let mut cmd = sluice();
+    cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--upstream", &sink_server().to_string()])
+        .arg("--config")
+        .arg(&config)
+        .env("SLUICE_LOOKUP_ENABLED", "false");
+    let mut p = Running::start(&mut cmd);
+    let admin = p.logged_addr("admin API listening", "listen");
+    std::fs::write(&config, text(200)).unwrap();
+    std::fs::write(&policies, policy("b", "g2")).unwrap();
+    p.signal("-HUP");
+    let line = p.expect_line("need a restart", Duration::from_secs(10));
+    assert!(line.contains("max_connections"), "{line}");
+    assert!(!line.contains("policy_file"), "{line}");
+    eventually("the policy file re-read", || names(admin) == ["b"]);
+    // The configuration broken on disk: SIGHUP says a restart would fail, and serves on.
+    std::fs::write(&config, "max_connections = 0\n").unwrap();
+    p.signal("-HUP");
+    let line = p.expect_line("would fail a restart", Duration::from_secs(10));
+    assert!(line.contains("max_connections"), "{line}");
+    assert_eq!(names(admin), ["b"]);
+}
