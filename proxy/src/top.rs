@@ -171,7 +171,11 @@ fn throttled(out: &mut String, throttles: &Value) {
     let Some(policies) = throttles["policies"].as_array() else {
         return;
     };
-    *out += &format!("\nTHROTTLED ({} policies)\n", policies.len());
+    let n = policies.len();
+    *out += &format!(
+        "\nTHROTTLED ({n} polic{})\n",
+        if n == 1 { "y" } else { "ies" }
+    );
     for p in policies {
         let caps = [
             p["action"]["fetch_bytes_per_sec"]
@@ -308,7 +312,7 @@ mod tests {
         ]});
         let mut out = String::new();
         throttled(&mut out, &throttles);
-        assert!(out.contains("THROTTLED (1 policies)"), "{out}");
+        assert!(out.contains("THROTTLED (1 policy)"), "{out}");
         assert!(out.contains("incident-loop"), "{out}");
         assert!(out.contains("256.0 KiB/s fetched"), "{out}");
         assert!(out.contains("held 5.0 MiB for 12.5s"), "{out}");

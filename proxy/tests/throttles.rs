@@ -342,7 +342,7 @@ fn top_shows_the_policies_in_force() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("THROTTLED (1 policies)"), "{text}");
+    assert!(text.contains("THROTTLED (1 policy)"), "{text}");
     assert!(text.contains("incident-loop"), "{text}");
     assert!(text.contains("256.0 KiB/s fetched"), "{text}");
 }
