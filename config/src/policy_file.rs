@@ -120,6 +120,9 @@ pub fn parse(text: &str, path: &Path, now: SystemTime) -> Result<Vec<PolicySpec>
         }
     }
     let mut good: Vec<PolicySpec> = Vec::new();
+    // Every policy's valid match criteria, bad policies' too: a conflict is reported with the
+    // rest of what is wrong.
+    let mut matches: Vec<(String, Match)> = Vec::new();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (i, t) in tables {
         let label = match t.get("name") {
@@ -138,20 +141,21 @@ pub fn parse(text: &str, path: &Path, now: SystemTime) -> Result<Vec<PolicySpec>
                 ));
             }
         }
-        match policy(t, now) {
-            Ok(spec) => {
-                if let Some(same) = good.iter().find(|p| p.matcher == spec.matcher) {
-                    errors.push(err(
-                        format!("policy[{label}].match"),
-                        format!(
-                            "conflicting matches: the same match criteria as policy `{}` \
-                             (merge them, or make one narrower)",
-                            same.name
-                        ),
-                    ));
-                }
-                good.push(spec);
+        let (matcher, spec) = checked(t, now);
+        if let Some(m) = matcher {
+            if let Some((same, _)) = matches.iter().find(|(_, other)| *other == m) {
+                errors.push(err(
+                    format!("policy[{label}].match"),
+                    format!(
+                        "conflicting matches: the same match criteria as policy `{same}` \
+                         (merge them, or make one narrower)"
+                    ),
+                ));
             }
+            matches.push((label.clone(), m));
+        }
+        match spec {
+            Ok(spec) => good.push(spec),
             Err(bad) => {
                 for (key, message) in bad {
                     errors.push(err(format!("policy[{label}].{key}"), message));
@@ -168,6 +172,12 @@ pub fn parse(text: &str, path: &Path, now: SystemTime) -> Result<Vec<PolicySpec>
 
 /// Validates one policy's table (the keys of [`POLICY_KEYS`]). Every bad key is returned.
 pub fn policy(t: &toml::Table, now: SystemTime) -> Result<PolicySpec, Vec<KeyError>> {
+    checked(t, now).1
+}
+
+/// The policy's match criteria when they are valid (whatever else is wrong), and the policy
+/// or every bad key.
+fn checked(t: &toml::Table, now: SystemTime) -> (Option<Match>, Result<PolicySpec, Vec<KeyError>>) {
     let mut errors: Vec<KeyError> = Vec::new();
     let mut bad = |key: &str, message: String| errors.push((key.to_owned(), message));
     for key in t.keys() {
@@ -308,7 +318,10 @@ pub fn policy(t: &toml::Table, now: SystemTime) -> Result<PolicySpec, Vec<KeyErr
             "no cap: give fetch_bytes_per_sec, requests_per_sec or both".to_owned(),
         );
     }
-    match name {
+    let valid_match = (criteria.iter().any(|k| t.contains_key(*k))
+        && !errors.iter().any(|(k, _)| criteria.contains(&k.as_str())))
+    .then(|| matcher.clone());
+    let spec = match name {
         Some(name) if errors.is_empty() => Ok(PolicySpec {
             name,
             matcher,
@@ -320,7 +333,8 @@ pub fn policy(t: &toml::Table, now: SystemTime) -> Result<PolicySpec, Vec<KeyErr
             expires,
         }),
         _ => Err(errors),
-    }
+    };
+    (valid_match, spec)
 }
 
 /// One edit (or a swap of neighbours) apart, for "did you mean" hints.

@@ -180,6 +180,20 @@ fn two_policies_with_the_same_match_conflict_and_both_are_named() {
         text.contains("policy[second].match") && text.contains("policy `first`"),
         "{text}"
     );
+    // Reported beside the other problems of a policy that is bad anyway.
+    let (paths, text) = bad(
+        "[[policy]]\nname = \"first\"\ngroup = \"g\"\nrequests_per_sec = 1\ncolour = 1\n\
+         [[policy]]\nname = \"second\"\ngroup = \"g\"\nrequests_per_sec = 0\n",
+    );
+    assert_eq!(
+        paths,
+        [
+            "policy[first].colour",
+            "policy[second].match",
+            "policy[second].requests_per_sec"
+        ]
+    );
+    assert!(text.contains("policy `first`"), "{text}");
     // Narrower is not the same.
     check(
         "[[policy]]\nname = \"first\"\ngroup = \"g\"\nrequests_per_sec = 1\n\
