@@ -277,6 +277,30 @@ mod tests {
     }
 
     #[test]
+    fn hostile_bodies_are_refused_without_a_panic() {
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        let long = "x".repeat(1 << 20);
+        for body in [
+            "",
+            "null",
+            "\"text\"",
+            deep.as_str(),
+            r#"{"name": 5, "match": {"group": ["a", {"b": null}]}, "expires_in": 60}"#,
+            r#"{"name": "a", "match": {"group": "g"}, "fetch_bytes_per_sec": 18446744073709551615, "expires_in": "1m"}"#,
+            r#"{"name": "a", "match": {"group": "g"}, "fetch_bytes_per_sec": -1, "requests_per_sec": 1.5, "expires_in": "1m"}"#,
+            r#"{"name": "a", "match": {"group": "g"}, "fetch_bytes_per_sec": 1e400, "expires_in": "1m"}"#,
+            r#"{"name": "a", "match": {"group": "g"}, "requests_per_sec": 1, "expires_in": "99999999999999999999h"}"#,
+            r#"{"name": "a\u0000\u001b[2J", "match": {"group": "g"}, "requests_per_sec": 1, "expires_in": "1m"}"#,
+        ] {
+            assert!(parse(body).is_err(), "{body:.80}");
+        }
+        let body = format!(
+            r#"{{"name": "{long}", "match": {{"group": "g"}}, "requests_per_sec": 1, "expires_in": "1m"}}"#
+        );
+        assert_eq!(parse(&body).unwrap_err(), ["name"]);
+    }
+
+    #[test]
     fn the_config_knows_every_finding_kind() {
         // A new kind must be added to both lists: this match stops compiling until it is.
         let name = |k: Kind| match k {
