@@ -520,6 +520,29 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "throttle.policy_file",
+        env: "SLUICE_THROTTLE_POLICY_FILE",
+        help: "TOML file of throttle policies ([[policy]] tables), re-read on SIGHUP and when it changes; empty: none [default: \"\"]",
+        set: |c, r| {
+            let path = text(r)?;
+            c.throttle.policy_file = if path.is_empty() {
+                None
+            } else {
+                Some(path.into())
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "throttle.max_hold",
+        env: "SLUICE_THROTTLE_MAX_HOLD",
+        help: "Longest a throttled connection's next request is held at once, at most 1m; keep it below clients' request timeouts [default: 10s]",
+        set: |c, r| {
+            c.throttle.max_hold = value::duration_within(r, 60)?;
+            Ok(())
+        },
+    },
 ];
 
 /// The text of a value (a string in the file, or the raw text of a variable or flag).

@@ -108,6 +108,21 @@ impl Loader {
                 });
             }
         }
+        // The policy file is validated with the rest: its problems join the same report.
+        if let Some(file) = config.throttle.policy_file.clone() {
+            match crate::policy_file::load(&file) {
+                Ok(policies) => config.throttle.policies = policies,
+                Err(bad) => errors.extend(bad.0.into_iter().map(|mut e| {
+                    if e.path == "throttle.policy_file" {
+                        // The key's own origin says where the path came from.
+                        let (_, origin) = &chosen["throttle.policy_file"];
+                        e.message = format!("{}: {}", file.display(), e.message);
+                        e.origin = origin.clone();
+                    }
+                    e
+                })),
+            }
+        }
         if errors.is_empty() {
             check_combinations(&config, &mut errors);
             check_admin(&config, &mut errors);

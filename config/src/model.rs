@@ -3,10 +3,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::policy::PolicySpec;
 use crate::secret::{Secret, SecretUrl};
 
 /// Everything Sluice needs to run, already validated.
@@ -53,6 +55,36 @@ pub struct Config {
     /// The group lookup: read-only admin questions Sluice asks the cluster on its own
     /// connections.
     pub lookup: LookupConfig,
+    /// Throttle policies: the policy file and how long traffic may be held per request.
+    pub throttle: ThrottleConfig,
+}
+
+/// Throttling (see the README's "Throttling"): the policies read from `policy_file` at start
+/// (and on SIGHUP or when the file changes), enforced on matching connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThrottleConfig {
+    /// The TOML file of `[[policy]]` tables; unset: no file policies (run-time ones can still
+    /// be added through the admin API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<PathBuf>,
+    /// Longest a throttled connection's next request is held at once; debt beyond it carries
+    /// over to the next request. Below clients' request timeouts (30 s by default).
+    #[serde(with = "humantime_serde_compat")]
+    pub max_hold: Duration,
+    /// The policies read from `policy_file` at load, validated. Not part of the config's TOML
+    /// form (they live in their own file; `sluice check-config` prints them apart).
+    #[serde(skip)]
+    pub policies: Vec<PolicySpec>,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            policy_file: None,
+            max_hold: Duration::from_secs(10),
+            policies: Vec::new(),
+        }
+    }
 }
 
 /// The group lookup (the `sluice::lookup` module): on its own connections, Sluice asks the
@@ -328,6 +360,7 @@ impl Default for Config {
             detect: DetectSettings::default(),
             telemetry: TelemetryConfig::default(),
             lookup: LookupConfig::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }

@@ -33,6 +33,7 @@ use crate::sink::TapSink;
 use crate::stats::ProxyStats;
 use crate::stats::StatsSink;
 use crate::tap::TapRegistry;
+use crate::throttle::Throttle;
 use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;
 
@@ -53,6 +54,7 @@ pub struct Proxy {
     topics: Arc<TopicNames>,
     sinks: Vec<Arc<dyn TapSink>>,
     observer: Arc<Observer>,
+    throttle: Arc<Throttle>,
 }
 
 /// Runs a proxy on `listener` until `shutdown` completes, then drains. See [`Proxy::run`].
@@ -68,7 +70,10 @@ impl Proxy {
             lookup_lag: config.lookup.interval,
             ..DetectConfig::from_settings(&config.detect)
         });
+        let throttle = Throttle::new();
+        throttle.set_file_policies(config.throttle.policies.clone());
         Proxy {
+            throttle,
             config: Arc::new(config),
             sinks: vec![Arc::new(StatsSink::new(stats.clone())), observer.clone()],
             stats,
@@ -85,6 +90,12 @@ impl Proxy {
     /// The observer: clients, groups, topics, findings.
     pub fn observer(&self) -> Arc<Observer> {
         self.observer.clone()
+    }
+
+    /// The throttle policies in force (from the policy file at start, reloaded; and run-time
+    /// ones from the admin API).
+    pub fn throttle(&self) -> Arc<Throttle> {
+        self.throttle.clone()
     }
 
     /// Adds a sink for the tap's events (the built-in one keeps per-API counters).

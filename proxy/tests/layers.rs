@@ -23,8 +23,9 @@ const LAYERS: &[&[&str]] = &[
     // The forwarding path.
     &["duplex"],
     &["connection"],
-    // The accept loop; telemetry (a sink and readers of the observer).
-    &["server", "telemetry"],
+    // The accept loop; telemetry (a sink and readers of the observer); the policy file's
+    // reloader.
+    &["server", "telemetry", "reload"],
     // The admin API over all of it, and the live view over the admin API.
     &["admin"],
     &["top"],

@@ -48,6 +48,8 @@ pub struct ProxyStats {
     pub tap_budget_given_up: AtomicU64,
     /// Requests, responses, sizes and latency per API key and version.
     pub api: ApiTable,
+    /// Re-reads of the throttle policy file that failed validation (the old policies stayed).
+    pub throttle_reload_failures: AtomicU64,
     /// Connections closed at the end of the shutdown grace period.
     pub connections_cut_at_deadline: AtomicU64,
     /// Connections closed after `idle_timeout` without a byte either way.
@@ -88,6 +90,7 @@ impl ProxyStats {
             tap_bytes: AtomicU64::new(0),
             tap_budget_given_up: AtomicU64::new(0),
             api: ApiTable::default(),
+            throttle_reload_failures: AtomicU64::new(0),
             connections_cut_at_deadline: AtomicU64::new(0),
             idle_timeouts: AtomicU64::new(0),
             half_closed_timeouts: AtomicU64::new(0),
@@ -133,6 +136,7 @@ impl ProxyStats {
             "tap_budget_given_up": g(&self.tap_budget_given_up),
             "buffer_budget_left": self.buffers.left(),
             "buffer_growth_refused": g(&self.buffers.refused),
+            "throttle_reload_failures": g(&self.throttle_reload_failures),
             "apis": self.api.snapshot(),
         })
     }

@@ -33,6 +33,7 @@ fn start(cfg: &TelemetryConfig) -> (Arc<Observer>, Arc<Telemetry>) {
         "127.0.0.1:19093",
         o.clone(),
         Arc::new(ProxyStats::default()),
+        crate::throttle::Throttle::new(),
     )
     .unwrap();
     (o, t)
@@ -252,6 +253,7 @@ fn connections_closed_or_refused_for_a_limit_are_exported() {
         "127.0.0.1:19093",
         Observer::new(DetectConfig::default()),
         stats.clone(),
+        crate::throttle::Throttle::new(),
     )
     .unwrap();
     ProxyStats::add(&stats.idle_timeouts, 3);
@@ -271,4 +273,70 @@ fn connections_closed_or_refused_for_a_limit_are_exported() {
     assert_eq!(timed_out("half_closed"), Some(2.0), "{text}");
     let refused = line(&text, "sluice_proxy_connections_refused_total", &[]).map(value);
     assert_eq!(refused, Some(5.0), "{text}");
+}
+
+#[test]
+fn throttle_policies_show_with_their_figures() {
+    let stats = Arc::new(ProxyStats::default());
+    let throttle = crate::throttle::Throttle::new();
+    throttle.set_file_policies(
+        sluice_config::policy_file::parse(
+            "[[policy]]\nname = \"loop\"\ngroup = \"orders\"\nfetch_bytes_per_sec = 1000\n\
+             [[policy]]\nname = \"watch\"\nclient_id = \"tools\"\nrequests_per_sec = 5\n\
+             mode = \"dry-run\"\n",
+            std::path::Path::new("p.toml"),
+            std::time::SystemTime::now(),
+        )
+        .unwrap(),
+    );
+    stats
+        .throttle_reload_failures
+        .store(3, std::sync::atomic::Ordering::Relaxed);
+    let t = Telemetry::start(
+        &TelemetryConfig::default(),
+        "127.0.0.1:19093",
+        Observer::new(DetectConfig::default()),
+        stats,
+        throttle.clone(),
+    )
+    .unwrap();
+    let text = t.prometheus_text();
+    for (starts, has, v) in [
+        (
+            "sluice_throttle_connections{",
+            &["sluice_policy=\"loop\""][..],
+            0.0,
+        ),
+        (
+            "sluice_throttle_connections{",
+            &["sluice_policy=\"watch\""][..],
+            0.0,
+        ),
+        (
+            "sluice_throttle_decisions_total{",
+            &["sluice_policy=\"watch\"", "sluice_mode=\"dry-run\""][..],
+            0.0,
+        ),
+        (
+            "sluice_throttle_decisions_total{",
+            &["sluice_policy=\"loop\"", "sluice_mode=\"enforce\""][..],
+            0.0,
+        ),
+        ("sluice_throttle_reload_failures_total", &[][..], 3.0),
+    ] {
+        let l = line(&text, starts, has).unwrap_or_else(|| panic!("{starts} {has:?}: {text}"));
+        assert_eq!(value(l), v, "{l}");
+    }
+    // No group held anything yet: no held series.
+    assert!(
+        !text.contains("sluice_throttle_held_bytes_total{"),
+        "{text}"
+    );
+    // A policy removed is gone from the next collection.
+    throttle.set_file_policies(Vec::new());
+    let end = Instant::now() + Duration::from_secs(5);
+    while t.prometheus_text().contains("sluice_policy=\"loop\"") {
+        assert!(Instant::now() < end, "a removed policy still exported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
