@@ -30,8 +30,8 @@ use crate::connection::{self, ConnContext};
 use crate::observer::config::DetectConfig;
 use crate::observer::Observer;
 use crate::sink::TapSink;
-use crate::stats::ProxyStats;
 use crate::stats::StatsSink;
+use crate::stats::{ProxyStats, Reason};
 use crate::tap::TapRegistry;
 use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;
@@ -282,6 +282,7 @@ impl Refusals {
     fn refused(&mut self, stats: &ProxyStats, ip: IpAddr, cap: usize) {
         ProxyStats::add(&stats.connections_refused_per_host, 1);
         stats.refused_hosts.add(ip);
+        stats.refusals.add(Reason::PerHostOpen, ip, None);
         self.since_log += 1;
         let now = Instant::now();
         if self

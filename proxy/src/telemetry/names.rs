@@ -45,6 +45,13 @@ pub const INSTRUMENT: &str = "sluice.instrument";
 pub const SAMPLED_BY: &str = "sluice.sampled_by";
 /// Why Sluice closed a connection: `idle` or `half_closed`.
 pub const TIMEOUT: &str = "sluice.timeout";
+/// Why a connection was refused: `per_host_open`, `per_host_rate`, `per_client_open` or
+/// `per_client_rate`.
+pub const REASON: &str = "sluice.reason";
+/// `client.address`: the client host of a refused connection.
+pub const CLIENT_ADDRESS: &str = "client.address";
+/// The `client.id` of a refused connection, as its first request header gave it.
+pub const KAFKA_CLIENT_ID: &str = "kafka.client.id";
 /// Throttle action (reserved for throttling).
 pub const THROTTLE_ACTION: &str = "sluice.throttle.action";
 /// The broker a sidecar fronts (resource attribute).
