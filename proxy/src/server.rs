@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection::{self, ConnContext};
+use crate::guard::Guards;
 use crate::observer::config::DetectConfig;
 use crate::observer::Observer;
 use crate::sink::TapSink;
@@ -125,6 +126,7 @@ impl Proxy {
                 self.config.tap.memory_budget,
                 self.stats.clone(),
             )),
+            guards: Guards::new(&self.config.guard, self.stats.clone()),
         };
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
