@@ -359,3 +359,59 @@ async fn max_connections_still_applies_overall() {
     }
     proxy.shutdown(Duration::from_secs(10)).await;
 }
+
+/// The figures in the README's "Connection guards": how long a new connection's first request
+/// takes to come back through the proxy (connect, send, echo), with every guard off, with the
+/// host rate on, and with the client key limits on (the header is peeked before the upstream
+/// connect). Limits high enough that nothing is refused. Run with
+/// `cargo test -p sluice --test guards -- --ignored --nocapture first_request_cost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn first_request_cost() {
+    const PER_ROUND: usize = 500;
+    const ROUNDS: usize = 4;
+    let (echo, _) = counting_echo().await;
+    type Tweak = fn(&mut sluice::Config);
+    let modes: [(&str, Tweak); 3] = [
+        ("off", |_| {}),
+        ("host rate", |c| {
+            c.guard.new_connections_per_sec_per_host = 1_000_000
+        }),
+        ("client key", |c| {
+            c.guard.max_connections_per_client = 1_000_000;
+            c.guard.new_connections_per_sec_per_client = 1_000_000;
+        }),
+    ];
+    let mut proxies = Vec::new();
+    for (_, tweak) in &modes {
+        proxies.push(TestProxy::start(echo, tweak).await);
+    }
+    let frame = request("cost-probe");
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
+    for _ in 0..ROUNDS {
+        for (i, proxy) in proxies.iter().enumerate() {
+            for _ in 0..PER_ROUND {
+                let started = Instant::now();
+                let mut c = connect(proxy.addr).await;
+                c.write_all(&frame).await.unwrap();
+                let mut back = vec![0u8; frame.len()];
+                c.read_exact(&mut back).await.unwrap();
+                samples[i].push(started.elapsed());
+            }
+        }
+    }
+    for ((name, _), s) in modes.iter().zip(&mut samples) {
+        s.sort();
+        let at = |q: f64| s[((s.len() - 1) as f64 * q) as usize].as_micros();
+        println!(
+            "{name:<10} n={} p50={}µs p90={}µs p99={}µs",
+            s.len(),
+            at(0.5),
+            at(0.9),
+            at(0.99)
+        );
+    }
+    for p in proxies {
+        p.shutdown(Duration::from_secs(10)).await;
+    }
+}
