@@ -220,6 +220,29 @@ async fn hold_admits_a_connection_once_room_is_made_and_refuses_it_after_max_wai
 }
 
 #[tokio::test]
+async fn hold_paces_a_churning_client_to_its_rate_instead_of_refusing_it() {
+    let (echo, upstream_accepted) = counting_echo().await;
+    let proxy = TestProxy::start(echo, |c| {
+        c.guard.new_connections_per_sec_per_client = 4;
+        c.guard.on_limit = OnLimit::Hold;
+        c.guard.max_wait = Duration::from_secs(30);
+    })
+    .await;
+    // Twice the burst, one after another: the second half waits for tokens, none is refused.
+    let started = Instant::now();
+    for i in 0..8 {
+        let (ok, c) = try_client(ONE, proxy.addr, "per-message-producer").await;
+        assert!(ok, "connection {i} refused");
+        drop(c);
+    }
+    // 4 at once, then one per 1/4 s: at least 3/4 s for the next 4 (a floor, never a ceiling).
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert_eq!(upstream_accepted.load(Relaxed), 8);
+    assert_eq!(refused(&proxy, "per_client_rate"), 0);
+    proxy.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
 async fn a_host_over_its_new_connection_rate_is_refused_and_other_hosts_are_not() {
     let (echo, upstream_accepted) = counting_echo().await;
     let proxy = TestProxy::start(echo, |c| {
