@@ -243,6 +243,39 @@ async fn hold_paces_a_churning_client_to_its_rate_instead_of_refusing_it() {
 }
 
 #[tokio::test]
+async fn a_drain_refuses_held_connections_at_once() {
+    let (echo, upstream_accepted) = counting_echo().await;
+    let mut proxy = TestProxy::start(echo, |c| {
+        c.guard.max_connections_per_client = 1;
+        c.guard.on_limit = OnLimit::Hold;
+        c.guard.max_wait = Duration::from_secs(300);
+    })
+    .await;
+    let (ok, first) = try_client(ONE, proxy.addr, "app").await;
+    assert!(ok);
+    let mut held = connect_from(ONE, proxy.addr).await;
+    held.write_all(&request("app")).await.unwrap();
+    wait_for("held", Duration::from_secs(5), || {
+        proxy.stats.connections_open.load(Relaxed) == 2
+    })
+    .await;
+    proxy.begin_shutdown();
+    // Closed long before max_wait, without reaching the broker.
+    let mut buf = [0u8; 64];
+    let n = within(
+        "held one closed",
+        Duration::from_secs(10),
+        held.read(&mut buf),
+    )
+    .await;
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert_eq!(refused(&proxy, "per_client_open"), 1);
+    assert_eq!(upstream_accepted.load(Relaxed), 1);
+    drop(first);
+    proxy.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
 async fn a_host_over_its_new_connection_rate_is_refused_and_other_hosts_are_not() {
     let (echo, upstream_accepted) = counting_echo().await;
     let proxy = TestProxy::start(echo, |c| {

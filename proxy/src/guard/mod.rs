@@ -227,10 +227,13 @@ impl Guards {
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep_until(until) => true,
-            _ = room => true,
-            _ = drain.cancelled() => false,
+            biased;
+            _ = drain.cancelled() => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = room => {}
         }
+        // A drain that started meanwhile wins over room made by a connection it closed.
+        !drain.is_cancelled()
     }
 
     /// Counts a refusal, and logs it unless this reason was logged within [`LOG_EVERY`].
