@@ -250,7 +250,10 @@ impl Guards {
                 client.host = %host,
                 client.id = client_id.map(tracing::field::display), // escaped by the log format
                 limit,
-                on_limit = ?self.config.on_limit,
+                on_limit = match self.config.on_limit {
+                    OnLimit::Refuse => "refuse",
+                    OnLimit::Hold => "hold",
+                },
                 refused = l.since,
                 "connection refused: client at {name}"
             );
@@ -307,6 +310,10 @@ mod tests {
         let line = text.lines().next().unwrap();
         assert!(line.contains("sluice.reason=\"per_client_rate\""), "{line}");
         assert!(line.contains("client.host=10.1.2.3"), "{line}");
+        assert!(
+            line.contains("limit=2 on_limit=\"refuse\" refused=1"),
+            "{line}"
+        );
         assert!(
             line.contains(r"client.id=evil\nlevel=ERROR\x1b[2J"),
             "{line}"
