@@ -26,9 +26,12 @@ Examples:
 A bad configuration is reported in full (every bad key, with where it came from) before any port
 is bound, and exits with code 64.";
 
+/// `sluice --version`: the release and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SLUICE_COMMIT"), ")");
+
 /// Top-level command line.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = ABOUT, after_help = after_help(),
+#[command(name = "sluice", version = VERSION, about = ABOUT, after_help = after_help(),
     args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
