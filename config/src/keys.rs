@@ -183,7 +183,7 @@ pub const KEYS: &[Key] = &[
     Key {
         path: "guard.max_wait",
         env: "SLUICE_GUARD_MAX_WAIT",
-        help: "With guard.on_limit = hold: longest wait for room before refusing, above 0 and at most 5m [default: 5s]",
+        help: "When guard.on_limit is hold: longest wait for room before refusing, above 0 and at most 5m [default: 5s]",
         set: |c, r| {
             c.guard.max_wait = value::duration_within(r, 300)?;
             Ok(())
