@@ -31,6 +31,7 @@ pub use model::{
     AdminConfig, Config, DetectSettings, LogConfig, LogFormat, LookupConfig, OtlpProtocol,
     TapConfig, TelemetryConfig, ThrottleConfig, Upstream,
 };
+pub use model::{GuardConfig, OnLimit};
 pub use policy::{Action, Cidr, Glob, Match, Mode, PolicySpec};
 pub use secret::{Secret, SecretUrl, REDACTED};
 

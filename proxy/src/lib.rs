@@ -17,6 +17,8 @@
 //! - [`connection`]: one task per client connection — connect upstream, then the duplex.
 //! - [`duplex`]: the two halves: reused growing buffers, backpressure, half-close, frame counts
 //!   for the drain.
+//! - [`guard`]: connection guards — new connections per second per client host, open and new
+//!   connections per client key, checked before a connection reaches the broker.
 //! - [`tap`]: a connection's protocol tap and the batches its events reach the sinks in.
 //! - [`throttle`]: the throttle policies in force and whom each holds back.
 //! - [`observer`]: the live picture of clients, groups, topics and partitions, the
@@ -39,6 +41,7 @@ pub mod duplex;
 pub mod error;
 pub mod every;
 pub mod fds;
+pub mod guard;
 pub mod logging;
 pub mod lookup;
 pub mod observer;

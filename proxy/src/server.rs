@@ -27,11 +27,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection::{self, ConnContext};
+use crate::guard::Guards;
 use crate::observer::config::DetectConfig;
 use crate::observer::Observer;
 use crate::sink::TapSink;
-use crate::stats::ProxyStats;
 use crate::stats::StatsSink;
+use crate::stats::{ProxyStats, Reason};
 use crate::tap::TapRegistry;
 use crate::throttle::Throttle;
 use sluice_protocol::event::TopicId;
@@ -136,6 +137,7 @@ impl Proxy {
                 self.config.tap.memory_budget,
                 self.stats.clone(),
             )),
+            guards: Guards::new(&self.config.guard, self.stats.clone()),
         };
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -293,6 +295,7 @@ impl Refusals {
     fn refused(&mut self, stats: &ProxyStats, ip: IpAddr, cap: usize) {
         ProxyStats::add(&stats.connections_refused_per_host, 1);
         stats.refused_hosts.add(ip);
+        stats.refusals.add(Reason::PerHostOpen, ip, None);
         self.since_log += 1;
         let now = Instant::now();
         if self

@@ -18,6 +18,8 @@ const LAYERS: &[&[&str]] = &[
     &["observer"],
     // Throttle policies: which connections each holds back (matching reads the observer).
     &["throttle"],
+    // Connection guards: admission before a connection reaches the broker.
+    &["guard"],
     // The tap glue: a connection's tap and its batches to the sinks.
     &["tap"],
     // The forwarding path.

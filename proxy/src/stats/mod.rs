@@ -5,6 +5,7 @@
 //! - this file: [`ProxyStats`], the proxy's counters and flags.
 //! - [`api`]: [`ApiTable`], counters per API key and version, and [`api_name`].
 //! - [`sink`]: [`StatsSink`], the tap sink that fills the table.
+//! - [`refusals`]: [`Refusals`], connections refused by a connection limit, by reason and client.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -12,11 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 pub mod api;
+pub mod refusals;
 pub mod sink;
 
 pub use api::{api_name, ApiCell, ApiTable};
 
 use crate::buffer::BufferBudget;
+pub use refusals::{Reason, Refusals};
 pub use sink::StatsSink;
 
 /// Counters and flags of one proxy.
@@ -60,6 +63,9 @@ pub struct ProxyStats {
     pub connections_refused_per_host: AtomicU64,
     /// The same, by client host: the first [`REFUSED_HOSTS_KEPT`] hosts refused.
     pub refused_hosts: RefusedHosts,
+    /// Connections refused by a connection limit (`max_connections_per_host`, `guard.*`), by
+    /// reason and by client.
+    pub refusals: Refusals,
     /// Accepting connections.
     pub accepting: AtomicBool,
     /// Shutdown has begun.
@@ -96,6 +102,7 @@ impl ProxyStats {
             half_closed_timeouts: AtomicU64::new(0),
             connections_refused_per_host: AtomicU64::new(0),
             refused_hosts: RefusedHosts::default(),
+            refusals: Refusals::default(),
             accepting: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             buffers: BufferBudget::new(bytes),
@@ -131,6 +138,7 @@ impl ProxyStats {
             "half_closed_timeouts": g(&self.half_closed_timeouts),
             "connections_refused_per_host": g(&self.connections_refused_per_host),
             "connections_refused_by_host": self.refused_hosts.snapshot(),
+            "connections_refused": self.refusals.snapshot(),
             "tap_parse_errors": g(&self.tap_parse_errors),
             "tap_bytes": g(&self.tap_bytes),
             "tap_budget_given_up": g(&self.tap_budget_given_up),

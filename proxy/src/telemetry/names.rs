@@ -49,6 +49,9 @@ pub const TIMEOUT: &str = "sluice.timeout";
 pub const POLICY: &str = "sluice.policy";
 /// A throttle policy's mode: `enforce` or `dry-run`.
 pub const MODE: &str = "sluice.mode";
+/// Why a connection was refused: `per_host_open`, `per_host_rate`, `per_client_open` or
+/// `per_client_rate`.
+pub const REASON: &str = "sluice.reason";
 /// The broker a sidecar fronts (resource attribute).
 pub const BROKER: &str = "sluice.broker";
 /// The overflow series of a capped instrument carries only this attribute, set to true.

@@ -13,7 +13,7 @@ use crate::observer::config::DetectConfig;
 use crate::observer::tests::{commit, delivered, fetch, join, meta, request};
 use crate::observer::Observer;
 use crate::sink::TapSink;
-use crate::stats::ProxyStats;
+use crate::stats::{ProxyStats, Reason};
 
 fn response(api_key: i16, latency_ms: u64) -> TapEvent {
     TapEvent::Response(ResponseSeen {
@@ -258,7 +258,15 @@ fn connections_closed_or_refused_for_a_limit_are_exported() {
     .unwrap();
     ProxyStats::add(&stats.idle_timeouts, 3);
     ProxyStats::add(&stats.half_closed_timeouts, 2);
-    ProxyStats::add(&stats.connections_refused_per_host, 5);
+    let host = std::net::IpAddr::from([10, 0, 0, 7]);
+    for _ in 0..5 {
+        stats.refusals.add(Reason::PerHostOpen, host, None);
+    }
+    for _ in 0..2 {
+        stats
+            .refusals
+            .add(Reason::PerClientRate, host, Some("churner\n"));
+    }
     let text = t.prometheus_text();
     let timed_out = |why: &str| {
         let label = format!("sluice_timeout=\"{why}\"");
@@ -271,8 +279,24 @@ fn connections_closed_or_refused_for_a_limit_are_exported() {
     };
     assert_eq!(timed_out("idle"), Some(3.0), "{text}");
     assert_eq!(timed_out("half_closed"), Some(2.0), "{text}");
-    let refused = line(&text, "sluice_proxy_connections_refused_total", &[]).map(value);
-    assert_eq!(refused, Some(5.0), "{text}");
+    let refused =
+        |labels: &[&str]| line(&text, "sluice_proxy_connections_refused_total{", labels).map(value);
+    assert_eq!(
+        refused(&[
+            "sluice_reason=\"per_host_open\"",
+            "network_peer_address=\"10.0.0.7\""
+        ]),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        refused(&[
+            "sluice_reason=\"per_client_rate\"",
+            "messaging_client_id=\"churner\\n\""
+        ]),
+        Some(2.0),
+        "{text}"
+    );
 }
 
 #[test]
