@@ -32,6 +32,10 @@ documented=(
   sluice_tap_parse_errors_total
   sluice_tap_opaque_connections_total
   sluice_throttle_decisions_total
+  sluice_throttle_held_bytes_total
+  sluice_throttle_held_time_seconds_total
+  sluice_throttle_connections
+  sluice_throttle_reload_failures_total
   sluice_telemetry_series_overflow_total
   sluice_telemetry_spans_dropped_total
   # labels
@@ -49,7 +53,8 @@ documented=(
   sluice_finding_severity
   sluice_client_software_name
   sluice_client_software_version
-  sluice_throttle_action
+  sluice_policy
+  sluice_mode
   sluice_instrument
   sluice_broker
   otel_metric_overflow

@@ -9,7 +9,7 @@
 # never go into the clone; they live in ${SLUICE_CACHE:-$HOME/.cache/sluice}.
 #
 # Usage: scripts/setup.sh [--skip STEP[,STEP...]] [--only STEP[,STEP...]]
-#   STEP is one of: apt, prometheus, kafka, java, python, go, collector, fuzz
+#   STEP is one of: apt, prometheus, kafka, java, python, go, collector, fuzz, deploy
 #   (env.sh is always written at the end.)
 #
 # Environment:
@@ -19,7 +19,7 @@
 #
 # After it succeeds, `source "$SLUICE_CACHE/env.sh"` exports:
 #   SLUICE_CACHE SLUICE_KAFKA_LIBS SLUICE_JAVA_CLIENT SLUICE_PY_CLIENT
-#   SLUICE_GO_CLIENT SLUICE_KAFKA_VERSION SLUICE_OTELCOL
+#   SLUICE_GO_CLIENT SLUICE_KAFKA_VERSION SLUICE_OTELCOL SLUICE_KUBERNETES_VALIDATE
 # (nothing that names this checkout: the cache is shared by every clone, and each starts its
 # own integration-tests/scripts/kafka-broker.sh)
 set -euo pipefail
@@ -27,6 +27,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 CONFLUENT_KAFKA_VERSION="2.16.1"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
 
 POM="$REPO_ROOT/integration-tests/kafka/pom.xml"
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n1)"
@@ -57,6 +58,22 @@ want() {
 say() { echo "setup: $*"; }
 FAILED=()
 fail_step() { echo "setup: ERROR: $*" >&2; FAILED+=("$1"); }
+
+# venv_install STEP VENV LOG PACKAGE...: a fresh venv at VENV with PACKAGEs from PyPI; on
+# failure the venv is removed and STEP is marked failed.
+venv_install() {
+  local step="$1" venv="$2" log="$3"
+  shift 3
+  rm -rf "$venv"
+  if "${SLUICE_PYTHON:-python3}" -m venv "$venv" >"$log" 2>&1 \
+      && "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" >>"$log" 2>&1; then
+    say "$step venv ... done"
+  else
+    tail -n 20 "$log" >&2 || true
+    rm -rf "$venv"
+    fail_step "$step" "venv / pip install $* failed (see $log)"
+  fi
+}
 
 sha256_of() { cat "$@" | sha256sum | cut -c1-64; }
 
@@ -101,6 +118,7 @@ declare -A APT_CMDS=(
   [iperf3]=iperf3
   [tcpdump]=tcpdump
   [tshark]=tshark
+  [systemd-analyze]=systemd
 )
 # haproxy lives in /usr/sbin, tcpdump too; non-root PATHs may lack sbin.
 have_cmd() {
@@ -109,11 +127,11 @@ have_cmd() {
 
 if want apt; then
   missing=()
-  for cmd in kcat haproxy iperf3 tcpdump tshark; do
+  for cmd in kcat haproxy iperf3 tcpdump tshark systemd-analyze; do
     have_cmd "$cmd" || missing+=("${APT_CMDS[$cmd]}")
   done
   if [[ ${#missing[@]} -eq 0 ]]; then
-    say "debian packages (kcat haproxy iperf3 tcpdump tshark) ... present"
+    say "debian packages (kcat haproxy iperf3 tcpdump tshark systemd) ... present"
   else
     say "debian packages: installing ${missing[*]} ..."
     if [[ " ${missing[*]} " == *" tshark "* ]]; then
@@ -246,16 +264,7 @@ if want python; then
     say "python venv (confluent-kafka $CONFLUENT_KAFKA_VERSION) ... cached"
   else
     say "python venv (confluent-kafka $CONFLUENT_KAFKA_VERSION): installing ..."
-    rm -rf "$VENV"
-    if "${SLUICE_PYTHON:-python3}" -m venv "$VENV" >"$SLUICE_CACHE/venv.log" 2>&1 \
-        && "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-             "confluent-kafka==$CONFLUENT_KAFKA_VERSION" >>"$SLUICE_CACHE/venv.log" 2>&1; then
-      say "python venv ... done"
-    else
-      tail -n 20 "$SLUICE_CACHE/venv.log" >&2 || true
-      rm -rf "$VENV"
-      fail_step python "venv / pip install failed (see $SLUICE_CACHE/venv.log)"
-    fi
+    venv_install python "$VENV" "$SLUICE_CACHE/venv.log" "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
   fi
   if [[ -x "$VENV/bin/python" ]]; then
     # Regenerated every run: it embeds the path of the current clone, which the test harness
@@ -358,6 +367,21 @@ if want fuzz; then
 fi
 
 # ---------------------------------------------------------------------------
+# deploy/ checks: kubernetes-validate (PyPI; bundles the Kubernetes JSON schemas, so manifests
+# are checked offline) in a venv of its own
+# ---------------------------------------------------------------------------
+KV_VENV="$SLUICE_CACHE/venv-deploy"
+if want deploy; then
+  if [[ "$("$KV_VENV/bin/kubernetes-validate" --version 2>/dev/null || true)" == *"$KUBERNETES_VALIDATE_VERSION"* ]]; then
+    say "kubernetes-validate $KUBERNETES_VALIDATE_VERSION ... cached"
+  else
+    say "kubernetes-validate $KUBERNETES_VALIDATE_VERSION: installing ..."
+    venv_install deploy "$KV_VENV" "$SLUICE_CACHE/venv-deploy.log" \
+      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
+fi
+
+# ---------------------------------------------------------------------------
 # env.sh
 # ---------------------------------------------------------------------------
 cat >"$SLUICE_CACHE/env.sh.tmp" <<EOF
@@ -369,6 +393,7 @@ export SLUICE_JAVA_CLIENT="$JAVA_LAUNCHER"
 export SLUICE_PY_CLIENT="$PY_LAUNCHER"
 export SLUICE_GO_CLIENT="$GO_BIN"
 export SLUICE_OTELCOL="$OTELCOL_BIN"
+export SLUICE_KUBERNETES_VALIDATE="$KV_VENV/bin/kubernetes-validate"
 EOF
 mv "$SLUICE_CACHE/env.sh.tmp" "$SLUICE_CACHE/env.sh"
 say "env ... $SLUICE_CACHE/env.sh"

@@ -56,6 +56,9 @@ bash deploy/check-names.sh
 step "build"
 cargo build --workspace --all-targets --locked
 
+step "deploy: systemd unit, Kubernetes manifests and sample configs against the binary"
+bash deploy/check-deploy.sh "$CARGO_TARGET_DIR/debug/sluice"
+
 step "unit, property and proxy tests"
 cargo test --workspace --locked --exclude sluice-integration-tests "$@"
 

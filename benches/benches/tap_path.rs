@@ -201,6 +201,7 @@ fn tap_path(c: &mut Criterion) {
         "127.0.0.1:9092",
         observer.clone(),
         stats.clone(),
+        sluice::throttle::Throttle::new(),
     )
     .expect("telemetry");
     let mut default_sinks: Vec<Arc<dyn TapSink>> =

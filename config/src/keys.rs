@@ -126,6 +126,70 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        path: "guard.new_connections_per_sec_per_host",
+        env: "SLUICE_GUARD_NEW_CONNECTIONS_PER_SEC_PER_HOST",
+        help: "New connections per second from one client IP (bursts of as many); beyond, refused or held (guard.on_limit); 0: no limit [default: 0]",
+        set: |c, r| {
+            c.guard.new_connections_per_sec_per_host = ranged(
+                value::count(r)?,
+                0,
+                1_000_000,
+                "guard.new_connections_per_sec_per_host",
+            )? as u32;
+            Ok(())
+        },
+    },
+    Key {
+        path: "guard.max_connections_per_client",
+        env: "SLUICE_GUARD_MAX_CONNECTIONS_PER_CLIENT",
+        help: "Most connections open at once per client key (client IP + client.id, read from the first request header); 0: no limit [default: 0]",
+        set: |c, r| {
+            c.guard.max_connections_per_client = ranged(
+                value::count(r)?,
+                0,
+                1_000_000,
+                "guard.max_connections_per_client",
+            )?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "guard.new_connections_per_sec_per_client",
+        env: "SLUICE_GUARD_NEW_CONNECTIONS_PER_SEC_PER_CLIENT",
+        help: "New connections per second per client key (client IP + client.id; bursts of as many); 0: no limit [default: 0]",
+        set: |c, r| {
+            c.guard.new_connections_per_sec_per_client = ranged(
+                value::count(r)?,
+                0,
+                1_000_000,
+                "guard.new_connections_per_sec_per_client",
+            )? as u32;
+            Ok(())
+        },
+    },
+    Key {
+        path: "guard.on_limit",
+        env: "SLUICE_GUARD_ON_LIMIT",
+        help: "A connection beyond a guard.* limit: refuse (close it at once) or hold (wait up to guard.max_wait for room, then refuse) [default: refuse]",
+        set: |c, r| {
+            c.guard.on_limit = match text(r)?.as_str() {
+                "refuse" => crate::model::OnLimit::Refuse,
+                "hold" => crate::model::OnLimit::Hold,
+                other => return Err(format!("`{other}` is not refuse or hold")),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "guard.max_wait",
+        env: "SLUICE_GUARD_MAX_WAIT",
+        help: "When guard.on_limit is hold: longest wait for room before refusing, above 0 and at most 5m [default: 5s]",
+        set: |c, r| {
+            c.guard.max_wait = value::duration_within(r, 300)?;
+            Ok(())
+        },
+    },
+    Key {
         path: "admin.listen",
         env: "SLUICE_ADMIN_LISTEN",
         help: "Admin HTTP listener (/healthz, /readyz, /api/v1/stats) [default: 127.0.0.1:9464]",
@@ -517,6 +581,29 @@ pub const KEYS: &[Key] = &[
             } else {
                 Some(value::upstream(r)?)
             };
+            Ok(())
+        },
+    },
+    Key {
+        path: "throttle.policy_file",
+        env: "SLUICE_THROTTLE_POLICY_FILE",
+        help: "TOML file of throttle policies ([[policy]] tables), re-read on SIGHUP and when it changes; empty: none [default: \"\"]",
+        set: |c, r| {
+            let path = text(r)?;
+            c.throttle.policy_file = if path.is_empty() {
+                None
+            } else {
+                Some(path.into())
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "throttle.max_hold",
+        env: "SLUICE_THROTTLE_MAX_HOLD",
+        help: "Longest a throttled connection's next request is held at once, at most 1m; keep it below clients' request timeouts [default: 10s]",
+        set: |c, r| {
+            c.throttle.max_hold = value::duration_within(r, 60)?;
             Ok(())
         },
     },

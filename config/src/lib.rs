@@ -10,6 +10,7 @@
 //! - [`model`]: the [`Config`] struct and its parts, with a doc comment on every field.
 //! - [`keys`]: the schema — one entry per key: path, environment variable, help, how to parse it.
 //! - [`policy`]: throttle policies ([`PolicySpec`]): whom they match and what they do.
+//! - [`policy_file`]: the policy file (`throttle.policy_file`), parsed and validated.
 //! - [`secret`]: [`Secret`], a value that every output shows as `<redacted>`.
 //! - [`value`]: parsers for addresses, durations, byte sizes and enums.
 //! - [`load`]: merging the layers and validating; [`Loader`] is the entry point.
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod load;
 pub mod model;
 pub mod policy;
+pub mod policy_file;
 pub mod secret;
 pub mod value;
 
@@ -27,8 +29,9 @@ pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::Loader;
 pub use model::{
     AdminConfig, Config, DetectSettings, LogConfig, LogFormat, LookupConfig, OtlpProtocol,
-    TapConfig, TelemetryConfig, Upstream,
+    TapConfig, TelemetryConfig, ThrottleConfig, Upstream,
 };
+pub use model::{GuardConfig, OnLimit};
 pub use policy::{Action, Cidr, Glob, Match, Mode, PolicySpec};
 pub use secret::{Secret, SecretUrl, REDACTED};
 

@@ -108,6 +108,21 @@ impl Loader {
                 });
             }
         }
+        // The policy file is validated with the rest: its problems join the same report.
+        if let Some(file) = config.throttle.policy_file.clone() {
+            match crate::policy_file::load(&file) {
+                Ok(policies) => config.throttle.policies = policies,
+                Err(bad) => errors.extend(bad.0.into_iter().map(|mut e| {
+                    if e.path == "throttle.policy_file" {
+                        // The key's own origin says where the path came from.
+                        let (_, origin) = &chosen["throttle.policy_file"];
+                        e.message = format!("{}: {}", file.display(), e.message);
+                        e.origin = origin.clone();
+                    }
+                    e
+                })),
+            }
+        }
         if errors.is_empty() {
             check_combinations(&config, &mut errors);
             check_admin(&config, &mut errors);
@@ -360,6 +375,56 @@ mod tests {
                 "idle_timeout",
                 "max_connections_per_host"
             ]
+        );
+    }
+
+    #[test]
+    fn connection_guards_are_off_by_default_parsed_and_every_bad_one_reported() {
+        let c = Loader::new().load().unwrap();
+        assert!(!c.guard.any(), "every guard is off by default");
+        assert_eq!(c.guard.on_limit, crate::OnLimit::Refuse);
+        assert_eq!(c.guard.max_wait, Duration::from_secs(5));
+        let f = file(
+            "[guard]\nnew_connections_per_sec_per_host = 20\nmax_connections_per_client = 4\n\
+             new_connections_per_sec_per_client = 2\non_limit = \"hold\"\nmax_wait = \"750ms\"\n",
+        );
+        let c = Loader::new().file(f.path()).load().unwrap();
+        let g = &c.guard;
+        assert_eq!(g.new_connections_per_sec_per_host, 20);
+        assert_eq!(g.max_connections_per_client, 4);
+        assert_eq!(g.new_connections_per_sec_per_client, 2);
+        assert_eq!(g.on_limit, crate::OnLimit::Hold);
+        assert_eq!(g.max_wait, Duration::from_millis(750));
+        assert!(g.per_client() && g.any());
+        let f = file(
+            "[guard]\nnew_connections_per_sec_per_host = -1\nmax_connections_per_client = \"many\"\n\
+             new_connections_per_sec_per_client = 2000000\non_limit = \"drop\"\nmax_wait = \"0s\"\n\
+             max_conections_per_client = 3\n",
+        );
+        let err = Loader::new()
+            .file(f.path())
+            .env([("SLUICE_GUARD_MAX_WAIT".to_owned(), "1h".to_owned())])
+            .load()
+            .unwrap_err();
+        let mut paths = err.paths();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "guard.max_conections_per_client",
+                "guard.max_connections_per_client",
+                "guard.max_wait",
+                "guard.new_connections_per_sec_per_client",
+                "guard.new_connections_per_sec_per_host",
+                "guard.on_limit",
+            ]
+        );
+        let text = err.to_string();
+        assert!(text.contains("`drop` is not refuse or hold"), "{text}");
+        assert!(text.contains("at most 5m"), "{text}");
+        assert!(
+            text.contains("did you mean `guard.max_connections_per_client`"),
+            "{text}"
         );
     }
 

@@ -3,10 +3,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::policy::PolicySpec;
 use crate::secret::{Secret, SecretUrl};
 
 /// Everything Sluice needs to run, already validated.
@@ -40,6 +42,9 @@ pub struct Config {
     pub half_closed_timeout: Duration,
     /// Most connections open at once from one client address; more are refused at accept.
     pub max_connections_per_host: usize,
+    /// Connection guards: new connections per second per client host, and open and new
+    /// connections per client key (host + `client.id`).
+    pub guard: GuardConfig,
     /// The local admin HTTP listener (`/healthz`, `/readyz`).
     pub admin: AdminConfig,
     /// Logging.
@@ -53,6 +58,91 @@ pub struct Config {
     /// The group lookup: read-only admin questions Sluice asks the cluster on its own
     /// connections.
     pub lookup: LookupConfig,
+    /// Throttle policies: the policy file and how long traffic may be held per request.
+    pub throttle: ThrottleConfig,
+}
+
+/// Throttling (see the README's "Throttling"): the policies read from `policy_file` at start
+/// (and on SIGHUP or when the file changes), enforced on matching connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThrottleConfig {
+    /// The TOML file of `[[policy]]` tables; unset: no file policies (run-time ones can still
+    /// be added through the admin API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<PathBuf>,
+    /// Longest a throttled connection's next request is held at once; debt beyond it carries
+    /// over to the next request. Below clients' request timeouts (30 s by default).
+    #[serde(with = "humantime_serde_compat")]
+    pub max_hold: Duration,
+    /// The policies read from `policy_file` at load, validated. Not part of the config's TOML
+    /// form (they live in their own file; `sluice check-config` prints them apart).
+    #[serde(skip)]
+    pub policies: Vec<PolicySpec>,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            policy_file: None,
+            max_hold: Duration::from_secs(10),
+            policies: Vec::new(),
+        }
+    }
+}
+
+/// Connection guards (see the README's "Connection guards"): limits on how fast one client
+/// host may open connections, and how many one client key (host + `client.id`) may hold open
+/// or open per second. Every limit is off (0) by default; with all off, nothing is read from
+/// a connection before it is forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuardConfig {
+    /// New connections accepted per second from one client host (0: no limit). Bursts of up
+    /// to this many are allowed.
+    pub new_connections_per_sec_per_host: u32,
+    /// Most connections open at once per client key (0: no limit), checked at the
+    /// connection's first request header.
+    pub max_connections_per_client: usize,
+    /// New connections per second per client key (0: no limit); bursts of up to this many.
+    pub new_connections_per_sec_per_client: u32,
+    /// What happens to a connection beyond a guard limit.
+    pub on_limit: OnLimit,
+    /// With `on_limit = "hold"`: how long a connection waits for room before it is refused.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_wait: Duration,
+}
+
+impl GuardConfig {
+    /// Whether any per-client-key limit is on (the first request header must then be read).
+    pub fn per_client(&self) -> bool {
+        self.max_connections_per_client > 0 || self.new_connections_per_sec_per_client > 0
+    }
+
+    /// Whether any guard limit is on.
+    pub fn any(&self) -> bool {
+        self.per_client() || self.new_connections_per_sec_per_host > 0
+    }
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            new_connections_per_sec_per_host: 0,
+            max_connections_per_client: 0,
+            new_connections_per_sec_per_client: 0,
+            on_limit: OnLimit::Refuse,
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a connection guard does with a connection beyond its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLimit {
+    /// Close it at once, before it reaches the broker.
+    Refuse,
+    /// Wait up to `guard.max_wait` for room, then refuse it.
+    Hold,
 }
 
 /// The group lookup (the `sluice::lookup` module): on its own connections, Sluice asks the
@@ -322,12 +412,14 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(15 * 60),
             half_closed_timeout: Duration::from_secs(60),
             max_connections_per_host: 1000,
+            guard: GuardConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             tap: TapConfig::default(),
             detect: DetectSettings::default(),
             telemetry: TelemetryConfig::default(),
             lookup: LookupConfig::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }

@@ -6,7 +6,10 @@
 //!   `/api/v1/topics`, `/api/v1/connections`: pages (`?offset=&limit=`, see
 //!   [`crate::observer::api::Page`]) with the total in `x-total-count`;
 //!   `/api/v1/findings` (active and recently cleared), `/api/v1/observer` (sizes and
-//!   evictions).
+//!   evictions);
+//! - `/api/v1/throttles`: the throttle policies and what they hold back; `POST` adds a
+//!   run-time policy, `DELETE /api/v1/throttles/<name>` removes one ([`throttles`]; both
+//!   need `admin.token`).
 //!
 //! With `admin.token` set, `/api/v1/...` (and `/metrics` with `admin.metrics_require_token`)
 //! answers 401 unless the request carries `Authorization: Bearer <token>`; the probes stay
@@ -14,6 +17,7 @@
 //! [`listener`] bounds connections, header and idle time, and the shutdown.
 
 pub mod listener;
+pub mod throttles;
 
 use std::sync::Arc;
 
@@ -21,7 +25,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use sluice_config::{AdminConfig, Secret};
 use tokio::net::TcpListener;
@@ -31,6 +35,7 @@ use crate::observer::api::{ClientSort, Page, View};
 use crate::observer::Observer;
 use crate::stats::ProxyStats;
 use crate::telemetry::Telemetry;
+use crate::throttle::Throttle;
 
 /// What the handlers read.
 #[derive(Debug, Clone)]
@@ -38,6 +43,9 @@ pub struct AdminState {
     stats: Arc<ProxyStats>,
     observer: Arc<Observer>,
     telemetry: Option<Arc<Telemetry>>,
+    throttle: Arc<Throttle>,
+    /// `admin.token` is set: calls that change behaviour are allowed (with the token).
+    changes_allowed: bool,
 }
 
 impl AdminState {
@@ -47,7 +55,15 @@ impl AdminState {
             stats,
             observer,
             telemetry: None,
+            throttle: Throttle::new(),
+            changes_allowed: false,
         }
+    }
+
+    /// Serves `/api/v1/throttles` from this throttle (default: one of its own, empty).
+    pub fn with_throttle(mut self, throttle: Arc<Throttle>) -> AdminState {
+        self.throttle = throttle;
+        self
     }
 
     /// Serves `/metrics` from this telemetry.
@@ -58,7 +74,8 @@ impl AdminState {
 }
 
 /// Every admin route, as served on `admin.listen`.
-pub fn router(state: AdminState, config: &AdminConfig) -> Router {
+pub fn router(mut state: AdminState, config: &AdminConfig) -> Router {
+    state.changes_allowed = config.token.is_some();
     let mut api = api(state.clone());
     if let Some(token) = &config.token {
         let token = Arc::new(token.clone());
@@ -130,6 +147,11 @@ fn api(state: AdminState) -> Router {
             "/api/v1/findings",
             get(|State(s): State<AdminState>| async move { Json(s.observer.findings_json()) }),
         )
+        .route(
+            "/api/v1/throttles",
+            get(throttles::list).post(throttles::add),
+        )
+        .route("/api/v1/throttles/{name}", delete(throttles::remove))
         .route(
             "/api/v1/observer",
             get(|State(s): State<AdminState>| async move { Json(s.observer.health_json()) }),

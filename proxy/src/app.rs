@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::StartError;
+use crate::reload::{Reloader, Reread};
 use crate::server::Proxy;
 use crate::telemetry::Telemetry;
 
@@ -17,10 +18,20 @@ use crate::telemetry::Telemetry;
 /// the drain is over. The admin API keeps answering during the drain (`/readyz` says
 /// `draining`) and stops last, within a second whatever its clients do.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    serve_rereading(config, None, shutdown).await
+}
+
+/// Like [`serve`]; on SIGHUP, `reread` reads the configuration again to log the keys changed
+/// since start that need a restart (the throttle policy file is re-read either way).
+pub async fn serve_rereading(
+    config: Config,
+    reread: Option<Reread>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     crate::fds::raise_open_file_limit(config.max_connections);
     let listener = bind("listen", config.listen).await?;
     let admin = bind("admin.listen", config.admin.listen).await?;
-    serve_on(listener, admin, config, shutdown).await
+    serve_all(Proxy::new(config), listener, admin, reread, shutdown).await
 }
 
 /// Serves on listeners already bound (tests bind `127.0.0.1:0`): the proxy, its telemetry
@@ -37,9 +48,19 @@ pub async fn serve_on(
 
 /// Like [`serve_on`] with a proxy already built (tests add their own tap sinks).
 pub async fn serve_proxy(
+    proxy: Proxy,
+    listener: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    serve_all(proxy, listener, admin, None, shutdown).await
+}
+
+async fn serve_all(
     mut proxy: Proxy,
     listener: TcpListener,
     admin: TcpListener,
+    reread: Option<Reread>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let config = proxy.config();
@@ -52,13 +73,15 @@ pub async fn serve_proxy(
         &config.upstream.to_string(),
         proxy.observer(),
         proxy.stats(),
+        proxy.throttle(),
     )?;
     for sink in telemetry.sinks() {
         proxy = proxy.with_sink(sink);
     }
     let stop_admin = CancellationToken::new();
     let state = crate::admin::AdminState::new(proxy.stats(), proxy.observer())
-        .with_telemetry(telemetry.clone());
+        .with_telemetry(telemetry.clone())
+        .with_throttle(proxy.throttle());
     let mut admin_tasks = vec![tokio::spawn({
         let (state, settings, stop) = (state.clone(), config.admin.clone(), stop_admin.clone());
         async move { crate::admin::serve(admin, state, &settings, stop).await }
@@ -69,6 +92,21 @@ pub async fn serve_proxy(
             crate::admin::serve_metrics(metrics, state, &settings, stop).await
         }));
     }
+    admin_tasks.push(tokio::spawn({
+        let mut reloader = Reloader::new(
+            config.throttle.policy_file.clone(),
+            proxy.throttle(),
+            proxy.stats(),
+        );
+        if let Some(reread) = reread {
+            reloader = reloader.with_config(config.clone(), reread);
+        }
+        let stop = stop_admin.clone();
+        async move {
+            reloader.run(stop).await;
+            Ok(())
+        }
+    }));
     proxy.run(listener, shutdown).await;
     stop_admin.cancel();
     for task in admin_tasks {

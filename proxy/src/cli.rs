@@ -26,9 +26,12 @@ Examples:
 A bad configuration is reported in full (every bad key, with where it came from) before any port
 is bound, and exits with code 64.";
 
+/// `sluice --version`: the release and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SLUICE_COMMIT"), ")");
+
 /// Top-level command line.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = ABOUT, after_help = after_help(),
+#[command(name = "sluice", version = VERSION, about = ABOUT, after_help = after_help(),
     args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -174,6 +177,18 @@ fn check_config(file: PathBuf) -> ExitCode {
                 sluice_config::REDACTED
             );
             print!("{}", config.to_toml());
+            if let Some(file) = &config.throttle.policy_file {
+                let n = config.throttle.policies.len();
+                println!(
+                    "\n# throttle policies from {} ({n} valid polic{}):",
+                    file.display(),
+                    if n == 1 { "y" } else { "ies" }
+                );
+                print!(
+                    "{}",
+                    sluice_config::policy_file::to_toml(&config.throttle.policies)
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => report_config(&errors),
@@ -193,9 +208,11 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(crate::error::StartError::Runtime(e)),
     };
+    let args = std::sync::Arc::new(args);
+    let reread: crate::reload::Reread = std::sync::Arc::new(move || args.loader().load());
     let result = runtime.block_on(async {
         let shutdown = crate::app::shutdown_signal()?;
-        crate::app::serve(config, shutdown).await
+        crate::app::serve_rereading(config, Some(reread), shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::duplex::{Direction, Half, HalfEnd, Shared};
 use crate::error::ConnError;
+use crate::guard::Guards;
 use crate::sink::{ConnMeta, TapSink};
 use crate::stats::ProxyStats;
 use crate::tap::{ConnTap, TapRegistry};
@@ -35,6 +36,8 @@ pub struct ConnContext {
     pub sinks: Arc<[Arc<dyn TapSink>]>,
     /// Every connection's tap, for the sweep of quiet connections' batches.
     pub taps: Arc<TapRegistry>,
+    /// The connection guards (`guard.*`).
+    pub guards: Arc<Guards>,
 }
 
 /// Serves one accepted client connection to its end; logs its own end.
@@ -69,6 +72,15 @@ async fn proxy(
     meta: ConnMeta,
     cx: &ConnContext,
 ) -> Result<(u64, u64, &'static str), ConnError> {
+    // Before the broker is contacted: a refused connection never reaches it.
+    let _client_slot = match cx
+        .guards
+        .admit(&client, meta.client_addr.ip(), &cx.drain)
+        .await
+    {
+        Ok(slot) => slot,
+        Err(_) => return Ok((0, 0, "refused by a connection guard")),
+    };
     let upstream = cx.config.upstream.connect_target();
     let mut broker = match tokio::time::timeout(
         cx.config.connect_timeout,

@@ -12,11 +12,15 @@
 //!   from a config; [`top`]: the live view over the admin API; [`admin`]: the admin HTTP
 //!   listener (`/healthz`, `/readyz`, `/metrics`, `/api/v1/...`).
 //! - [`server`]: [`Proxy`] — the accept loop (connection limit, accept-error back-off) and the
-//!   graceful drain; [`telemetry`]: OpenTelemetry metrics and spans over OTLP, and `/metrics`.
+//!   graceful drain; [`telemetry`]: OpenTelemetry metrics and spans over OTLP, and `/metrics`;
+//!   [`reload`]: the throttle policy file re-read on SIGHUP or change.
 //! - [`connection`]: one task per client connection — connect upstream, then the duplex.
 //! - [`duplex`]: the two halves: reused growing buffers, backpressure, half-close, frame counts
 //!   for the drain.
+//! - [`guard`]: connection guards — new connections per second per client host, open and new
+//!   connections per client key, checked before a connection reaches the broker.
 //! - [`tap`]: a connection's protocol tap and the batches its events reach the sinks in.
+//! - [`throttle`]: the throttle policies in force and whom each holds back.
 //! - [`observer`]: the live picture of clients, groups, topics and partitions, the
 //!   detectors and their findings.
 //! - [`lookup`]: the group lookup — read-only admin questions to the cluster on Sluice's own
@@ -37,9 +41,11 @@ pub mod duplex;
 pub mod error;
 pub mod every;
 pub mod fds;
+pub mod guard;
 pub mod logging;
 pub mod lookup;
 pub mod observer;
+pub mod reload;
 pub mod server;
 pub mod sink;
 pub mod stats;

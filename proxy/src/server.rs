@@ -27,12 +27,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection::{self, ConnContext};
+use crate::guard::Guards;
 use crate::observer::config::DetectConfig;
 use crate::observer::Observer;
 use crate::sink::TapSink;
-use crate::stats::ProxyStats;
 use crate::stats::StatsSink;
+use crate::stats::{ProxyStats, Reason};
 use crate::tap::TapRegistry;
+use crate::throttle::Throttle;
 use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;
 
@@ -53,6 +55,7 @@ pub struct Proxy {
     topics: Arc<TopicNames>,
     sinks: Vec<Arc<dyn TapSink>>,
     observer: Arc<Observer>,
+    throttle: Arc<Throttle>,
 }
 
 /// Runs a proxy on `listener` until `shutdown` completes, then drains. See [`Proxy::run`].
@@ -68,7 +71,10 @@ impl Proxy {
             lookup_lag: config.lookup.interval,
             ..DetectConfig::from_settings(&config.detect)
         });
+        let throttle = Throttle::new();
+        throttle.set_file_policies(config.throttle.policies.clone());
         Proxy {
+            throttle,
             config: Arc::new(config),
             sinks: vec![Arc::new(StatsSink::new(stats.clone())), observer.clone()],
             stats,
@@ -85,6 +91,12 @@ impl Proxy {
     /// The observer: clients, groups, topics, findings.
     pub fn observer(&self) -> Arc<Observer> {
         self.observer.clone()
+    }
+
+    /// The throttle policies in force (from the policy file at start, reloaded; and run-time
+    /// ones from the admin API).
+    pub fn throttle(&self) -> Arc<Throttle> {
+        self.throttle.clone()
     }
 
     /// Adds a sink for the tap's events (the built-in one keeps per-API counters).
@@ -125,6 +137,7 @@ impl Proxy {
                 self.config.tap.memory_budget,
                 self.stats.clone(),
             )),
+            guards: Guards::new(&self.config.guard, self.stats.clone()),
         };
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -282,6 +295,7 @@ impl Refusals {
     fn refused(&mut self, stats: &ProxyStats, ip: IpAddr, cap: usize) {
         ProxyStats::add(&stats.connections_refused_per_host, 1);
         stats.refused_hosts.add(ip);
+        stats.refusals.add(Reason::PerHostOpen, ip, None);
         self.since_log += 1;
         let now = Instant::now();
         if self

@@ -1,5 +1,5 @@
 //! `sluice top`: an iftop-style live view of a running Sluice, read from its admin API — who
-//! is pulling the bytes, and the active findings.
+//! is pulling the bytes, the active findings, and who is throttled.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read, Write};
@@ -77,23 +77,27 @@ fn frame(admin: &Admin, prev: &mut HashMap<String, (u64, u64)>, dt: f64) -> Resu
     let stats = get_json(admin, "/api/v1/stats")?;
     let findings = get_json(admin, "/api/v1/findings")?;
     let clients = get_json(admin, "/api/v1/clients?sort=bytes_out")?;
+    // A Sluice without throttling answers 404: nothing is throttled there.
+    let throttles = get_json(admin, "/api/v1/throttles").unwrap_or(Value::Null);
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     Ok(render(
         &format!("admin {} — {now}", admin.addr),
         &stats,
         &findings,
         &clients,
+        &throttles,
         prev,
         dt,
     ))
 }
 
-/// The text of one frame from the three answers.
+/// The text of one frame from the four answers.
 fn render(
     title: &str,
     stats: &Value,
     findings: &Value,
     clients: &Value,
+    throttles: &Value,
     prev: &mut HashMap<String, (u64, u64)>,
     dt: f64,
 ) -> String {
@@ -130,6 +134,7 @@ fn render(
     if active.is_empty() {
         out += " none\n";
     }
+    throttled(&mut out, throttles);
     out += "\nTOP CLIENTS by bytes fetched\n";
     out += &format!(
         " {:<15} {:<28} {:<24} {:<18} {:>5} {:>12} {:>12}\n",
@@ -159,6 +164,62 @@ fn render(
     }
     *prev = next;
     out
+}
+
+/// Who is throttled: each policy in force, what it held back, and the connections it matches.
+fn throttled(out: &mut String, throttles: &Value) {
+    let Some(policies) = throttles["policies"].as_array() else {
+        return;
+    };
+    let n = policies.len();
+    *out += &format!(
+        "\nTHROTTLED ({n} polic{})\n",
+        if n == 1 { "y" } else { "ies" }
+    );
+    for p in policies {
+        let caps = [
+            p["action"]["fetch_bytes_per_sec"]
+                .as_f64()
+                .map(|b| human(b) + "/s fetched"),
+            p["action"]["requests_per_sec"]
+                .as_u64()
+                .map(|r| format!("{r} requests/s")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+        let conns = p["connections"].as_array().cloned().unwrap_or_default();
+        *out += &format!(
+            " {:<20.20} {:<8} {:<4} {:<28} held {} for {:.1}s, {} decisions, {} connections{}\n",
+            show(&p["name"]),
+            show(&p["action"]["mode"]),
+            show(&p["source"]),
+            caps,
+            human(p["held_bytes"].as_f64().unwrap_or(0.0)),
+            p["held_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            show(&p["decisions"]),
+            conns.len(),
+            match p["expires"].as_str() {
+                Some(_) => format!(", until {}", show(&p["expires"])),
+                None => String::new(),
+            },
+        );
+        for c in conns.iter().take(10) {
+            *out += &format!(
+                "   {:<21} {:<28.28} group {}\n",
+                show(&c["client"]),
+                show(&c["client_id"]),
+                show(&c["group"]),
+            );
+        }
+        if conns.len() > 10 {
+            *out += &format!("   ... and {} more\n", conns.len() - 10);
+        }
+    }
+    if policies.is_empty() {
+        *out += " none\n";
+    }
 }
 
 /// Runs the view: redraws every `interval` on a terminal (appends otherwise), `once` prints
@@ -208,11 +269,17 @@ mod tests {
         ]});
         let clients = json!([{ "client_host": "10.0.0.1", "client_id": evil, "software": evil,
             "group": evil, "connections_open": 60, "bytes_fetched": 0, "bytes_produced": 0 }]);
+        let throttles = json!({ "policies": [
+            { "name": evil, "source": "api", "action": { "mode": "dry-run", "requests_per_sec": 5 },
+              "held_bytes": 0, "held_ms": 0, "decisions": 0,
+              "connections": [{ "id": 1, "client": "10.0.0.1:5000", "client_id": evil, "group": evil }] },
+        ]});
         let text = render(
             "test",
             &json!({}),
             &findings,
             &clients,
+            &throttles,
             &mut HashMap::new(),
             1.0,
         );
@@ -220,15 +287,46 @@ mod tests {
             !text.chars().any(|c| c != '\n' && needs_escape(c)),
             "{text:?}"
         );
-        // Two findings, a header and one client: nothing split a row.
+        // Two findings, one client, a policy and its connection: nothing split a row.
         assert_eq!(
             text.lines().filter(|l| l.contains("evil")).count(),
-            3,
+            5,
             "{text}"
         );
         assert!(
             text.contains(r"(evil\nlevel=ERROR forged\x1b[2J\u{9b}31m)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn throttled_policies_and_their_clients_are_shown() {
+        let throttles = json!({ "policies": [
+            { "name": "incident-loop", "source": "file",
+              "action": { "mode": "enforce", "fetch_bytes_per_sec": 262144 },
+              "held_bytes": 5242880, "held_ms": 12500, "decisions": 40,
+              "groups": [{ "group": "orders", "held_bytes": 5242880, "held_ms": 12500 }],
+              "connections": [
+                { "id": 7, "client": "10.0.0.5:40000", "client_id": "legacy", "group": "orders" },
+                { "id": 8, "client": "10.0.0.5:40001", "client_id": "legacy", "group": null }] },
+        ]});
+        let mut out = String::new();
+        throttled(&mut out, &throttles);
+        assert!(out.contains("THROTTLED (1 policy)"), "{out}");
+        assert!(out.contains("incident-loop"), "{out}");
+        assert!(out.contains("256.0 KiB/s fetched"), "{out}");
+        assert!(out.contains("held 5.0 MiB for 12.5s"), "{out}");
+        assert!(
+            out.contains("for 12.5s, 40 decisions, 2 connections"),
+            "{out}"
+        );
+        assert!(
+            out.contains("10.0.0.5:40000") && out.contains("group orders"),
+            "{out}"
+        );
+        assert!(out.contains("group -"), "{out}");
+        let mut none = String::new();
+        throttled(&mut none, &Value::Null);
+        assert_eq!(none, "", "an older Sluice without /api/v1/throttles");
     }
 }

@@ -405,3 +405,27 @@ fn top_shows_findings_and_clients_of_a_running_sluice() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin API"));
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = sluice().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // `sluice 0.1.0 (<commit>)`: the commit is what the build saw, from git or SLUICE_COMMIT.
+    let commit = text
+        .trim()
+        .strip_prefix(concat!("sluice ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected --version output {text:?}"));
+    assert!(!commit.is_empty());
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    if let (Some(head), None) = (head, std::env::var_os("SLUICE_COMMIT")) {
+        let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+        assert!(commit.starts_with(&head), "{commit} is not HEAD {head}");
+    }
+}

@@ -18,13 +18,16 @@ const LAYERS: &[&[&str]] = &[
     &["observer"],
     // Throttle policies: which connections each holds back (matching reads the observer).
     &["throttle"],
+    // Connection guards: admission before a connection reaches the broker.
+    &["guard"],
     // The tap glue: a connection's tap and its batches to the sinks.
     &["tap"],
     // The forwarding path.
     &["duplex"],
     &["connection"],
-    // The accept loop; telemetry (a sink and readers of the observer).
-    &["server", "telemetry"],
+    // The accept loop; telemetry (a sink and readers of the observer); the policy file's
+    // reloader.
+    &["server", "telemetry", "reload"],
     // The admin API over all of it, and the live view over the admin API.
     &["admin"],
     &["top"],

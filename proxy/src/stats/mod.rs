@@ -5,6 +5,7 @@
 //! - this file: [`ProxyStats`], the proxy's counters and flags.
 //! - [`api`]: [`ApiTable`], counters per API key and version, and [`api_name`].
 //! - [`sink`]: [`StatsSink`], the tap sink that fills the table.
+//! - [`refusals`]: [`Refusals`], connections refused by a connection limit, by reason and client.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -12,11 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 pub mod api;
+pub mod refusals;
 pub mod sink;
 
 pub use api::{api_name, ApiCell, ApiTable};
 
 use crate::buffer::BufferBudget;
+pub use refusals::{Reason, Refusals};
 pub use sink::StatsSink;
 
 /// Counters and flags of one proxy.
@@ -48,6 +51,8 @@ pub struct ProxyStats {
     pub tap_budget_given_up: AtomicU64,
     /// Requests, responses, sizes and latency per API key and version.
     pub api: ApiTable,
+    /// Re-reads of the throttle policy file that failed validation (the old policies stayed).
+    pub throttle_reload_failures: AtomicU64,
     /// Connections closed at the end of the shutdown grace period.
     pub connections_cut_at_deadline: AtomicU64,
     /// Connections closed after `idle_timeout` without a byte either way.
@@ -58,6 +63,9 @@ pub struct ProxyStats {
     pub connections_refused_per_host: AtomicU64,
     /// The same, by client host: the first [`REFUSED_HOSTS_KEPT`] hosts refused.
     pub refused_hosts: RefusedHosts,
+    /// Connections refused by a connection limit (`max_connections_per_host`, `guard.*`), by
+    /// reason and by client.
+    pub refusals: Refusals,
     /// Accepting connections.
     pub accepting: AtomicBool,
     /// Shutdown has begun.
@@ -88,11 +96,13 @@ impl ProxyStats {
             tap_bytes: AtomicU64::new(0),
             tap_budget_given_up: AtomicU64::new(0),
             api: ApiTable::default(),
+            throttle_reload_failures: AtomicU64::new(0),
             connections_cut_at_deadline: AtomicU64::new(0),
             idle_timeouts: AtomicU64::new(0),
             half_closed_timeouts: AtomicU64::new(0),
             connections_refused_per_host: AtomicU64::new(0),
             refused_hosts: RefusedHosts::default(),
+            refusals: Refusals::default(),
             accepting: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             buffers: BufferBudget::new(bytes),
@@ -128,11 +138,13 @@ impl ProxyStats {
             "half_closed_timeouts": g(&self.half_closed_timeouts),
             "connections_refused_per_host": g(&self.connections_refused_per_host),
             "connections_refused_by_host": self.refused_hosts.snapshot(),
+            "connections_refused": self.refusals.snapshot(),
             "tap_parse_errors": g(&self.tap_parse_errors),
             "tap_bytes": g(&self.tap_bytes),
             "tap_budget_given_up": g(&self.tap_budget_given_up),
             "buffer_budget_left": self.buffers.left(),
             "buffer_growth_refused": g(&self.buffers.refused),
+            "throttle_reload_failures": g(&self.throttle_reload_failures),
             "apis": self.api.snapshot(),
         })
     }

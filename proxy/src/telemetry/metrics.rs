@@ -16,9 +16,11 @@ use opentelemetry::KeyValue;
 use super::cap::SeriesCap;
 pub use super::latency::{LatencySink, LATENCY_BATCH};
 use super::names::*;
+use super::throttle_metrics::ThrottleView;
 use crate::observer::snapshot::Snapshot;
 use crate::observer::Observer;
 use crate::stats::ProxyStats;
+use crate::throttle::Throttle;
 
 /// Request latency buckets, in seconds (Kafka long polls reach the fetch max wait).
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -41,12 +43,20 @@ pub struct Source {
     max_series: usize,
     /// Recorded into its histogram before each collection reads it.
     latency: OnceLock<Arc<LatencySink>>,
+    /// The throttle policies and what they hold back.
+    pub(super) throttle: ThrottleView,
 }
 
 impl Source {
-    /// A source over this observer and these counters.
-    pub fn new(observer: Arc<Observer>, stats: Arc<ProxyStats>, max_series: usize) -> Source {
+    /// A source over this observer, these counters and this throttle.
+    pub fn new(
+        observer: Arc<Observer>,
+        stats: Arc<ProxyStats>,
+        throttle: Arc<Throttle>,
+        max_series: usize,
+    ) -> Source {
         Source {
+            throttle: ThrottleView::new(throttle),
             observer,
             stats,
             cache: Mutex::new(None),
@@ -104,6 +114,8 @@ pub(super) type Keep = Vec<Box<dyn Any + Send + Sync>>;
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Shape {
     Counter,
+    /// A counter of fractions (seconds).
+    FloatCounter,
     UpDown,
     Gauge,
 }
@@ -117,7 +129,7 @@ pub(super) fn observable(
     shape: Shape,
     points: fn(&Source, &Snapshot) -> Points,
 ) {
-    let cap = src.cap(name, matches!(shape, Shape::Counter));
+    let cap = src.cap(name, matches!(shape, Shape::Counter | Shape::FloatCounter));
     let src = src.clone();
     let read = move |emit: &mut dyn FnMut(f64, &[KeyValue])| {
         let snap = src.snapshot();
@@ -130,6 +142,14 @@ pub(super) fn observable(
                 .with_unit(unit)
                 .with_description(help)
                 .with_callback(move |o| read(&mut |v, a| o.observe(v as u64, a)))
+                .build(),
+        )),
+        Shape::FloatCounter => keep.push(Box::new(
+            meter
+                .f64_observable_counter(name)
+                .with_unit(unit)
+                .with_description(help)
+                .with_callback(move |o| read(&mut |v, a| o.observe(v, a)))
                 .build(),
         )),
         Shape::UpDown => keep.push(Box::new(
@@ -424,6 +444,7 @@ pub fn register(
         },
     );
     super::pipe_metrics::register(meter, src, k);
+    super::throttle_metrics::register(meter, src, k);
     // Counted without a cap of its own: one series per instrument.
     let health = src.clone();
     keep.push(Box::new(
@@ -439,14 +460,6 @@ pub fn register(
                     );
                 }
             })
-            .build(),
-    ));
-    // Reserved for throttling: declared so dashboards and alerts can rely on the name.
-    keep.push(Box::new(
-        meter
-            .u64_counter("sluice.throttle.decisions")
-            .with_unit("{decision}")
-            .with_description("Throttle decisions by group and action")
             .build(),
     ));
     let latency = meter

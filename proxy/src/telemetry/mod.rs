@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`names`]: attribute keys and API names.
-//! - [`metrics`]: the instruments, read from the observer's snapshot at collection time.
+//! - [`metrics`]: the instruments, read from the observer's snapshot at collection time
+//!   (the pipe's counters and the throttle's status in modules of their own).
 //! - [`latency`]: the request-latency histogram's sink (batched on the forwarding path).
 //! - [`cap`]: the per-instrument series cap and its overflow series.
 //! - [`prom`]: the Prometheus text rendering.
@@ -25,6 +26,7 @@ pub mod prom;
 pub mod spans;
 #[cfg(test)]
 mod tests;
+mod throttle_metrics;
 
 use std::any::Any;
 use std::sync::{Arc, Mutex, Weak};
@@ -46,6 +48,7 @@ use crate::error::StartError;
 use crate::observer::Observer;
 use crate::sink::TapSink;
 use crate::stats::ProxyStats;
+use crate::throttle::Throttle;
 
 /// The `/metrics` reader, shared between the meter provider and the admin handler.
 #[derive(Debug, Clone)]
@@ -89,6 +92,7 @@ impl Telemetry {
         broker: &str,
         observer: Arc<Observer>,
         stats: Arc<ProxyStats>,
+        throttle: Arc<Throttle>,
     ) -> Result<Arc<Telemetry>, StartError> {
         let resource = otlp::resource(cfg, broker);
         let pull = Arc::new(ManualReader::builder().build());
@@ -109,6 +113,7 @@ impl Telemetry {
         let src = Arc::new(metrics::Source::new(
             observer.clone(),
             stats,
+            throttle,
             cfg.max_series,
         ));
         let (instruments, latency) = metrics::register(&meter, &src);

@@ -45,8 +45,13 @@ pub const INSTRUMENT: &str = "sluice.instrument";
 pub const SAMPLED_BY: &str = "sluice.sampled_by";
 /// Why Sluice closed a connection: `idle` or `half_closed`.
 pub const TIMEOUT: &str = "sluice.timeout";
-/// Throttle action (reserved for throttling).
-pub const THROTTLE_ACTION: &str = "sluice.throttle.action";
+/// A throttle policy's name.
+pub const POLICY: &str = "sluice.policy";
+/// A throttle policy's mode: `enforce` or `dry-run`.
+pub const MODE: &str = "sluice.mode";
+/// Why a connection was refused: `per_host_open`, `per_host_rate`, `per_client_open` or
+/// `per_client_rate`.
+pub const REASON: &str = "sluice.reason";
 /// The broker a sidecar fronts (resource attribute).
 pub const BROKER: &str = "sluice.broker";
 /// The overflow series of a capped instrument carries only this attribute, set to true.

@@ -84,14 +84,25 @@ pub(super) fn register(meter: &Meter, src: &Arc<Source>, k: &mut Keep) {
         (
             "sluice.proxy.connections.refused",
             "{connection}",
-            "Connections refused at accept: their client host had max_connections_per_host open",
+            "Connections refused before reaching the broker, by reason (per_host_open, per_host_rate, per_client_open, per_client_rate) and client (the first 256 clients refused; the rest without client attributes)",
         ),
         Counter,
         |src, _| {
-            vec![(
-                vec![kafka()],
-                src.stats.connections_refused_per_host.load(Relaxed) as f64,
-            )]
+            src.stats
+                .refusals
+                .rows()
+                .into_iter()
+                .map(|row| {
+                    let mut attrs = vec![kafka(), KeyValue::new(REASON, row.reason.as_str())];
+                    if let Some(host) = row.host {
+                        attrs.push(KeyValue::new(PEER_ADDRESS, host.to_string()));
+                    }
+                    if let Some(id) = row.client_id {
+                        attrs.push(KeyValue::new(CLIENT_ID, id));
+                    }
+                    (attrs, row.count as f64)
+                })
+                .collect()
         },
     );
     observable(

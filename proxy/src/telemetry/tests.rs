@@ -13,7 +13,7 @@ use crate::observer::config::DetectConfig;
 use crate::observer::tests::{commit, delivered, fetch, join, meta, request};
 use crate::observer::Observer;
 use crate::sink::TapSink;
-use crate::stats::ProxyStats;
+use crate::stats::{ProxyStats, Reason};
 
 fn response(api_key: i16, latency_ms: u64) -> TapEvent {
     TapEvent::Response(ResponseSeen {
@@ -33,6 +33,7 @@ fn start(cfg: &TelemetryConfig) -> (Arc<Observer>, Arc<Telemetry>) {
         "127.0.0.1:19093",
         o.clone(),
         Arc::new(ProxyStats::default()),
+        crate::throttle::Throttle::new(),
     )
     .unwrap();
     (o, t)
@@ -252,11 +253,20 @@ fn connections_closed_or_refused_for_a_limit_are_exported() {
         "127.0.0.1:19093",
         Observer::new(DetectConfig::default()),
         stats.clone(),
+        crate::throttle::Throttle::new(),
     )
     .unwrap();
     ProxyStats::add(&stats.idle_timeouts, 3);
     ProxyStats::add(&stats.half_closed_timeouts, 2);
-    ProxyStats::add(&stats.connections_refused_per_host, 5);
+    let host = std::net::IpAddr::from([10, 0, 0, 7]);
+    for _ in 0..5 {
+        stats.refusals.add(Reason::PerHostOpen, host, None);
+    }
+    for _ in 0..2 {
+        stats
+            .refusals
+            .add(Reason::PerClientRate, host, Some("churner\n"));
+    }
     let text = t.prometheus_text();
     let timed_out = |why: &str| {
         let label = format!("sluice_timeout=\"{why}\"");
@@ -269,6 +279,88 @@ fn connections_closed_or_refused_for_a_limit_are_exported() {
     };
     assert_eq!(timed_out("idle"), Some(3.0), "{text}");
     assert_eq!(timed_out("half_closed"), Some(2.0), "{text}");
-    let refused = line(&text, "sluice_proxy_connections_refused_total", &[]).map(value);
-    assert_eq!(refused, Some(5.0), "{text}");
+    let refused =
+        |labels: &[&str]| line(&text, "sluice_proxy_connections_refused_total{", labels).map(value);
+    assert_eq!(
+        refused(&[
+            "sluice_reason=\"per_host_open\"",
+            "network_peer_address=\"10.0.0.7\""
+        ]),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        refused(&[
+            "sluice_reason=\"per_client_rate\"",
+            "messaging_client_id=\"churner\\n\""
+        ]),
+        Some(2.0),
+        "{text}"
+    );
+}
+
+#[test]
+fn throttle_policies_show_with_their_figures() {
+    let stats = Arc::new(ProxyStats::default());
+    let throttle = crate::throttle::Throttle::new();
+    throttle.set_file_policies(
+        sluice_config::policy_file::parse(
+            "[[policy]]\nname = \"loop\"\ngroup = \"orders\"\nfetch_bytes_per_sec = 1000\n\
+             [[policy]]\nname = \"watch\"\nclient_id = \"tools\"\nrequests_per_sec = 5\n\
+             mode = \"dry-run\"\n",
+            std::path::Path::new("p.toml"),
+            std::time::SystemTime::now(),
+        )
+        .unwrap(),
+    );
+    stats
+        .throttle_reload_failures
+        .store(3, std::sync::atomic::Ordering::Relaxed);
+    let t = Telemetry::start(
+        &TelemetryConfig::default(),
+        "127.0.0.1:19093",
+        Observer::new(DetectConfig::default()),
+        stats,
+        throttle.clone(),
+    )
+    .unwrap();
+    let text = t.prometheus_text();
+    for (starts, has, v) in [
+        (
+            "sluice_throttle_connections{",
+            &["sluice_policy=\"loop\""][..],
+            0.0,
+        ),
+        (
+            "sluice_throttle_connections{",
+            &["sluice_policy=\"watch\""][..],
+            0.0,
+        ),
+        (
+            "sluice_throttle_decisions_total{",
+            &["sluice_policy=\"watch\"", "sluice_mode=\"dry-run\""][..],
+            0.0,
+        ),
+        (
+            "sluice_throttle_decisions_total{",
+            &["sluice_policy=\"loop\"", "sluice_mode=\"enforce\""][..],
+            0.0,
+        ),
+        ("sluice_throttle_reload_failures_total", &[][..], 3.0),
+    ] {
+        let l = line(&text, starts, has).unwrap_or_else(|| panic!("{starts} {has:?}: {text}"));
+        assert_eq!(value(l), v, "{l}");
+    }
+    // No group held anything yet: no held series.
+    assert!(
+        !text.contains("sluice_throttle_held_bytes_total{"),
+        "{text}"
+    );
+    // A policy removed is gone from the next collection.
+    throttle.set_file_policies(Vec::new());
+    let end = Instant::now() + Duration::from_secs(5);
+    while t.prometheus_text().contains("sluice_policy=\"loop\"") {
+        assert!(Instant::now() < end, "a removed policy still exported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
