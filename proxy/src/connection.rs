@@ -17,6 +17,7 @@ use crate::error::ConnError;
 use crate::sink::{ConnMeta, TapSink};
 use crate::stats::ProxyStats;
 use crate::tap::{ConnTap, TapRegistry};
+use crate::throttle::Throttle;
 
 /// Everything a connection task needs.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct ConnContext {
     pub sinks: Arc<[Arc<dyn TapSink>]>,
     /// Every connection's tap, for the sweep of quiet connections' batches.
     pub taps: Arc<TapRegistry>,
+    /// Throttle policies and every live connection's handle.
+    pub throttle: Arc<Throttle>,
 }
 
 /// Serves one accepted client connection to its end; logs its own end.
@@ -91,6 +94,7 @@ async fn proxy(
     tracing::trace!(broker.local = ?broker.local_addr().ok(), "upstream connected");
 
     let shared = Shared::default();
+    let throttle = cx.throttle.register(meta.id, meta.client_addr);
     let tap = (cx.config.tap.enabled && !cx.sinks.is_empty()).then(|| {
         let id = meta.id;
         let tap = Arc::new(ConnTap::new(
@@ -111,6 +115,7 @@ async fn proxy(
         stats: &cx.stats,
         drain: &cx.drain,
         tap: tap.as_deref(),
+        throttle: &throttle,
     };
     let up = half(Direction::ToBroker).run(client_rx, broker_tx);
     let down = half(Direction::ToClient).run(broker_rx, client_tx);

@@ -33,6 +33,7 @@ use crate::sink::TapSink;
 use crate::stats::ProxyStats;
 use crate::stats::StatsSink;
 use crate::tap::TapRegistry;
+use crate::throttle::Throttle;
 use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;
 
@@ -53,6 +54,7 @@ pub struct Proxy {
     topics: Arc<TopicNames>,
     sinks: Vec<Arc<dyn TapSink>>,
     observer: Arc<Observer>,
+    throttle: Arc<Throttle>,
 }
 
 /// Runs a proxy on `listener` until `shutdown` completes, then drains. See [`Proxy::run`].
@@ -74,7 +76,13 @@ impl Proxy {
             stats,
             topics: TopicNames::new(),
             observer,
+            throttle: Throttle::new(),
         }
+    }
+
+    /// Throttle policies: set, add and remove them, and see what they hold back.
+    pub fn throttle(&self) -> Arc<Throttle> {
+        self.throttle.clone()
     }
 
     /// The validated config.
@@ -125,6 +133,7 @@ impl Proxy {
                 self.config.tap.memory_budget,
                 self.stats.clone(),
             )),
+            throttle: self.throttle.clone(),
         };
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -148,6 +157,11 @@ impl Proxy {
                 drain.clone().cancelled_owned(),
             ))
         });
+        let matcher = tokio::spawn(
+            self.throttle
+                .clone()
+                .run_matcher(self.observer.clone(), cut.clone().cancelled_owned()),
+        );
         let sweep = tokio::spawn(crate::tap::sweep(
             cx.taps.clone(),
             cut.clone().cancelled_owned(),
@@ -183,6 +197,7 @@ impl Proxy {
             let _ = tokio::task::spawn_blocking(move || o.stop()).await;
         }
         let _ = sweep.await;
+        let _ = matcher.await;
         if let Some(lookup) = lookup {
             let _ = lookup.await;
         }
