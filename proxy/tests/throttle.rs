@@ -357,6 +357,46 @@ fn throttle_time(frame: &[u8], version: i16) -> i32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_second_are_held_to_their_cap() {
+    let (upstream, _) = broker(100, None).await;
+    let (proxy, throttle) = start(upstream).await;
+    let mut spec = policy("slow", by_host("127.0.0.2"), 1 << 30, Mode::Enforce);
+    spec.action.fetch_bytes_per_sec = None;
+    spec.action.requests_per_sec = Some(20);
+    throttle.add(spec).unwrap();
+    let s = connect_from("127.0.0.2", proxy.addr).await;
+    wait_for("the policy applies", Duration::from_secs(10), || {
+        !status(&throttle, "slow").connections.is_empty()
+    })
+    .await;
+    let (bytes, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let task = tokio::spawn(consume(
+        s,
+        12,
+        "requester",
+        bytes.clone(),
+        stop.clone(),
+        false,
+    ));
+    wait_for("held", Duration::from_secs(10), || {
+        status(&throttle, "slow").decisions >= 2
+    })
+    .await;
+    let frame = fetch_response(12, 0, 100).len() as f64;
+    let per_sec = rate(&bytes, Duration::from_secs(3)).await / frame;
+    eprintln!("{per_sec:.1} requests/s at a cap of 20");
+    assert!(per_sec > 18.0 && per_sec < 22.0, "{per_sec:.1} requests/s");
+    stop.store(true, Relaxed);
+    within("consumer ends", Duration::from_secs(10), task)
+        .await
+        .unwrap();
+    proxy.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttle_time_ms_is_the_only_byte_changed() {
     // 64 KiB/s against 48 KiB responses: from the second response on the client is in debt,
     // and each response's throttle_time_ms says how long its debt takes to pay.
