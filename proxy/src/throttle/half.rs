@@ -179,3 +179,143 @@ impl ThrottleHalf {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use sluice_config::policy::{Action, Cidr, Match, Mode, PolicySpec};
+
+    use super::*;
+    use crate::throttle::bucket::Bucket;
+    use crate::throttle::handle::{Applied, Common, PolicyCounters, Rule};
+
+    fn conn(mode: Mode, rate: u64) -> ConnThrottle {
+        let common = Arc::new(Common::default());
+        common.max_hold_ms.store(10_000, Relaxed);
+        let c = ConnThrottle::new(1, "10.0.0.1:1".parse().unwrap(), common);
+        let spec = PolicySpec {
+            name: "p".into(),
+            matcher: Match {
+                host: Some(Cidr::parse("10.0.0.1").unwrap()),
+                ..Match::default()
+            },
+            action: Action {
+                fetch_bytes_per_sec: Some(rate),
+                requests_per_sec: None,
+                mode,
+            },
+            expires: None,
+        };
+        let counters = Arc::new(PolicyCounters::default());
+        let applied = Applied {
+            rule: Arc::new(Rule::new(spec, counters.clone())),
+            bytes: Some(Arc::new(Bucket::new(rate, Instant::now()))),
+            requests: None,
+            group: counters.group(""),
+        };
+        let a = Assignment {
+            applied: vec![applied],
+            ..Assignment::default()
+        };
+        assert!(c.assign(a, 7));
+        c
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut v = (body.len() as i32).to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn request(key: i16, version: i16, corr: i32) -> Vec<u8> {
+        let mut b = key.to_be_bytes().to_vec();
+        b.extend(version.to_be_bytes());
+        b.extend(corr.to_be_bytes());
+        b.extend([0xff, 0xff]); // null client id
+        frame(&b)
+    }
+
+    /// A response: correlation id, a tag count of 0 when flexible, 4 bytes that are
+    /// `throttle_time_ms` in a Fetch v1+, then `rest` bytes.
+    fn response(corr: i32, flexible: bool, rest: usize) -> Vec<u8> {
+        let mut b = corr.to_be_bytes().to_vec();
+        if flexible {
+            b.push(0);
+        }
+        b.extend(5i32.to_be_bytes());
+        b.resize(b.len() + rest, 0x11);
+        frame(&b)
+    }
+
+    const AT: Framing = Framing::Header { have: 0 };
+
+    #[test]
+    fn pipelined_fetches_in_one_chunk_each_get_their_field() {
+        let c = conn(Mode::Enforce, 1000);
+        let (mut up, mut down) = (ThrottleHalf::default(), ThrottleHalf::default());
+        let mut reqs = request(1, 12, 1);
+        reqs.extend(request(3, 12, 2)); // Metadata: not a Fetch
+        reqs.extend(request(1, 4, 3));
+        reqs.extend(request(1, 0, 4)); // Fetch v0: no throttle_time_ms
+        assert!(
+            up.before_request(&c, 7, AT, &reqs).is_none(),
+            "nothing owed yet"
+        );
+        let mut resp = response(1, true, 3000);
+        let second = resp.len();
+        resp.extend(response(2, true, 10));
+        let third = resp.len();
+        resp.extend(response(3, false, 10));
+        let fourth = resp.len();
+        resp.extend(response(4, false, 10));
+        let sent = resp.clone();
+        down.before_response(&c, 7, AT, &mut resp);
+        let field = |r: &[u8], at: usize| i32::from_be_bytes(r[at..at + 4].try_into().unwrap());
+        // 3 KiB at 1000 B/s with 1000 tokens: about 2 s of debt.
+        let first = field(&resp, 9);
+        assert!((1900..=2100).contains(&first), "{first}");
+        assert_eq!(
+            field(&resp, second + 9),
+            5,
+            "the Metadata response is left alone"
+        );
+        assert!(
+            field(&resp, third + 8) >= first,
+            "Fetch v4 without tagged fields"
+        );
+        assert_eq!(field(&resp, fourth + 8), 5, "Fetch v0 has no such field");
+        let changed: Vec<usize> = (0..resp.len()).filter(|&i| resp[i] != sent[i]).collect();
+        assert!(changed
+            .iter()
+            .all(|&i| (9..13).contains(&i) || (third + 8..third + 12).contains(&i)));
+        assert_eq!(c.common.hints_set.load(Relaxed), 2);
+        assert_eq!(c.common.hints_missed.load(Relaxed), 0);
+        // Now in debt: the next request is held.
+        let hold = up
+            .before_request(&c, 7, AT, &request(1, 12, 5))
+            .expect("held");
+        assert!(hold.wait > Duration::from_millis(1500), "{:?}", hold.wait);
+    }
+
+    #[test]
+    fn dry_run_rewrites_nothing_and_holds_nothing() {
+        let c = conn(Mode::DryRun, 1000);
+        let (mut up, mut down) = (ThrottleHalf::default(), ThrottleHalf::default());
+        assert!(up.before_request(&c, 7, AT, &request(1, 12, 1)).is_none());
+        let mut resp = response(1, true, 5000);
+        let sent = resp.clone();
+        down.before_response(&c, 7, AT, &mut resp);
+        assert_eq!(resp, sent);
+        assert!(up.before_request(&c, 7, AT, &request(1, 12, 2)).is_none());
+        let (_, a) = c.assignment();
+        let counters = &a.applied[0].rule.counters;
+        assert_eq!(
+            counters.decisions.load(Relaxed),
+            1,
+            "counted as would-have-been"
+        );
+        assert!(counters.held_us.load(Relaxed) >= 3_900_000);
+        assert!(counters.held_bytes.load(Relaxed) >= 4000);
+    }
+}
