@@ -278,20 +278,27 @@ impl Throttle {
     }
 
     /// Adds a run-time policy.
+    /// Run-time policies that expired are dropped first (their names are free again).
     pub fn add(&self, spec: PolicySpec) -> Result<(), AddError> {
-        if spec.expired(SystemTime::now()) {
+        let now = SystemTime::now();
+        if spec.expired(now) {
             return Err(AddError::Expired);
         }
         let mut result = Ok(());
         self.replace(|p| {
-            if p.file.iter().chain(&p.api).any(|q| q.name == spec.name) {
+            let live = |q: &&PolicySpec| !q.expired(now);
+            if p.file
+                .iter()
+                .chain(p.api.iter().filter(live))
+                .any(|q| q.name == spec.name)
+            {
                 result = Err(AddError::NameTaken);
                 return Policies {
                     file: p.file.clone(),
                     api: p.api.clone(),
                 };
             }
-            let mut api = p.api.clone();
+            let mut api: Vec<PolicySpec> = p.api.iter().filter(live).cloned().collect();
             api.push(spec);
             Policies {
                 file: p.file.clone(),
@@ -378,5 +385,45 @@ impl Throttle {
         let mut out = with(&p.file, Source::File);
         out.extend(with(&p.api, Source::Api));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sluice_config::policy::{Action, Match, Mode};
+
+    use super::*;
+
+    fn spec(name: &str, expires: Option<SystemTime>) -> PolicySpec {
+        PolicySpec {
+            name: name.into(),
+            matcher: Match {
+                client_id: Some(sluice_config::Glob("x".into())),
+                ..Match::default()
+            },
+            action: Action {
+                fetch_bytes_per_sec: Some(1),
+                requests_per_sec: None,
+                mode: Mode::Enforce,
+            },
+            expires,
+        }
+    }
+
+    #[test]
+    fn an_expired_run_time_policy_frees_its_name() {
+        let t = Throttle::new();
+        let past = SystemTime::now() - Duration::from_secs(1);
+        // As an admin-added policy is once its expiry passes.
+        t.replace(|p| Policies {
+            file: p.file.clone(),
+            api: vec![spec("tmp", Some(past))],
+        });
+        assert!(t.status().is_empty());
+        t.add(spec("tmp", None)).unwrap();
+        assert_eq!(t.status().len(), 1);
+        assert_eq!(t.add(spec("tmp", None)), Err(AddError::NameTaken));
     }
 }
