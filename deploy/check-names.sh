@@ -36,6 +36,7 @@ documented=(
   sluice_throttle_held_time_seconds_total
   sluice_throttle_connections
   sluice_throttle_reload_failures_total
+  sluice_throttle_hints_total
   sluice_telemetry_series_overflow_total
   sluice_telemetry_spans_dropped_total
   # labels
@@ -55,6 +56,7 @@ documented=(
   sluice_client_software_version
   sluice_policy
   sluice_mode
+  sluice_throttle_hint
   sluice_instrument
   sluice_broker
   otel_metric_overflow

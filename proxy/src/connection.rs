@@ -18,6 +18,7 @@ use crate::guard::Guards;
 use crate::sink::{ConnMeta, TapSink};
 use crate::stats::ProxyStats;
 use crate::tap::{ConnTap, TapRegistry};
+use crate::throttle::Throttle;
 
 /// Everything a connection task needs.
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct ConnContext {
     pub taps: Arc<TapRegistry>,
     /// The connection guards (`guard.*`).
     pub guards: Arc<Guards>,
+    /// Throttle policies and every live connection's handle.
+    pub throttle: Arc<Throttle>,
 }
 
 /// Serves one accepted client connection to its end; logs its own end.
@@ -103,6 +106,7 @@ async fn proxy(
     tracing::trace!(broker.local = ?broker.local_addr().ok(), "upstream connected");
 
     let shared = Shared::default();
+    let throttle = cx.throttle.register(meta.id, meta.client_addr);
     let tap = (cx.config.tap.enabled && !cx.sinks.is_empty()).then(|| {
         let id = meta.id;
         let tap = Arc::new(ConnTap::new(
@@ -123,6 +127,7 @@ async fn proxy(
         stats: &cx.stats,
         drain: &cx.drain,
         tap: tap.as_deref(),
+        throttle: &throttle,
     };
     let up = half(Direction::ToBroker).run(client_rx, broker_tx);
     let down = half(Direction::ToClient).run(broker_rx, client_tx);

@@ -12,6 +12,12 @@
 //! or a Produce request): then the half follows them itself (its `TapHalf`) and hands the tap
 //! what it found with the next chunk it shows.
 //!
+//! Before a chunk is written, one relaxed load tells whether a throttle policy applies to the
+//! connection ([`ConnThrottle::engaged`]); only then does the half do more
+//! ([`ThrottleHalf`]): the request half may hold the chunk it read (reading nothing more) while
+//! the client's budget is in debt, and the response half charges the budget and sets
+//! `throttle_time_ms` in Fetch responses in place.
+//!
 //! A [`FrameTracker`] also follows each chunk to count whole Kafka frames. The
 //! counts only drive the graceful drain (stop taking requests at a frame boundary, let the
 //! responses in flight finish); they never change or delay a byte. Counting lengths costs a
@@ -44,6 +50,7 @@ use crate::buffer::{BufferBudget, CopyBuffer};
 use crate::error::{ConnError, Side};
 use crate::stats::ProxyStats;
 use crate::tap::ConnTap;
+use crate::throttle::{ConnThrottle, ThrottleHalf};
 
 /// At the drain, a request frame with more bytes than this still to come is not waited for:
 /// Kafka's default `socket.request.max.bytes` (100 MiB), beyond which a broker refuses a
@@ -143,6 +150,8 @@ pub struct Half<'a> {
     pub drain: &'a CancellationToken,
     /// The protocol tap, when enabled.
     pub tap: Option<&'a ConnTap>,
+    /// The connection's throttle handle.
+    pub throttle: &'a ConnThrottle,
 }
 
 impl Half<'_> {
@@ -163,6 +172,7 @@ impl Half<'_> {
         let mut draining = false;
         // The bytes the tap would only count down, kept back from it.
         let mut tap_half = TapHalf::new(self.direction.frames());
+        let mut throttled = ThrottleHalf::default();
         // One drain future for the whole connection: re-creating it per read would register
         // and unregister a waiter (a lock) on every chunk.
         let drain = self.drain.cancelled();
@@ -196,6 +206,32 @@ impl Half<'_> {
                     self.stop_requests();
                 }
                 return Ok((total, HalfEnd::Eof));
+            }
+            let generation = self.throttle.engaged();
+            if generation != 0 {
+                let framing = frames.state();
+                match self.direction {
+                    Direction::ToBroker => {
+                        let chunk = buf.filled(n);
+                        if let Some(hold) =
+                            throttled.before_request(self.throttle, generation, framing, chunk)
+                        {
+                            let started = std::time::Instant::now();
+                            tokio::select! {
+                                biased;
+                                _ = &mut drain, if !draining => draining = true,
+                                _ = tokio::time::sleep(hold.wait) => {}
+                            }
+                            throttled.held(self.throttle, &hold, started.elapsed());
+                        }
+                    }
+                    Direction::ToClient => {
+                        let chunk = &mut buf.space()[..n];
+                        throttled.before_response(self.throttle, generation, framing, chunk);
+                    }
+                }
+            } else if throttled.active() {
+                throttled.reset();
             }
             to.write_all(buf.filled(n))
                 .await

@@ -73,6 +73,7 @@ impl Proxy {
         });
         let throttle = Throttle::new();
         throttle.set_file_policies(config.throttle.policies.clone());
+        throttle.set_max_hold(config.throttle.max_hold);
         Proxy {
             throttle,
             config: Arc::new(config),
@@ -138,6 +139,7 @@ impl Proxy {
                 self.stats.clone(),
             )),
             guards: Guards::new(&self.config.guard, self.stats.clone()),
+            throttle: self.throttle.clone(),
         };
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -161,6 +163,11 @@ impl Proxy {
                 drain.clone().cancelled_owned(),
             ))
         });
+        let matcher = tokio::spawn(
+            self.throttle
+                .clone()
+                .run_matcher(self.observer.clone(), cut.clone().cancelled_owned()),
+        );
         let sweep = tokio::spawn(crate::tap::sweep(
             cx.taps.clone(),
             cut.clone().cancelled_owned(),
@@ -196,6 +203,7 @@ impl Proxy {
             let _ = tokio::task::spawn_blocking(move || o.stop()).await;
         }
         let _ = sweep.await;
+        let _ = matcher.await;
         if let Some(lookup) = lookup {
             let _ = lookup.await;
         }

@@ -1,19 +1,25 @@
 //! Byte-exactness: whatever goes in one side comes out the other, unchanged and in order, in
-//! both directions, for random bytes and for Kafka-looking frames with garbage inside.
+//! both directions, for random bytes and for Kafka-looking frames with garbage inside — also
+//! with throttle policies in force: a dry-run one matching the connection, an enforcing one
+//! matching nothing.
 
 mod support;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use sluice_config::{Action, Cidr, Match, Mode, PolicySpec};
 use support::*;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 const MIB: usize = 1024 * 1024;
 
-/// Upstream that records (hashes) what it receives and, at the same time, sends `reply`.
+/// Upstream that records (hashes) what it receives and, at the same time (once `gate` opens,
+/// if given), sends `reply`.
 async fn recording_server(
     reply: Vec<u8>,
+    gate: Option<oneshot::Receiver<()>>,
 ) -> (
     std::net::SocketAddr,
     tokio::task::JoinHandle<(u64, [u8; 32])>,
@@ -23,7 +29,12 @@ async fn recording_server(
     let task = tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
         let (mut r, mut w) = s.into_split();
-        let writer = tokio::spawn(async move { write_chunked(&mut w, &reply, 99).await });
+        let writer = tokio::spawn(async move {
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            write_chunked(&mut w, &reply, 99).await
+        });
         let got = read_hash(&mut r).await;
         writer.await.unwrap();
         got
@@ -36,10 +47,47 @@ async fn both_directions(
     down: Vec<u8>,
     tap: bool,
 ) -> std::sync::Arc<sluice::ProxyStats> {
-    let (server, recorded) = recording_server(down.clone()).await;
-    let proxy = TestProxy::start(server, |c| c.tap.enabled = tap).await;
+    both_directions_with(up, down, tap, Vec::new()).await
+}
+
+/// Like [`both_directions`] with `policies` in force; with any, bytes start to flow once the
+/// policies have been matched against the connection.
+async fn both_directions_with(
+    up: Vec<u8>,
+    down: Vec<u8>,
+    tap: bool,
+    policies: Vec<PolicySpec>,
+) -> std::sync::Arc<sluice::ProxyStats> {
+    let (open, gate) = oneshot::channel();
+    let (server, recorded) = recording_server(down.clone(), Some(gate)).await;
+    let mut throttle = None;
+    let proxy = TestProxy::start_with(
+        server,
+        |c| c.tap.enabled = tap,
+        |p| {
+            throttle = Some(p.throttle());
+            p
+        },
+    )
+    .await;
+    let throttle = throttle.unwrap();
+    let matching = policies
+        .iter()
+        .filter(|p| p.action.mode == Mode::DryRun)
+        .count();
+    throttle.set_file_policies(policies);
     let stats = proxy.stats.clone();
     let (mut r, mut w) = connect(proxy.addr).await.into_split();
+    wait_for("policies matched", Duration::from_secs(10), || {
+        throttle
+            .status()
+            .iter()
+            .filter(|s| !s.connections.is_empty())
+            .count()
+            == matching
+    })
+    .await;
+    let _ = open.send(());
     let up2 = up.clone();
     let writer = tokio::spawn(async move { write_chunked(&mut w, &up2, 7).await });
     let (n_down, h_down) = within("client read", Duration::from_secs(60), read_hash(&mut r)).await;
@@ -58,7 +106,45 @@ async fn both_directions(
     assert_eq!(stats.bytes_to_broker.load(Relaxed), up.len() as u64);
     assert_eq!(stats.bytes_to_client.load(Relaxed), down.len() as u64);
     proxy.shutdown(Duration::from_secs(10)).await;
+    for s in throttle.status() {
+        if s.spec.action.mode == Mode::DryRun {
+            assert!(s.decisions > 0, "the dry-run policy counted nothing: {s:?}");
+        } else {
+            assert_eq!(s.decisions, 0, "{s:?}");
+        }
+    }
     stats
+}
+
+fn policy(name: &str, host: &str, mode: Mode) -> PolicySpec {
+    PolicySpec {
+        name: name.into(),
+        matcher: Match {
+            host: Some(Cidr::parse(host).unwrap()),
+            ..Match::default()
+        },
+        action: Action {
+            fetch_bytes_per_sec: Some(1024),
+            requests_per_sec: Some(1),
+            mode,
+        },
+        expires: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_arrive_identical_under_a_dry_run_policy() {
+    let up = kafka_like_frames(8, 8 * MIB);
+    let down = kafka_like_frames(9, 8 * MIB);
+    let policies = || {
+        vec![
+            policy("watch-all", "127.0.0.0/8", Mode::DryRun),
+            policy("elsewhere", "10.0.0.0/8", Mode::Enforce),
+        ]
+    };
+    for tap in [true, false] {
+        both_directions_with(up.clone(), down.clone(), tap, policies()).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

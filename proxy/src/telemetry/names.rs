@@ -49,6 +49,9 @@ pub const TIMEOUT: &str = "sluice.timeout";
 pub const POLICY: &str = "sluice.policy";
 /// A throttle policy's mode: `enforce` or `dry-run`.
 pub const MODE: &str = "sluice.mode";
+/// What happened to a throttled Fetch response's `throttle_time_ms`: `set`, `missed` or
+/// `forgotten`.
+pub const HINT: &str = "sluice.throttle.hint";
 /// Why a connection was refused: `per_host_open`, `per_host_rate`, `per_client_open` or
 /// `per_client_rate`.
 pub const REASON: &str = "sluice.reason";

@@ -347,6 +347,16 @@ fn throttle_policies_show_with_their_figures() {
             0.0,
         ),
         ("sluice_throttle_reload_failures_total", &[][..], 3.0),
+        (
+            "sluice_throttle_hints_total{",
+            &["sluice_throttle_hint=\"set\""][..],
+            0.0,
+        ),
+        (
+            "sluice_throttle_hints_total{",
+            &["sluice_throttle_hint=\"missed\""][..],
+            0.0,
+        ),
     ] {
         let l = line(&text, starts, has).unwrap_or_else(|| panic!("{starts} {has:?}: {text}"));
         assert_eq!(value(l), v, "{l}");

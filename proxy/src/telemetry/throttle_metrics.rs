@@ -32,6 +32,10 @@ impl ThrottleView {
         }
     }
 
+    fn hints(&self) -> crate::throttle::HintCounts {
+        self.throttle.hints()
+    }
+
     fn status(&self) -> Arc<Vec<PolicyStatus>> {
         let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, s)) = &*c {
@@ -134,6 +138,24 @@ pub(super) fn register(meter: &Meter, src: &Arc<Source>, k: &mut Keep) {
                 .status()
                 .iter()
                 .map(|p| (vec![kafka(), policy(p)], p.connections.len() as f64))
+                .collect()
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.throttle.hints",
+            "{response}",
+            "Fetch responses on throttled connections by what happened to throttle_time_ms: set (raised), missed (split across reads, left alone), forgotten (its request beyond the per-connection bound, left alone)",
+        ),
+        Counter,
+        |src, _| {
+            let h = src.throttle.hints();
+            [("set", h.set), ("missed", h.missed), ("forgotten", h.forgotten)]
+                .into_iter()
+                .map(|(outcome, n)| (vec![KeyValue::new(HINT, outcome)], n as f64))
                 .collect()
         },
     );
