@@ -72,6 +72,11 @@ pub struct SpanSink {
     dropped: Arc<AtomicU64>,
     /// Per flagged connection: the second it is counting, and pairs kept in it.
     finding_budget: DashMap<u64, (Instant, u32)>,
+    /// Per open connection: its `client.id` and the first group its coordinator traffic
+    /// named, from its own events. The observer's snapshot is a tick late: a connection that
+    /// lives less than a tick (a consumer that joins, fetches, commits and leaves within a
+    /// second) would have its spans unlabelled.
+    labels: DashMap<u64, ConnLabels>,
 }
 
 /// A stateless 64-bit mix (SplitMix64), for a sampling decision that needs no RNG state.
@@ -105,6 +110,7 @@ impl SpanSink {
             queue: tx,
             dropped,
             finding_budget: DashMap::new(),
+            labels: DashMap::new(),
         });
         (sink, rx)
     }
@@ -154,10 +160,14 @@ impl SpanSink {
         if p.keep.is_none() {
             return;
         }
+        let labels = match self.labels.get(&conn) {
+            Some(l) => Some(l.clone()),
+            None => self.observer.conn_labels(conn),
+        };
         let rec = SpanRecord {
             conn,
             pending: p,
-            labels: self.observer.conn_labels(conn),
+            labels,
         };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.queue.try_send(rec)
         {
@@ -205,7 +215,59 @@ impl SpanSink {
     }
 }
 
+/// The group a coordinator request names (the requests that make the observer note a
+/// connection's group).
+fn group_named(event: &TapEvent) -> Option<&str> {
+    match event {
+        TapEvent::JoinGroup { group_id, .. }
+        | TapEvent::SyncGroup { group_id, .. }
+        | TapEvent::Heartbeat { group_id, .. }
+        | TapEvent::LeaveGroup { group_id, .. }
+        | TapEvent::ConsumerGroupHeartbeat { group_id, .. }
+        | TapEvent::OffsetCommit { group_id, .. }
+        | TapEvent::TxnOffsetCommit { group_id, .. } => Some(group_id),
+        _ => None,
+    }
+}
+
+impl SpanSink {
+    /// Notes the `client.id` and group a batch of `conn`'s events shows: one map look-up per
+    /// batch that has either.
+    fn learn(&self, conn: &ConnMeta, events: &[(TapEvent, Instant)]) {
+        let mut client_id = None;
+        let mut group = None;
+        for (e, _) in events {
+            match e {
+                TapEvent::Request(r) if r.client_id.is_some() => client_id = r.client_id.as_ref(),
+                e => group = group.or_else(|| group_named(e)),
+            }
+        }
+        if client_id.is_none() && group.is_none() {
+            return;
+        }
+        let mut l = self.labels.entry(conn.id).or_insert(ConnLabels {
+            client_id: None,
+            group: None,
+        });
+        if let Some(id) = client_id {
+            if l.client_id.as_ref().is_none_or(|had| !Arc::ptr_eq(had, id)) {
+                l.client_id = Some(id.clone());
+            }
+        }
+        if let (None, Some(g)) = (&l.group, group) {
+            l.group = Some(Arc::from(g));
+        }
+    }
+}
+
 impl TapSink for SpanSink {
+    fn on_events(&self, conn: &ConnMeta, events: &[(TapEvent, Instant)]) {
+        self.learn(conn, events);
+        for (event, _) in events {
+            self.on_event(conn, event);
+        }
+    }
+
     fn on_event(&self, conn: &ConnMeta, event: &TapEvent) {
         match event {
             TapEvent::Response(r) => {
@@ -257,6 +319,7 @@ impl TapSink for SpanSink {
         if let Some((_, p)) = self.pending.remove(&conn.id) {
             self.finish(conn.id, p);
         }
+        self.labels.remove(&conn.id);
     }
 }
 
@@ -523,6 +586,40 @@ mod tests {
         assert_eq!(dropped.load(Relaxed), 6);
         assert!(s.pending.is_empty());
         assert_eq!(s.kept_pending.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_connection_closed_before_the_observer_s_tick_still_labels_its_spans() {
+        // The observer has never published this connection (no tick ran): its spans take
+        // client.id and group from its own events.
+        let (s, rx, _) = sink(1.0, 16);
+        let c = conn(4);
+        let now = Instant::now();
+        let request = TapEvent::Request(sluice_protocol::event::RequestSeen {
+            api_key: 8,
+            api_version: 9,
+            correlation_id: 7,
+            client_id: Some(Arc::from("py-consumer")),
+            size: 120,
+            expects_response: true,
+        });
+        let commit = TapEvent::OffsetCommit {
+            group_id: "orders-app".into(),
+            generation_id: 3,
+            member_id: "m-1".into(),
+            offsets: Vec::new(),
+        };
+        let mut answer = response(7, 1);
+        if let TapEvent::Response(r) = &mut answer {
+            r.api_key = 8;
+        }
+        s.on_events(&c, &[(request, now), (commit, now), (answer, now)]);
+        s.on_close(&c);
+        let rec = rx.try_recv().unwrap();
+        let labels = rec.labels.expect("labels from the connection's own events");
+        assert_eq!(labels.client_id.as_deref(), Some("py-consumer"));
+        assert_eq!(labels.group.as_deref(), Some("orders-app"));
+        assert!(s.labels.is_empty(), "forgotten at close");
     }
 
     #[test]
