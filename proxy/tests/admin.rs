@@ -7,27 +7,12 @@
 mod process;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use process::{http_get, http_get_with, sluice, Running};
+use process::{http_get, http_get_with, sink_server, sluice, Running};
 
 const TOKEN: &str = "tok-3f9a1c7e5b2d4f60";
-
-/// A broker stand-in that reads and discards whatever it gets.
-fn sink_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let _ = std::io::copy(&mut s, &mut std::io::sink());
-            });
-        }
-    });
-    addr
-}
 
 /// Starts the binary on loopback ports with these extra environment variables; returns it
 /// and its admin address.

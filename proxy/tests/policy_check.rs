@@ -3,21 +3,12 @@
 //! error at once — like any other bad key.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+#[path = "support/process.rs"]
+mod process;
 
-fn sluice() -> Command {
-    let mut c = Command::new(BIN);
-    c.env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SLUICE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use process::sluice;
 
 /// A config file naming `policies` as its policy file, in `dir`.
 fn config_with(dir: &Path, policies: &str) -> std::path::PathBuf {

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use process::{http_get, http_get_with, sluice, Running};
+use process::{http_get, http_get_with, sink_server, sluice, Running};
 
 const TOKEN: &str = "tok-8d2e5a1c9b7f3e60";
 
@@ -19,21 +19,6 @@ fn policy(name: &str, group: &str) -> String {
     format!(
         "[[policy]]\nname = \"{name}\"\ngroup = \"{group}\"\nfetch_bytes_per_sec = \"256KiB\"\n"
     )
-}
-
-/// A broker stand-in that reads and discards whatever it gets.
-fn sink_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let _ = std::io::copy(&mut s, &mut std::io::sink());
-            });
-        }
-    });
-    addr
 }
 
 /// Starts the binary with this policy file and extra environment; returns it and its admin

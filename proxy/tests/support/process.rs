@@ -22,6 +22,21 @@ pub fn sluice() -> Command {
     c
 }
 
+/// A broker stand-in on loopback that reads and discards whatever it gets.
+pub fn sink_server() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
+            });
+        }
+    });
+    addr
+}
+
 /// A running `sluice` with its stderr lines streamed to a channel.
 pub struct Running {
     pub child: Child,
