@@ -109,23 +109,8 @@ fn a_blind_sidecar_names_the_group_and_its_commits_from_the_lookup() {
 #[test]
 fn committed_offsets_moving_in_the_lookup_count_as_progress() {
     let o = Observer::new(DetectConfig::default());
-    let c = meta(1, 32_001);
-    o.on_open(&c);
-    o.on_event(&c, &request("svc", 1));
-    let t0 = Instant::now();
-    o.tick(t0);
     // A healthy consumer, seen only fetching here: the lookup sees its offsets move.
-    let mut next = 0;
-    for s in 1..=120u64 {
-        let at = t0 + Duration::from_secs(s);
-        o.on_event_at(&c, &fetch(next), at);
-        o.on_event_at(&c, &delivered(next, next + 9, 10 << 10), at);
-        next += 10;
-        if s % 5 == 0 {
-            o.looked_up(view(at, next - 20));
-        }
-        o.tick(at);
-    }
+    let next = healthy_then(&o, 32_001, 10, 120, None);
     let f = o.findings_json();
     assert!(f["active"].as_array().unwrap().is_empty(), "{f:#}");
     let g = o.groups_json();
@@ -185,9 +170,16 @@ fn fetches_stay_attributed_once_the_lookup_sees_the_group_empty() {
     assert_eq!(clients[0]["group"], "blind", "{clients:#}");
 }
 
-/// A consumer fetching new records every second while the lookup sees its offsets move every
-/// 5 s until `answers_until`; after that, the lookup answers `after` (`None`: not at all).
-fn healthy_then(o: &Observer, port: u16, answers_until: u64, after: Option<i64>) -> Instant {
+/// A consumer fetching `per_sec` new records every second for 120 s while the lookup sees its
+/// committed offset move every 5 s (two seconds behind) until `answers_until`; after that, the
+/// lookup answers `after` (`None`: not at all). Returns the next offset it would fetch.
+fn healthy_then(
+    o: &Observer,
+    port: u16,
+    per_sec: i64,
+    answers_until: u64,
+    after: Option<i64>,
+) -> i64 {
     let c = meta(1, port);
     o.on_open(&c);
     o.on_event(&c, &request("svc", 1));
@@ -197,18 +189,22 @@ fn healthy_then(o: &Observer, port: u16, answers_until: u64, after: Option<i64>)
     for s in 1..=120u64 {
         let at = t0 + Duration::from_secs(s);
         o.on_event_at(&c, &fetch(next), at);
-        o.on_event_at(&c, &delivered(next, next + 99, 100 << 10), at);
-        next += 100;
+        o.on_event_at(
+            &c,
+            &delivered(next, next + per_sec - 1, (per_sec as u64) << 10),
+            at,
+        );
+        next += per_sec;
         if s % 5 == 0 {
             if s <= answers_until {
-                o.looked_up(view(at, next - 200));
+                o.looked_up(view(at, next - 2 * per_sec));
             } else if let Some(offset) = after {
                 o.looked_up(view(at, offset));
             }
         }
         o.tick(at);
     }
-    t0
+    next
 }
 
 #[test]
@@ -217,7 +213,7 @@ fn a_lookup_that_stops_answering_is_not_a_group_that_stopped_committing() {
     // consumer goes on fetching new records (and committing them, where this sidecar does not
     // see it). What this sidecar knows of the commits stops at the last answer.
     let o = Observer::new(DetectConfig::default());
-    healthy_then(&o, 32_004, 30, None);
+    healthy_then(&o, 32_004, 100, 30, None);
     let f = o.findings_json();
     assert!(f["active"].as_array().unwrap().is_empty(), "{f:#}");
 }
@@ -226,7 +222,7 @@ fn a_lookup_that_stops_answering_is_not_a_group_that_stopped_committing() {
 fn a_commit_the_lookup_keeps_finding_in_place_is_named() {
     // The control: the lookup goes on answering, and the offset it finds stopped moving.
     let o = Observer::new(DetectConfig::default());
-    healthy_then(&o, 32_005, 30, Some(2_800));
+    healthy_then(&o, 32_005, 100, 30, Some(2_800));
     let nc = super::active(&o, "fetch_without_commit");
     assert_eq!(
         nc["evidence"]["partitions"][0]["committed_source"], "group lookup",
