@@ -78,6 +78,8 @@ async fn serve_all(
     for sink in telemetry.sinks() {
         proxy = proxy.with_sink(sink);
     }
+    // Before the admin listener says it serves: a SIGHUP from then on reaches the reloader.
+    let hup = crate::reload::hangup();
     let stop_admin = CancellationToken::new();
     let state = crate::admin::AdminState::new(proxy.stats(), proxy.observer())
         .with_telemetry(telemetry.clone())
@@ -103,7 +105,7 @@ async fn serve_all(
         }
         let stop = stop_admin.clone();
         async move {
-            reloader.run(stop).await;
+            reloader.run(hup, stop).await;
             Ok(())
         }
     }));

@@ -14,10 +14,23 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sluice_config::{policy_file, Config, ConfigErrors, PolicySpec};
+use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::ProxyStats;
 use crate::throttle::{Source, Throttle};
+
+/// Takes SIGHUP over from its default (ending the process) for the reloader: called before
+/// the process says it is serving, so a SIGHUP sent as soon as it listens is never fatal.
+pub fn hangup() -> Option<Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: the policy file is re-read on change only");
+            None
+        }
+    }
+}
 
 /// How often the policy file is looked at for a change.
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -164,16 +177,9 @@ impl Reloader {
         Ok(changes)
     }
 
-    /// Checks the file every [`CHECK_EVERY`] and re-reads it on SIGHUP, until `stop`.
-    pub async fn run(mut self, stop: CancellationToken) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP: the policy file is re-read on change only");
-                None
-            }
-        };
+    /// Checks the file every [`CHECK_EVERY`] and re-reads it on each signal `hup` receives
+    /// (see [`hangup`]), until `stop`.
+    pub async fn run(mut self, mut hup: Option<Signal>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
