@@ -9,13 +9,14 @@
 # never go into the clone; they live in ${SLUICE_CACHE:-$HOME/.cache/sluice}.
 #
 # Usage: scripts/setup.sh [--skip STEP[,STEP...]] [--only STEP[,STEP...]]
-#   STEP is one of: apt, prometheus, kafka, java, python, go, collector, fuzz, deploy
+#   STEP is one of: apt, prometheus, container, kafka, java, python, go, collector, fuzz,
+#   deploy
 #   (env.sh is always written at the end.)
 #
 # Environment:
 #   SLUICE_CACHE          cache root (default $HOME/.cache/sluice)
 #   SLUICE_PYTHON         interpreter used to create the venv (default python3)
-#   SLUICE_SKIP_APT=1     same as --skip apt,prometheus
+#   SLUICE_SKIP_APT=1     same as --skip apt,prometheus,container
 #
 # After it succeeds, `source "$SLUICE_CACHE/env.sh"` exports:
 #   SLUICE_CACHE SLUICE_KAFKA_LIBS SLUICE_JAVA_CLIENT SLUICE_PY_CLIENT
@@ -38,7 +39,7 @@ BIN_DIR="$SLUICE_CACHE/bin"
 
 ONLY=""
 SKIP=""
-[[ "${SLUICE_SKIP_APT:-0}" == 1 ]] && SKIP="apt,prometheus"
+[[ "${SLUICE_SKIP_APT:-0}" == 1 ]] && SKIP="apt,prometheus,container"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --only) ONLY="${2:?--only needs a value}"; shift 2 ;;
@@ -155,6 +156,24 @@ if want prometheus; then
       say "prometheus (promtool) ... installed"
     else
       fail_step prometheus "apt-get install prometheus failed (see $SLUICE_CACHE/apt-install.log)"
+    fi
+  fi
+fi
+
+# Container image build and run (deploy/check-image.sh): podman, and runc as its runtime
+# (crun cannot start containers on cgroup v1/hybrid hosts such as this project's CI).
+if want container; then
+  missing=()
+  have_cmd podman || missing+=(podman)
+  have_cmd runc || missing+=(runc)
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    say "podman, runc ... present"
+  else
+    say "container tools: installing ${missing[*]} ..."
+    if apt_install "${missing[@]}"; then
+      say "container tools ... installed"
+    else
+      fail_step container "apt-get install ${missing[*]} failed (see $SLUICE_CACHE/apt-install.log)"
     fi
   fi
 fi

@@ -59,6 +59,11 @@ cargo build --workspace --all-targets --locked
 step "deploy: systemd unit, Kubernetes manifests and sample configs against the binary"
 bash deploy/check-deploy.sh "$CARGO_TARGET_DIR/debug/sluice"
 
+step "deploy: the container image, built from the static binary, started and probed"
+# A dev-profile static build (the packaging is under test here, not speed; the release image
+# is `scripts/build-image.sh`).
+bash deploy/check-image.sh --profile dev
+
 step "unit, property and proxy tests"
 cargo test --workspace --locked --exclude sluice-integration-tests "$@"
 
