@@ -8,7 +8,8 @@
 #   --profile NAME    cargo profile (default release; `dev` builds in a fraction of the time,
 #                     for tests of the packaging rather than of speed)
 #
-# The musl target is added with rustup when missing. The build lives in
+# The musl target is added with rustup when missing; C dependencies are compiled with
+# musl-gcc. The build lives in
 # ${SLUICE_CACHE:-$HOME/.cache/sluice}/target-static; the binary is stripped of debug
 # information (symbols kept, for profiles and panics).
 set -euo pipefail
@@ -23,7 +24,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) OUT="${2:?--out needs a file}"; shift 2 ;;
     --profile) PROFILE="${2:?--profile needs release or dev}"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -31,6 +32,14 @@ done
 if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
   echo "adding the $TARGET target (rustup) ..."
   rustup target add "$TARGET"
+fi
+
+# C code in dependencies (ring, under rustls) is compiled for musl with musl-gcc (Debian's
+# musl-tools; scripts/setup.sh --only container installs it) unless a cross compiler is set.
+if [[ -z "${CC_x86_64_unknown_linux_musl:-}" ]] && ! command -v x86_64-linux-musl-gcc >/dev/null; then
+  command -v musl-gcc >/dev/null \
+    || { echo "musl-gcc not found; scripts/setup.sh --only container installs it (musl-tools)" >&2; exit 1; }
+  export CC_x86_64_unknown_linux_musl=musl-gcc
 fi
 
 export SLUICE_COMMIT="${SLUICE_COMMIT:-$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)}"

@@ -160,14 +160,16 @@ if want prometheus; then
   fi
 fi
 
-# Container image build and run (deploy/check-image.sh): podman, and runc as its runtime
-# (crun cannot start containers on cgroup v1/hybrid hosts such as this project's CI).
+# The static binary and its container image (scripts/build-static.sh, deploy/check-image.sh):
+# musl-gcc for C dependencies, podman, and runc as its runtime (crun cannot start containers on
+# cgroup v1/hybrid hosts such as this project's CI).
 if want container; then
   missing=()
+  have_cmd musl-gcc || missing+=(musl-tools)
   have_cmd podman || missing+=(podman)
   have_cmd runc || missing+=(runc)
   if [[ ${#missing[@]} -eq 0 ]]; then
-    say "podman, runc ... present"
+    say "musl-gcc, podman, runc ... present"
   else
     say "container tools: installing ${missing[*]} ..."
     if apt_install "${missing[@]}"; then
