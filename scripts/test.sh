@@ -89,9 +89,10 @@ for entry in protocol-ext/frame_tracker protocol-ext/tap protocol-ext/fetch_resp
 done
 
 step "integration tests (real Kafka broker, real clients)"
-rm -f "$CARGO_TARGET_DIR/detect-report.txt"
+rm -f "$CARGO_TARGET_DIR/detect-report.txt" "$CARGO_TARGET_DIR/prometheus-graph.png"
 # Each test binary starts its own broker (cluster_scenarios a 3-node cluster with a Sluice per
-# node, about 4.5 minutes in all; throttle two, one behind recording relays); tests inside a
+# node, about 4.5 minutes in all; throttle two, one behind recording relays; prometheus_live a
+# Prometheus server, a collector and headless Chromium beside it, under 2 minutes); tests inside a
 # binary share it with their own topics and groups (throttle's run one at a time: they measure
 # rates). Two test threads keep a 2-core machine responsive.
 RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}" cargo test -p sluice-integration-tests --locked "$@"
@@ -99,6 +100,10 @@ RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}" cargo test -p sluice-integration-tes
 if [[ -s "$CARGO_TARGET_DIR/detect-report.txt" ]]; then
   step "detection report (real clients through Sluice)"
   cat "$CARGO_TARGET_DIR/detect-report.txt"
+fi
+if [[ -s "$CARGO_TARGET_DIR/prometheus-graph.png" ]]; then
+  # Taken by integration-tests/tests/prometheus_live.rs: the incident in a real Prometheus.
+  echo "Prometheus graph of re-delivered bytes by group (headless Chromium): $CARGO_TARGET_DIR/prometheus-graph.png"
 fi
 
 step "done in $((SECONDS - started)) s"

@@ -37,21 +37,32 @@
 //! - [`relay`]: [`relay::Relay`] — a recording TCP relay; [`relay::RelayedCluster`] puts one
 //!   on each side of a Sluice, to compare what the clients got with what the broker sent.
 //! - [`admin`]: calls to a Sluice's admin API (`/api/v1/throttles`, with a bearer token).
-//! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP, and
-//!   helpers that read the metrics and spans it wrote.
+//! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP (and, if
+//!   asked, remote-writing metrics to a Prometheus), and helpers that read the metrics and
+//!   spans it wrote.
+//! - [`daemon`]: [`daemon::Daemon`] — a helper process in its own directory, killed with its
+//!   handle (the collector's and Prometheus's).
+//! - [`prometheus`]: [`prometheus::Prometheus`] — a real Prometheus server scraping, evaluating
+//!   rules and receiving remote-write, and its HTTP API.
+//! - [`dashboard`]: the shipped Grafana dashboard's queries, template variables replaced.
+//! - [`browser`]: headless Chromium: a page's screenshot and DOM.
 
 pub mod admin;
 pub mod attribution;
 pub mod broker;
+pub mod browser;
 pub mod clients;
 pub mod cluster;
 pub mod collector;
 pub mod consumer;
+pub mod daemon;
+pub mod dashboard;
 pub mod events;
 pub mod findings;
 pub mod meter;
 pub mod multi;
 pub mod net;
+pub mod prometheus;
 pub mod relay;
 pub mod scenario;
 pub mod sidecar;

@@ -303,7 +303,10 @@ pub fn register(
         k,
         (
             "sluice.client.info",
-            "1",
+            // No unit: the collector's Prometheus translation appends `_ratio` to a gauge of
+            // unit "1", so remote-written it would be `sluice_client_info_ratio` while
+            // /metrics says `sluice_client_info`, and the dashboard's join would miss it.
+            "",
             "Always 1: the software (KIP-511) of a client",
         ),
         Gauge,
