@@ -161,7 +161,12 @@ impl SpanSink {
             return;
         }
         let labels = match self.labels.get(&conn) {
-            Some(l) => Some(l.clone()),
+            // The principal is known once the broker accepted it: the observer's view says.
+            Some(l) => {
+                let mut l = l.clone();
+                l.principal = self.observer.conn_labels(conn).and_then(|o| o.principal);
+                Some(l)
+            }
             None => self.observer.conn_labels(conn),
         };
         let rec = SpanRecord {
@@ -248,6 +253,7 @@ impl SpanSink {
         let mut l = self.labels.entry(conn.id).or_insert(ConnLabels {
             client_id: None,
             group: None,
+            principal: None,
         });
         if let Some(id) = client_id {
             if l.client_id.as_ref().is_none_or(|had| !Arc::ptr_eq(had, id)) {
@@ -352,6 +358,9 @@ fn pair_span(tracer: &SdkTracer, rec: SpanRecord) {
         }
         if let Some(g) = labels.group {
             attrs.push(KeyValue::new(GROUP, g.to_string()));
+        }
+        if let Some(p) = labels.principal {
+            attrs.push(KeyValue::new(ENDUSER_ID, p.to_string()));
         }
     }
     if let Some(t) = &p.topic {
@@ -620,6 +629,46 @@ mod tests {
         assert_eq!(labels.client_id.as_deref(), Some("py-consumer"));
         assert_eq!(labels.group.as_deref(), Some("orders-app"));
         assert!(s.labels.is_empty(), "forgotten at close");
+    }
+
+    #[test]
+    fn a_span_names_the_principal_the_broker_accepted() {
+        use sluice_protocol::event::SaslInfo;
+        let observer = Observer::new(DetectConfig::default());
+        let policy = SpanPolicy {
+            ratio: 1.0,
+            slow: Duration::from_secs(1),
+            finding_per_sec: 3,
+        };
+        let (s, rx) = SpanSink::new(policy, 16, observer.clone(), Arc::new(AtomicU64::new(0)));
+        let c = conn(9);
+        observer.on_open(&c);
+        for e in [
+            TapEvent::Sasl(SaslInfo::Principal("svc-billing".into())),
+            TapEvent::Sasl(SaslInfo::Outcome {
+                error_code: 0,
+                error_message: None,
+                done: true,
+            }),
+        ] {
+            observer.on_event(&c, &e);
+        }
+        observer.tick(Instant::now());
+        // Its own events gave the sink a client.id; the principal comes from the observer.
+        let request = TapEvent::Request(sluice_protocol::event::RequestSeen {
+            api_key: 1,
+            api_version: 17,
+            correlation_id: 3,
+            client_id: Some(Arc::from("billing-1")),
+            size: 90,
+            expects_response: true,
+        });
+        let now = Instant::now();
+        s.on_events(&c, &[(request, now), (response(3, 1), now)]);
+        s.on_close(&c);
+        let labels = rx.try_recv().unwrap().labels.unwrap();
+        assert_eq!(labels.client_id.as_deref(), Some("billing-1"));
+        assert_eq!(labels.principal.as_deref(), Some("svc-billing"));
     }
 
     #[test]
