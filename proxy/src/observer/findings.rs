@@ -152,6 +152,10 @@ impl Registry {
         if named.is_empty() {
             return;
         }
+        if let (Some(only), 1, None) = (named.first(), named.len(), evidence.get("principal")) {
+            // Every client it names authenticated as one principal: the finding's own.
+            evidence["principal"] = Value::from(&**only);
+        }
         let list: Vec<&str> = named
             .iter()
             .take(MAX_SUMMARY_PRINCIPALS)
@@ -294,6 +298,10 @@ mod tests {
             "group billing fetched 1.0 MiB (principal svc-billing)"
         );
         assert_eq!(group.evidence["clients"][0]["principal"], "svc-billing");
+        assert_eq!(
+            group.evidence["principal"], "svc-billing",
+            "its clients' one principal"
+        );
         assert!(group.evidence["clients"][1].get("principal").is_none());
         assert_eq!(by("k").evidence["principal"], "svc-billing");
         assert_eq!(by("k").summary, "loop (principal svc-billing)");

@@ -136,6 +136,8 @@ pub struct FindingPoint {
     pub client_id: String,
     /// Client host.
     pub host: String,
+    /// The principal of the client it names (or of all the clients it names, when one).
+    pub principal: String,
 }
 
 /// Everything exported as metrics, at one instant.
@@ -274,6 +276,7 @@ impl FindingPoint {
             partition: text(e, &["partition"]),
             client_id: text(e, &["client_id"]),
             host: text(e, &["client_host", "host"]),
+            principal: text(e, &["principal"]),
         }
     }
 }

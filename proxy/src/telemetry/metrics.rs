@@ -427,6 +427,7 @@ pub fn register(
                             KeyValue::new(PARTITION, f.partition.clone()),
                             KeyValue::new(CLIENT_ID, f.client_id.clone()),
                             KeyValue::new(PEER_ADDRESS, f.host.clone()),
+                            KeyValue::new(ENDUSER_ID, f.principal.clone()),
                         ],
                         1.0,
                     )

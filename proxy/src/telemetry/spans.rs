@@ -398,6 +398,7 @@ fn finding_attrs(f: &Finding) -> Vec<KeyValue> {
         (PARTITION, p.partition),
         (CLIENT_ID, p.client_id),
         (PEER_ADDRESS, p.host),
+        (ENDUSER_ID, p.principal),
     ] {
         if !v.is_empty() {
             a.push(KeyValue::new(k, v));
