@@ -103,7 +103,7 @@ impl Apply<'_> {
         tracing::info!(client.addr = %self.conn.client_addr,
             client.id = self.conn.client_id.as_deref().unwrap_or(""),
             sasl.mechanism = %mechanism, sasl.user = claimed.as_deref().unwrap_or(""),
-            error_code, error_message = error_message.unwrap_or(""),
+            code = error_code, error = error_message.unwrap_or(""),
             "SASL authentication failed");
         count_failure(&mut self.model.sasl_failures, mechanism);
         let key = self
