@@ -402,6 +402,7 @@ impl Snapshot {
                 "last_answer_s_ago": secs_since(now, at), "groups_known": groups,
                 "rounds": rounds, "requests": requests, "errors": errors,
             })),
+            "sasl_failures": self.sasl_failures.iter().map(|(m, n)| (&**m, *n)).collect::<BTreeMap<_, _>>(),
         })
     }
 }

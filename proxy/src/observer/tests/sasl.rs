@@ -89,6 +89,8 @@ fn a_refusal_is_counted_shown_and_logged_with_the_claimed_name() {
         .map(|(m, n)| (m.to_string(), *n))
         .collect();
     assert_eq!(by, [("OAUTHBEARER".into(), 1), ("PLAIN".into(), 1)]);
+    let health = o.health_json();
+    assert_eq!(health["sasl_failures"]["PLAIN"], 1, "{health:#}");
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("SASL authentication failed"))
