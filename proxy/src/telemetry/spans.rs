@@ -161,12 +161,7 @@ impl SpanSink {
             return;
         }
         let labels = match self.labels.get(&conn) {
-            // The principal is known once the broker accepted it: the observer's view says.
-            Some(l) => {
-                let mut l = l.clone();
-                l.principal = self.observer.conn_labels(conn).and_then(|o| o.principal);
-                Some(l)
-            }
+            Some(l) => Some(l.clone()),
             None => self.observer.conn_labels(conn),
         };
         let rec = SpanRecord {
@@ -420,6 +415,24 @@ fn finding_span(tracer: &SdkTracer, f: &Finding, event: &'static str, at: System
     span.end();
 }
 
+/// The record with its connection's principal, which the observer knows once the broker
+/// accepted it (looked up here, on the exporter thread, not on the forwarding path).
+fn with_principal(observer: &Observer, mut rec: SpanRecord) -> SpanRecord {
+    if rec.labels.as_ref().is_some_and(|l| l.principal.is_some()) {
+        return rec;
+    }
+    if let Some(p) = observer.conn_labels(rec.conn).and_then(|l| l.principal) {
+        rec.labels
+            .get_or_insert(ConnLabels {
+                client_id: None,
+                group: None,
+                principal: None,
+            })
+            .principal = Some(p);
+    }
+    rec
+}
+
 /// Emits a span per finding raised or cleared since the last call.
 fn finding_spans(
     tracer: &SdkTracer,
@@ -463,7 +476,7 @@ pub fn run_exporter(
         std::thread::sleep(DRAIN_EVERY);
         loop {
             match rx.try_recv() {
-                Ok(rec) => pair_span(&tracer, rec),
+                Ok(rec) => pair_span(&tracer, with_principal(&observer, rec)),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => break 'run,
             }
@@ -478,7 +491,7 @@ pub fn run_exporter(
         }
     }
     while let Ok(rec) = rx.try_recv() {
-        pair_span(&tracer, rec);
+        pair_span(&tracer, with_principal(&observer, rec));
     }
     finding_spans(&tracer, &observer, &mut known);
 }
@@ -667,7 +680,9 @@ mod tests {
         let now = Instant::now();
         s.on_events(&c, &[(request, now), (response(3, 1), now)]);
         s.on_close(&c);
-        let labels = rx.try_recv().unwrap().labels.unwrap();
+        let labels = with_principal(&observer, rx.try_recv().unwrap())
+            .labels
+            .unwrap();
         assert_eq!(labels.client_id.as_deref(), Some("billing-1"));
         assert_eq!(labels.principal.as_deref(), Some("svc-billing"));
     }
