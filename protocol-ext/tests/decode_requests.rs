@@ -1120,6 +1120,43 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Any JWT payload bytes (random, or JSON with a `sub` among other claims): never a panic,
+    /// and a principal only when the payload is JSON whose `sub` is a name.
+    #[test]
+    fn oauthbearer_any_payload(
+        payload in vec(any::<u8>(), 0..200),
+        sub in "[a-z0-9-]{1,12}",
+        token in "[ -~]{0,120}",
+    ) {
+        let message = |token: &str| format!("n,,\x01auth=Bearer {token}\x01\x01");
+        for events in authenticate(message(&token).as_bytes()) {
+            for e in &events {
+                let is_principal = matches!(e, TapEvent::Sasl(SaslInfo::Principal(_)));
+                prop_assert!(is_principal, "{:?}", e);
+            }
+        }
+        let random = format!("eyJhbGciOiJub25lIn0.{}.s", b64url(&payload));
+        let claims: Option<serde_json::Value> = serde_json::from_slice(&payload).ok();
+        let sub_of_random = claims
+            .as_ref()
+            .and_then(|c| c.get("sub")?.as_str().map(str::to_owned))
+            .filter(|s| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control));
+        for events in authenticate(message(&random).as_bytes()) {
+            let expected: Vec<TapEvent> = sub_of_random
+                .iter()
+                .map(|s| TapEvent::Sasl(SaslInfo::Principal(s.clone())))
+                .collect();
+            prop_assert_eq!(events, expected);
+        }
+        let json = format!(r#"{{"x":[1,{{"y":null}}],"sub":"{sub}","n":1.5}}"#);
+        let good = format!("eyJhbGciOiJub25lIn0.{}.s", b64url(json.as_bytes()));
+        for events in authenticate(message(&good).as_bytes()) {
+            prop_assert_eq!(events, vec![TapEvent::Sasl(SaslInfo::Principal(sub.clone()))]);
+        }
+    }
+}
+
 /// Decodes a SaslAuthenticate body at every version and returns the events.
 fn authenticate(auth: &[u8]) -> Vec<Vec<TapEvent>> {
     versions::<SaslAuthenticateRequest>()

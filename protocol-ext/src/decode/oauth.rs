@@ -97,48 +97,7 @@ fn base64url(s: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
-
-    proptest! {
-        /// Any bytes, any token after a well-formed prefix, any JSON-ish payload: no panic,
-        /// and a name only when the payload's `sub` is one.
-        #[test]
-        fn anything_is_safe(
-            raw in proptest::collection::vec(any::<u8>(), 0..300),
-            token in "[ -~]{0,120}",
-            payload in proptest::collection::vec(any::<u8>(), 0..200),
-            sub in "[a-z0-9-]{1,12}",
-        ) {
-            let _ = oauth_subject(&raw);
-            let _ = oauth_subject(&msg(&token));
-            let t = format!("{HEADER}.{}.s", encode(&payload));
-            if let Some(name) = oauth_subject(&msg(&t)) {
-                let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-                prop_assert_eq!(claims["sub"].as_str(), Some(name.as_str()));
-            }
-            let good = format!(r#"{{"sub":"{sub}","x":[1,{{"y":null}}]}}"#);
-            let t = format!("{HEADER}.{}.s", encode(good.as_bytes()));
-            prop_assert_eq!(oauth_subject(&msg(&t)), Some(sub));
-        }
-    }
-
-    /// base64url without padding, the test's own.
-    fn encode(bytes: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..=chunk.len() {
-                out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
-            }
-        }
-        out
-    }
 
     /// `{"alg":"none"}` and `{"sub":"alice","scope":"x"}`, base64url.
     const HEADER: &str = "eyJhbGciOiJub25lIn0";
