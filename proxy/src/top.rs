@@ -224,10 +224,11 @@ fn throttled(out: &mut String, throttles: &Value) {
         );
         for c in conns.iter().take(10) {
             *out += &format!(
-                "   {:<21} {:<28.28} group {}\n",
+                "   {:<21} {:<28.28} group {}{}\n",
                 show(&c["client"]),
                 show(&c["client_id"]),
                 show(&c["group"]),
+                principal_of(&c["principal"]),
             );
         }
         if conns.len() > 10 {
@@ -355,7 +356,8 @@ mod tests {
               "held_bytes": 5242880, "held_ms": 12500, "decisions": 40,
               "groups": [{ "group": "orders", "held_bytes": 5242880, "held_ms": 12500 }],
               "connections": [
-                { "id": 7, "client": "10.0.0.5:40000", "client_id": "legacy", "group": "orders" },
+                { "id": 7, "client": "10.0.0.5:40000", "client_id": "legacy", "group": "orders",
+                  "principal": "svc-legacy" },
                 { "id": 8, "client": "10.0.0.5:40001", "client_id": "legacy", "group": null }] },
         ]});
         let mut out = String::new();
@@ -373,6 +375,7 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("group -"), "{out}");
+        assert!(out.contains("group orders, principal svc-legacy"), "{out}");
         let mut none = String::new();
         throttled(&mut none, &Value::Null);
         assert_eq!(none, "", "an older Sluice without /api/v1/throttles");
