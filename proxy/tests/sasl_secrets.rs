@@ -14,6 +14,9 @@
 //! forms in a channel; `the_scan_finds_a_planted_leak` shows the scan catching each form. (A
 //! decoder changed to append the PLAIN password to the principal made this test fail on
 //! `/api/v1/clients`, the first channel that showed it.)
+//!
+//! A little over 600 lines: besides the scan and the run, it holds its own broker and collector
+//! stand-ins (SASL answers, OTLP/HTTP bodies kept whole), which no other test needs.
 
 #[path = "support/process.rs"]
 mod process;
