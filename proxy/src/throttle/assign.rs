@@ -75,7 +75,9 @@ impl Assigner {
                 host,
                 client_id: client_id.as_deref(),
                 group: group.as_deref(),
+                principal: seen.and_then(|c| c.principal.as_deref()),
             };
+            let principal = facts.principal.map(Arc::from);
             let current = conn.assignment().1;
             let mut applied = Vec::new();
             for spec in &specs {
@@ -122,6 +124,7 @@ impl Assigner {
                 applied,
                 client_id,
                 group,
+                principal,
             };
             if conn.assign(a, self.generation) {
                 tracing::debug!(conn = conn.id, client.addr = %conn.client,

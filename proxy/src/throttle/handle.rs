@@ -145,6 +145,8 @@ pub struct Assignment {
     pub client_id: Option<Arc<str>>,
     /// Group, when known.
     pub group: Option<Arc<str>>,
+    /// Authenticated principal, when known.
+    pub principal: Option<Arc<str>>,
 }
 
 /// How long to hold, and which enforcing policies asked for it.

@@ -91,6 +91,8 @@ pub struct ThrottledConn {
     pub client_id: Option<String>,
     /// Group, when known.
     pub group: Option<String>,
+    /// Authenticated principal, when known.
+    pub principal: Option<String>,
 }
 
 /// Why a policy could not be removed.
@@ -346,6 +348,7 @@ impl Throttle {
                         client: c.client.to_string(),
                         client_id: a.client_id.as_deref().map(str::to_owned),
                         group: a.group.as_deref().map(str::to_owned),
+                        principal: a.principal.as_deref().map(str::to_owned),
                     });
             }
         }
