@@ -145,7 +145,7 @@ pub const KEYS: &[Key] = &[
     Key {
         path: "guard.max_connections_per_client",
         env: "SLUICE_GUARD_MAX_CONNECTIONS_PER_CLIENT",
-        help: "Most connections open at once per client key (client IP + client.id, read from the first request header); 0: no limit [default: 0]",
+        help: "Most connections open at once per client key (client IP + client.id, read from the first request header; not readable through TLS: a TLS listener's connections count per host only); 0: no limit [default: 0]",
         set: |c, r| {
             c.guard.max_connections_per_client = ranged(
                 value::count(r)?,
@@ -159,7 +159,7 @@ pub const KEYS: &[Key] = &[
     Key {
         path: "guard.new_connections_per_sec_per_client",
         env: "SLUICE_GUARD_NEW_CONNECTIONS_PER_SEC_PER_CLIENT",
-        help: "New connections per second per client key (client IP + client.id; bursts of as many); 0: no limit [default: 0]",
+        help: "New connections per second per client key (client IP + client.id; bursts of as many; not on a TLS listener, whose first request is encrypted); 0: no limit [default: 0]",
         set: |c, r| {
             c.guard.new_connections_per_sec_per_client = ranged(
                 value::count(r)?,

@@ -285,7 +285,15 @@ fn check_listeners(
         } else {
             origin_of_listeners(chosen)
         };
-        crate::tls::check(l, &origin, errors);
+        let mut found = Vec::new();
+        crate::tls::check(l, &origin, &mut found);
+        // A top-level key names where its own value came from (file, env or flag).
+        for e in &mut found {
+            if let Some((_, own)) = chosen.get(e.path.as_str()) {
+                e.origin = own.clone();
+            }
+        }
+        errors.extend(found);
         if l.prefix.is_empty() {
             names.push(l.name);
             addrs.push((l.listen, "listen".to_owned()));

@@ -188,6 +188,8 @@ async fn mtls_refuses_clients_without_a_good_certificate_and_names_the_subject()
             .contains("\"principal\":\"CN=app-1,O=payments\"")
     })
     .await;
+    let view = observer.connections_json().to_string();
+    assert!(view.contains("\"listener\":\"main\""), "{view}");
     drop(s);
     proxy.shutdown(T).await;
 }

@@ -115,3 +115,35 @@ async fn plaintext_is_named_and_certificates_are_reread_without_dropping_connect
     p.signal("-TERM");
     assert_eq!(p.exit_within(T), Some(0));
 }
+
+#[test]
+fn a_bad_certificate_is_named_before_any_port_is_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("ca");
+    let (cert, _) = ca.leaf(LeafSpec::default()).write(dir.path(), "server");
+    let (_, other_key) = ca.leaf(LeafSpec::default()).write(dir.path(), "other");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    drop(taken);
+    let mut cmd = sluice();
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .env("SLUICE_TLS_CERT", &cert)
+        .env("SLUICE_TLS_KEY", &other_key)
+        .env("SLUICE_TLS_CLIENT_AUTH", "required");
+    // Spawned with a deadline: a binary that took the config would run on, not hang the test.
+    let mut p = Running::start(&mut cmd);
+    assert_eq!(
+        p.exit_within(T),
+        Some(64),
+        "{:?}",
+        p.drain_lines(Duration::ZERO)
+    );
+    let err = p.drain_lines(Duration::from_secs(2)).join("\n");
+    assert!(err.contains("tls.key (env SLUICE_TLS_KEY)"), "{err}");
+    assert!(err.contains("does not match the certificate"), "{err}");
+    assert!(err.contains("tls.client_auth"), "{err}");
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+    // Nothing was bound: the port is free.
+    std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+}

@@ -30,6 +30,8 @@ pub struct PendingCommit {
 pub struct Conn {
     /// Client address and port.
     pub client_addr: SocketAddr,
+    /// The listener it came in on (`main`: the top-level one).
+    pub listener: Arc<str>,
     /// When it was opened.
     pub opened: Instant,
     /// Last frame seen.
@@ -41,7 +43,8 @@ pub struct Conn {
     pub counted_as: Option<ClientKey>,
     /// Client software name and version (ApiVersions v3+).
     pub software: Option<(String, String)>,
-    /// SASL principal, where visible.
+    /// SASL principal, where visible; before one is seen, the subject of the client's TLS
+    /// certificate.
     pub principal: Option<String>,
     /// Requests and bytes by API key and version.
     pub api: ApiCounts,
@@ -66,9 +69,10 @@ pub struct Conn {
 
 impl Conn {
     /// A connection opened at `opened`.
-    pub fn new(client_addr: SocketAddr, opened: Instant) -> Conn {
+    pub fn new(client_addr: SocketAddr, listener: Arc<str>, opened: Instant) -> Conn {
         Conn {
             client_addr,
+            listener,
             opened,
             last_activity: opened,
             client_id: None,
