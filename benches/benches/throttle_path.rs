@@ -80,6 +80,7 @@ fn conn(mode: Option<Mode>) -> ConnThrottle {
                 applied: vec![applied],
                 client_id: None,
                 group: None,
+                principal: None,
             },
             1,
         );

@@ -192,6 +192,7 @@ impl Snapshot {
             json!({
                 "id": id,
                 "client_addr": c.client_addr.to_string(),
+                "listener": &*c.listener,
                 "client_id": c.client_id.as_deref(),
                 "software": c.software.as_ref().map(|(n, v)| format!("{n} {v}")),
                 "principal": c.principal,

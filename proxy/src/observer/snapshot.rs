@@ -199,11 +199,13 @@ pub struct GroupPoint {
 pub struct ConnPoint {
     /// Client address and port.
     pub client_addr: SocketAddr,
+    /// The listener it came in on.
+    pub listener: Arc<str>,
     /// `client.id`.
     pub client_id: Option<Arc<str>>,
     /// Client software.
     pub software: Option<(String, String)>,
-    /// Authenticated principal (SASL or TLS).
+    /// Authenticated principal: SASL, or the TLS client certificate's subject before one is seen.
     pub principal: Option<String>,
     /// SASL mechanism asked for.
     pub mechanism: Option<Arc<str>>,
@@ -434,6 +436,7 @@ fn conn_points(conns: &FastMap<u64, Conn>) -> BTreeMap<u64, ConnPoint> {
             });
             let point = ConnPoint {
                 client_addr: c.client_addr,
+                listener: c.listener.clone(),
                 client_id: c.client_id.clone(),
                 software: c.software.clone(),
                 principal: c.principal.clone(),

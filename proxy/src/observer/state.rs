@@ -85,9 +85,14 @@ impl State {
 
     /// Connection `conn` was opened at `at`.
     pub fn open(&mut self, conn: &ConnMeta, at: Instant) {
-        self.conns
+        let c = self
+            .conns
             .entry(conn.id)
-            .or_insert_with(|| Conn::new(conn.client_addr, at));
+            .or_insert_with(|| Conn::new(conn.client_addr, conn.listener.clone(), at));
+        // The TLS client certificate's subject until a SASL principal is seen, which wins.
+        if c.principal.is_none() {
+            c.principal = conn.tls_subject.as_deref().map(str::to_owned);
+        }
     }
 
     /// Events of connection `conn`, in order. A connection whose open was not seen (dropped
@@ -99,7 +104,7 @@ impl State {
         let c = self
             .conns
             .entry(conn.id)
-            .or_insert_with(|| Conn::new(conn.client_addr, first.1));
+            .or_insert_with(|| Conn::new(conn.client_addr, conn.listener.clone(), first.1));
         for (event, at) in events {
             Apply {
                 conn: c,

@@ -31,6 +31,8 @@ pub struct PendingCommit {
 pub struct Conn {
     /// Client address and port.
     pub client_addr: SocketAddr,
+    /// The listener it came in on (`main`: the top-level one).
+    pub listener: Arc<str>,
     /// When it was opened.
     pub opened: Instant,
     /// Last frame seen.
@@ -42,8 +44,8 @@ pub struct Conn {
     pub counted_as: Option<ClientKey>,
     /// Client software name and version (ApiVersions v3+).
     pub software: Option<(String, String)>,
-    /// The authenticated principal: a SASL name the broker accepted, or the TLS client
-    /// certificate's subject.
+    /// The authenticated principal: a SASL name the broker accepted or, before one is seen,
+    /// the TLS client certificate's subject.
     pub principal: Option<String>,
     /// SASL mechanism asked for (bounded, see [`crate::observer::sasl::mechanism_name`]).
     pub mechanism: Option<Arc<str>>,
@@ -74,9 +76,10 @@ pub struct Conn {
 
 impl Conn {
     /// A connection opened at `opened`.
-    pub fn new(client_addr: SocketAddr, opened: Instant) -> Conn {
+    pub fn new(client_addr: SocketAddr, listener: Arc<str>, opened: Instant) -> Conn {
         Conn {
             client_addr,
+            listener,
             opened,
             last_activity: opened,
             client_id: None,
