@@ -36,6 +36,9 @@
 //!   events.
 //! - [`relay`]: [`relay::Relay`] — a recording TCP relay; [`relay::RelayedCluster`] puts one
 //!   on each side of a Sluice, to compare what the clients got with what the broker sent.
+//! - [`certs`]: [`certs::Pki`] — a CA, server and client certificates made at test time.
+//! - [`secured`]: [`secured::SecuredBroker`] — one broker with TLS, SASL (PLAIN,
+//!   SCRAM-SHA-512) and mTLS client listeners, and each client's settings for them.
 //! - [`admin`]: calls to a Sluice's admin API (`/api/v1/throttles`, with a bearer token).
 //! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP, and
 //!   helpers that read the metrics and spans it wrote.
@@ -43,6 +46,7 @@
 pub mod admin;
 pub mod attribution;
 pub mod broker;
+pub mod certs;
 pub mod clients;
 pub mod cluster;
 pub mod collector;
@@ -54,6 +58,7 @@ pub mod multi;
 pub mod net;
 pub mod relay;
 pub mod scenario;
+pub mod secured;
 pub mod sidecar;
 pub mod tools;
 
