@@ -88,7 +88,8 @@ rm -f "$CARGO_TARGET_DIR/detect-report.txt"
 # Each test binary starts its own broker (cluster_scenarios a 3-node cluster with a Sluice per
 # node, about 4.5 minutes in all; throttle two, one behind recording relays); tests inside a
 # binary share it with their own topics and groups (throttle's run one at a time: they measure
-# rates). Two test threads keep a 2-core machine responsive.
+# rates). Two test threads keep a 2-core machine responsive. tls runs the sluice binary built
+# above ($CARGO_TARGET_DIR/debug/sluice) from a config file, as an operator runs it.
 RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}" cargo test -p sluice-integration-tests --locked "$@"
 
 if [[ -s "$CARGO_TARGET_DIR/detect-report.txt" ]]; then

@@ -39,6 +39,8 @@
 //! - [`certs`]: [`certs::Pki`] — a CA, server and client certificates made at test time.
 //! - [`secured`]: [`secured::SecuredBroker`] — one broker with TLS, SASL (PLAIN,
 //!   SCRAM-SHA-512) and mTLS client listeners, and each client's settings for them.
+//! - [`process`]: [`process::SluiceProcess`] — the `sluice` binary run from a config file:
+//!   its log, its admin API.
 //! - [`admin`]: calls to a Sluice's admin API (`/api/v1/throttles`, with a bearer token).
 //! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP, and
 //!   helpers that read the metrics and spans it wrote.
@@ -56,6 +58,7 @@ pub mod findings;
 pub mod meter;
 pub mod multi;
 pub mod net;
+pub mod process;
 pub mod relay;
 pub mod scenario;
 pub mod secured;

@@ -24,6 +24,7 @@ use std::time::Duration;
 use crate::certs::Pki;
 use crate::clients::{consume_report, ConsumeReport, ProduceReport};
 use crate::net::free_port;
+use crate::process::SluiceProcess;
 use crate::scenario::args;
 use crate::{Broker, Client, Tools};
 
@@ -211,6 +212,50 @@ impl SecuredBroker {
         self.sluice_addr(route)
             .unwrap_or_else(|| self.broker_addr(route))
             .to_string()
+    }
+
+    /// The config of one Sluice in front of the four Sluice routes, as mixed listeners in one
+    /// process: `main` (TLS, to `PLAINTEXT`), `sasl` (TLS, to `SASL`), `mtls` (TLS with client
+    /// certificates required, to `MTLS`) and `reencrypt` (TLS, and TLS to `SECURE`).
+    pub fn sluice_config(&self) -> String {
+        let pki = &self.pki;
+        let (cert, key, ca) = (
+            pki.server.cert.display(),
+            pki.server.key.display(),
+            pki.ca.display(),
+        );
+        let tls = format!("cert = \"{cert}\"\nkey = \"{key}\"\n");
+        let at = |r: Route| self.sluice_addr(r).unwrap();
+        let to = |r: Route| self.broker_addr(r);
+        format!(
+            "listen = \"{}\"\nupstream = \"{}\"\nshutdown_grace = \"2s\"\n\
+             [tls]\n{tls}\n\
+             [[listeners]]\nname = \"sasl\"\nlisten = \"{}\"\nupstream = \"{}\"\n\
+             [listeners.tls]\n{tls}\n\
+             [[listeners]]\nname = \"mtls\"\nlisten = \"{}\"\nupstream = \"{}\"\n\
+             [listeners.tls]\n{tls}client_ca = \"{ca}\"\n\n\
+             [[listeners]]\nname = \"reencrypt\"\nlisten = \"{}\"\nupstream = \"{}\"\n\
+             [listeners.tls]\n{tls}\
+             [listeners.upstream_tls]\nca = \"{ca}\"\nserver_name = \"localhost\"\n",
+            at(Route::Tls),
+            to(Route::Tls),
+            at(Route::Sasl),
+            to(Route::Sasl),
+            at(Route::Mtls),
+            to(Route::Mtls),
+            at(Route::Reencrypt),
+            to(Route::Reencrypt),
+        )
+    }
+
+    /// Starts the `sluice` binary with [`SecuredBroker::sluice_config`]; returns once every
+    /// listener accepts connections.
+    pub fn start_sluice(&self) -> SluiceProcess {
+        let listens: Vec<SocketAddr> = [Route::Tls, Route::Sasl, Route::Mtls, Route::Reencrypt]
+            .iter()
+            .map(|r| self.sluice_addr(*r).unwrap())
+            .collect();
+        SluiceProcess::start(&self.sluice_config(), &listens)
     }
 
     /// Writes (once) and returns the `--client-config` file for `client` with `security`.
