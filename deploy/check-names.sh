@@ -38,6 +38,7 @@ documented=(
   sluice_throttle_reload_failures_total
   sluice_throttle_hints_total
   sluice_telemetry_series_overflow_total
+  sluice_proxy_tls_handshake_failures_total
   sluice_telemetry_spans_dropped_total
   # labels
   messaging_system
@@ -59,6 +60,7 @@ documented=(
   sluice_throttle_hint
   sluice_instrument
   sluice_broker
+  sluice_tls_failure
   otel_metric_overflow
 )
 

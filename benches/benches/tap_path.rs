@@ -226,10 +226,7 @@ fn tap_path(c: &mut Criterion) {
     for (name, sinks) in variants {
         let topics = TopicNames::new();
         topics.learn(TopicId(TOPIC_ID), "bench-topic");
-        let meta = ConnMeta {
-            id: 1,
-            client_addr: SocketAddr::from(([127, 0, 0, 1], 50_000)),
-        };
+        let meta = ConnMeta::new(1, SocketAddr::from(([127, 0, 0, 1], 50_000)));
         let tap = ConnTap::new(ConnectionTap::new(topics), meta, sinks.into());
         let mut next = 0usize;
         let mut round_trip = || {

@@ -1,5 +1,8 @@
 //! The schema: every configuration key, its environment variable, its help text and its parser.
 //! Adding a key here is all it takes for the file, the environment and validation to know it.
+//! Longer than other modules: one flat table, an entry per key, read in order.
+//! `[[listeners]]` is not a key: an array of tables, parsed by [`crate::listener`] from the
+//! file only, with these keys' parsers.
 
 use crate::model::Config;
 use crate::secret::Secret;
@@ -607,7 +610,114 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "tls.cert",
+        env: "SLUICE_TLS_CERT",
+        help: "PEM certificate chain (leaf first) of the client listener; set with tls.key, clients must speak TLS to `listen`; re-read on SIGHUP and when it changes; empty: plaintext [default: \"\"]",
+        set: |c, r| {
+            c.tls.cert = path(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "tls.key",
+        env: "SLUICE_TLS_KEY",
+        help: "PEM private key of tls.cert (PKCS#8, PKCS#1 or SEC1, unencrypted; PKCS#12 is not read) [default: \"\"]",
+        set: |c, r| {
+            c.tls.key = path(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "tls.client_ca",
+        env: "SLUICE_TLS_CLIENT_CA",
+        help: "PEM CA bundle client certificates must chain to (mTLS); the certificate's subject becomes the connection's principal. Per-client guards (guard.*_per_client) cannot read a TLS client's first request and count per host there [default: \"\"]",
+        set: |c, r| {
+            c.tls.client_ca = path(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "tls.client_auth",
+        env: "SLUICE_TLS_CLIENT_AUTH",
+        help: "none, optional or required: whether clients must show a certificate from tls.client_ca; empty: required with tls.client_ca, else none [default: \"\"]",
+        set: |c, r| {
+            c.tls.client_auth_set = match text(r)?.as_str() {
+                "" => None,
+                "none" => Some(crate::ClientAuth::None),
+                "optional" => Some(crate::ClientAuth::Optional),
+                "required" => Some(crate::ClientAuth::Required),
+                other => return Err(format!("`{other}` is not none, optional or required")),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "tls.min_version",
+        env: "SLUICE_TLS_MIN_VERSION",
+        help: "Oldest TLS version accepted: 1.2 (TLS 1.2 and 1.3) or 1.3 [default: \"1.2\"]",
+        set: |c, r| {
+            c.tls.min_version = match text(r)?.as_str() {
+                "1.2" => crate::TlsVersion::V1_2,
+                "1.3" => crate::TlsVersion::V1_3,
+                other => return Err(format!("`{other}` is not a TLS version (1.2 or 1.3)")),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "tls.handshake_timeout",
+        env: "SLUICE_TLS_HANDSHAKE_TIMEOUT",
+        help: "A client that has not finished the TLS handshake this long after connecting is closed, at most 5m [default: \"10s\"]",
+        set: |c, r| {
+            c.tls.handshake_timeout = value::duration_within(r, 300)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "upstream_tls.ca",
+        env: "SLUICE_UPSTREAM_TLS_CA",
+        help: "PEM roots the broker's certificate must chain to; set, Sluice speaks TLS to `upstream`; empty: plaintext to the broker [default: \"\"]",
+        set: |c, r| {
+            c.upstream_tls.ca = path(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "upstream_tls.server_name",
+        env: "SLUICE_UPSTREAM_TLS_SERVER_NAME",
+        help: "Name sent as SNI and checked in the broker's certificate; empty: the upstream's host [default: \"\"]",
+        set: |c, r| {
+            let name = text(r)?;
+            c.upstream_tls.server_name = (!name.is_empty()).then_some(name);
+            Ok(())
+        },
+    },
+    Key {
+        path: "upstream_tls.cert",
+        env: "SLUICE_UPSTREAM_TLS_CERT",
+        help: "PEM client certificate chain shown to the broker (with upstream_tls.key); empty: none [default: \"\"]",
+        set: |c, r| {
+            c.upstream_tls.cert = path(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "upstream_tls.key",
+        env: "SLUICE_UPSTREAM_TLS_KEY",
+        help: "PEM private key of upstream_tls.cert [default: \"\"]",
+        set: |c, r| {
+            c.upstream_tls.key = path(r)?;
+            Ok(())
+        },
+    },
 ];
+
+/// A file path; empty: unset.
+fn path(raw: &Raw) -> Result<Option<std::path::PathBuf>, String> {
+    let p = text(raw)?;
+    Ok((!p.is_empty()).then(|| p.into()))
+}
 
 /// The text of a value (a string in the file, or the raw text of a variable or flag).
 fn text(raw: &Raw) -> Result<String, String> {

@@ -11,6 +11,8 @@
 //! - [`keys`]: the schema — one entry per key: path, environment variable, help, how to parse it.
 //! - [`policy`]: throttle policies ([`PolicySpec`]): whom they match and what they do.
 //! - [`policy_file`]: the policy file (`throttle.policy_file`), parsed and validated.
+//! - [`listener`]: `[tls]`, `[upstream_tls]` and `[[listeners]]` ([`TlsConfig`], [`ListenerConfig`]).
+//! - [`tls`]: reading and checking the certificate, key and CA files they name.
 //! - [`secret`]: [`Secret`], a value that every output shows as `<redacted>`.
 //! - [`value`]: parsers for addresses, durations, byte sizes and enums.
 //! - [`load`]: merging the layers and validating; [`Loader`] is the entry point.
@@ -18,14 +20,19 @@
 
 pub mod error;
 pub mod keys;
+pub mod listener;
 pub mod load;
 pub mod model;
 pub mod policy;
 pub mod policy_file;
 pub mod secret;
+pub mod tls;
 pub mod value;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
+pub use listener::{
+    ClientAuth, ListenerConfig, ListenerRef, TlsConfig, TlsVersion, UpstreamTlsConfig,
+};
 pub use load::Loader;
 pub use model::{
     AdminConfig, Config, DetectSettings, LogConfig, LogFormat, LookupConfig, OtlpProtocol,

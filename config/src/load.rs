@@ -73,8 +73,9 @@ impl Loader {
         // path -> (raw value, origin); later layers overwrite earlier ones.
         let mut chosen: BTreeMap<&'static str, (Raw, Origin)> = BTreeMap::new();
 
+        let mut listeners = None;
         if let Some(path) = &self.file {
-            read_file(path, &mut chosen, &mut errors);
+            listeners = read_file(path, &mut chosen, &mut errors);
         }
         for key in KEYS {
             if let Some((_, v)) = self.env.iter().find(|(k, _)| k == key.env) {
@@ -108,6 +109,10 @@ impl Loader {
                 });
             }
         }
+        if let (Some(value), Some(file)) = (&listeners, &self.file) {
+            let origin = Origin::File(file.clone());
+            config.listeners = crate::listener::parse(value, &origin, &mut errors);
+        }
         // The policy file is validated with the rest: its problems join the same report.
         if let Some(file) = config.throttle.policy_file.clone() {
             match crate::policy_file::load(&file) {
@@ -126,6 +131,7 @@ impl Loader {
         if errors.is_empty() {
             check_combinations(&config, &mut errors);
             check_admin(&config, &mut errors);
+            check_listeners(&config, &chosen, &mut errors);
         }
         if errors.is_empty() {
             Ok(config)
@@ -135,11 +141,12 @@ impl Loader {
     }
 }
 
+/// Reads the file's keys into `chosen`; returns its `listeners` array, parsed apart.
 fn read_file(
     path: &Path,
     chosen: &mut BTreeMap<&'static str, (Raw, Origin)>,
     errors: &mut Vec<ConfigError>,
-) {
+) -> Option<toml::Value> {
     let origin = Origin::File(path.to_owned());
     let fail = |message: String| ConfigError {
         path: "config file".to_owned(),
@@ -148,13 +155,21 @@ fn read_file(
     };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) => return errors.push(fail(format!("cannot read: {e}"))),
+        Err(e) => {
+            errors.push(fail(format!("cannot read: {e}")));
+            return None;
+        }
     };
-    let table: toml::Table = match text.parse() {
+    let mut table: toml::Table = match text.parse() {
         Ok(t) => t,
-        Err(e) => return errors.push(fail(format!("not valid TOML: {}", e.to_string().trim()))),
+        Err(e) => {
+            errors.push(fail(format!("not valid TOML: {}", e.to_string().trim())));
+            return None;
+        }
     };
+    let listeners = table.remove("listeners");
     walk(&table, "", &origin, chosen, errors);
+    listeners
 }
 
 fn walk(
@@ -236,6 +251,76 @@ fn check_combinations(config: &Config, errors: &mut Vec<ConfigError>) {
             ),
         });
     }
+}
+
+/// Every listener's TLS settings and files; listen addresses and names unique.
+fn check_listeners(
+    config: &Config,
+    chosen: &BTreeMap<&'static str, (Raw, Origin)>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let origin_of = |key: &str| {
+        chosen
+            .get(key)
+            .map(|(_, o)| o.clone())
+            .unwrap_or(Origin::Default)
+    };
+    let all = config.all_listeners();
+    let mut names: Vec<&str> = Vec::new();
+    let mut addrs = vec![(config.admin.listen, "admin.listen".to_owned())];
+    addrs.extend(
+        config
+            .admin
+            .metrics_listen
+            .map(|a| (a, "admin.metrics_listen".to_owned())),
+    );
+    for l in &all {
+        // The top-level listener's keys each have their own origin; a listener's, the file.
+        let origin = if l.prefix.is_empty() {
+            ["tls.cert", "tls.key", "tls.client_ca", "upstream_tls.ca"]
+                .iter()
+                .map(|k| origin_of(k))
+                .find(|o| *o != Origin::Default)
+                .unwrap_or(Origin::Default)
+        } else {
+            origin_of_listeners(chosen)
+        };
+        crate::tls::check(l, &origin, errors);
+        if l.prefix.is_empty() {
+            names.push(l.name);
+            addrs.push((l.listen, "listen".to_owned()));
+            continue;
+        }
+        if names.contains(&l.name) {
+            errors.push(ConfigError {
+                path: format!("{}name", l.prefix),
+                origin: Origin::Combination,
+                message: format!(
+                    "`{}` names another listener too (`main` is the top-level one)",
+                    l.name
+                ),
+            });
+        }
+        names.push(l.name);
+        if let Some((_, other)) = addrs.iter().find(|(a, _)| *a == l.listen && a.port() != 0) {
+            errors.push(ConfigError {
+                path: format!("{}listen", l.prefix),
+                origin: Origin::Combination,
+                message: format!("same address as `{other}` ({})", l.listen),
+            });
+        }
+        addrs.push((l.listen, format!("{}listen", l.prefix)));
+    }
+}
+
+/// Listeners come from the file only; the file is whichever origin a file key has.
+fn origin_of_listeners(chosen: &BTreeMap<&'static str, (Raw, Origin)>) -> Origin {
+    chosen
+        .values()
+        .map(|(_, o)| o)
+        .find(|o| matches!(o, Origin::File(_)))
+        .cloned()
+        .unwrap_or(Origin::Combination)
 }
 
 /// The admin listeners apart from the proxy's and from each other; a token where one is

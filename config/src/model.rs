@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::listener::{ListenerConfig, TlsConfig, UpstreamTlsConfig};
 use crate::policy::PolicySpec;
 use crate::secret::{Secret, SecretUrl};
 
@@ -60,6 +61,14 @@ pub struct Config {
     pub lookup: LookupConfig,
     /// Throttle policies: the policy file and how long traffic may be held per request.
     pub throttle: ThrottleConfig,
+    /// TLS on `listen` (off without a certificate).
+    pub tls: TlsConfig,
+    /// TLS from Sluice to `upstream` (off without a CA).
+    pub upstream_tls: UpstreamTlsConfig,
+    /// More listeners in the same process (`[[listeners]]`), each with its own upstream and
+    /// TLS settings. Read from the file only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerConfig>,
 }
 
 /// Throttling (see the README's "Throttling"): the policies read from `policy_file` at start
@@ -420,6 +429,9 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             lookup: LookupConfig::default(),
             throttle: ThrottleConfig::default(),
+            tls: TlsConfig::default(),
+            upstream_tls: UpstreamTlsConfig::default(),
+            listeners: Vec::new(),
         }
     }
 }
@@ -464,7 +476,7 @@ fn kv_table<S: serde::Serializer, V: Serialize>(
 }
 
 /// Durations serialize in the same human form the file accepts (`5s`, `1m 30s`).
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -65,8 +65,25 @@ fn render() -> String {
         out.push_str(&format!("# env {}\n", key.env));
         out.push_str(&format!("# {name} = {}\n", default_of(&defaults, key.path)));
     }
+    out.push_str(LISTENERS);
     out
 }
+
+/// `[[listeners]]` is an array of tables, not a key: an example, commented out.
+const LISTENERS: &str = "
+## More listeners in the same process (mixed ports), each with its own upstream and TLS
+## settings; every other key is shared. File only (no environment variable). The top-level
+## listener is named \"main\".
+## [[listeners]]
+## name = \"tls\"                     # shown in logs and views; default: the listen address
+## listen = \"0.0.0.0:9094\"
+## upstream = \"127.0.0.1:19094\"
+## [listeners.tls]                   # the keys of [tls]
+## cert = \"/etc/sluice/tls/server.pem\"
+## key = \"/etc/sluice/tls/server.key\"
+## [listeners.upstream_tls]          # the keys of [upstream_tls]
+## ca = \"/etc/sluice/tls/ca.pem\"
+";
 
 #[test]
 fn the_sample_config_names_every_key_and_matches_the_schema() {

@@ -1,4 +1,4 @@
-//! From a validated config to a serving process: bind both listeners, serve the proxy and the
+//! From a validated config to a serving process: bind the listeners, serve the proxy and the
 //! admin API, stop both on the shutdown signal.
 
 use std::future::Future;
@@ -29,9 +29,14 @@ pub async fn serve_rereading(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     crate::fds::raise_open_file_limit(config.max_connections);
-    let listener = bind("listen", config.listen).await?;
+    // Every proxy listener before the admin one, all before anything serves: a taken port
+    // fails the start, named.
+    let mut listeners = vec![bind("listen", config.listen).await?];
+    for l in &config.listeners {
+        listeners.push(bind(&format!("listeners[{}].listen", l.name), l.listen).await?);
+    }
     let admin = bind("admin.listen", config.admin.listen).await?;
-    serve_all(Proxy::new(config), listener, admin, reread, shutdown).await
+    serve_all(Proxy::new(config), listeners, admin, reread, shutdown).await
 }
 
 /// Serves on listeners already bound (tests bind `127.0.0.1:0`): the proxy, its telemetry
@@ -46,6 +51,17 @@ pub async fn serve_on(
     serve_proxy(Proxy::new(config), listener, admin, shutdown).await
 }
 
+/// Like [`serve_on`] with every proxy listener already bound: the top-level one first, then
+/// one per `[[listeners]]` entry, in the config's order.
+pub async fn serve_all_on(
+    listeners: Vec<TcpListener>,
+    admin: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    serve_all(Proxy::new(config), listeners, admin, None, shutdown).await
+}
+
 /// Like [`serve_on`] with a proxy already built (tests add their own tap sinks).
 pub async fn serve_proxy(
     proxy: Proxy,
@@ -53,12 +69,12 @@ pub async fn serve_proxy(
     admin: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    serve_all(proxy, listener, admin, None, shutdown).await
+    serve_all(proxy, vec![listener], admin, None, shutdown).await
 }
 
 async fn serve_all(
     mut proxy: Proxy,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     admin: TcpListener,
     reread: Option<Reread>,
     shutdown: impl Future<Output = ()>,
@@ -99,7 +115,8 @@ async fn serve_all(
             config.throttle.policy_file.clone(),
             proxy.throttle(),
             proxy.stats(),
-        );
+        )
+        .with_tls(proxy.server_tls());
         if let Some(reread) = reread {
             reloader = reloader.with_config(config.clone(), reread);
         }
@@ -109,7 +126,7 @@ async fn serve_all(
             Ok(())
         }
     }));
-    proxy.run(listener, shutdown).await;
+    proxy.run_all(listeners, shutdown).await;
     stop_admin.cancel();
     for task in admin_tasks {
         if let Ok(Err(e)) = task.await {
@@ -122,10 +139,14 @@ async fn serve_all(
     Ok(())
 }
 
-async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Bind { what, addr, source })
+        .map_err(|source| StartError::Bind {
+            what: what.to_owned(),
+            addr,
+            source,
+        })
 }
 
 /// Completes on the first SIGTERM or SIGINT. A second signal during the drain exits at once.

@@ -47,6 +47,9 @@ pub enum ConnError {
         /// The connect timeout in milliseconds.
         timeout_ms: u128,
     },
+    /// The client's TLS handshake failed (or timed out): it never reached the broker.
+    #[error("TLS handshake failed: {}", .0.reason)]
+    Handshake(crate::tls::Failure),
     /// Reading from or writing to one side failed.
     #[error("{side} {op} failed: {source}")]
     Io {
@@ -65,6 +68,7 @@ impl ConnError {
         match self {
             ConnError::Unreachable { .. } | ConnError::ConnectTimeout { .. } => Side::Broker,
             ConnError::Io { side, .. } => *side,
+            ConnError::Handshake(_) => Side::Client,
         }
     }
 }
@@ -75,8 +79,8 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
-        /// Which listener: `listen` or `admin.listen`.
-        what: &'static str,
+        /// Which listener: `listen`, `admin.listen`, `listeners[NAME].listen`, ….
+        what: String,
         /// The address.
         addr: SocketAddr,
         /// The bind error.

@@ -28,7 +28,7 @@
 //!   coordinator traffic.
 //! - [`stats`]: process-wide counters and per-API figures, and the sink that fills them.
 //! - Leaves: [`buffer`] (copy buffers and their shared budget), [`fds`] (the open file limit
-//!   raised at start), [`sink`] (the [`TapSink`]
+//!   raised at start), [`tls`] (TLS on client listeners and to the broker, rustls), [`sink`] (the [`TapSink`]
 //!   contract), [`error`] (errors that say which side failed:
 //!   client, broker, config, internal), [`logging`] (plain or JSON), [`every`] (the ticker).
 
@@ -52,6 +52,7 @@ pub mod stats;
 pub mod tap;
 pub mod telemetry;
 pub mod throttle;
+pub mod tls;
 pub mod top;
 
 pub use error::{ConnError, Side, StartError};

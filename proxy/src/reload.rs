@@ -1,6 +1,9 @@
 //! Re-reading the throttle policy file while the proxy runs, without dropping a connection:
 //! on SIGHUP, and when the file's modification time or content changes (checked every
-//! [`CHECK_EVERY`]).
+//! [`CHECK_EVERY`]). The TLS listeners' certificates, keys and client CAs are re-read the same
+//! way, on SIGHUP and when one of their files changes ([`ServerTls::reload`]): new connections
+//! get the new ones, open connections keep theirs; a bad new file keeps the old settings and
+//! is logged at `warn`, naming the file.
 //!
 //! A file that fails validation changes nothing: the policies in force stay, every problem is
 //! logged at `warn` and `sluice.throttle.reload_failures` counts it. A valid one replaces the
@@ -19,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::stats::ProxyStats;
 use crate::throttle::{Source, Throttle};
+use crate::tls::server::{Reloaded, ServerTls};
 
 /// Takes SIGHUP over from its default (ending the process) for the reloader: called before
 /// the process says it is serving, so a SIGHUP sent as soon as it listens is never fatal.
@@ -88,6 +92,7 @@ pub struct Reloader {
     stats: Arc<ProxyStats>,
     seen: Option<Version>,
     config: Option<(Arc<Config>, Reread)>,
+    tls: Vec<Arc<ServerTls>>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -109,6 +114,38 @@ impl Reloader {
             stats,
             seen: None,
             config: None,
+            tls: Vec::new(),
+        }
+    }
+
+    /// Also re-reads the files of these TLS listeners: on SIGHUP, and when one changes.
+    pub fn with_tls(mut self, tls: Vec<Arc<ServerTls>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Re-reads the TLS listeners' files (all of them with `force`, else those changed) and
+    /// logs what each re-read did.
+    pub async fn reload_tls(&self, force: bool) {
+        for tls in &self.tls {
+            let t = tls.clone();
+            let Ok(outcome) = tokio::task::spawn_blocking(move || t.reload(force)).await else {
+                continue;
+            };
+            match outcome {
+                Reloaded::Unchanged => {}
+                Reloaded::Replaced => tracing::info!(
+                    listener = tls.listener(),
+                    "TLS certificate, key and client CA re-read: in force for new connections"
+                ),
+                Reloaded::Kept(problems) => {
+                    ProxyStats::add(&self.stats.tls_reload_failures, 1);
+                    for problem in problems {
+                        tracing::warn!(listener = tls.listener(), problem = %problem,
+                            "TLS files rejected: the certificate in force stays");
+                    }
+                }
+            }
         }
     }
 
@@ -192,13 +229,17 @@ impl Reloader {
         loop {
             let outcome = tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick.tick() => self.check().await,
+                _ = tick.tick() => {
+                    self.reload_tls(false).await;
+                    self.check().await
+                }
                 Some(()) = async { match hup.as_mut() {
                     Some(h) => h.recv().await,
                     None => std::future::pending().await,
                 } } => {
+                    self.reload_tls(true).await;
                     let outcome = self.reload().await;
-                    if outcome.is_none() {
+                    if outcome.is_none() && self.tls.is_empty() {
                         tracing::info!("SIGHUP: no throttle.policy_file to re-read (other keys need a restart)");
                     }
                     if let Some(changed) = self.changed_config().await {

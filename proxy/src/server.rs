@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::{self, ConnContext};
+use crate::connection::{self, ConnContext, Listener};
 use crate::guard::Guards;
 use crate::observer::config::DetectConfig;
 use crate::observer::Observer;
@@ -35,6 +35,7 @@ use crate::stats::StatsSink;
 use crate::stats::{ProxyStats, Reason};
 use crate::tap::TapRegistry;
 use crate::throttle::Throttle;
+use crate::tls::ServerTls;
 use sluice_protocol::event::TopicId;
 use sluice_protocol::tap::topics::TopicNames;
 
@@ -56,6 +57,7 @@ pub struct Proxy {
     sinks: Vec<Arc<dyn TapSink>>,
     observer: Arc<Observer>,
     throttle: Arc<Throttle>,
+    listeners: Vec<Arc<Listener>>,
 }
 
 /// Runs a proxy on `listener` until `shutdown` completes, then drains. See [`Proxy::run`].
@@ -75,6 +77,7 @@ impl Proxy {
         throttle.set_file_policies(config.throttle.policies.clone());
         throttle.set_max_hold(config.throttle.max_hold);
         Proxy {
+            listeners: Listener::all(&config),
             throttle,
             config: Arc::new(config),
             sinks: vec![Arc::new(StatsSink::new(stats.clone())), observer.clone()],
@@ -100,6 +103,14 @@ impl Proxy {
         self.throttle.clone()
     }
 
+    /// The TLS server settings of every TLS listener, for re-reading their files.
+    pub fn server_tls(&self) -> Vec<Arc<ServerTls>> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.tls.clone())
+            .collect()
+    }
+
     /// Adds a sink for the tap's events (the built-in one keeps per-API counters).
     pub fn with_sink(mut self, sink: Arc<dyn TapSink>) -> Self {
         self.sinks.push(sink);
@@ -116,14 +127,25 @@ impl Proxy {
         self.stats.clone()
     }
 
-    /// Accepts and proxies connections until `shutdown` completes, then drains within the
-    /// configured grace period. Returns when every connection task has ended.
+    /// Accepts and proxies connections on the top-level listener (`listen`) until `shutdown`
+    /// completes, then drains within the configured grace period. Returns when every
+    /// connection task has ended. `[[listeners]]` are served by [`Proxy::run_all`].
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.run_all(vec![listener], shutdown).await
+    }
+
+    /// Like [`Proxy::run`] on several bound listeners: the top-level one first, then one per
+    /// `[[listeners]]` entry in the config's order (extra sockets beyond those are ignored).
+    /// One accept loop per listener; the connection limit, the per-host limit, the drain and
+    /// the task tracker are shared.
+    pub async fn run_all(self, listeners: Vec<TcpListener>, shutdown: impl Future<Output = ()>) {
         let tasks = TaskTracker::new();
         let drain = CancellationToken::new();
         let cut = CancellationToken::new();
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let settings = self.listeners.clone();
         let cx = ConnContext {
+            listener: settings[0].clone(),
             config: self.config.clone(),
             stats: self.stats.clone(),
             drain: drain.clone(),
@@ -141,12 +163,17 @@ impl Proxy {
             guards: Guards::new(&self.config.guard, self.stats.clone()),
             throttle: self.throttle.clone(),
         };
-        tracing::info!(
-            listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            upstream = %self.config.upstream,
-            max_connections = self.config.max_connections,
-            "proxy accepting connections"
-        );
+        for (socket, l) in listeners.iter().zip(&settings) {
+            tracing::info!(
+                listener = %l.name,
+                listen = %socket.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                upstream = %l.upstream,
+                tls = l.tls.is_some(),
+                upstream_tls = l.upstream_tls.is_some(),
+                max_connections = self.config.max_connections,
+                "proxy accepting connections"
+            );
+        }
         self.stats.accepting.store(true, Relaxed);
         let observer = self.observer.spawn();
         let lookup = crate::lookup::GroupLookup::from_config(&self.config).map(|lookup| {
@@ -172,12 +199,33 @@ impl Proxy {
             cx.taps.clone(),
             cut.clone().cancelled_owned(),
         ));
-        tokio::pin!(shutdown);
-        accept_loop(&listener, &cx, &limit, &tasks, shutdown.as_mut()).await;
+        let hosts = Hosts::new(self.config.max_connections_per_host);
+        let stop = CancellationToken::new();
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .zip(settings)
+            .map(|(socket, listener)| {
+                let cx = ConnContext {
+                    listener,
+                    ..cx.clone()
+                };
+                let (limit, tasks, hosts, stop) =
+                    (limit.clone(), tasks.clone(), hosts.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let stopped = stop.cancelled();
+                    tokio::pin!(stopped);
+                    accept_loop(&socket, &cx, &limit, &hosts, &tasks, stopped.as_mut()).await;
+                })
+            })
+            .collect();
+        shutdown.await;
+        stop.cancel();
+        for l in loops {
+            let _ = l.await; // each drops its socket: no new connection from here
+        }
 
         self.stats.accepting.store(false, Relaxed);
         self.stats.draining.store(true, Relaxed);
-        drop(listener);
         let open = ProxyStats::get(&self.stats.connections_open);
         tracing::info!(
             open_connections = open,
@@ -328,11 +376,11 @@ async fn accept_loop(
     listener: &TcpListener,
     cx: &ConnContext,
     limit: &Arc<Semaphore>,
+    hosts: &Arc<Hosts>,
     tasks: &TaskTracker,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
-    let hosts = Hosts::new(cx.config.max_connections_per_host);
     let mut refusals = Refusals::default();
     loop {
         if limit.available_permits() == 0 {

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_protocol::TapEvent;
@@ -15,6 +16,23 @@ pub struct ConnMeta {
     pub id: u64,
     /// The client's address and port.
     pub client_addr: SocketAddr,
+    /// The listener it came in on (`main` for the top-level one).
+    pub listener: Arc<str>,
+    /// The subject (RFC 4514) of the client's TLS certificate; `None` without one or on a
+    /// plaintext listener.
+    pub tls_subject: Option<Arc<str>>,
+}
+
+impl ConnMeta {
+    /// Connection `id` from `client_addr` on the top-level listener, without TLS identity.
+    pub fn new(id: u64, client_addr: SocketAddr) -> ConnMeta {
+        ConnMeta {
+            id,
+            client_addr,
+            listener: Arc::from("main"),
+            tls_subject: None,
+        }
+    }
 }
 
 /// Receives the events of every connection. Called inline on the forwarding task, after the

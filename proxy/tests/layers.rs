@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules by layer, lowest first. A module may use modules of lower layers only.
 const LAYERS: &[&[&str]] = &[
     // Leaves: the sink contract, errors, logging, the ticker, buffers, the open file limit.
+    &["tls"],
     &["sink", "error", "logging", "every", "buffer", "fds"],
     // Counters and the built-in sink.
     &["stats"],

@@ -85,9 +85,14 @@ impl State {
 
     /// Connection `conn` was opened at `at`.
     pub fn open(&mut self, conn: &ConnMeta, at: Instant) {
-        self.conns
+        let c = self
+            .conns
             .entry(conn.id)
             .or_insert_with(|| Conn::new(conn.client_addr, at));
+        // The TLS client certificate's subject until a SASL principal is seen, which wins.
+        if c.principal.is_none() {
+            c.principal = conn.tls_subject.as_deref().map(str::to_owned);
+        }
     }
 
     /// Events of connection `conn`, in order. A connection whose open was not seen (dropped

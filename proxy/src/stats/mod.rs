@@ -66,6 +66,11 @@ pub struct ProxyStats {
     /// Connections refused by a connection limit (`max_connections_per_host`, `guard.*`), by
     /// reason and by client.
     pub refusals: Refusals,
+    /// TLS handshakes on a client listener that failed, by kind (index of
+    /// [`FailureKind::ALL`](crate::tls::handshake::FailureKind::ALL)).
+    pub tls_handshake_failures: [AtomicU64; crate::tls::handshake::FailureKind::ALL.len()],
+    /// Re-reads of a TLS listener's files that failed (the settings in force stayed).
+    pub tls_reload_failures: AtomicU64,
     /// Accepting connections.
     pub accepting: AtomicBool,
     /// Shutdown has begun.
@@ -103,6 +108,8 @@ impl ProxyStats {
             connections_refused_per_host: AtomicU64::new(0),
             refused_hosts: RefusedHosts::default(),
             refusals: Refusals::default(),
+            tls_handshake_failures: Default::default(),
+            tls_reload_failures: AtomicU64::new(0),
             accepting: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             buffers: BufferBudget::new(bytes),

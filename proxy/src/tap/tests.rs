@@ -25,10 +25,7 @@ fn sinks_open_in_order_and_close_in_reverse() {
         Arc::new(Recorder("observer", log.clone())) as Arc<dyn TapSink>,
         Arc::new(Recorder("telemetry", log.clone())),
     ]);
-    let meta = ConnMeta {
-        id: 1,
-        client_addr: SocketAddr::from(([127, 0, 0, 1], 5000)),
-    };
+    let meta = ConnMeta::new(1, SocketAddr::from(([127, 0, 0, 1], 5000)));
     drop(ConnTap::new(
         ConnectionTap::new(TopicNames::new()),
         meta,
@@ -104,10 +101,7 @@ fn response(correlation_id: i32) -> Vec<u8> {
 }
 
 fn conn(sinks: Vec<Arc<dyn TapSink>>) -> Arc<ConnTap> {
-    let meta = ConnMeta {
-        id: 7,
-        client_addr: SocketAddr::from(([127, 0, 0, 1], 5007)),
-    };
+    let meta = ConnMeta::new(7, SocketAddr::from(([127, 0, 0, 1], 5007)));
     Arc::new(ConnTap::new(
         ConnectionTap::new(TopicNames::new()),
         meta,

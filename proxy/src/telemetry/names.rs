@@ -55,6 +55,9 @@ pub const HINT: &str = "sluice.throttle.hint";
 /// Why a connection was refused: `per_host_open`, `per_host_rate`, `per_client_open` or
 /// `per_client_rate`.
 pub const REASON: &str = "sluice.reason";
+/// Why a TLS handshake on a client listener failed: `plaintext`, `timeout`, `closed`,
+/// `no_client_certificate`, `bad_client_certificate`, `client_alert` or `protocol`.
+pub const TLS_FAILURE: &str = "sluice.tls.failure";
 /// The broker a sidecar fronts (resource attribute).
 pub const BROKER: &str = "sluice.broker";
 /// The overflow series of a capped instrument carries only this attribute, set to true.

@@ -1,5 +1,5 @@
 //! The instruments over the pipe's own counters ([`crate::stats::ProxyStats`]): what the tap
-//! could not follow, connections timed out or refused, bytes forwarded, spans dropped. Apart
+//! could not follow, connections timed out or refused, TLS handshakes failed, bytes forwarded, spans dropped. Apart
 //! from [`super::metrics`], whose instruments read the observer's snapshot.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,6 +10,7 @@ use opentelemetry::KeyValue;
 
 use super::metrics::{kafka, observable, Keep, Shape::*, Source};
 use super::names::*;
+use crate::tls::handshake::FailureKind;
 
 /// Registers the pipe's instruments into `k`.
 pub(super) fn register(meter: &Meter, src: &Arc<Source>, k: &mut Keep) {
@@ -101,6 +102,28 @@ pub(super) fn register(meter: &Meter, src: &Arc<Source>, k: &mut Keep) {
                         attrs.push(KeyValue::new(CLIENT_ID, id));
                     }
                     (attrs, row.count as f64)
+                })
+                .collect()
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.proxy.tls.handshake_failures",
+            "{connection}",
+            "TLS handshakes on a client listener that failed (the client was closed before reaching the broker), by kind: plaintext, timeout, closed, no_client_certificate, bad_client_certificate, client_alert, protocol",
+        ),
+        Counter,
+        |src, _| {
+            FailureKind::ALL
+                .iter()
+                .map(|kind| {
+                    (
+                        vec![kafka(), KeyValue::new(TLS_FAILURE, kind.as_str())],
+                        src.stats.tls_handshake_failures[kind.index()].load(Relaxed) as f64,
+                    )
                 })
                 .collect()
         },

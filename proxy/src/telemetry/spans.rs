@@ -492,10 +492,7 @@ mod tests {
     }
 
     fn conn(id: u64) -> ConnMeta {
-        ConnMeta {
-            id,
-            client_addr: SocketAddr::from(([10, 0, 0, 7], 40_000)),
-        }
+        ConnMeta::new(id, SocketAddr::from(([10, 0, 0, 7], 40_000)))
     }
 
     fn response(correlation_id: i32, latency_ms: u64) -> TapEvent {

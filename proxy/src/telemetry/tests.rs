@@ -245,8 +245,8 @@ fn latencies_kept_in_batches_all_reach_the_histogram() {
     assert_eq!(value(fetch_count), fetches as f64);
 }
 
-#[test]
-fn connections_closed_or_refused_for_a_limit_are_exported() {
+/// Telemetry over fresh counters, and the counters.
+fn over_stats() -> (Arc<Telemetry>, Arc<ProxyStats>) {
     let stats = Arc::new(ProxyStats::default());
     let t = Telemetry::start(
         &TelemetryConfig::default(),
@@ -256,6 +256,12 @@ fn connections_closed_or_refused_for_a_limit_are_exported() {
         crate::throttle::Throttle::new(),
     )
     .unwrap();
+    (t, stats)
+}
+
+#[test]
+fn connections_closed_or_refused_for_a_limit_are_exported() {
+    let (t, stats) = over_stats();
     ProxyStats::add(&stats.idle_timeouts, 3);
     ProxyStats::add(&stats.half_closed_timeouts, 2);
     let host = std::net::IpAddr::from([10, 0, 0, 7]);
@@ -297,6 +303,33 @@ fn connections_closed_or_refused_for_a_limit_are_exported() {
         Some(2.0),
         "{text}"
     );
+}
+
+#[test]
+fn tls_handshake_failures_are_exported_by_kind() {
+    use crate::tls::handshake::FailureKind;
+    let (t, stats) = over_stats();
+    ProxyStats::add(
+        &stats.tls_handshake_failures[FailureKind::Plaintext.index()],
+        4,
+    );
+    ProxyStats::add(
+        &stats.tls_handshake_failures[FailureKind::Timeout.index()],
+        1,
+    );
+    let text = t.prometheus_text();
+    let failed = |kind: &str| {
+        let label = format!("sluice_tls_failure=\"{kind}\"");
+        line(
+            &text,
+            "sluice_proxy_tls_handshake_failures_total{",
+            &[label.as_str()],
+        )
+        .map(value)
+    };
+    assert_eq!(failed("plaintext"), Some(4.0), "{text}");
+    assert_eq!(failed("timeout"), Some(1.0), "{text}");
+    assert_eq!(failed("bad_client_certificate"), Some(0.0), "{text}");
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! Shared helpers for the proxy's tests: an in-process proxy on 127.0.0.1:0, simple upstream
-//! peers, seeded random data, and waiting for a condition with a deadline.
+//! peers, seeded random data, test certificates ([`certs`]), and waiting for a condition with
+//! a deadline.
 #![allow(dead_code)]
+
+pub mod certs;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -22,10 +22,7 @@ mod lookup;
 mod owner;
 
 pub(crate) fn meta(id: u64, port: u16) -> ConnMeta {
-    ConnMeta {
-        id,
-        client_addr: SocketAddr::from(([10, 0, 3, 84], port)),
-    }
+    ConnMeta::new(id, SocketAddr::from(([10, 0, 3, 84], port)))
 }
 
 /// Connection `id` from port `port`, opened and identified as `client_id` by a Fetch request.
