@@ -3,10 +3,13 @@
 # runs on any x86_64 Linux. Prints its path, size, `--version`, and its start-up time (from
 # exec to the admin listener answering /healthz, best of five).
 #
-# Usage: scripts/build-static.sh [--out FILE]
-#   --out FILE   also copy the binary there (default: only in the cache)
+# Usage: scripts/build-static.sh [--out FILE] [--profile release|dev]
+#   --out FILE        also copy the binary there (default: only in the cache)
+#   --profile NAME    cargo profile (default release; `dev` builds in a fraction of the time,
+#                     for tests of the packaging rather than of speed)
 #
-# The musl target is added with rustup when missing. The build lives in
+# The musl target is added with rustup when missing; C dependencies are compiled with
+# musl-gcc. The build lives in
 # ${SLUICE_CACHE:-$HOME/.cache/sluice}/target-static; the binary is stripped of debug
 # information (symbols kept, for profiles and panics).
 set -euo pipefail
@@ -16,10 +19,12 @@ cd "$ROOT"
 SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 TARGET=x86_64-unknown-linux-musl
 OUT=""
+PROFILE=release
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) OUT="${2:?--out needs a file}"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --profile) PROFILE="${2:?--profile needs release or dev}"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -29,14 +34,27 @@ if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
   rustup target add "$TARGET"
 fi
 
+# C code in dependencies (ring, under rustls) is compiled for musl with musl-gcc (Debian's
+# musl-tools; scripts/setup.sh --only container installs it) unless a cross compiler is set.
+if [[ -z "${CC_x86_64_unknown_linux_musl:-}" ]] && ! command -v x86_64-linux-musl-gcc >/dev/null; then
+  command -v musl-gcc >/dev/null \
+    || { echo "musl-gcc not found; scripts/setup.sh --only container installs it (musl-tools)" >&2; exit 1; }
+  export CC_x86_64_unknown_linux_musl=musl-gcc
+fi
+
 export SLUICE_COMMIT="${SLUICE_COMMIT:-$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)}"
 export CARGO_TARGET_DIR="$SLUICE_CACHE/target-static"
-echo "building sluice for $TARGET (release, static) ..."
+case "$PROFILE" in
+  release) DIR=release ;;
+  dev) DIR=debug ;;
+  *) echo "--profile must be release or dev" >&2; exit 64 ;;
+esac
+echo "building sluice for $TARGET ($PROFILE, static) ..."
 # Static relocatable executable: no interpreter, no shared libraries.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --release --locked --target "$TARGET" -p sluice --bin sluice
-BIN="$CARGO_TARGET_DIR/$TARGET/release/sluice"
-STRIPPED="$CARGO_TARGET_DIR/$TARGET/release/sluice-static"
+  cargo build --profile "$PROFILE" --locked --target "$TARGET" -p sluice --bin sluice
+BIN="$CARGO_TARGET_DIR/$TARGET/$DIR/sluice"
+STRIPPED="$CARGO_TARGET_DIR/$TARGET/$DIR/sluice-static"
 objcopy --strip-debug "$BIN" "$STRIPPED"
 
 if file "$STRIPPED" | grep -q "dynamically linked"; then

@@ -4,7 +4,7 @@
 # re-fetching a malformed record without committing, and an app opening a producer per message
 # — all talking to the broker only through Sluice — and Sluice's live view naming the offenders.
 #
-# Usage: scripts/demo.sh [--duration SECONDS] [--rate RECORDS_PER_SEC] [--brokers N]
+# Usage: scripts/demo.sh [--duration SECONDS] [--rate RECORDS_PER_SEC] [--brokers N] [--observe]
 #   --duration  stop by itself after this long (default 60; 0 = until Ctrl-C)
 #   --rate      producer trickle rate (default 5 records/s of 1 KB)
 #   --brokers   1 (default): one broker, one Sluice. 3 (2 to 5): a KRaft cluster of N nodes
@@ -13,6 +13,11 @@
 #               coordinator sits on one, so the incident crosses sidecars: the live view
 #               shows the sidecar that carries the loop, and each sidecar's findings are
 #               printed at the end.
+#   --observe   also run a Prometheus server (Debian's prometheus; installed by setup.sh) on a
+#               free loopback port, scraping every Sluice's /metrics every 2 s and evaluating
+#               deploy/prometheus/sluice-alerts.yml, and print the URL of its graph of
+#               re-delivered bytes by consumer group (the incident) and of its alerts page;
+#               it runs until the demo ends (its data goes with it).
 #
 # Everything it needs is installed by scripts/setup.sh (called first; cached).
 set -euo pipefail
@@ -22,12 +27,14 @@ cd "$ROOT"
 DURATION=60
 RATE=5
 BROKERS=1
+OBSERVE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) DURATION="${2:?--duration needs seconds}"; shift 2 ;;
     --rate) RATE="${2:?--rate needs records per second}"; shift 2 ;;
     --brokers) BROKERS="${2:?--brokers needs a number}"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --observe) OBSERVE=1; shift ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,7 +48,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE/target}"
 say() { printf 'demo: %s\n' "$*" >&2; }
 
 say "installing what the demo needs (cached after the first run) ..."
-bash scripts/setup.sh --skip apt,prometheus,fuzz
+if [[ $OBSERVE == 1 ]]; then
+  bash scripts/setup.sh --skip apt,chromium,fuzz
+else
+  bash scripts/setup.sh --skip apt,prometheus,chromium,fuzz
+fi
 # shellcheck disable=SC1091
 source "$SLUICE_CACHE/env.sh"
 say "building sluice (release) ..."
@@ -116,6 +127,39 @@ for _ in $(seq 1 900); do
 done
 [[ $ready -eq $BROKERS ]] || { say "brokers not ready after 90 s"; exit 1; }
 BOOT="$(printf '127.0.0.1:%s,' "${PROXY_PORTS[@]}")" BOOT="${BOOT%,}"
+
+PROM_URL=""
+if [[ $OBSERVE == 1 ]]; then
+  # Every sidecar's admin listener is a target (its own `instance`); the shipped alerts as is.
+  PROM_PORT="$(free_port)"
+  TARGETS="$(printf '"127.0.0.1:%s", ' "${ADMIN_PORTS[@]}")" TARGETS="${TARGETS%, }"
+  cat >"$WORK/prometheus.yml" <<EOF
+global:
+  scrape_interval: 2s
+  evaluation_interval: 2s
+rule_files:
+  - "$ROOT/deploy/prometheus/sluice-alerts.yml"
+scrape_configs:
+  - job_name: sluice
+    static_configs:
+      - targets: [$TARGETS]
+EOF
+  prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus-data" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" >"$WORK/prometheus.log" 2>&1 &
+  PIDS+=($!)
+  PROM_URL="http://127.0.0.1:$PROM_PORT"
+  for _ in $(seq 1 300); do
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+      "$PROM_URL/-/ready" 2>/dev/null && break
+    kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$WORK/prometheus.log" >&2; say "prometheus failed to start"; exit 1; }
+    sleep 0.1
+  done
+  GRAPH_EXPR='sum by (messaging_consumer_group_name) (rate(sluice_consumer_redelivered_bytes_total[30s]))'
+  GRAPH_URL="$PROM_URL/graph?g0.expr=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$GRAPH_EXPR")&g0.tab=0&g0.range_input=5m"
+  say "prometheus on $PROM_URL, scraping every sidecar every 2 s, alerts from deploy/prometheus/sluice-alerts.yml"
+  say "open the incident (re-delivered bytes/s by consumer group): $GRAPH_URL"
+  say "alerts (pending within seconds, firing after their for:, SluiceFindingFetchLoop's 1m first): $PROM_URL/alerts"
+fi
 "$SLUICE_JAVA_CLIENT" wait-ready --bootstrap "$BOOT" --timeout-s 60 >/dev/null
 "$SLUICE_JAVA_CLIENT" create-topic --bootstrap "$BOOT" --topic order-events --partitions 3 >/dev/null
 # The sidecar the live view shows: the only one with one broker; else the one in front of the
@@ -176,6 +220,19 @@ else
     say "node $((i + 1))'s sidecar: findings at the end (JSON: curl http://127.0.0.1:${ADMIN_PORTS[i]}/api/v1/findings):"
     "$SLUICE" top --admin "127.0.0.1:${ADMIN_PORTS[i]}" --once | sed -n '/^FINDINGS/,/^$/p'
   done
+fi
+if [[ -n "$PROM_URL" ]]; then
+  say "prometheus's alerts at the end ($PROM_URL/alerts; it stops with the demo):"
+  python3 -c '
+import json, sys, urllib.request
+alerts = json.load(urllib.request.urlopen(sys.argv[1] + "/api/v1/alerts", timeout=5))["data"]["alerts"]
+for a in sorted(alerts, key=lambda a: (a["state"], a["labels"]["alertname"])):
+    l = a["labels"]
+    who = l.get("messaging_consumer_group_name") or l.get("messaging_client_id") or l.get("messaging_destination_name") or ""
+    print("demo:   %-8s %-36s %s" % (a["state"], l["alertname"], who))
+if not alerts:
+    print("demo:   none yet")
+' "$PROM_URL" >&2 || true
 fi
 say "the same, as the metrics Prometheus scrapes (curl http://127.0.0.1:$ADMIN_PORT/metrics; dashboards and alerts in deploy/):"
 if command -v curl >/dev/null 2>&1; then

@@ -9,13 +9,14 @@
 # never go into the clone; they live in ${SLUICE_CACHE:-$HOME/.cache/sluice}.
 #
 # Usage: scripts/setup.sh [--skip STEP[,STEP...]] [--only STEP[,STEP...]]
-#   STEP is one of: apt, prometheus, kafka, java, python, go, collector, fuzz, deploy
+#   STEP is one of: apt, prometheus, chromium, container, kafka, java, python, go,
+#   collector, fuzz, deploy
 #   (env.sh is always written at the end.)
 #
 # Environment:
 #   SLUICE_CACHE          cache root (default $HOME/.cache/sluice)
 #   SLUICE_PYTHON         interpreter used to create the venv (default python3)
-#   SLUICE_SKIP_APT=1     same as --skip apt,prometheus
+#   SLUICE_SKIP_APT=1     same as --skip apt,prometheus,chromium,container
 #
 # After it succeeds, `source "$SLUICE_CACHE/env.sh"` exports:
 #   SLUICE_CACHE SLUICE_KAFKA_LIBS SLUICE_JAVA_CLIENT SLUICE_PY_CLIENT
@@ -38,12 +39,12 @@ BIN_DIR="$SLUICE_CACHE/bin"
 
 ONLY=""
 SKIP=""
-[[ "${SLUICE_SKIP_APT:-0}" == 1 ]] && SKIP="apt,prometheus"
+[[ "${SLUICE_SKIP_APT:-0}" == 1 ]] && SKIP="apt,prometheus,chromium,container"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --only) ONLY="${2:?--only needs a value}"; shift 2 ;;
     --skip) SKIP="${SKIP:+$SKIP,}${2:?--skip needs a value}"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -146,15 +147,52 @@ if want apt; then
   fi
 fi
 
+# Prometheus: promtool checks deploy/, the server runs in integration-tests/tests/prometheus_live.rs
+# and beside `scripts/demo.sh --observe`. Only the binaries are used (the package's own service,
+# if the host runs one, is not).
 if want prometheus; then
-  if have_cmd promtool; then
-    say "prometheus (promtool) ... present"
+  if have_cmd promtool && have_cmd prometheus; then
+    say "prometheus (server, promtool) ... present"
   else
-    say "prometheus (promtool): installing ..."
+    say "prometheus (server, promtool): installing ..."
     if apt_install prometheus; then
-      say "prometheus (promtool) ... installed"
+      say "prometheus (server, promtool) ... installed"
     else
       fail_step prometheus "apt-get install prometheus failed (see $SLUICE_CACHE/apt-install.log)"
+    fi
+  fi
+fi
+
+# Chromium, headless: the screenshot of the Prometheus graph page in prometheus_live.rs.
+if want chromium; then
+  if have_cmd chromium; then
+    say "chromium ... present"
+  else
+    say "chromium: installing ..."
+    if apt_install chromium; then
+      say "chromium ... installed"
+    else
+      fail_step chromium "apt-get install chromium failed (see $SLUICE_CACHE/apt-install.log)"
+    fi
+  fi
+fi
+
+# The static binary and its container image (scripts/build-static.sh, deploy/check-image.sh):
+# musl-gcc for C dependencies, podman, and runc as its runtime (crun cannot start containers on
+# cgroup v1/hybrid hosts such as this project's CI).
+if want container; then
+  missing=()
+  have_cmd musl-gcc || missing+=(musl-tools)
+  have_cmd podman || missing+=(podman)
+  have_cmd runc || missing+=(runc)
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    say "musl-gcc, podman, runc ... present"
+  else
+    say "container tools: installing ${missing[*]} ..."
+    if apt_install "${missing[@]}"; then
+      say "container tools ... installed"
+    else
+      fail_step container "apt-get install ${missing[*]} failed (see $SLUICE_CACHE/apt-install.log)"
     fi
   fi
 fi
@@ -320,8 +358,8 @@ if want go; then
 fi
 
 # ---------------------------------------------------------------------------
-# OpenTelemetry Collector (otelcol-sluice: OTLP receiver, batch processor, debug
-# and file exporters; every collector module at one release, see its go.mod)
+# OpenTelemetry Collector (otelcol-sluice: OTLP receiver, batch processor, debug, file and
+# Prometheus remote-write exporters; every collector module at one release, see its go.mod)
 # ---------------------------------------------------------------------------
 OTELCOL_DIR="$REPO_ROOT/integration-tests/collector"
 OTELCOL_BIN="$BIN_DIR/otelcol-sluice"

@@ -59,6 +59,11 @@ cargo build --workspace --all-targets --locked
 step "deploy: systemd unit, Kubernetes manifests and sample configs against the binary"
 bash deploy/check-deploy.sh "$CARGO_TARGET_DIR/debug/sluice"
 
+step "deploy: the container image, built from the static binary, started and probed"
+# A dev-profile static build (the packaging is under test here, not speed; the release image
+# is `scripts/build-image.sh`).
+bash deploy/check-image.sh --profile dev
+
 step "unit, property and proxy tests"
 cargo test --workspace --locked --exclude sluice-integration-tests "$@"
 
@@ -84,9 +89,10 @@ for entry in protocol-ext/frame_tracker protocol-ext/tap protocol-ext/fetch_resp
 done
 
 step "integration tests (real Kafka broker, real clients)"
-rm -f "$CARGO_TARGET_DIR/detect-report.txt"
+rm -f "$CARGO_TARGET_DIR/detect-report.txt" "$CARGO_TARGET_DIR/prometheus-graph.png"
 # Each test binary starts its own broker (cluster_scenarios a 3-node cluster with a Sluice per
-# node, about 4.5 minutes in all; throttle two, one behind recording relays); tests inside a
+# node, about 4.5 minutes in all; throttle two, one behind recording relays; prometheus_live a
+# Prometheus server, a collector and headless Chromium beside it, under 2 minutes); tests inside a
 # binary share it with their own topics and groups (throttle's run one at a time: they measure
 # rates). Two test threads keep a 2-core machine responsive. tls runs the sluice binary built
 # above ($CARGO_TARGET_DIR/debug/sluice) from a config file, as an operator runs it.
@@ -95,6 +101,10 @@ RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}" cargo test -p sluice-integration-tes
 if [[ -s "$CARGO_TARGET_DIR/detect-report.txt" ]]; then
   step "detection report (real clients through Sluice)"
   cat "$CARGO_TARGET_DIR/detect-report.txt"
+fi
+if [[ -s "$CARGO_TARGET_DIR/prometheus-graph.png" ]]; then
+  # Taken by integration-tests/tests/prometheus_live.rs: the incident in a real Prometheus.
+  echo "Prometheus graph of re-delivered bytes by group (headless Chromium): $CARGO_TARGET_DIR/prometheus-graph.png"
 fi
 
 step "done in $((SECONDS - started)) s"

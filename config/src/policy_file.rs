@@ -9,7 +9,7 @@
 //! group = "orders-*"                   # glob (* and ?)
 //! client_id = "legacy-consumer"        # glob
 //! host = "10.0.0.0/8"                  # IP or CIDR
-//! principal = "User:alice"             # glob (matches once principals are known)
+//! principal = "User:alice"             # glob over the authenticated principal (or User:<it>)
 //! finding = "fetch_without_commit"     # a finding kind
 //! fetch_bytes_per_sec = "256KiB"       # byte size or integer
 //! requests_per_sec = 50

@@ -1,6 +1,7 @@
 // Command otelcol-sluice is a minimal OpenTelemetry Collector distribution for Sluice's
 // integration tests: the OTLP receiver (gRPC and HTTP), the batch processor, and the
-// debug and file exporters. Every collector module is pinned to one release in go.mod.
+// debug, file and Prometheus remote-write exporters. Every collector module is pinned to one
+// release in go.mod.
 //
 // Build it with `scripts/setup.sh --only collector`; it lands in
 // $SLUICE_CACHE/bin/otelcol-sluice and is started by integration-tests/src/collector.rs.

@@ -1,6 +1,7 @@
 //! A real OpenTelemetry Collector (`otelcol-sluice`, built from `integration-tests/collector`
 //! by `scripts/setup.sh --only collector`) receiving OTLP on loopback and writing what it
-//! receives to one OTLP JSON file per signal, plus pure helpers over that OTLP JSON.
+//! receives to one OTLP JSON file per signal (and, if asked, its metrics to a Prometheus
+//! remote-write endpoint), plus pure helpers over that OTLP JSON.
 //! (Over 600 lines: the process and the readers of what it wrote change together; the readers
 //! are the second half, with their tests.)
 //!
@@ -20,15 +21,14 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::daemon::Daemon;
 use crate::net;
 use crate::tools::Tools;
 
@@ -69,11 +69,9 @@ impl Signal {
 /// watcher kills the collector within a second.
 #[derive(Debug)]
 pub struct Collector {
-    dir: tempfile::TempDir,
+    process: Daemon,
     grpc: SocketAddr,
     http: SocketAddr,
-    child: Mutex<Option<Child>>,
-    watcher: Option<Child>,
 }
 
 impl Collector {
@@ -82,9 +80,20 @@ impl Collector {
     /// with the collector's stderr, when it exits or does not listen within
     /// [`START_DEADLINE`].
     pub fn start(tools: &Tools) -> Collector {
+        Collector::start_with(tools, None)
+    }
+
+    /// Like [`Collector::start`], also sending the metrics it receives to `remote_write`
+    /// (a Prometheus remote-write URL, `http://HOST:PORT/api/v1/write`) through the
+    /// collector's `prometheusremotewrite` exporter.
+    pub fn start_remote_writing(tools: &Tools, remote_write: &str) -> Collector {
+        Collector::start_with(tools, Some(remote_write))
+    }
+
+    fn start_with(tools: &Tools, remote_write: Option<&str>) -> Collector {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Collector::try_start(&tools.otelcol) {
+            match Collector::try_start(&tools.otelcol, remote_write) {
                 Ok(c) => return c,
                 // Another process took a port between picking and binding it: pick again.
                 Err(e) if e.contains("address already in use") => last_error = e,
@@ -94,7 +103,7 @@ impl Collector {
         panic!("{last_error}")
     }
 
-    fn try_start(binary: &Path) -> Result<Collector, String> {
+    fn try_start(binary: &Path, remote_write: Option<&str>) -> Result<Collector, String> {
         let dir = tempfile::Builder::new()
             .prefix("sluice-otelcol-")
             .tempdir()
@@ -105,27 +114,16 @@ impl Collector {
             http = SocketAddr::from(([127, 0, 0, 1], net::free_port()));
         }
         let config = dir.path().join("config.yaml");
-        std::fs::write(&config, config_yaml(dir.path(), grpc, http)).expect("write config.yaml");
+        std::fs::write(&config, config_yaml(dir.path(), grpc, http, remote_write))
+            .expect("write config.yaml");
 
-        let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
-        let stdout = stderr.try_clone().expect("clone stderr.log");
-        let child = Command::new(binary)
-            .arg("--config")
-            .arg(&config)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        let watcher = watch(std::process::id(), child.id());
+        let mut command = Command::new(binary);
+        command.arg("--config").arg(&config);
         // From here on, dropping `collector` (an early return or a panic) kills the process.
         let collector = Collector {
-            dir,
+            process: Daemon::spawn("collector", dir, "stderr.log", command),
             grpc,
             http,
-            child: Mutex::new(Some(child)),
-            watcher,
         };
 
         let end = Instant::now() + START_DEADLINE;
@@ -171,12 +169,12 @@ impl Collector {
 
     /// The collector's directory: `config.yaml`, `stderr.log` and the signal files.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.process.dir()
     }
 
     /// The path of one signal's OTLP JSON lines.
     pub fn signal_path(&self, signal: Signal) -> PathBuf {
-        self.dir.path().join(signal.file_name())
+        self.process.dir().join(signal.file_name())
     }
 
     /// Every export request the collector has written for `signal` so far, one JSON value
@@ -202,13 +200,7 @@ impl Collector {
 
     /// The last 60 lines of the collector's stderr (its own log and the debug exporter's).
     pub fn stderr_tail(&self) -> String {
-        self.stderr_last(60)
-    }
-
-    fn stderr_last(&self, n: usize) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        self.process.log_tail(60)
     }
 
     /// Re-reads `signal`'s lines every 50 ms until `found` returns `Some`, and returns that.
@@ -263,69 +255,46 @@ impl Collector {
 
     /// The exit status, if the collector is no longer running.
     pub fn exited(&self) -> Option<ExitStatus> {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        match child.as_mut() {
-            Some(c) => c.try_wait().ok().flatten(),
-            None => None,
-        }
+        self.process.exited()
     }
 
-    /// Kills the collector (SIGKILL) and reaps it. Idempotent; [`Drop`] calls it.
+    /// Kills the collector (SIGKILL) and reaps it. Idempotent; dropping it does too.
     pub fn kill(&self) {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut c) = child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill()
     }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.kill();
-        if let Some(mut w) = self.watcher.take() {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "collector directory kept: {} (config.yaml, stderr.log, signal files); \
-                 last lines of its stderr:\n{}",
-                self.dir.path().display(),
-                self.stderr_last(15)
-            );
-            self.dir.disable_cleanup(true);
-        }
-    }
-}
-
-/// Starts `sh` polling once a second that `parent` (this test process) and `child` (the
-/// collector) are alive, killing `child` once `parent` is gone. A zombie counts as gone:
-/// a dead test process may wait a while to be reaped. `None` if `sh` cannot start: then
-/// only [`Drop`] stops the collector.
-fn watch(parent: u32, child: u32) -> Option<Child> {
-    const SCRIPT: &str = r#"alive() {
-  [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
-}
-while alive "$1" && alive "$2"; do sleep 1; done
-alive "$1" || kill -9 "$2" 2>/dev/null
-exit 0"#;
-    Command::new("sh")
-        .args(["-c", SCRIPT, "sluice-otelcol-watch"])
-        .args([parent.to_string(), child.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()
 }
 
 /// The collector configuration: OTLP in on `grpc` and `http`, a debug exporter (to stderr)
-/// and a file exporter per signal out, and no telemetry listener of its own.
-fn config_yaml(dir: &Path, grpc: SocketAddr, http: SocketAddr) -> String {
+/// and a file exporter per signal out (and metrics to `remote_write`, if given), and no
+/// telemetry listener of its own.
+fn config_yaml(
+    dir: &Path,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    remote_write: Option<&str>,
+) -> String {
     // A JSON string is a valid YAML scalar, whatever the path contains.
     let file = |signal: Signal| {
         serde_json::to_string(&dir.join(signal.file_name()).to_string_lossy()).unwrap()
+    };
+    // Resource attributes stay in target_info (as in deploy/otel-collector.yaml); job and
+    // instance come from service.name and service.instance.id. Sent at once, a second apart
+    // at most, so a test's short rate windows see every export.
+    let (remote_exporter, remote_name) = match remote_write {
+        Some(url) => (
+            format!(
+                r#"  prometheusremotewrite:
+    endpoint: {url}
+    resource_to_telemetry_conversion:
+      enabled: false
+    remote_write_queue:
+      num_consumers: 1
+"#,
+                url = serde_json::to_string(url).unwrap()
+            ),
+            ", prometheusremotewrite",
+        ),
+        None => (String::new(), ""),
     };
     format!(
         r#"receivers:
@@ -337,7 +306,7 @@ fn config_yaml(dir: &Path, grpc: SocketAddr, http: SocketAddr) -> String {
         endpoint: "{http}"
 
 exporters:
-  debug:
+{remote_exporter}  debug:
     verbosity: basic
   file/metrics:
     path: {metrics}
@@ -358,7 +327,7 @@ service:
   pipelines:
     metrics:
       receivers: [otlp]
-      exporters: [file/metrics, debug]
+      exporters: [file/metrics, debug{remote_name}]
     traces:
       receivers: [otlp]
       exporters: [file/traces, debug]
@@ -907,12 +876,21 @@ mod tests {
     fn config_names_ports_files_and_no_telemetry_listener() {
         let grpc: SocketAddr = "127.0.0.1:4317".parse().unwrap();
         let http: SocketAddr = "127.0.0.1:4318".parse().unwrap();
-        let yaml = config_yaml(Path::new("/tmp/x"), grpc, http);
+        let yaml = config_yaml(Path::new("/tmp/x"), grpc, http, None);
         assert!(yaml.contains("endpoint: \"127.0.0.1:4317\""));
         assert!(yaml.contains("endpoint: \"127.0.0.1:4318\""));
         assert!(yaml.contains("path: \"/tmp/x/metrics.json\""));
         assert!(yaml.contains("path: \"/tmp/x/traces.json\""));
         assert!(yaml.contains("path: \"/tmp/x/logs.json\""));
         assert!(yaml.contains("level: none"));
+        assert!(!yaml.contains("prometheusremotewrite"));
+        let remote = config_yaml(
+            Path::new("/tmp/x"),
+            grpc,
+            http,
+            Some("http://127.0.0.1:9090/api/v1/write"),
+        );
+        assert!(remote.contains("endpoint: \"http://127.0.0.1:9090/api/v1/write\""));
+        assert!(remote.contains("exporters: [file/metrics, debug, prometheusremotewrite]"));
     }
 }

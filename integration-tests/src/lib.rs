@@ -42,23 +42,34 @@
 //! - [`process`]: [`process::SluiceProcess`] — the `sluice` binary run from a config file:
 //!   its log, its admin API.
 //! - [`admin`]: calls to a Sluice's admin API (`/api/v1/throttles`, with a bearer token).
-//! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP, and
-//!   helpers that read the metrics and spans it wrote.
+//! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP (and, if
+//!   asked, remote-writing metrics to a Prometheus), and helpers that read the metrics and
+//!   spans it wrote.
+//! - [`daemon`]: [`daemon::Daemon`] — a helper process in its own directory, killed with its
+//!   handle (the collector's and Prometheus's).
+//! - [`prometheus`]: [`prometheus::Prometheus`] — a real Prometheus server scraping, evaluating
+//!   rules and receiving remote-write, and its HTTP API.
+//! - [`dashboard`]: the shipped Grafana dashboard's queries, template variables replaced.
+//! - [`browser`]: headless Chromium: a page's screenshot and DOM.
 
 pub mod admin;
 pub mod attribution;
 pub mod broker;
+pub mod browser;
 pub mod certs;
 pub mod clients;
 pub mod cluster;
 pub mod collector;
 pub mod consumer;
+pub mod daemon;
+pub mod dashboard;
 pub mod events;
 pub mod findings;
 pub mod meter;
 pub mod multi;
 pub mod net;
 pub mod process;
+pub mod prometheus;
 pub mod relay;
 pub mod scenario;
 pub mod secured;

@@ -77,6 +77,24 @@ impl Tools {
     }
 }
 
+/// A Debian-installed program: `$env` if set, else `name` on `PATH`, else `/usr/bin/name`
+/// (which may not exist: the caller says how to install it).
+pub fn binary(env: &str, name: &str) -> PathBuf {
+    std::env::var_os(env)
+        .map(PathBuf::from)
+        .or_else(|| on_path(name))
+        .unwrap_or_else(|| Path::new("/usr/bin").join(name))
+}
+
+/// The first `name` on `PATH`.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.exists())
+    })
+}
+
 fn unquote(v: &str) -> String {
     let v = v.trim();
     v.strip_prefix('"')

@@ -77,13 +77,7 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 fn promtool(tools: &Tools) -> PathBuf {
     std::env::var_os("PROMTOOL")
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|p| {
-                std::env::split_paths(&p)
-                    .map(|d| d.join("promtool"))
-                    .find(|f| f.exists())
-            })
-        })
+        .or_else(|| sluice_integration_tests::tools::on_path("promtool"))
         .or_else(|| Some(tools.cache.join("bin/promtool")).filter(|p| p.exists()))
         .expect("promtool not found: scripts/setup.sh installs Debian's prometheus package")
 }

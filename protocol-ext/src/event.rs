@@ -2,8 +2,8 @@
 //! not depend on `kafka-protocol`. Strings are owned: events are made only for the frames of
 //! interest (group coordination, metadata, fetch, produce headers), never per record.
 //!
-//! A SASL secret never appears in any event: only the mechanism and, where the mechanism
-//! shows it in clear (PLAIN, SCRAM), the principal's name.
+//! A SASL secret never appears in any event: only the mechanism, the principal's name where
+//! the mechanism shows it (PLAIN, SCRAM, OAUTHBEARER's `sub` claim) and the broker's verdict.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -255,14 +255,30 @@ pub struct CommittedOffset {
 /// A consumer group assignment: topic → partitions.
 pub type Assignment = Vec<(TopicRef, Vec<i32>)>;
 
-/// SASL mechanism or principal; never a secret.
+/// SASL mechanism, claimed principal or outcome; never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaslInfo {
     /// SaslHandshake request: the mechanism.
     Mechanism(String),
-    /// SaslAuthenticate request: the principal's name where visible (PLAIN, SCRAM).
+    /// SaslAuthenticate request: the principal the client claims, where visible (PLAIN's
+    /// `authcid`, SCRAM's user name, OAUTHBEARER's unverified `sub` claim). Claimed, not
+    /// authenticated: the broker's answer ([`SaslInfo::Outcome`]) says whether it holds.
     Principal(String),
+    /// SaslAuthenticate response: how the broker answered one step.
+    Outcome {
+        /// Error code (0: this step succeeded).
+        error_code: i16,
+        /// The broker's error message, at most [`MAX_SASL_ERROR_MESSAGE`] bytes.
+        error_message: Option<String>,
+        /// The exchange ended with this step: an error, or a success whose server message is
+        /// empty (PLAIN, OAUTHBEARER) or SCRAM's server-final `v=`. A challenge that asks for
+        /// another step (SCRAM's server-first, OAUTHBEARER's error JSON) is not the end.
+        done: bool,
+    },
 }
+
+/// Longest broker error message an [`SaslInfo::Outcome`] keeps (cut at a char boundary).
+pub const MAX_SASL_ERROR_MESSAGE: usize = 256;
 
 /// Everything the tap reports.
 #[derive(Debug, Clone, PartialEq, Eq)]

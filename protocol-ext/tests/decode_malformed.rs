@@ -9,8 +9,8 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
     FetchRequest, FindCoordinatorRequest, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
-    SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Encodable, Message};
 use proptest::collection::vec;
@@ -53,6 +53,7 @@ static SAMPLES: LazyLock<Vec<Sample>> = LazyLock::new(|| {
     encoded::<HeartbeatResponse>(false, ApiKey::Heartbeat, &mut s);
     encoded::<OffsetCommitResponse>(false, ApiKey::OffsetCommit, &mut s);
     encoded::<ConsumerGroupHeartbeatResponse>(false, ApiKey::ConsumerGroupHeartbeat, &mut s);
+    encoded::<SaslAuthenticateResponse>(false, ApiKey::SaslAuthenticate, &mut s);
     s
 });
 
@@ -229,6 +230,20 @@ fn rich_samples() -> Vec<Sample> {
     out.push(enc(true, ApiKey::SaslAuthenticate, 2, &sasl));
     sasl.auth_bytes = Bytes::from_static(b"n,,n=svc-orders,r=fyko+d2lbbFgONRv9qkxdawL");
     out.push(enc(true, ApiKey::SaslAuthenticate, 1, &sasl));
+    // OAUTHBEARER with a JWT whose payload is {"sub":"svc-orders"}.
+    sasl.auth_bytes = Bytes::from_static(
+        b"n,,\x01host=kafka\x01auth=Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJzdmMtb3JkZXJzIn0.c2ln\x01\x01",
+    );
+    out.push(enc(true, ApiKey::SaslAuthenticate, 2, &sasl));
+
+    let mut verdict = SaslAuthenticateResponse::default();
+    verdict.auth_bytes = Bytes::from_static(b"v=rmF9pqV8S7suAoZWja4dJRkFsKQ=");
+    verdict.session_lifetime_ms = 3_600_000;
+    out.push(enc(false, ApiKey::SaslAuthenticate, 2, &verdict));
+    verdict.error_code = 58;
+    verdict.error_message = Some(s("Authentication failed: Invalid username or password"));
+    verdict.auth_bytes = Bytes::new();
+    out.push(enc(false, ApiKey::SaslAuthenticate, 1, &verdict));
 
     let mut meta = MetadataResponse::default();
     let mut broker = MetadataResponseBroker::default();

@@ -1011,6 +1011,26 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // SASL.
 
+fn gs2_oauth() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("n,,"), Just("y,,"), Just("n,a=svc,")]
+}
+
+/// base64url without padding (the test's own encoder, for the JWT payloads).
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
 /// An auth payload and the principal it must yield.
 fn auth_payload() -> impl Strategy<Value = (Vec<u8>, Option<String>)> {
     let plain = (
@@ -1042,12 +1062,32 @@ fn auth_payload() -> impl Strategy<Value = (Vec<u8>, Option<String>)> {
     );
     let scram_final = ("[!-+--~]{1,24}", "[A-Za-z0-9+/]{4,40}")
         .prop_map(|(nonce, proof)| (format!("c=biws,r={nonce},p={proof}").into_bytes(), None));
-    let oauth = "[A-Za-z0-9._-]{1,40}".prop_map(|token| {
+    // An opaque bearer token (not a JWT: no principal), and a JWT whose payload has a `sub`.
+    let opaque = "[A-Za-z0-9_-]{1,40}".prop_map(|token| {
         (
             format!("n,,\x01auth=Bearer {token}\x01\x01").into_bytes(),
             None,
         )
     });
+    let jwt = (
+        gs2_oauth(),
+        "[a-zA-Z0-9@._:-]{1,20}",
+        "[A-Za-z0-9_-]{0,43}",
+        any::<bool>(),
+    )
+        .prop_map(|(gs2, sub, sig, more)| {
+            let claims = if more {
+                format!(r#"{{"iss":"idp","sub":"{sub}","exp":1900000000,"scope":["a"]}}"#)
+            } else {
+                format!(r#"{{"sub":"{sub}"}}"#)
+            };
+            let token = format!("eyJhbGciOiJub25lIn0.{}.{sig}", b64url(claims.as_bytes()));
+            (
+                format!("{gs2}\x01host=kafka\x01auth=Bearer {token}\x01\x01").into_bytes(),
+                Some(sub),
+            )
+        });
+    let oauth = prop_oneof![opaque, jwt];
     // A GSSAPI-like token: ASN.1 application tag, then bytes without NUL.
     let gssapi = vec(1u8..=255, 0..40).prop_map(|rest| {
         let mut token = vec![0x60];
@@ -1125,11 +1165,27 @@ fn scram_client_first_yields_the_user_and_client_final_nothing() {
 }
 
 #[test]
+fn oauthbearer_yields_the_sub_claim_and_never_the_token() {
+    // Payload {"sub":"alice","jti":"id-7Q2"}; the signature is the secret part of a token.
+    let oauth = b"n,,\x01auth=Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImp0aSI6ImlkLTdRMiJ9.c2VjcmV0LXNpZw\x01\x01";
+    for events in authenticate(oauth) {
+        assert_eq!(
+            events,
+            vec![TapEvent::Sasl(SaslInfo::Principal("alice".into()))]
+        );
+        let shown = format!("{events:?}");
+        for part in ["eyJ", "c2VjcmV0LXNpZw", "id-7Q2"] {
+            assert!(!shown.contains(part), "{shown}");
+        }
+    }
+}
+
+#[test]
 fn other_mechanisms_yield_nothing() {
     let gssapi = [
         0x60, 0x82, 0x02, 0x6e, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12,
     ];
-    let oauth = b"n,,\x01auth=Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.\x01\x01";
+    let oauth = b"n,,\x01auth=Bearer opaque-token-not-a-jwt\x01\x01";
     for auth in [&gssapi[..], &oauth[..], b""] {
         for events in authenticate(auth) {
             assert!(events.is_empty(), "{events:?}");

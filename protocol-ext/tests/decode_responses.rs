@@ -22,14 +22,16 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ConsumerGroupHeartbeatResponse, ConsumerProtocolAssignment,
     HeartbeatResponse, JoinGroupResponse, MetadataResponse, OffsetCommitResponse,
-    SyncGroupResponse, TopicName,
+    SaslAuthenticateResponse, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, HeaderVersion, Message, StrBytes};
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use sluice_protocol::decode::{decode_response, wants_response_body};
-use sluice_protocol::event::{MetadataBroker, MetadataTopic, TapEvent, TopicId, TopicRef};
+use sluice_protocol::event::{
+    MetadataBroker, MetadataTopic, SaslInfo, TapEvent, TopicId, TopicRef, MAX_SASL_ERROR_MESSAGE,
+};
 use sluice_protocol::TapError;
 
 // ---------------------------------------------------------------------------------------------
@@ -166,6 +168,7 @@ fn wants_exactly_the_supported_versions() {
         r::<HeartbeatResponse>(ApiKey::Heartbeat),
         r::<OffsetCommitResponse>(ApiKey::OffsetCommit),
         r::<ConsumerGroupHeartbeatResponse>(ApiKey::ConsumerGroupHeartbeat),
+        r::<SaslAuthenticateResponse>(ApiKey::SaslAuthenticate),
     ];
     for key in -2i16..80 {
         for version in -2i16..40 {
@@ -635,5 +638,66 @@ proptest! {
             };
             check(ApiKey::ConsumerGroupHeartbeat, v, &r, vec![expected])?;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SASL.
+
+/// A server message: empty (PLAIN, OAUTHBEARER success), SCRAM's server-final `v=` (the
+/// server signature), or a challenge (SCRAM's server-first, OAUTHBEARER's error JSON).
+fn server_message() -> impl Strategy<Value = (Vec<u8>, bool)> {
+    prop_oneof![
+        Just((Vec::new(), true)),
+        "v=[A-Za-z0-9+/]{4,44}".prop_map(|m| (m.into_bytes(), true)),
+        "r=[!-+--~]{4,40},s=[A-Za-z0-9+/]{4,24},i=4096".prop_map(|m| (m.into_bytes(), false)),
+        Just((br#"{"status":"invalid_token"}"#.to_vec(), false)),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn sasl_authenticate(
+        error in error_code(),
+        error_message in option::of(prop_oneof!["\\PC{0,10}", "\\PC{250,300}"]),
+        (auth, done) in server_message(),
+        lifetime in any::<i64>(),
+        tags in unknown_tags(),
+    ) {
+        for v in versions::<SaslAuthenticateResponse>() {
+            let mut r = SaslAuthenticateResponse::default();
+            r.error_code = error;
+            r.error_message = osb(&error_message);
+            r.auth_bytes = Bytes::from(auth.clone());
+            r.session_lifetime_ms = if v >= 1 { lifetime } else { 0 };
+            r.unknown_tagged_fields = tags_if::<SaslAuthenticateResponse>(v, &tags);
+            let cut = error_message.as_ref().map(|m| {
+                let mut end = m.len().min(MAX_SASL_ERROR_MESSAGE);
+                while !m.is_char_boundary(end) {
+                    end -= 1;
+                }
+                m[..end].to_owned()
+            });
+            let expected = TapEvent::Sasl(SaslInfo::Outcome {
+                error_code: error,
+                error_message: cut,
+                done: done || error != 0,
+            });
+            check(ApiKey::SaslAuthenticate, v, &r, vec![expected])?;
+        }
+    }
+}
+
+#[test]
+fn sasl_outcome_never_carries_the_server_signature() {
+    let mut r = SaslAuthenticateResponse::default();
+    r.auth_bytes = Bytes::from_static(b"v=c2lnLVNFQ1JFVC1zZXJ2ZXI=");
+    for v in versions::<SaslAuthenticateResponse>() {
+        let mut out = Vec::new();
+        let body = encode(&r, v).unwrap();
+        decode_response(ApiKey::SaslAuthenticate as i16, v, body, &mut out).unwrap();
+        let shown = format!("{out:?}");
+        assert!(!shown.contains("c2lnLVNFQ1JFVC1zZXJ2ZXI"), "{shown}");
+        assert!(shown.contains("done: true"), "{shown}");
     }
 }

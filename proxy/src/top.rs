@@ -126,7 +126,7 @@ fn render(
                 show(ev(f, "topic")), show(ev(f, "partition")), show(ev(f, "offset")), show(ev(f, "rewinds")),
                 human(ev(f, "redelivered_bytes_per_sec").as_f64().unwrap_or(0.0)),
                 show(ev(f, "amplification")), show(ev(f, "committed_offset")),
-            ),
+            ) + &principal_of(ev(f, "principal")),
             _ => show(&f["summary"]),
         };
         out += &format!(" {sev} {:<21} {who}  (for {since:.0}s)\n", show(&f["kind"]));
@@ -137,8 +137,8 @@ fn render(
     throttled(&mut out, throttles);
     out += "\nTOP CLIENTS by bytes fetched\n";
     out += &format!(
-        " {:<15} {:<28} {:<24} {:<18} {:>5} {:>12} {:>12}\n",
-        "host", "client.id", "software", "group", "conns", "fetched/s", "produced/s"
+        " {:<15} {:<28} {:<20} {:<24} {:<18} {:>5} {:>12} {:>12}\n",
+        "host", "client.id", "principal", "software", "group", "conns", "fetched/s", "produced/s"
     );
     let mut next = HashMap::new();
     for c in clients.as_array().into_iter().flatten().take(15) {
@@ -152,9 +152,10 @@ fn render(
         let rate =
             |now: u64, before: u64| human(now.saturating_sub(before) as f64 / dt.max(0.001)) + "/s";
         out += &format!(
-            " {:<15} {:<28.28} {:<24.24} {:<18.18} {:>5} {:>12} {:>12}\n",
+            " {:<15} {:<28.28} {:<20.20} {:<24.24} {:<18.18} {:>5} {:>12} {:>12}\n",
             show(&c["client_host"]),
             show(&c["client_id"]),
+            principal(c),
             show(&c["software"]),
             show(&c["group"]),
             show(&c["connections_open"]),
@@ -164,6 +165,22 @@ fn render(
     }
     *prev = next;
     out
+}
+
+/// A client's principal, or `sasl: failed` when its last SASL exchange was refused.
+fn principal(c: &Value) -> String {
+    if c["sasl"] == "failed" {
+        return "sasl: failed".to_owned();
+    }
+    show(&c["principal"])
+}
+
+/// `, principal <p>` when a finding's evidence names one.
+fn principal_of(p: &Value) -> String {
+    match p {
+        Value::String(_) => format!(", principal {}", show(p)),
+        _ => String::new(),
+    }
 }
 
 /// Who is throttled: each policy in force, what it held back, and the connections it matches.
@@ -295,6 +312,37 @@ mod tests {
         );
         assert!(
             text.contains(r"(evil\nlevel=ERROR forged\x1b[2J\u{9b}31m)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn principals_are_shown_in_the_client_lines_and_findings() {
+        let findings = json!({ "active": [
+            { "kind": "fetch_loop", "severity": "critical", "duration_s": 1.0,
+              "evidence": { "client_id": "c1", "principal": "svc-billing" } },
+        ]});
+        let clients = json!([
+            { "client_host": "10.0.0.1", "client_id": "c1", "principal": "svc-billing",
+              "connections_open": 1, "bytes_fetched": 0, "bytes_produced": 0 },
+            { "client_host": "10.0.0.2", "client_id": "c2", "sasl": "failed",
+              "connections_open": 1, "bytes_fetched": 0, "bytes_produced": 0 },
+        ]);
+        let text = render(
+            "test",
+            &json!({}),
+            &findings,
+            &clients,
+            &Value::Null,
+            &mut HashMap::new(),
+            1.0,
+        );
+        assert!(text.contains("principal"), "{text}");
+        let line = |needle: &str| text.lines().find(|l| l.contains(needle)).unwrap();
+        assert!(line("10.0.0.1").contains("svc-billing"), "{text}");
+        assert!(line("10.0.0.2").contains("sasl: failed"), "{text}");
+        assert!(
+            line("fetch_loop").contains("principal svc-billing"),
             "{text}"
         );
     }

@@ -33,7 +33,7 @@
 //! | TxnOffsetCommit (28) | `TxnOffsetCommit` | — |
 //! | ConsumerGroupHeartbeat (68) | `ConsumerGroupHeartbeat` | `ConsumerGroupHeartbeatResponse` |
 //! | SaslHandshake (17) | `Sasl(Mechanism)` | — |
-//! | SaslAuthenticate (36) | `Sasl(Principal)` for PLAIN and SCRAM only | — |
+//! | SaslAuthenticate (36) | `Sasl(Principal)` for PLAIN, SCRAM, OAUTHBEARER only | `Sasl(Outcome)` |
 //!
 //! Apart from the tap, [`decode_guarded`] decodes the responses to the admin questions Sluice
 //! asks on its own connections (the group lookup), through the same guard, and
@@ -50,13 +50,14 @@
 //!   DescribeGroups member).
 //! - `admin.rs`: the guarded responses of the group lookup ([`Guarded`]).
 //! - `sasl.rs`: SaslHandshake and SaslAuthenticate; the principal of PLAIN and SCRAM, never a
-//!   secret.
+//!   secret, and the broker's verdict. `oauth.rs`: OAUTHBEARER's `sub` claim.
 
 mod admin;
 mod assignment;
 mod fetch;
 mod group;
 mod metadata;
+mod oauth;
 mod offsets;
 mod sasl;
 mod schema;
@@ -177,6 +178,10 @@ const RESPONSES: &[Handler] = &[
     handler::<m::ConsumerGroupHeartbeatResponse>(
         ApiKey::ConsumerGroupHeartbeat,
         group::consumer_group_heartbeat_response,
+    ),
+    handler::<m::SaslAuthenticateResponse>(
+        ApiKey::SaslAuthenticate,
+        sasl::sasl_authenticate_response,
     ),
 ];
 

@@ -10,17 +10,36 @@
 //!   one of `n,`, `y,`, `p=<cb>,` then an optional `a=<authzid>` and `,`. The user name has
 //!   `=2C` and `=3D` unescaped to `,` and `=`; any other `=` escape makes it unrecognised.
 //!
+//! - OAUTHBEARER (RFC 7628) first message: the bearer token's unverified `sub` claim
+//!   (`oauth.rs`); the token itself is never copied.
+//!
 //! Everything else yields no event: GSSAPI tokens, SCRAM client-final messages (they carry
-//! the proof), OAUTHBEARER (its first message also starts with a gs2 header, but continues with
-//! `\x01auth=`, not `n=`), and bodies that merely look close.
+//! the proof), bodies that merely look close, and names over [`MAX_PRINCIPAL`] bytes or with
+//! a control character.
+//!
+//! The SaslAuthenticate response yields the broker's verdict ([`SaslInfo::Outcome`]): its
+//! error code and message, and whether the exchange ended. Its `auth_bytes` (SCRAM's
+//! server-final carries the server signature) are only looked at for emptiness and a `v=`
+//! prefix, never copied.
 
 use bytes::Bytes;
-use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::messages::{
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+};
 
-use super::schema::{always, fields, Schema, Ty};
+use super::schema::{always, fields, since, Schema, Ty};
 use super::{decode_body, owned};
 use crate::error::TapError;
-use crate::event::{SaslInfo, TapEvent};
+use crate::event::{SaslInfo, TapEvent, MAX_SASL_ERROR_MESSAGE};
+
+/// Longest principal name kept (longer names yield no event).
+pub(super) const MAX_PRINCIPAL: usize = 256;
+
+/// Whether `name` may be a principal: non-empty, at most [`MAX_PRINCIPAL`] bytes, no control
+/// character.
+pub(super) fn acceptable(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_PRINCIPAL && !name.chars().any(char::is_control)
+}
 
 static SASL_HANDSHAKE_REQUEST: Schema = Schema {
     name: "SaslHandshakeRequest",
@@ -45,7 +64,8 @@ static SASL_AUTHENTICATE_REQUEST: Schema = Schema {
     body: fields(&[always(Ty::Bytes)]), // auth_bytes
 };
 
-/// SaslAuthenticate request: the principal of a PLAIN or SCRAM first message, else nothing.
+/// SaslAuthenticate request: the principal of a PLAIN, SCRAM or OAUTHBEARER first message,
+/// else nothing.
 pub(super) fn sasl_authenticate_request(
     version: i16,
     body: Bytes,
@@ -58,9 +78,48 @@ pub(super) fn sasl_authenticate_request(
     Ok(())
 }
 
-/// The principal's name in a PLAIN message or a SCRAM client-first message.
+static SASL_AUTHENTICATE_RESPONSE: Schema = Schema {
+    name: "SaslAuthenticateResponse",
+    flexible: Some(2),
+    body: fields(&[
+        always(Ty::Int16),   // error_code
+        always(Ty::Str),     // error_message (nullable)
+        always(Ty::Bytes),   // auth_bytes
+        since(1, Ty::Int64), // session_lifetime_ms
+    ]),
+};
+
+/// SaslAuthenticate response: the broker's verdict on one step.
+pub(super) fn sasl_authenticate_response(
+    version: i16,
+    body: Bytes,
+    out: &mut Vec<TapEvent>,
+) -> Result<(), TapError> {
+    let resp: SaslAuthenticateResponse = decode_body(&SASL_AUTHENTICATE_RESPONSE, version, body)?;
+    let auth = &resp.auth_bytes;
+    out.push(TapEvent::Sasl(SaslInfo::Outcome {
+        error_code: resp.error_code,
+        error_message: resp.error_message.as_deref().map(cut),
+        done: resp.error_code != 0 || auth.is_empty() || auth.starts_with(b"v="),
+    }));
+    Ok(())
+}
+
+/// At most [`MAX_SASL_ERROR_MESSAGE`] bytes of `s`, cut at a char boundary.
+fn cut(s: &str) -> String {
+    let mut end = s.len().min(MAX_SASL_ERROR_MESSAGE);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// The principal's name in a PLAIN message, a SCRAM client-first message or an OAUTHBEARER
+/// first message.
 pub(super) fn principal(auth: &[u8]) -> Option<String> {
-    plain_authcid(auth).or_else(|| scram_user(auth))
+    plain_authcid(auth)
+        .or_else(|| scram_user(auth))
+        .or_else(|| super::oauth::oauth_subject(auth))
 }
 
 /// PLAIN: the `authcid` between the two NULs.
@@ -76,10 +135,7 @@ fn plain_authcid(auth: &[u8]) -> Option<String> {
     }
     std::str::from_utf8(authzid).ok()?;
     let name = std::str::from_utf8(authcid).ok()?;
-    if name.chars().any(char::is_control) {
-        return None;
-    }
-    Some(name.to_owned())
+    acceptable(name).then(|| name.to_owned())
 }
 
 /// SCRAM client-first: the unescaped user name.
@@ -97,10 +153,7 @@ fn scram_user(auth: &[u8]) -> Option<String> {
     let user = parts.next()?.strip_prefix("n=")?;
     parts.next()?.strip_prefix("r=")?;
     let name = unescape_saslname(user)?;
-    if name.is_empty() || name.chars().any(char::is_control) {
-        return None;
-    }
-    Some(name)
+    acceptable(&name).then_some(name)
 }
 
 /// RFC 5802 `saslname`: `=2C` is `,`, `=3D` is `=`, no other `=`.
@@ -154,5 +207,28 @@ mod tests {
         assert_eq!(principal(b"n,,n=alice"), None);
         assert_eq!(principal(b"c=biws,r=abc,p=dHp6cHJvb2Y="), None);
         assert_eq!(principal(b"n,,\x01auth=Bearer eyJ\x01\x01"), None);
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        let long = "a".repeat(MAX_PRINCIPAL);
+        assert_eq!(
+            principal(format!("\0{long}\0pw").as_bytes()),
+            Some(long.clone())
+        );
+        assert_eq!(principal(format!("\0{long}b\0pw").as_bytes()), None);
+        assert_eq!(principal(format!("n,,n={long}b,r=x").as_bytes()), None);
+    }
+
+    #[test]
+    fn error_messages_are_cut_at_a_char_boundary() {
+        let m = "é".repeat(MAX_SASL_ERROR_MESSAGE);
+        let c = cut(&m);
+        assert!(
+            c.len() <= MAX_SASL_ERROR_MESSAGE && m.starts_with(&c),
+            "{}",
+            c.len()
+        );
+        assert_eq!(cut("short"), "short");
     }
 }

@@ -131,7 +131,16 @@ impl Input<'_> {
                 name: self.name("sw"),
                 version: self.name("v"),
             }),
-            3 => TapEvent::Sasl(SaslInfo::Principal(self.name("user"))),
+            3 => TapEvent::Sasl(match self.byte() % 4 {
+                // Up to 12 mechanism names, beyond the 8 counted on their own.
+                0 => SaslInfo::Mechanism(format!("M{}", self.byte() % 12)),
+                1 => SaslInfo::Principal(self.name("user")),
+                _ => SaslInfo::Outcome {
+                    error_code: [0, 0, 58, -1][usize::from(self.byte() % 4)],
+                    error_message: (self.byte() % 2 == 0).then(|| self.name("err")),
+                    done: self.byte() % 3 != 0,
+                },
+            }),
             4 => TapEvent::FetchRequest(FetchRequestInfo {
                 replica: self.byte() == 0,
                 max_wait_ms: 500,

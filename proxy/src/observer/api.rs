@@ -195,6 +195,8 @@ impl Snapshot {
                 "client_id": c.client_id.as_deref(),
                 "software": c.software.as_ref().map(|(n, v)| format!("{n} {v}")),
                 "principal": c.principal,
+                "sasl_mechanism": c.mechanism.as_deref(),
+                "sasl": c.sasl.map(|s| s.as_str()),
                 "age_s": secs_since(now, c.opened),
                 "idle_s": secs_since(now, c.last_activity),
                 "bytes_in": c.bytes_in,
@@ -231,6 +233,9 @@ impl Snapshot {
                 "client_host": c.host.to_string(),
                 "client_id": &*c.client_id,
                 "software": c.software.as_ref().map(|(n, v)| format!("{n} {v}")),
+                "principal": c.principal.as_deref(),
+                "sasl": c.sasl_failed.then_some("failed"),
+                "sasl_failures": c.sasl_failures,
                 "group": c.group.as_ref().map(|(g, _)| g.to_string()),
                 "group_attribution": c.group.as_ref().map(|(_, how)| how.as_str()),
                 "connections_open": c.open,
@@ -397,6 +402,7 @@ impl Snapshot {
                 "last_answer_s_ago": secs_since(now, at), "groups_known": groups,
                 "rounds": rounds, "requests": requests, "errors": errors,
             })),
+            "sasl_failures": self.sasl_failures.iter().map(|(m, n)| (&**m, *n)).collect::<BTreeMap<_, _>>(),
         })
     }
 }

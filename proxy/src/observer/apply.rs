@@ -5,9 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sluice_protocol::event::{
-    Assignment, CommittedOffset, FetchPartitionDelivered, SaslInfo, TopicRef,
-};
+use sluice_protocol::event::{Assignment, CommittedOffset, FetchPartitionDelivered, TopicRef};
 use sluice_protocol::event::{FetchRequestInfo, ProducePartition, RequestSeen, ResponseSeen};
 use sluice_protocol::TapEvent;
 
@@ -40,7 +38,7 @@ pub(crate) fn wanted(event: &TapEvent) -> bool {
         TapEvent::Request(_)
             | TapEvent::Response(_)
             | TapEvent::ClientSoftware(_)
-            | TapEvent::Sasl(SaslInfo::Principal(_))
+            | TapEvent::Sasl(_)
             | TapEvent::FetchRequest(_)
             | TapEvent::FetchPartition(_)
             | TapEvent::ProducePartition(_)
@@ -111,7 +109,7 @@ impl Apply<'_> {
             TapEvent::Request(r) => self.request(r),
             TapEvent::Response(r) => self.response(r),
             TapEvent::ClientSoftware(s) => self.software(&s.name, &s.version),
-            TapEvent::Sasl(SaslInfo::Principal(p)) => self.conn.principal = Some(p.clone()),
+            TapEvent::Sasl(info) => self.sasl(info),
             TapEvent::FetchRequest(f) => self.fetch_request(f),
             TapEvent::FetchPartition(p) => self.fetch_partition(p),
             TapEvent::ProducePartition(p) => self.produce_partition(p),
@@ -224,6 +222,7 @@ impl Apply<'_> {
                 }
             }
         }
+        self.client_principal();
     }
 
     fn response(&mut self, r: &ResponseSeen) {

@@ -2,10 +2,14 @@
 //! evidence; one that is not reported again for `clear_after` is cleared and kept among the
 //! recently cleared.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
+
+use super::model::ClientKey;
 
 /// Recently cleared findings kept.
 pub const MAX_CLEARED: usize = 200;
@@ -107,9 +111,69 @@ pub struct Registry {
     active: BTreeMap<(Kind, String), Finding>,
     cleared: VecDeque<Finding>,
     raised: BTreeMap<Kind, u64>,
+    /// The principal of each client key that has one: a finding naming the client names it.
+    principals: HashMap<ClientKey, Arc<str>>,
 }
 
+/// Distinct principals a finding's summary lists (its evidence names each client's).
+const MAX_SUMMARY_PRINCIPALS: usize = 4;
+
 impl Registry {
+    /// The principals of the client keys that have one, for the findings reported next.
+    pub fn set_principals(&mut self, principals: HashMap<ClientKey, Arc<str>>) {
+        self.principals = principals;
+    }
+
+    /// Adds `principal` to the evidence of each client it names (the finding's own client,
+    /// and each of `clients`) that has one, and the principals to the summary.
+    fn name_principals(&self, summary: &mut String, evidence: &mut Value) {
+        if self.principals.is_empty() {
+            return;
+        }
+        let lookup = |v: &Value, host_keys: &[&str]| -> Option<Arc<str>> {
+            let id = v.get("client_id")?.as_str()?;
+            let host = host_keys.iter().find_map(|k| v.get(*k)?.as_str())?;
+            let host: IpAddr = host.parse().ok()?;
+            self.principals.get(&(host, Arc::from(id))).cloned()
+        };
+        let mut named = BTreeSet::new();
+        if let Some(p) = lookup(evidence, &["client_host", "host"]) {
+            evidence["principal"] = Value::from(&*p);
+            named.insert(p);
+        }
+        if let Some(Value::Array(clients)) = evidence.get_mut("clients") {
+            for c in clients.iter_mut() {
+                if let Some(p) = lookup(c, &["host", "client_host"]) {
+                    c["principal"] = Value::from(&*p);
+                    named.insert(p);
+                }
+            }
+        }
+        if named.is_empty() {
+            return;
+        }
+        if let (Some(only), 1, None) = (named.first(), named.len(), evidence.get("principal")) {
+            // Every client it names authenticated as one principal: the finding's own.
+            evidence["principal"] = Value::from(&**only);
+        }
+        let list: Vec<&str> = named
+            .iter()
+            .take(MAX_SUMMARY_PRINCIPALS)
+            .map(|p| &**p)
+            .collect();
+        let more = named.len().saturating_sub(MAX_SUMMARY_PRINCIPALS);
+        let word = if named.len() == 1 {
+            "principal"
+        } else {
+            "principals"
+        };
+        summary.push_str(&format!(" ({word} {}", list.join(", ")));
+        if more > 0 {
+            summary.push_str(&format!(" and {more} more"));
+        }
+        summary.push(')');
+    }
+
     /// Reports (or re-reports) a finding.
     pub fn report(
         &mut self,
@@ -117,9 +181,10 @@ impl Registry {
         kind: Kind,
         key: String,
         severity: Severity,
-        summary: String,
-        evidence: Value,
+        mut summary: String,
+        mut evidence: Value,
     ) {
+        self.name_principals(&mut summary, &mut evidence);
         match self.active.get_mut(&(kind, key.clone())) {
             Some(f) => {
                 f.last_seen = now;
@@ -188,6 +253,61 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::logging::{logged, needs_escape};
+
+    #[test]
+    fn a_finding_names_the_principal_of_each_client_it_names() {
+        let mut reg = Registry::default();
+        let host: IpAddr = "10.0.0.7".parse().unwrap();
+        reg.set_principals(HashMap::from([(
+            (host, Arc::from("billing-1")),
+            Arc::from("svc-billing"),
+        )]));
+        let now = Instant::now();
+        reg.report(
+            now,
+            Kind::FetchWithoutCommit,
+            "billing".into(),
+            Severity::Warning,
+            "group billing fetched 1.0 MiB".into(),
+            json!({"group": "billing", "clients": [
+                {"host": "10.0.0.7", "client_id": "billing-1"},
+                {"host": "10.0.0.8", "client_id": "billing-2"},
+            ]}),
+        );
+        reg.report(
+            now,
+            Kind::FetchLoop,
+            "k".into(),
+            Severity::Warning,
+            "loop".into(),
+            json!({"client_host": "10.0.0.7", "client_id": "billing-1"}),
+        );
+        reg.report(
+            now,
+            Kind::FetchLoop,
+            "other".into(),
+            Severity::Warning,
+            "loop".into(),
+            json!({"client_host": "10.0.0.7", "client_id": "billing-9"}),
+        );
+        let f: Vec<&Finding> = reg.active().collect();
+        let by = |key: &str| f.iter().find(|f| f.key == key).unwrap();
+        let group = by("billing");
+        assert_eq!(
+            group.summary,
+            "group billing fetched 1.0 MiB (principal svc-billing)"
+        );
+        assert_eq!(group.evidence["clients"][0]["principal"], "svc-billing");
+        assert_eq!(
+            group.evidence["principal"], "svc-billing",
+            "its clients' one principal"
+        );
+        assert!(group.evidence["clients"][1].get("principal").is_none());
+        assert_eq!(by("k").evidence["principal"], "svc-billing");
+        assert_eq!(by("k").summary, "loop (principal svc-billing)");
+        assert!(by("other").evidence.get("principal").is_none());
+        assert_eq!(by("other").summary, "loop");
+    }
 
     #[test]
     fn a_finding_about_a_hostile_client_is_logged_on_escaped_lines() {

@@ -12,7 +12,8 @@
 //! # Layout
 //! - this file: the handle — the queue, the published snapshot and flags.
 //! - [`owner`]: the owning thread and its messages; [`state`]: what it owns and the tick.
-//! - [`apply`]: how each kind of event changes the model.
+//! - [`apply`]: how each kind of event changes the model; [`sasl`]: SASL mechanism, claimed
+//!   and authenticated principal, refusals.
 //! - [`model`]: the state, by entity (connection, client, group, topic, fetch track); caps and
 //!   eviction.
 //! - [`detect`]: the detectors; [`findings`]: findings and their lifecycle (active →
@@ -26,6 +27,7 @@ pub mod detect;
 pub mod findings;
 pub mod model;
 pub mod owner;
+pub mod sasl;
 pub mod snapshot;
 pub mod state;
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::model::{
     ApiCounts, Attribution, ClientKey, Committed, Conn, FastMap, GroupIndex, InnerCounts, Member,
     Model,
 };
+use super::sasl::SaslState;
 use crate::stats::api_name;
 
 /// What a span says about its connection.
@@ -24,6 +25,8 @@ pub struct ConnLabels {
     pub client_id: Option<Arc<str>>,
     /// A group seen in its coordinator traffic.
     pub group: Option<Arc<str>>,
+    /// Its authenticated principal.
+    pub principal: Option<Arc<str>>,
 }
 
 /// One client key.
@@ -53,6 +56,12 @@ pub struct ClientPoint {
     pub produced: BTreeMap<Arc<str>, u64>,
     /// Fetch requests.
     pub fetch_requests: u64,
+    /// The principal its connections last authenticated as.
+    pub principal: Option<Arc<str>>,
+    /// SASL authentications the broker refused.
+    pub sasl_failures: u64,
+    /// Its last SASL verdict was a refusal.
+    pub sasl_failed: bool,
 }
 
 /// One client key's fetching of one partition.
@@ -127,6 +136,8 @@ pub struct FindingPoint {
     pub client_id: String,
     /// Client host.
     pub host: String,
+    /// The principal of the client it names (or of all the clients it names, when one).
+    pub principal: String,
 }
 
 /// Everything exported as metrics, at one instant.
@@ -146,6 +157,8 @@ pub struct Snapshot {
     pub findings: Vec<FindingPoint>,
     /// Findings raised in all, by kind.
     pub raised: Vec<(&'static str, u64)>,
+    /// SASL authentications refused, by mechanism.
+    pub sasl_failures: Vec<(Arc<str>, u64)>,
     /// When it was made (`None`: before the first tick).
     pub at: Option<Instant>,
     /// The window rates are judged over.
@@ -190,8 +203,12 @@ pub struct ConnPoint {
     pub client_id: Option<Arc<str>>,
     /// Client software.
     pub software: Option<(String, String)>,
-    /// SASL principal.
+    /// Authenticated principal (SASL or TLS).
     pub principal: Option<String>,
+    /// SASL mechanism asked for.
+    pub mechanism: Option<Arc<str>>,
+    /// Where its SASL exchange stands.
+    pub sasl: Option<SaslState>,
     /// Opened at.
     pub opened: Instant,
     /// Last frame at.
@@ -259,6 +276,7 @@ impl FindingPoint {
             partition: text(e, &["partition"]),
             client_id: text(e, &["client_id"]),
             host: text(e, &["client_host", "host"]),
+            principal: text(e, &["principal"]),
         }
     }
 }
@@ -348,6 +366,9 @@ fn client_points(m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> V
                 fetched: c.fetched.clone(),
                 produced: c.produced.clone(),
                 fetch_requests: c.fetch_requests,
+                principal: c.principal.clone(),
+                sasl_failures: c.sasl_failures,
+                sasl_failed: c.sasl_failed,
             }
         })
         .collect()
@@ -416,6 +437,8 @@ fn conn_points(conns: &FastMap<u64, Conn>) -> BTreeMap<u64, ConnPoint> {
                 client_id: c.client_id.clone(),
                 software: c.software.clone(),
                 principal: c.principal.clone(),
+                mechanism: c.mechanism.clone(),
+                sasl: c.sasl,
                 opened: c.opened,
                 last_activity: c.last_activity,
                 bytes_in: c.bytes_in,
@@ -462,6 +485,11 @@ impl Snapshot {
             topics: topic_points(m),
             findings: findings.active().map(FindingPoint::of).collect(),
             raised: findings.raised().map(|(k, n)| (k.as_str(), n)).collect(),
+            sasl_failures: m
+                .sasl_failures
+                .iter()
+                .map(|(k, n)| (k.clone(), *n))
+                .collect(),
             at: Some(now),
             window: cfg.window,
             groups: group_points(m),
@@ -491,6 +519,7 @@ impl Snapshot {
         Some(ConnLabels {
             client_id: c.client_id.clone(),
             group: c.groups.first().cloned(),
+            principal: c.principal.as_deref().map(Arc::from),
         })
     }
 }

@@ -303,19 +303,27 @@ pub fn register(
         k,
         (
             "sluice.client.info",
-            "1",
-            "Always 1: the software (KIP-511) of a client",
+            // No unit: the collector's Prometheus translation appends `_ratio` to a gauge of
+            // unit "1", so remote-written it would be `sluice_client_info_ratio` while
+            // /metrics says `sluice_client_info`, and the dashboard's join would miss it.
+            "",
+            "Always 1: the software (KIP-511) and authenticated principal of a client",
         ),
         Gauge,
         |_, s| {
             s.clients
                 .iter()
-                .filter_map(|c| {
-                    let (name, version) = c.software.as_ref()?;
+                .filter(|c| c.software.is_some() || c.principal.is_some())
+                .map(|c| {
                     let mut a = client_attrs(&c.host, &c.client_id).to_vec();
-                    a.push(KeyValue::new(SOFTWARE_NAME, name.clone()));
-                    a.push(KeyValue::new(SOFTWARE_VERSION, version.clone()));
-                    Some((a, 1.0))
+                    if let Some((name, version)) = &c.software {
+                        a.push(KeyValue::new(SOFTWARE_NAME, name.clone()));
+                        a.push(KeyValue::new(SOFTWARE_VERSION, version.clone()));
+                    }
+                    if let Some(p) = &c.principal {
+                        a.push(KeyValue::new(ENDUSER_ID, p.to_string()));
+                    }
+                    (a, 1.0)
                 })
                 .collect()
         },
@@ -419,6 +427,7 @@ pub fn register(
                             KeyValue::new(PARTITION, f.partition.clone()),
                             KeyValue::new(CLIENT_ID, f.client_id.clone()),
                             KeyValue::new(PEER_ADDRESS, f.host.clone()),
+                            KeyValue::new(ENDUSER_ID, f.principal.clone()),
                         ],
                         1.0,
                     )
@@ -440,6 +449,26 @@ pub fn register(
             s.raised
                 .iter()
                 .map(|(kind, n)| (vec![kafka(), KeyValue::new(FINDING_KIND, *kind)], *n as f64))
+                .collect()
+        },
+    );
+    observable(
+        meter,
+        src,
+        k,
+        (
+            "sluice.sasl.failures",
+            "{authentication}",
+            "SASL authentications the broker refused, by mechanism",
+        ),
+        Counter,
+        |_, s| {
+            s.sasl_failures
+                .iter()
+                .map(|(m, n)| {
+                    let a = vec![kafka(), KeyValue::new(SASL_MECHANISM, m.to_string())];
+                    (a, *n as f64)
+                })
                 .collect()
         },
     );

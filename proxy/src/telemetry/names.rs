@@ -9,6 +9,11 @@ pub const CLIENT_ID: &str = "messaging.client.id";
 pub const PEER_ADDRESS: &str = "network.peer.address";
 /// `network.peer.port`.
 pub const PEER_PORT: &str = "network.peer.port";
+/// `enduser.id`: the authenticated principal (SASL user name, OAUTHBEARER `sub` claim, TLS
+/// client certificate subject).
+pub const ENDUSER_ID: &str = "enduser.id";
+/// A SASL mechanism, e.g. `SCRAM-SHA-512`.
+pub const SASL_MECHANISM: &str = "sluice.sasl.mechanism";
 /// `messaging.consumer.group.name`.
 pub const GROUP: &str = "messaging.consumer.group.name";
 /// `messaging.destination.name`: the topic.

@@ -248,6 +248,7 @@ impl SpanSink {
         let mut l = self.labels.entry(conn.id).or_insert(ConnLabels {
             client_id: None,
             group: None,
+            principal: None,
         });
         if let Some(id) = client_id {
             if l.client_id.as_ref().is_none_or(|had| !Arc::ptr_eq(had, id)) {
@@ -353,6 +354,9 @@ fn pair_span(tracer: &SdkTracer, rec: SpanRecord) {
         if let Some(g) = labels.group {
             attrs.push(KeyValue::new(GROUP, g.to_string()));
         }
+        if let Some(p) = labels.principal {
+            attrs.push(KeyValue::new(ENDUSER_ID, p.to_string()));
+        }
     }
     if let Some(t) = &p.topic {
         attrs.push(KeyValue::new(TOPIC, t.to_string()));
@@ -389,6 +393,7 @@ fn finding_attrs(f: &Finding) -> Vec<KeyValue> {
         (PARTITION, p.partition),
         (CLIENT_ID, p.client_id),
         (PEER_ADDRESS, p.host),
+        (ENDUSER_ID, p.principal),
     ] {
         if !v.is_empty() {
             a.push(KeyValue::new(k, v));
@@ -408,6 +413,24 @@ fn finding_span(tracer: &SdkTracer, f: &Finding, event: &'static str, at: System
         .start(tracer);
     span.add_event_with_timestamp(event, at, attrs);
     span.end();
+}
+
+/// The record with its connection's principal, which the observer knows once the broker
+/// accepted it (looked up here, on the exporter thread, not on the forwarding path).
+fn with_principal(observer: &Observer, mut rec: SpanRecord) -> SpanRecord {
+    if rec.labels.as_ref().is_some_and(|l| l.principal.is_some()) {
+        return rec;
+    }
+    if let Some(p) = observer.conn_labels(rec.conn).and_then(|l| l.principal) {
+        rec.labels
+            .get_or_insert(ConnLabels {
+                client_id: None,
+                group: None,
+                principal: None,
+            })
+            .principal = Some(p);
+    }
+    rec
 }
 
 /// Emits a span per finding raised or cleared since the last call.
@@ -453,7 +476,7 @@ pub fn run_exporter(
         std::thread::sleep(DRAIN_EVERY);
         loop {
             match rx.try_recv() {
-                Ok(rec) => pair_span(&tracer, rec),
+                Ok(rec) => pair_span(&tracer, with_principal(&observer, rec)),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => break 'run,
             }
@@ -468,7 +491,7 @@ pub fn run_exporter(
         }
     }
     while let Ok(rec) = rx.try_recv() {
-        pair_span(&tracer, rec);
+        pair_span(&tracer, with_principal(&observer, rec));
     }
     finding_spans(&tracer, &observer, &mut known);
 }
@@ -617,6 +640,48 @@ mod tests {
         assert_eq!(labels.client_id.as_deref(), Some("py-consumer"));
         assert_eq!(labels.group.as_deref(), Some("orders-app"));
         assert!(s.labels.is_empty(), "forgotten at close");
+    }
+
+    #[test]
+    fn a_span_names_the_principal_the_broker_accepted() {
+        use sluice_protocol::event::SaslInfo;
+        let observer = Observer::new(DetectConfig::default());
+        let policy = SpanPolicy {
+            ratio: 1.0,
+            slow: Duration::from_secs(1),
+            finding_per_sec: 3,
+        };
+        let (s, rx) = SpanSink::new(policy, 16, observer.clone(), Arc::new(AtomicU64::new(0)));
+        let c = conn(9);
+        observer.on_open(&c);
+        for e in [
+            TapEvent::Sasl(SaslInfo::Principal("svc-billing".into())),
+            TapEvent::Sasl(SaslInfo::Outcome {
+                error_code: 0,
+                error_message: None,
+                done: true,
+            }),
+        ] {
+            observer.on_event(&c, &e);
+        }
+        observer.tick(Instant::now());
+        // Its own events gave the sink a client.id; the principal comes from the observer.
+        let request = TapEvent::Request(sluice_protocol::event::RequestSeen {
+            api_key: 1,
+            api_version: 17,
+            correlation_id: 3,
+            client_id: Some(Arc::from("billing-1")),
+            size: 90,
+            expects_response: true,
+        });
+        let now = Instant::now();
+        s.on_events(&c, &[(request, now), (response(3, 1), now)]);
+        s.on_close(&c);
+        let labels = with_principal(&observer, rx.try_recv().unwrap())
+            .labels
+            .unwrap();
+        assert_eq!(labels.client_id.as_deref(), Some("billing-1"));
+        assert_eq!(labels.principal.as_deref(), Some("svc-billing"));
     }
 
     #[test]

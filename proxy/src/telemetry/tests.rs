@@ -407,3 +407,50 @@ fn throttle_policies_show_with_their_figures() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn principals_and_sasl_failures_are_exported_within_the_series_cap() {
+    use sluice_protocol::event::SaslInfo;
+    let cfg = TelemetryConfig {
+        max_series: 10,
+        ..TelemetryConfig::default()
+    };
+    let (o, t) = start(&cfg);
+    let outcome = |error_code| {
+        TapEvent::Sasl(SaslInfo::Outcome {
+            error_code,
+            error_message: None,
+            done: true,
+        })
+    };
+    // 40 clients authenticate, each under its own name; one more is refused.
+    for i in 0..41u64 {
+        let m = meta(i, 30_000 + i as u16);
+        o.on_open(&m);
+        o.on_event(&m, &request(&format!("app-{i}"), 17));
+        o.on_event(
+            &m,
+            &TapEvent::Sasl(SaslInfo::Mechanism("SCRAM-SHA-512".into())),
+        );
+        o.on_event(&m, &TapEvent::Sasl(SaslInfo::Principal(format!("svc-{i}"))));
+        o.on_event(&m, &outcome(if i == 40 { 58 } else { 0 }));
+    }
+    o.tick(Instant::now());
+    let text = t.prometheus_text();
+    let info: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_client_info{"))
+        .collect();
+    assert_eq!(info.len(), 11, "10 series and one overflow series:\n{text}");
+    assert!(
+        info.iter().any(|l| l.contains("enduser_id=\"svc-")),
+        "{text}"
+    );
+    let failures = line(
+        &text,
+        "sluice_sasl_failures_total{",
+        &["sluice_sasl_mechanism=\"SCRAM-SHA-512\""],
+    )
+    .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(value(failures), 1.0);
+}

@@ -75,6 +75,7 @@ impl Assigner {
                 host,
                 client_id: client_id.as_deref(),
                 group: group.as_deref(),
+                principal: seen.and_then(|c| c.principal.as_deref()),
             };
             let current = conn.assignment().1;
             let mut applied = Vec::new();

@@ -1,8 +1,11 @@
-//! Whom a policy matches: a connection's facts (client address, `client.id`, group) as the
-//! observer knows them, and the client keys and groups each finding kind currently names.
+//! Whom a policy matches: a connection's facts (client address, `client.id`, group,
+//! authenticated principal) as the observer knows them, and the client keys and groups each
+//! finding kind currently names.
 //!
-//! Every criterion a policy gives must hold. A `principal` criterion matches nothing until
-//! Sluice knows principals (SASL is not followed yet).
+//! Every criterion a policy gives must hold. A `principal` criterion matches a connection whose
+//! principal (a SASL name the broker accepted, or the TLS client certificate's subject) matches
+//! the glob as is (`alice`) or in Kafka's form (`User:alice`); a connection without one does
+//! not match it.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -22,6 +25,8 @@ pub struct ConnFacts<'a> {
     pub client_id: Option<&'a str>,
     /// The group its client key belongs to, when known.
     pub group: Option<&'a str>,
+    /// Its authenticated principal, when known.
+    pub principal: Option<&'a str>,
 }
 
 /// The client keys, hosts and groups active findings name, by finding kind.
@@ -83,8 +88,8 @@ impl Flagged {
 
 /// Whether a connection with these facts matches every criterion of `m`.
 pub fn matches(m: &Match, c: &ConnFacts<'_>, flagged: &Flagged) -> bool {
-    if m.is_empty() || m.principal.is_some() {
-        return false; // principals are not known yet
+    if m.is_empty() {
+        return false;
     }
     let glob = |g: &Option<sluice_config::policy::Glob>, v: Option<&str>| match g {
         None => true,
@@ -93,6 +98,10 @@ pub fn matches(m: &Match, c: &ConnFacts<'_>, flagged: &Flagged) -> bool {
     glob(&m.group, c.group)
         && glob(&m.client_id, c.client_id)
         && m.host.is_none_or(|cidr| cidr.contains(c.host))
+        && m.principal.as_ref().is_none_or(|g| {
+            c.principal
+                .is_some_and(|p| g.matches(p) || g.matches(&format!("User:{p}")))
+        })
         && m.finding.as_deref().is_none_or(|k| flagged.names(k, c))
 }
 
@@ -111,6 +120,7 @@ mod tests {
             host: host.parse().unwrap(),
             client_id: id,
             group,
+            principal: None,
         }
     }
 
@@ -187,16 +197,43 @@ mod tests {
     }
 
     #[test]
-    fn principal_and_empty_match_nothing() {
-        let m = Match {
-            principal: Some(Glob("*".into())),
+    fn principal_matches_the_name_or_its_kafka_form() {
+        let none = Flagged::default();
+        let as_ = |p: Option<&'static str>| ConnFacts {
+            principal: p,
+            ..facts("10.0.0.1", Some("a"), Some("g"))
+        };
+        let by = |g: &str| Match {
+            principal: Some(Glob(g.into())),
             ..Match::default()
         };
-        assert!(!matches(
-            &m,
-            &facts("10.0.0.1", Some("a"), Some("g")),
-            &Flagged::default()
+        assert!(matches(&by("svc-*"), &as_(Some("svc-billing")), &none));
+        assert!(matches(
+            &by("User:svc-billing"),
+            &as_(Some("svc-billing")),
+            &none
         ));
+        assert!(matches(
+            &by("User:CN=app-1,*"),
+            &as_(Some("CN=app-1,O=payments")),
+            &none
+        ));
+        assert!(!matches(&by("svc-*"), &as_(Some("alice")), &none));
+        assert!(!matches(&by("User:svc-*"), &as_(Some("alice")), &none));
+        assert!(
+            !matches(&by("*"), &as_(None), &none),
+            "no principal does not match a principal criterion"
+        );
+        // With another criterion: both must hold.
+        let both = Match {
+            client_id: Some(Glob("other".into())),
+            ..by("svc-*")
+        };
+        assert!(!matches(&both, &as_(Some("svc-billing")), &none));
+    }
+
+    #[test]
+    fn empty_matches_nothing() {
         assert!(!matches(
             &Match::default(),
             &facts("10.0.0.1", None, None),

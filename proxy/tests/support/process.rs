@@ -46,11 +46,12 @@ pub struct Running {
 
 impl Running {
     pub fn start(cmd: &mut Command) -> Running {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        Running::start_with_stdout(cmd, Stdio::null())
+    }
+
+    /// As [`Running::start`], its stdout going to `stdout` (e.g. a file the test reads).
+    pub fn start_with_stdout(cmd: &mut Command, stdout: Stdio) -> Running {
+        let mut child = cmd.stdout(stdout).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

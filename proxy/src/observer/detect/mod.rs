@@ -25,6 +25,12 @@ fn software(m: &Model, key: &ClientKey) -> Option<String> {
 
 /// Runs every detector.
 pub fn run(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
+    findings.set_principals(
+        m.clients
+            .iter()
+            .filter_map(|(k, c)| Some((k.clone(), c.principal.clone()?)))
+            .collect(),
+    );
     loops::fetch_loops(m, cfg, now, findings);
     commits::fetch_without_commit(m, cfg, now, findings);
     egress::egress_amplification(m, cfg, findings, now);

@@ -84,6 +84,12 @@ pub struct Client {
     /// Requests and bytes by API key and version, of its closed connections (open ones
     /// keep their own counts until they close).
     pub api: ApiCounts,
+    /// The principal its connections last authenticated as (SASL or TLS).
+    pub principal: Option<Arc<str>>,
+    /// SASL authentications the broker refused.
+    pub sasl_failures: u64,
+    /// Its last SASL verdict was a refusal.
+    pub sasl_failed: bool,
     /// Last activity.
     pub last_seen: Instant,
 }
@@ -102,6 +108,9 @@ impl Client {
             produced: BTreeMap::new(),
             fetch_requests: 0,
             api: ApiCounts::new(),
+            principal: None,
+            sasl_failures: 0,
+            sasl_failed: false,
             last_seen: now,
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::client::{api_entry, api_slot, ApiCount, ApiCounts, ClientKey};
+use crate::observer::sasl::SaslState;
 
 /// Groups a connection remembers having seen in its coordinator traffic.
 pub const MAX_CONN_GROUPS: usize = 16;
@@ -41,8 +42,15 @@ pub struct Conn {
     pub counted_as: Option<ClientKey>,
     /// Client software name and version (ApiVersions v3+).
     pub software: Option<(String, String)>,
-    /// SASL principal, where visible.
+    /// The authenticated principal: a SASL name the broker accepted, or the TLS client
+    /// certificate's subject.
     pub principal: Option<String>,
+    /// SASL mechanism asked for (bounded, see [`crate::observer::sasl::mechanism_name`]).
+    pub mechanism: Option<Arc<str>>,
+    /// The name the SASL exchange in progress claims, until the broker's verdict.
+    pub claimed: Option<String>,
+    /// Where its SASL exchange stands (`None`: no SASL seen).
+    pub sasl: Option<SaslState>,
     /// Requests and bytes by API key and version.
     pub api: ApiCounts,
     /// Bytes of request frames (client → broker).
@@ -75,6 +83,9 @@ impl Conn {
             counted_as: None,
             software: None,
             principal: None,
+            mechanism: None,
+            claimed: None,
+            sasl: None,
             api: ApiCounts::new(),
             bytes_in: 0,
             bytes_out: 0,

@@ -59,6 +59,9 @@ pub struct Model {
     pub lookup: Option<LookupKnowledge>,
     /// The collections inside entries: held and refused, by kind.
     pub inner: InnerCounts,
+    /// SASL authentications refused, by mechanism (bounded, see
+    /// [`crate::observer::sasl::count_failure`]).
+    pub sasl_failures: std::collections::BTreeMap<Arc<str>, u64>,
 }
 
 /// How long the model keeps what it no longer sees.

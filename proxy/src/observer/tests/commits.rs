@@ -201,3 +201,28 @@ fn a_refused_commit_does_not_move_the_committed_offset() {
     let g = o.groups_json();
     assert_eq!(g[0]["committed"][0]["offset"], 10, "{g:#}");
 }
+
+#[test]
+fn a_sasl_consumer_s_finding_names_its_principal() {
+    use sluice_protocol::event::SaslInfo;
+    let mut sim = Sim::new("never");
+    for info in [
+        SaslInfo::Mechanism("SCRAM-SHA-512".into()),
+        SaslInfo::Principal("svc-billing".into()),
+        SaslInfo::Outcome {
+            error_code: 0,
+            error_message: None,
+            done: true,
+        },
+    ] {
+        sim.send(&TapEvent::Sasl(info));
+    }
+    let grace = sim.o.config().commit_grace.as_secs();
+    let raised = sim.run("never", grace + 3, 10, None, |n| n, at_position);
+    let first = raised.first().expect("named");
+    assert!(first.contains("(principal svc-billing)"), "{first}");
+    let findings = sim.o.findings_json();
+    let f = &findings["active"][0];
+    assert_eq!(f["evidence"]["principal"], "svc-billing", "{f:#}");
+    assert_eq!(f["evidence"]["clients"][0]["principal"], "svc-billing");
+}

@@ -20,6 +20,7 @@ mod commits;
 mod defects;
 mod lookup;
 mod owner;
+mod sasl;
 
 pub(crate) fn meta(id: u64, port: u16) -> ConnMeta {
     ConnMeta::new(id, SocketAddr::from(([10, 0, 3, 84], port)))
