@@ -6,12 +6,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::admin;
+use crate::daemon::Daemon;
 use crate::net::{free_port, listening, wait_until};
 
 /// The `sluice` binary to run.
@@ -31,23 +32,11 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-/// `WATCHER PID BIN ARGS...`: runs `BIN ARGS...` until it exits, PID exits, or the watcher
-/// gets TERM/INT, then stops it (TERM) and exits with its status.
-const WATCHER: &str = r#"
-watch="$1" bin="$2"; shift 2
-"$bin" "$@" & child=$!
-trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit $?' TERM INT
-while kill -0 "$watch" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5 & wait $!; done
-kill -TERM "$child" 2>/dev/null
-wait "$child"
-"#;
-
-/// A running `sluice --config FILE`.
+/// A running `sluice --config FILE`, killed when dropped (or, should the test process die
+/// first, by [`Daemon`]'s watcher).
 #[derive(Debug)]
 pub struct SluiceProcess {
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
+    daemon: Daemon,
     /// Its admin listener.
     pub admin: SocketAddr,
 }
@@ -57,41 +46,28 @@ impl SluiceProcess {
     /// starts the binary with it at log level info; returns once the admin API and every
     /// address in `listens` accept connections. Panics with the log if it exits first.
     pub fn start(config: &str, listens: &[SocketAddr]) -> SluiceProcess {
-        let dir = std::env::temp_dir().join(format!("{}-sluice", crate::unique("sluice-kafka")));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-bin-")
+            .tempdir()
+            .expect("a temporary directory");
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let file = dir.join("sluice.toml");
+        let file = dir.path().join("sluice.toml");
         std::fs::write(&file, format!("{config}\n[admin]\nlisten = \"{admin}\"\n")).unwrap();
-        let log = dir.join("sluice.log");
-        // Under a bash watcher, as the broker is: if the test process dies without dropping
-        // this (a shared one in a static never is), sluice is stopped all the same.
-        let mut cmd = Command::new("bash");
-        cmd.arg("-c").arg(WATCHER).arg("sluice-watch");
-        cmd.arg(std::process::id().to_string()).arg(binary());
+        let mut cmd = Command::new(binary());
         cmd.env_remove("RUST_LOG");
         for (k, _) in std::env::vars() {
             if k.starts_with("SLUICE_") {
                 cmd.env_remove(k);
             }
         }
-        let child = cmd
-            .arg("--config")
-            .arg(&file)
-            .args(["--log-level", "info"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start sluice");
-        let mut p = SluiceProcess {
-            child,
-            dir,
-            log,
+        cmd.arg("--config").arg(&file).args(["--log-level", "info"]);
+        let p = SluiceProcess {
+            daemon: Daemon::spawn("sluice", dir, "sluice.log", cmd),
             admin,
         };
         let end = Instant::now() + Duration::from_secs(30);
         while !(listening(admin) && listens.iter().all(|a| listening(*a))) {
-            if let Ok(Some(status)) = p.child.try_wait() {
+            if let Some(status) = p.daemon.exited() {
                 panic!("sluice exited ({status}) at start; log:\n{}", p.log());
             }
             assert!(
@@ -106,7 +82,7 @@ impl SluiceProcess {
 
     /// Its whole log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(self.daemon.dir().join("sluice.log")).unwrap_or_default()
     }
 
     /// Waits (up to `deadline`) for a log line satisfying `pred`; returns it.
@@ -132,11 +108,6 @@ impl SluiceProcess {
         a.json()
     }
 
-    /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// The active finding of `kind` whose evidence satisfies `pred`, waiting up to `deadline`.
     pub fn wait_finding(
         &self,
@@ -156,20 +127,5 @@ impl SluiceProcess {
             found.is_some()
         });
         found.unwrap()
-    }
-}
-
-impl Drop for SluiceProcess {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let end = Instant::now() + Duration::from_secs(10);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
