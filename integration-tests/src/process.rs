@@ -50,7 +50,10 @@ impl SluiceProcess {
             .prefix("sluice-bin-")
             .tempdir()
             .expect("a temporary directory");
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        // Not one of the listen ports (free until this binds them).
+        let admin = std::iter::repeat_with(|| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .find(|a| !listens.contains(a))
+            .unwrap();
         let file = dir.path().join("sluice.toml");
         std::fs::write(&file, format!("{config}\n[admin]\nlisten = \"{admin}\"\n")).unwrap();
         let mut cmd = Command::new(binary());

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::certs::Pki;
 use crate::clients::{consume_report, ConsumeReport, ProduceReport};
-use crate::net::free_port;
+use crate::net::free_ports;
 use crate::process::SluiceProcess;
 use crate::scenario::args;
 use crate::{Broker, Client, Tools};
@@ -118,9 +118,11 @@ impl SecuredBroker {
     pub fn start() -> SecuredBroker {
         let tools = Tools::load();
         let pki = Pki::new();
-        let ports = [(); 6].map(|_| free_port());
-        let sluice_ports = [(); 4].map(|_| free_port());
-        let controller = free_port();
+        // Eleven ports, the broker's and those it advertises for Sluice, all distinct.
+        let all: [u16; 11] = free_ports();
+        let ports: [u16; 6] = std::array::from_fn(|i| all[i]);
+        let sluice_ports: [u16; 4] = std::array::from_fn(|i| all[6 + i]);
+        let controller = all[10];
         let loopback = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let listener = |name: &str, proto: &str, port: u16, adv: u16| {
             format!("{name}:{proto}:{port}:127.0.0.1:{adv}")
