@@ -94,7 +94,8 @@ rm -f "$CARGO_TARGET_DIR/detect-report.txt" "$CARGO_TARGET_DIR/prometheus-graph.
 # node, about 4.5 minutes in all; throttle two, one behind recording relays; prometheus_live a
 # Prometheus server, a collector and headless Chromium beside it, under 2 minutes); tests inside a
 # binary share it with their own topics and groups (throttle's run one at a time: they measure
-# rates). Two test threads keep a 2-core machine responsive.
+# rates). Two test threads keep a 2-core machine responsive. tls runs the sluice binary built
+# above ($CARGO_TARGET_DIR/debug/sluice) from a config file, as an operator runs it.
 RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}" cargo test -p sluice-integration-tests --locked "$@"
 
 if [[ -s "$CARGO_TARGET_DIR/detect-report.txt" ]]; then

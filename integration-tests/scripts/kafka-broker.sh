@@ -8,6 +8,7 @@
 #   kafka-broker.sh --dir DIR --port B --controller-port C [--advertised HOST:PORT]
 #                   [--node-id N --voters LIST --cluster-id ID [--inter-broker-port I]]
 #                   [--watch-pid PID] [--format-only | --no-format]
+#                   [--listener NAME:PROTOCOL:PORT:ADVERTISED]... [--add-scram SPEC]...
 #                   [--config KEY=VALUE]...
 #   kafka-broker.sh --new-cluster-id     print a fresh cluster id and exit
 #
@@ -20,6 +21,15 @@
 #   --watch-pid PID      stop the broker and exit when PID exits
 #   --format-only        write the config, format the storage, exit
 #   --no-format          never format: restart on an existing DIR (reuses data)
+#   --listener NAME:PROTOCOL:PORT:ADVERTISED
+#                        one more client listener NAME://127.0.0.1:PORT with
+#                        security protocol PROTOCOL (PLAINTEXT, SSL, SASL_PLAINTEXT,
+#                        SASL_SSL), advertised as ADVERTISED (HOST:PORT, normally
+#                        the proxy in front of it); repeatable. Its settings
+#                        (listener.name.<name>.ssl.*, .sasl.*) come with --config.
+#   --add-scram SPEC     a SCRAM credential written at format time, as
+#                        kafka-storage's --add-scram takes it, e.g.
+#                        'SCRAM-SHA-512=[name=alice,password=secret]' (repeatable)
 #   --config KEY=VALUE   extra broker property (repeatable; wins over defaults)
 #
 # A node of a multi-node cluster (every node runs the same way, each with its
@@ -78,7 +88,7 @@ prog="kafka-broker.sh"
 die() { echo "$prog: $*" >&2; exit 1; }
 usage_die() {
   echo "$prog: $*" >&2
-  sed -n '8,12p' "$0" | sed 's/^#  \{0,1\}//' >&2
+  sed -n '8,13p' "$0" | sed 's/^#  \{0,1\}//' >&2
   echo "(see --help)" >&2
   exit 2
 }
@@ -95,7 +105,7 @@ new_cluster_id() {
 
 DIR="" PORT="" CPORT="" ADVERTISED="" WATCH_PID="" MODE="auto"
 NODE_ID=1 VOTERS="" CLUSTER_ID="" IBPORT=""
-EXTRA_CONFIG=()
+EXTRA_CONFIG=() EXTRA_LISTENERS=() ADD_SCRAM=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --new-cluster-id) new_cluster_id; exit 0 ;;
@@ -108,10 +118,12 @@ while [[ $# -gt 0 ]]; do
     --controller-port) CPORT="${2:-}"; shift 2 || usage_die "--controller-port needs a value" ;;
     --advertised) ADVERTISED="${2:-}"; shift 2 || usage_die "--advertised needs a value" ;;
     --watch-pid) WATCH_PID="${2:-}"; shift 2 || usage_die "--watch-pid needs a value" ;;
+    --listener) EXTRA_LISTENERS+=("${2:-}"); shift 2 || usage_die "--listener needs a value" ;;
+    --add-scram) ADD_SCRAM+=("${2:-}"); shift 2 || usage_die "--add-scram needs a value" ;;
     --config) [[ "${2:-}" == *=* ]] || usage_die "--config needs KEY=VALUE"; EXTRA_CONFIG+=("$2"); shift 2 ;;
     --format-only) MODE="format-only"; shift ;;
     --no-format) MODE="no-format"; shift ;;
-    -h|--help) sed -n '2,69p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,79p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) usage_die "unknown argument: $1" ;;
   esac
 done
@@ -136,6 +148,10 @@ if [[ -n "$IBPORT" ]]; then
   [[ "$IBPORT" != "$PORT" && "$IBPORT" != "$CPORT" ]] \
     || usage_die "--inter-broker-port must differ from --port and --controller-port"
 fi
+for l in ${EXTRA_LISTENERS[@]+"${EXTRA_LISTENERS[@]}"}; do
+  [[ "$l" =~ ^[A-Z][A-Z0-9_]*:(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL):[0-9]+:.+:[0-9]+$ ]] \
+    || usage_die "--listener must be NAME:PROTOCOL:PORT:HOST:PORT (NAME in capitals), got $l"
+done
 IFS=, read -r -a VOTER_LIST <<<"$VOTERS"
 NODES=${#VOTER_LIST[@]}
 
@@ -212,6 +228,12 @@ else
   PROTOCOLS="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
   INTER_BROKER=PLAINTEXT
 fi
+for l in ${EXTRA_LISTENERS[@]+"${EXTRA_LISTENERS[@]}"}; do
+  IFS=: read -r l_name l_proto l_port l_adv <<<"$l"
+  LISTENERS="$LISTENERS,$l_name://127.0.0.1:$l_port"
+  ADVERTISED_LISTENERS="$ADVERTISED_LISTENERS,$l_name://$l_adv"
+  PROTOCOLS="$PROTOCOLS,$l_name:$l_proto"
+done
 
 write_config() {
   local tmp="$CONF.tmp.$$"
@@ -305,12 +327,14 @@ JVM_BASE=(
 
 format_storage() {
   local id="${CLUSTER_ID:-$(new_cluster_id)}"
+  local scram=() spec
+  for spec in ${ADD_SCRAM[@]+"${ADD_SCRAM[@]}"}; do scram+=(--add-scram "$spec"); done
   echo "$id" >"$DIR/cluster.id"
   echo "==== $(date '+%F %T') format: cluster id $id ====" >>"$LOG"
   # -Xshare/-XX:TieredStopAtLevel keep this short-lived JVM quick.
   "$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
     "-Dlog4j2.configurationFile=$LOG4J" -cp "$KAFKA_LIBS/*" \
-    kafka.tools.StorageTool format -t "$id" -c "$CONF" >>"$LOG" 2>&1 \
+    kafka.tools.StorageTool format -t "$id" -c "$CONF" ${scram[@]+"${scram[@]}"} >>"$LOG" 2>&1 \
     || die "storage format failed (see $LOG)"
 }
 

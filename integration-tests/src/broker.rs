@@ -72,6 +72,8 @@ pub struct Broker {
     pub controller_port: u16,
     /// The address advertised to clients (the proxy's listener).
     pub advertised: SocketAddr,
+    /// More `kafka-broker.sh` arguments (listeners, SCRAM credentials, properties).
+    extra_args: Vec<String>,
     supervisor: Option<Child>,
 }
 
@@ -88,6 +90,25 @@ impl Broker {
     /// together (the quorum needs a majority), then each is waited for
     /// ([`Broker::wait_started`]).
     pub fn spawn(tools: &Tools, spec: NodeSpec) -> Broker {
+        Broker::spawn_with(tools, spec, Vec::new())
+    }
+
+    /// Like [`Broker::start`] for a node alone in its cluster, with more `kafka-broker.sh`
+    /// arguments: `--listener`, `--add-scram`, `--config` (see the script's `--help`).
+    pub fn start_with(
+        tools: &Tools,
+        port: u16,
+        controller_port: u16,
+        advertised: SocketAddr,
+        extra_args: Vec<String>,
+    ) -> Broker {
+        let spec = NodeSpec::single(port, controller_port, advertised);
+        let mut broker = Broker::spawn_with(tools, spec, extra_args);
+        broker.wait_started();
+        broker
+    }
+
+    fn spawn_with(tools: &Tools, spec: NodeSpec, extra_args: Vec<String>) -> Broker {
         remove_stale_dirs();
         let dir = std::env::temp_dir().join(crate::unique("sluice-kafka"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -98,6 +119,7 @@ impl Broker {
             controller_port: spec.controller_port,
             advertised: spec.advertised,
             spec,
+            extra_args,
             supervisor: None,
         };
         broker.launch(false);
@@ -154,6 +176,7 @@ impl Broker {
         if restart {
             cmd.arg("--no-format");
         }
+        cmd.args(&self.extra_args);
         self.supervisor = Some(cmd.spawn().expect("start kafka-broker.sh"));
     }
 

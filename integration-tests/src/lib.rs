@@ -36,6 +36,11 @@
 //!   events.
 //! - [`relay`]: [`relay::Relay`] — a recording TCP relay; [`relay::RelayedCluster`] puts one
 //!   on each side of a Sluice, to compare what the clients got with what the broker sent.
+//! - [`certs`]: [`certs::Pki`] — a CA, server and client certificates made at test time.
+//! - [`secured`]: [`secured::SecuredBroker`] — one broker with TLS, SASL (PLAIN,
+//!   SCRAM-SHA-512) and mTLS client listeners, and each client's settings for them.
+//! - [`process`]: [`process::SluiceProcess`] — the `sluice` binary run from a config file:
+//!   its log, its admin API.
 //! - [`admin`]: calls to a Sluice's admin API (`/api/v1/throttles`, with a bearer token).
 //! - [`collector`]: [`Collector`] — a real OpenTelemetry Collector receiving OTLP (and, if
 //!   asked, remote-writing metrics to a Prometheus), and helpers that read the metrics and
@@ -51,6 +56,7 @@ pub mod admin;
 pub mod attribution;
 pub mod broker;
 pub mod browser;
+pub mod certs;
 pub mod clients;
 pub mod cluster;
 pub mod collector;
@@ -62,9 +68,11 @@ pub mod findings;
 pub mod meter;
 pub mod multi;
 pub mod net;
+pub mod process;
 pub mod prometheus;
 pub mod relay;
 pub mod scenario;
+pub mod secured;
 pub mod sidecar;
 pub mod tools;
 

@@ -12,6 +12,15 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
+/// `n` distinct loopback ports that were free a moment ago (all bound at once, then released,
+/// so that none is handed out twice, as separate [`free_port`] calls may).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("local address").port())
+}
+
 /// Polls `cond` every 50 ms until true; panics with `what` after `deadline`.
 pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;

@@ -24,7 +24,12 @@ pub fn poisoned_topic(cluster: &Cluster, name: &str) -> String {
 /// Writes the incident's backlog into partition 0 of an existing `topic`: 3,000 JSON
 /// records of 1 KB, the one at offset 100 malformed.
 pub fn poison_backlog(tools: &Tools, bootstrap: &str, topic: &str) {
-    let more = [
+    poison_backlog_with(tools, bootstrap, topic, &[]);
+}
+
+/// Like [`poison_backlog`], with more options for the Java client (`--client-config`).
+pub fn poison_backlog_with(tools: &Tools, bootstrap: &str, topic: &str, extra: &[&str]) {
+    let mut more = vec![
         "--partition",
         "0",
         "--poison-at",
@@ -32,6 +37,7 @@ pub fn poison_backlog(tools: &Tools, bootstrap: &str, topic: &str) {
         "--client-id",
         "backfill",
     ];
+    more.extend_from_slice(extra);
     produce_json(tools, bootstrap, topic, 3000, &more)
         .finish(Duration::from_secs(120))
         .unwrap();

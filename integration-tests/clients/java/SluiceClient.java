@@ -138,6 +138,9 @@ public final class SluiceClient {
         "then asks the KRaft controller listener, which answers before anything",
         "listens on the broker's advertised address.",
         "",
+        "Every command accepts --client-config FILE: Java properties (security.protocol,",
+        "ssl.*, sasl.*, ...) set on every client it creates, after its own settings.",
+        "",
         "Prints one JSON line on stdout; diagnostics go to stderr.",
         "SIGINT/SIGTERM stop consume, produce-json, consume-loop and churn early; they still",
         "print their summary.",
@@ -176,6 +179,10 @@ public final class SluiceClient {
                 } else {
                     if (i + 1 >= argv.length) throw new UsageException("option --" + name + " needs a value");
                     value = argv[++i];
+                }
+                if (name.equals("client-config")) {
+                    loadClientConfig(value);
+                    continue;
                 }
                 if (!allowed.contains(name)) throw new UsageException("unknown option: --" + name);
                 a.values.put(name, value);
@@ -305,6 +312,18 @@ public final class SluiceClient {
         System.out.flush();
     }
 
+    /** Properties from --client-config FILE, applied last to every client (security settings). */
+    private static final Properties CLIENT_CONFIG = new Properties();
+
+    private static void loadClientConfig(String path) throws UsageException {
+        try (java.io.Reader r = java.nio.file.Files.newBufferedReader(java.nio.file.Paths.get(path),
+                StandardCharsets.UTF_8)) {
+            CLIENT_CONFIG.load(r);
+        } catch (java.io.IOException e) {
+            throw new UsageException("--client-config " + path + ": " + e);
+        }
+    }
+
     private static void common(Properties p, String bootstrap, String clientId) {
         p.put(CommonClientConfigs.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(CommonClientConfigs.CLIENT_ID_CONFIG, clientId);
@@ -316,6 +335,7 @@ public final class SluiceClient {
         p.put(CommonClientConfigs.SOCKET_CONNECTION_SETUP_TIMEOUT_MS_CONFIG, "5000");
         p.put(CommonClientConfigs.SOCKET_CONNECTION_SETUP_TIMEOUT_MAX_MS_CONFIG, "10000");
         p.put(CommonClientConfigs.METADATA_MAX_AGE_CONFIG, "30000");
+        p.putAll(CLIENT_CONFIG);
     }
 
     private static Throwable rootCause(Throwable t) {

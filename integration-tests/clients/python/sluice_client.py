@@ -83,6 +83,10 @@ for the outstanding long-poll fetch, so it bounds how often librdkafka loops.
 churn opens a new producer for every record, sends it, flushes and closes the
 producer; with --no-close every producer stays open until the end.
 
+Every command accepts --client-config FILE: librdkafka properties, one KEY=VALUE
+a line (# comments; security.protocol, ssl.*, sasl.*, ...), set on every client it
+creates, after its own settings.
+
 Prints one JSON line on stdout; diagnostics go to stderr.
 SIGINT/SIGTERM stop consume, produce-json, consume-loop and churn early; they still
 print their summary.
@@ -152,6 +156,7 @@ def parse_args(argv):
     p = _Parser(prog="sluice-py-client " + cmd, add_help=False, allow_abbrev=False)
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--client-id", dest="client_id", default=None)
+    p.add_argument("--client-config", dest="client_config", default=None)
     if cmd == "produce":
         p.add_argument("--topic", required=True)
         p.add_argument("--count", required=True, type=_nonneg_int)
@@ -201,6 +206,8 @@ def parse_args(argv):
     else:
         raise UsageError("unknown command: %s" % cmd)
     ns = p.parse_args(argv[1:])
+    if ns.client_config is not None:
+        CLIENT_CONFIG.update(_read_client_config(ns.client_config))
     for name in ("topic", "group", "bootstrap", "client_id"):
         if getattr(ns, name, None) == "":
             raise UsageError("--%s must not be empty" % name.replace("_", "-"))
@@ -235,8 +242,29 @@ def parse_args(argv):
     return cmd, ns
 
 
+# Properties from --client-config FILE, set last on every client (security settings).
+CLIENT_CONFIG = {}
+
+
+def _read_client_config(path):
+    conf = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                key, sep, value = line.partition("=")
+                if not sep:
+                    raise UsageError("--client-config %s: not KEY=VALUE: %r" % (path, line))
+                conf[key.strip()] = value.strip()
+    except OSError as e:
+        raise UsageError("--client-config %s: %s" % (path, e))
+    return conf
+
+
 def common_config(bootstrap, client_id):
-    return {
+    conf = {
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
         "reconnect.backoff.ms": 50,
@@ -249,6 +277,8 @@ def common_config(bootstrap, client_id):
         # librdkafka logs to stderr; keep it at WARNING.
         "log_level": 4,
     }
+    conf.update(CLIENT_CONFIG)
+    return conf
 
 
 def make_pool(seed, size):
