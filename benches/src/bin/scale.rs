@@ -45,7 +45,8 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// A tiny run to check the harness itself (50 connections, 2 s at 100/s, 100 client
-    /// keys in 10 groups); no figure of it means anything.
+    /// keys in 10 groups); no figure of it means anything, and it fails if any connection
+    /// failed (scripts/test.sh runs it).
     #[arg(long)]
     tiny: bool,
     /// Concurrent idle connections [default: 10000]; lowered, and said so, to what the
@@ -353,11 +354,12 @@ fn run(args: &Args) -> Result<()> {
         .enable_all()
         .build()?;
     let me = std::process::id();
+    let mut failed = 0;
     if plan.idle {
-        idle_part(&rt, &proxies, connections, standin.pid(), me, &mut report)?;
+        failed += idle_part(&rt, &proxies, connections, standin.pid(), me, &mut report)?;
     }
     if plan.rate_part {
-        rate_part(&rt, &proxies, &plan, standin.pid(), me, &mut report)?;
+        failed += rate_part(&rt, &proxies, &plan, standin.pid(), me, &mut report)?;
     }
     if plan.observer_part {
         // A Sluice of its own, so the client keys of the parts before (one per idle
@@ -365,7 +367,7 @@ fn run(args: &Args) -> Result<()> {
         progress("observer: starting a fresh sluice");
         proxies.clear();
         proxies.push(start_sluice("observer", ports[5])?);
-        observer_part(
+        failed += observer_part(
             &rt,
             &proxies[0],
             &plan,
@@ -381,6 +383,11 @@ fn run(args: &Args) -> Result<()> {
     print!("{report}");
     if let Some(out) = &args.out {
         std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+    }
+    // A tiny run checks the harness (scripts/test.sh): a connection that failed is an error.
+    // Otherwise failures are figures of the report.
+    if args.tiny && failed > 0 {
+        bail!("tiny run: {failed} connections failed (see the report)");
     }
     Ok(())
 }
@@ -418,10 +425,11 @@ fn idle_part(
     standin: u32,
     me: u32,
     report: &mut String,
-) -> Result<()> {
+) -> Result<u64> {
     let _ = writeln!(report, "\n## {n} concurrent idle connections\n");
     let _ = writeln!(report, "Each connection does one ApiVersions round trip through the proxy and then waits. RSS is the proxy's `VmRSS` once steady.\n");
     let mut rows: Vec<Vec<String>> = vec![Vec::new(); 10];
+    let mut failed = 0;
     for p in proxies {
         let pid = p.guard.pid();
         progress(&format!(
@@ -442,6 +450,7 @@ fn idle_part(
         let with = steady_rss(pid)?;
         let fds_with = open_fds(pid)?;
         let count = held.conns.len();
+        failed += held.failures.total();
         let per_conn = (with.saturating_sub(before)) as f64 / count.max(1) as f64;
         progress(&format!(
             "idle: {} — {count} held, {} failed; RSS {} → {} ({per_conn:.1} KiB per connection)",
@@ -482,7 +491,7 @@ fn idle_part(
         "other processes' CPU meanwhile (load)",
     ];
     table(report, proxies, &names, &rows);
-    Ok(())
+    Ok(failed)
 }
 
 fn table(report: &mut String, proxies: &[Proxy], names: &[&str], rows: &[Vec<String>]) {
@@ -511,7 +520,7 @@ fn rate_part(
     standin: u32,
     me: u32,
     report: &mut String,
-) -> Result<()> {
+) -> Result<u64> {
     let _ = writeln!(
         report,
         "\n## {} new connections per second for {} s\n",
@@ -519,6 +528,7 @@ fn rate_part(
     );
     let _ = writeln!(report, "Connection i starts at t0 + i / rate (a timeline, not sleeps: a late start does not delay the next). Each connects, does one ApiVersions round trip and closes. Latency is from the connect call to the whole response read. Sluice's `max_connections` is its default (20,000), `max_connections_per_host` 20,000 (every client is 127.0.0.1).\n");
     let mut rows: Vec<Vec<String>> = vec![Vec::new(); 10];
+    let mut failed = 0;
     for p in proxies {
         let pid = p.guard.pid();
         progress(&format!(
@@ -535,6 +545,7 @@ fn rate_part(
             },
         ));
         let (used, others, wall) = cpu.stop();
+        failed += run.failures.total();
         run.latencies_ns.sort_unstable();
         run.start_lag_ns.sort_unstable();
         progress(&format!(
@@ -583,7 +594,7 @@ fn rate_part(
         "other processes' CPU meanwhile (load)",
     ];
     table(report, proxies, &names, &rows);
-    Ok(())
+    Ok(failed)
 }
 
 /// One admin endpoint's timings and size.
@@ -632,7 +643,7 @@ fn observer_part(
     standin: u32,
     me: u32,
     report: &mut String,
-) -> Result<()> {
+) -> Result<u64> {
     let o = plan.observer;
     let admin = sluice.admin.context("Sluice has an admin listener")?;
     let pid = sluice.guard.pid();
@@ -794,7 +805,7 @@ fn observer_part(
             },
         );
     }
-    Ok(())
+    Ok(failures.total())
 }
 
 /// `tick` of `/api/v1/observer`: (count, last_us, max_us, total_us).
