@@ -295,6 +295,10 @@ fn run(args: &Args) -> Result<()> {
     let mut dir = proc::WorkDir::create()?;
     if args.keep {
         dir.keep();
+        progress(&format!(
+            "keeping the work directory {}",
+            dir.path().display()
+        ));
     }
     let ports = proc::free_ports(6)?;
     let broker = SocketAddr::from(([127, 0, 0, 1], ports[0]));
@@ -681,9 +685,11 @@ fn observer_part(
         peak_rss = peak_rss.max(rss_kib(pid)?);
         let t = admin_tick(admin)?;
         progress(&format!(
-            "observer: round {}/{rounds}, {} round trips, tick last {} µs max {} µs, RSS {}",
+            "observer: round {}/{rounds}, {} round trips, {} connections failed, tick last {} µs \
+             max {} µs, RSS {}",
             counters.rounds_done.load(Relaxed),
             counters.round_trips.load(Relaxed),
+            counters.failed.load(Relaxed),
             t.1,
             t.2,
             mib(rss_kib(pid)?)
