@@ -67,6 +67,11 @@ bash deploy/check-image.sh --profile dev
 step "unit, property and proxy tests"
 cargo test --workspace --locked --exclude sluice-integration-tests "$@"
 
+step "scale harness: a tiny run (50 connections, 100/s for 2 s, 100 client keys)"
+# The benchmark harness itself against the debug binary, Sluice beside haproxy: it fails if a
+# connection fails or a part cannot run; its figures mean nothing (benches/README.md).
+"$CARGO_TARGET_DIR/debug/scale" --tiny --sluice-bin "$CARGO_TARGET_DIR/debug/sluice" >/dev/null
+
 step "fuzz: short runs of every target (${SLUICE_FUZZ_SECONDS:-20} s each)"
 # Coverage-guided, seeded from encoder-built and captured frames (the observer's from event
 # scripts); the corpus is kept in the cache so each run continues where the last one stopped.

@@ -1,5 +1,6 @@
 //! Reading a Sluice process's counters from its admin API (`GET /api/v1/stats`), to check
-//! that the tap followed the traffic it was given.
+//! that the tap followed the traffic it was given, and a minimal HTTP GET ([`get`]) for any
+//! admin path.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -62,12 +63,32 @@ pub fn parse_stats(v: &Value) -> Result<TapStats> {
     })
 }
 
-/// A minimal HTTP/1.0 GET (the server then ends the body by closing); returns the body of a
-/// 200 answer.
-fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+/// An HTTP answer: status, header lines and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Status code (`0` if the status line was malformed).
+    pub status: u16,
+    /// The head after the status line.
+    pub headers: String,
+    /// The body.
+    pub body: String,
+}
+
+impl Answer {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// A minimal HTTP/1.0 GET (the server then ends the body by closing).
+pub fn get(addr: SocketAddr, path: &str) -> Result<Answer> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("connecting to the admin API at {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)
@@ -75,11 +96,25 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     let (head, body) = resp
         .split_once("\r\n\r\n")
         .with_context(|| format!("malformed HTTP answer from {addr}"))?;
-    let status = head.split_whitespace().nth(1).unwrap_or("?");
-    if status != "200" {
-        bail!("GET {path} on {addr}: HTTP {status}");
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    Ok(Answer {
+        status: status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+        headers: headers.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+/// [`get`], returning the body of a 200 answer.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let a = get(addr, path)?;
+    if a.status != 200 {
+        bail!("GET {path} on {addr}: HTTP {}", a.status);
     }
-    Ok(body.to_owned())
+    Ok(a.body)
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@
 //!   response, and a pipelined client.
 //! - [`results`]: the routes and what is measured on each; [`stats`] and [`report`]:
 //!   medians, percentiles and the Markdown report.
+//! - [`standin`] and [`scale`]: the `scale` binary's stand-in broker and its clients (10,000
+//!   idle connections, new connections at a paced rate, traffic that fills the observer).
 
 pub mod admin;
 pub mod collector;
@@ -32,6 +34,8 @@ pub mod proc;
 pub mod replay;
 pub mod report;
 pub mod results;
+pub mod scale;
 pub mod servers;
+pub mod standin;
 pub mod stats;
 pub mod tools;

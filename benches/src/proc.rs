@@ -138,6 +138,66 @@ fn stat_cpu_seconds(pid: u32) -> Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / clock_ticks())
 }
 
+/// Resident set size of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Peak resident set size of `pid` in KiB (`VmHWM` of `/proc/PID/status`).
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// Descriptors `pid` has open (entries of `/proc/PID/fd`).
+pub fn open_fds(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("listing /proc/{pid}/fd"))?
+        .count())
+}
+
+/// Raises this process's soft open-file limit to its hard limit (children inherit it).
+/// Returns (soft before, soft now, hard).
+pub fn raise_open_file_limit() -> Result<(u64, u64, u64)> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("reading RLIMIT_NOFILE")?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raising RLIMIT_NOFILE")?;
+    }
+    Ok((soft, hard.max(soft), hard))
+}
+
+/// CPU seconds the whole machine spent busy so far (every CPU's user, nice, system, irq and
+/// softirq time in the first line of `/proc/stat`), to tell what other processes used
+/// beside the measured ones.
+pub fn machine_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let cpu = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let f: Vec<f64> = cpu
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| f.get(i))
+        .sum::<f64>();
+    Ok(busy / clock_ticks())
+}
+
 /// True if some socket is in LISTEN state on this TCP port (checked in `/proc/net/tcp{,6}`,
 /// so the check itself opens no connection that a server could mistake for a client).
 pub fn listening(port: u16) -> bool {
@@ -405,6 +465,21 @@ mod tests {
             })
             .fold(f64::INFINITY, f64::min);
         assert!(smallest < 0.005, "advanced by {smallest}");
+    }
+
+    #[test]
+    fn reads_own_memory_descriptors_and_the_machine() {
+        let me = std::process::id();
+        let rss = rss_kib(me).unwrap();
+        assert!(rss > 0 && rss <= peak_rss_kib(me).unwrap());
+        let before = open_fds(me).unwrap();
+        let f = File::open("/proc/self/status").unwrap();
+        assert!(open_fds(me).unwrap() > before.saturating_sub(8), "{before}");
+        drop(f);
+        let (_, now, hard) = raise_open_file_limit().unwrap();
+        assert_eq!(now, hard);
+        assert!(machine_busy_seconds().unwrap() > 0.0);
+        assert!(rss_kib(u32::MAX).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 const SETUP_HINT: &str = "run scripts/setup.sh";
 
@@ -243,4 +243,54 @@ pub fn git_describe(repo: &Path) -> String {
         }
         None => "unknown commit".into(),
     }
+}
+
+/// The workspace root (this crate's parent directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+/// The Sluice binary to test: `explicit` if given (it must exist); else, when run by cargo,
+/// `cargo build --release -p sluice` into the target directory the running binary lives in
+/// (announced through `step`), and that build.
+pub fn sluice_binary(explicit: Option<&Path>, mut step: impl FnMut(&str)) -> Result<PathBuf> {
+    if let Some(bin) = explicit {
+        if !bin.is_file() {
+            bail!("--sluice-bin {} does not exist", bin.display());
+        }
+        return Ok(bin.to_owned());
+    }
+    let exe = std::env::current_exe().context("locating the running binary")?;
+    let target_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the running binary has no target directory")?
+        .to_owned();
+    let bin = target_dir.join("release").join("sluice");
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        step("building sluice (cargo build --release -p sluice)");
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", "sluice", "--bin", "sluice"])
+            .arg("--manifest-path")
+            .arg(workspace_root().join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!(
+                "cargo build --release -p sluice failed ({status}); fix the build, or pass \
+                 --sluice-bin PATH to test an existing binary"
+            );
+        }
+    }
+    if !bin.is_file() {
+        bail!(
+            "no Sluice binary at {}: run `cargo build --release -p sluice` or pass --sluice-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
 }

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -274,51 +274,12 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+    tools::workspace_root()
 }
 
-/// Builds `sluice` in release mode into the target directory this binary lives in (when run
-/// by cargo), and returns its path.
+/// The Sluice binary under test: `--sluice-bin`, or the workspace's release build.
 fn sluice_binary(args: &Args, progress: &mut Progress) -> Result<PathBuf> {
-    if let Some(bin) = &args.sluice_bin {
-        if !bin.is_file() {
-            bail!("--sluice-bin {} does not exist", bin.display());
-        }
-        return Ok(bin.clone());
-    }
-    let exe = std::env::current_exe().context("locating the e2e binary")?;
-    let target_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("e2e binary has no target directory")?
-        .to_owned();
-    let bin = target_dir.join("release").join("sluice");
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        progress.step("building sluice (cargo build --release -p sluice)");
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "sluice", "--bin", "sluice"])
-            .arg("--manifest-path")
-            .arg(workspace_root().join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .status()
-            .context("running cargo build")?;
-        if !status.success() {
-            bail!(
-                "cargo build --release -p sluice failed ({status}); fix the build, or pass \
-                 --sluice-bin PATH to test an existing binary"
-            );
-        }
-    }
-    if !bin.is_file() {
-        bail!(
-            "no Sluice binary at {}: run `cargo build --release -p sluice` or pass --sluice-bin",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    tools::sluice_binary(args.sluice_bin.as_deref(), |what| progress.step(what))
 }
 
 /// Runs `f`, recording its error (and printing it) instead of returning it.

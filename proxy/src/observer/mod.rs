@@ -81,6 +81,36 @@ pub struct Observer {
     dropped_lookups: AtomicU64,
     /// Commit offsets not copied to the queue (beyond what the owner would keep).
     trimmed_offsets: AtomicU64,
+    /// How long the ticks took (wall clock of the owner's thread).
+    ticks: TickTimes,
+}
+
+/// How long ticks take — expiry, detectors and the snapshot — for `/api/v1/observer`.
+#[derive(Debug, Default)]
+struct TickTimes {
+    count: AtomicU64,
+    last_us: AtomicU64,
+    max_us: AtomicU64,
+    total_us: AtomicU64,
+}
+
+impl TickTimes {
+    fn record(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Relaxed);
+        self.last_us.store(us, Relaxed);
+        self.max_us.fetch_max(us, Relaxed);
+        self.total_us.fetch_add(us, Relaxed);
+    }
+
+    fn json(&self) -> Value {
+        serde_json::json!({
+            "count": self.count.load(Relaxed),
+            "last_us": self.last_us.load(Relaxed),
+            "max_us": self.max_us.load(Relaxed),
+            "total_us": self.total_us.load(Relaxed),
+        })
+    }
 }
 
 /// The observer's thread; [`ObserverThread::stop`] ends it.
@@ -138,6 +168,7 @@ impl Observer {
             interest: watch::Sender::new(Interest::default()),
             dropped_lookups: AtomicU64::new(0),
             trimmed_offsets: AtomicU64::new(0),
+            ticks: TickTimes::default(),
         })
     }
 
@@ -170,9 +201,17 @@ impl Observer {
         let mut guard = self.owner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(owner) = guard.as_mut() {
             owner.drain(self);
-            let published = owner.state.tick(now);
+            let published = self.timed_tick(&mut owner.state, now);
             self.publish(published);
         }
+    }
+
+    /// Ticks `state` at `now`, recording how long it took.
+    fn timed_tick(&self, state: &mut State, now: Instant) -> Published {
+        let start = Instant::now();
+        let published = state.tick(now);
+        self.ticks.record(start.elapsed());
+        published
     }
 
     /// Makes a tick's snapshot and flags what readers see, and its interest the lookup's.
@@ -293,11 +332,13 @@ impl Observer {
         self.snapshot().findings_json(Instant::now())
     }
 
-    /// Observer health: sizes, evictions, events dropped at the queue (JSON).
+    /// Observer health: sizes, evictions, events dropped at the queue, how long ticks take
+    /// (`tick`: `count`, `last_us`, `max_us`, `total_us`) (JSON).
     pub fn health_json(&self) -> Value {
         let mut v = self.snapshot().health_json(Instant::now());
         v["dropped_events"] = self.dropped_events().into();
         v["dropped_lookups"] = self.dropped_lookups.load(Relaxed).into();
+        v["tick"] = self.ticks.json();
         // Offsets left out of the queue are refused as the owner would have refused them.
         let trimmed = self.trimmed_offsets.load(Relaxed);
         let pending = &mut v["inner_refused"]["pending_offsets"];

@@ -84,7 +84,7 @@ impl Owner {
             }
             let now = Instant::now();
             if now >= next_tick {
-                observer.publish(self.state.tick(now));
+                observer.publish(observer.timed_tick(&mut self.state, now));
                 // Ticks missed while busy are skipped, not caught up.
                 while next_tick <= now {
                     next_tick += TICK;

@@ -99,3 +99,35 @@ fn readers_see_the_last_tick_not_the_events_after_it() {
     o.tick(Instant::now());
     assert_eq!(o.connections_json().as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn health_reports_how_long_ticks_take() {
+    let o = Observer::new(DetectConfig::default());
+    let before = o.health_json();
+    assert_eq!(before["tick"]["count"], 0, "no tick yet: {before}");
+    assert_eq!(before["tick"]["max_us"], 0, "{before}");
+    let c = meta(1, 15000);
+    o.on_open(&c);
+    o.on_event(&c, &request("svc", 1));
+    o.tick(Instant::now());
+    o.tick(Instant::now());
+    let h = o.health_json();
+    let tick = &h["tick"];
+    assert_eq!(tick["count"], 2, "{h}");
+    let (last, max, total) = (
+        tick["last_us"].as_u64().expect("last_us"),
+        tick["max_us"].as_u64().expect("max_us"),
+        tick["total_us"].as_u64().expect("total_us"),
+    );
+    assert!(last <= max && max <= total, "{h}");
+
+    // The owner's thread records its ticks too.
+    let _thread = o.spawn().expect("spawn");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            o.health_json()["tick"]["count"].as_u64() >= Some(3)
+        }),
+        "the thread ticked: {}",
+        o.health_json()
+    );
+}
