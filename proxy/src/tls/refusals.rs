@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::handshake::Failure;
-pub use crate::guard::LOG_EVERY;
+/// At most one line per reason this often (as the connection guards' refusals).
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Distinct reasons followed on their own; past this many, a reason shares its kind's slot.
 const REASONS: usize = 32;
@@ -49,8 +50,6 @@ impl FailureLog {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::tls::handshake::FailureKind;
 
