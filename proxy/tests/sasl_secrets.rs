@@ -27,26 +27,19 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::{GeneralPurpose, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::Engine;
 use process::{http_get, sluice, Running};
 
 // ---------------------------------------------------------------------------------------------
 // The scan.
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const B64: &GeneralPurpose = &STANDARD_NO_PAD;
+const B64URL: &GeneralPurpose = &URL_SAFE_NO_PAD;
 
-fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(alphabet[(n >> (18 - 6 * i) & 63) as usize]));
-        }
-    }
-    out
+/// `bytes` in base64 with `engine`'s alphabet, unpadded (the `base64` crate's encoder).
+fn base64(bytes: &[u8], engine: &GeneralPurpose) -> String {
+    engine.encode(bytes)
 }
 
 /// The forms of `secret` a leak would show: as is, hex, a `Debug` list of its bytes, and the
