@@ -259,10 +259,17 @@ impl Input<'_> {
 }
 
 fn conn(id: u8) -> ConnMeta {
-    ConnMeta {
-        id: u64::from(id % 8),
-        client_addr: SocketAddr::from(([10, 0, 0, id % 3], 40_000 + u16::from(id % 8))),
+    let mut c = ConnMeta::new(
+        u64::from(id % 8),
+        SocketAddr::from(([10, 0, 0, id % 3], 40_000 + u16::from(id % 8))),
+    );
+    // Some came in on a TLS listener with a client certificate: its subject is the principal
+    // until a SASL exchange names one.
+    if id % 4 == 3 {
+        c.listener = Arc::from("tls");
+        c.tls_subject = Some(Arc::from(format!("CN=app-{},O=payments", id % 3)));
     }
+    c
 }
 
 /// A tick: the caps and budgets hold after it. Returns what it published.
