@@ -629,6 +629,8 @@ fn run(args: &Args) -> Result<bool> {
     let mut results = Results::default();
     // Children are declared after `work`, so they are dropped (stopped) before it.
     let outcome = if !plan.any_tcp() {
+        // measure_all reads it when the TCP parts run.
+        meta.load_start = tools::load_average();
         Ok(())
     } else {
         measure_all(
