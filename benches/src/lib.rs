@@ -23,6 +23,8 @@
 //!   response, and a pipelined client.
 //! - [`results`]: the routes and what is measured on each; [`stats`] and [`report`]:
 //!   medians, percentiles and the Markdown report.
+//! - [`tls`] and [`tls_part`]: the TLS part — a rustls load client and server, and TLS
+//!   termination by haproxy (OpenSSL) and Sluice (rustls) with the same certificate.
 //! - [`standin`] and [`scale`]: the `scale` binary's stand-in broker and its clients (10,000
 //!   idle connections, new connections at a paced rate, traffic that fills the observer).
 
@@ -38,4 +40,6 @@ pub mod scale;
 pub mod servers;
 pub mod standin;
 pub mod stats;
+pub mod tls;
+pub mod tls_part;
 pub mod tools;

@@ -114,8 +114,28 @@ pub fn start_haproxy_maxconn(
     maxconn: usize,
     dir: &Path,
 ) -> Result<ChildGuard> {
-    let cfg = dir.join("haproxy.cfg");
-    std::fs::write(&cfg, haproxy_config_maxconn(routes, maxconn))?;
+    let listens: Vec<(String, u16)> = routes.iter().map(|r| (r.name.clone(), r.listen)).collect();
+    run_haproxy(
+        haproxy,
+        "haproxy",
+        &haproxy_config_maxconn(routes, maxconn),
+        &listens,
+        dir,
+    )
+}
+
+/// Writes `config` to `NAME.cfg` in `dir`, checks it with `haproxy -c`, and runs
+/// `haproxy -f NAME.cfg -db` (foreground, no daemon, output in `NAME.log`) until every
+/// frontend of `listens` (name, port) listens.
+pub fn run_haproxy(
+    haproxy: &Path,
+    name: &str,
+    config: &str,
+    listens: &[(String, u16)],
+    dir: &Path,
+) -> Result<ChildGuard> {
+    let cfg = dir.join(format!("{name}.cfg"));
+    std::fs::write(&cfg, config)?;
     let check = Command::new(haproxy)
         .arg("-c")
         .arg("-f")
@@ -131,14 +151,14 @@ pub fn start_haproxy_maxconn(
         );
     }
     let mut g = ChildGuard::spawn(
-        "haproxy",
+        name,
         Command::new(haproxy).arg("-f").arg(&cfg).arg("-db"),
-        &dir.join("haproxy.log"),
+        &dir.join(format!("{name}.log")),
         Duration::from_secs(2),
     )?;
-    for r in routes {
-        g.wait_ready(&format!("frontend {}", r.name), START_TIMEOUT, || {
-            listening(r.listen)
+    for (frontend, port) in listens {
+        g.wait_ready(&format!("frontend {frontend}"), START_TIMEOUT, || {
+            listening(*port)
         })?;
     }
     Ok(g)

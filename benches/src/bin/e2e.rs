@@ -25,6 +25,7 @@ use sluice_benches::report::{self, Meta};
 use sluice_benches::results::{round_order, Results, Route, TapCheck, TelemetryCheck, N, ROUTES};
 use sluice_benches::servers::{self, start_haproxy, start_sluice, Otlp, Sluice};
 use sluice_benches::stats::{median, percentile};
+use sluice_benches::tls_part::{self, Progress as _, TlsPlan};
 use sluice_benches::tools::{self, Tools};
 
 /// The recorded Kafka session whose big Fetch exchange the replay uses (relative to the
@@ -84,7 +85,7 @@ struct Args {
     #[arg(long, value_name = "RATIO", default_value_t = 0.01)]
     span_sample_ratio: f64,
     /// Parts to leave out (comma-separated). `telemetry` leaves out the telemetry-on Sluice
-    /// and its collector (the four routes of older runs).
+    /// and its collector (the four routes of older runs); `tls` the TLS termination part.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PART")]
     skip: Vec<Part>,
     /// Keep the work directory (configs, logs, broker data) instead of deleting it.
@@ -99,6 +100,7 @@ enum Part {
     Kafka,
     Replay,
     Telemetry,
+    Tls,
 }
 
 /// What to run, after defaults.
@@ -120,6 +122,7 @@ struct Plan {
     kafka: bool,
     replay: bool,
     telemetry: bool,
+    tls: bool,
     metrics_interval: String,
     span_sample_ratio: f64,
     broker_config: Vec<String>,
@@ -162,6 +165,7 @@ impl Plan {
             rtt: !a.skip.contains(&Part::Rtt),
             kafka: !a.skip.contains(&Part::Kafka),
             replay: !a.skip.contains(&Part::Replay),
+            tls: !a.skip.contains(&Part::Tls),
             // Telemetry has work to do only on Kafka traffic (Kafka or the Fetch replay).
             telemetry: !a.skip.contains(&Part::Telemetry)
                 && (!a.skip.contains(&Part::Kafka) || !a.skip.contains(&Part::Replay)),
@@ -187,7 +191,7 @@ impl Plan {
         let r = self.rounds as usize;
         let n = self.routes().len();
         usize::from(building)
-            + 1
+            + usize::from(self.any_tcp())
             + if self.iperf { n * r } else { 0 }
             + if self.rtt { n * self.rtt_blocks } else { 0 }
             + if self.kafka { 1 + n + 1 + 2 * n * r } else { 0 }
@@ -196,6 +200,23 @@ impl Plan {
             } else {
                 0
             }
+            + if self.tls { self.tls().steps() } else { 0 }
+    }
+
+    /// Whether any part over the plain TCP routes runs (all but `tls`).
+    fn any_tcp(&self) -> bool {
+        self.iperf || self.rtt || self.kafka || self.replay
+    }
+
+    /// The TLS part's plan: the rounds, the iperf3 length and the round trips of the TCP parts.
+    fn tls(&self) -> TlsPlan {
+        TlsPlan {
+            rounds: self.rounds,
+            secs: self.iperf_secs,
+            rtt_blocks: self.rtt_blocks,
+            rtt_per_block: self.rtt_per_block,
+            rtt_warmup: self.rtt_warmup,
+        }
     }
 
     fn describe(&self, quick: bool) -> String {
@@ -238,6 +259,12 @@ impl Plan {
         if !self.telemetry {
             parts.push("no telemetry-on Sluice (--skip telemetry)".into());
         }
+        if self.tls {
+            parts.push(format!(
+                "TLS termination: {} s download and upload per route and round",
+                self.iperf_secs
+            ));
+        }
         parts.join("; ")
     }
 }
@@ -249,7 +276,7 @@ struct Progress {
     total: usize,
 }
 
-impl Progress {
+impl tls_part::Progress for Progress {
     fn step(&mut self, what: &str) {
         self.n += 1;
         eprintln!("e2e: [{}/{}] {what} ...", self.n, self.total);
@@ -293,6 +320,12 @@ fn attempt<T>(results: &mut Results, what: &str, f: impl FnOnce() -> Result<T>) 
             None
         }
     }
+}
+
+/// Three free loopback ports (the TLS part's haproxy, Sluice and Sluice admin).
+fn free_ports3() -> Result<[u16; 3]> {
+    let p = proc::free_ports(3)?;
+    Ok([p[0], p[1], p[2]])
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -595,27 +628,57 @@ fn run(args: &Args) -> Result<bool> {
     let dir = work.path().to_owned();
     let mut results = Results::default();
     // Children are declared after `work`, so they are dropped (stopped) before it.
-    let outcome = measure_all(
-        &Ctx {
-            plan: &plan,
-            tools: &tools,
-            sluice_bin: &sluice_bin,
-            dir: &dir,
-            recorded: recorded.as_ref(),
-            otelcol: otelcol.as_deref(),
-        },
-        &mut progress,
-        &mut meta,
-        &mut results,
-    );
+    let outcome = if !plan.any_tcp() {
+        // measure_all reads it when the TCP parts run.
+        meta.load_start = tools::load_average();
+        Ok(())
+    } else {
+        measure_all(
+            &Ctx {
+                plan: &plan,
+                tools: &tools,
+                sluice_bin: &sluice_bin,
+                dir: &dir,
+                recorded: recorded.as_ref(),
+                otelcol: otelcol.as_deref(),
+            },
+            &mut progress,
+            &mut meta,
+            &mut results,
+        )
+    };
     proc::halt_if_interrupted();
     if let Err(e) = outcome {
         eprintln!("e2e: FAILED: {e:#}");
         results.failures.push(format!("{e:#}"));
     }
+    let mut tls_report = String::new();
+    if plan.tls {
+        let tls = free_ports3().and_then(|ports| {
+            tls_part::run(
+                &tools.haproxy,
+                &sluice_bin,
+                ports,
+                &dir,
+                plan.tls(),
+                &mut progress,
+            )
+        });
+        proc::halt_if_interrupted();
+        match tls {
+            Ok(t) => {
+                results.failures.extend(t.failures.iter().cloned());
+                tls_report = t.markdown();
+            }
+            Err(e) => {
+                eprintln!("e2e: FAILED: TLS part: {e:#}");
+                results.failures.push(format!("TLS part: {e:#}"));
+            }
+        }
+    }
     meta.load_end = tools::load_average();
 
-    let report = report::render(&meta, &results);
+    let report = report::render(&meta, &results) + &tls_report;
     println!("{report}");
     if let Some(out) = &args.out {
         std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
