@@ -120,6 +120,7 @@ declare -A APT_CMDS=(
   [tcpdump]=tcpdump
   [tshark]=tshark
   [systemd-analyze]=systemd
+  [perf]=linux-perf
 )
 # haproxy lives in /usr/sbin, tcpdump too; non-root PATHs may lack sbin.
 have_cmd() {
@@ -128,11 +129,11 @@ have_cmd() {
 
 if want apt; then
   missing=()
-  for cmd in kcat haproxy iperf3 tcpdump tshark systemd-analyze; do
+  for cmd in kcat haproxy iperf3 tcpdump tshark systemd-analyze perf; do
     have_cmd "$cmd" || missing+=("${APT_CMDS[$cmd]}")
   done
   if [[ ${#missing[@]} -eq 0 ]]; then
-    say "debian packages (kcat haproxy iperf3 tcpdump tshark systemd) ... present"
+    say "debian packages (kcat haproxy iperf3 tcpdump tshark systemd linux-perf) ... present"
   else
     say "debian packages: installing ${missing[*]} ..."
     if [[ " ${missing[*]} " == *" tshark "* ]]; then

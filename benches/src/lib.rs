@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod collector;
+pub mod counts;
 pub mod kafka;
 pub mod measure;
 pub mod proc;

@@ -389,6 +389,24 @@ fn rows(r: &Results) -> Vec<Row> {
             )
         },
         Row {
+            tap: TapRow::Show,
+            ..row(
+                "Kafka consume, proxy syscalls per GB consumed",
+                cpu_med(&r.consumer_syscalls_per_gb),
+                0,
+                Compare::None,
+            )
+        },
+        Row {
+            tap: TapRow::Show,
+            ..row(
+                "Kafka consume, proxy context switches per GB consumed",
+                cpu_med(&r.consumer_switches_per_gb),
+                0,
+                Compare::None,
+            )
+        },
+        Row {
             tap: TapRow::Target(TAP_THROUGHPUT),
             telemetry: TapRow::Target(TELEMETRY_THROUGHPUT),
             ..row(
@@ -648,6 +666,12 @@ pub fn render(meta: &Meta, r: &Results) -> String {
     line(&mut s, "proxy CPU s/GB (consume)", &|i| {
         list(r.consumer_cpu_per_gb[i].iter().copied(), 3)
     });
+    line(&mut s, "proxy syscalls/GB (consume)", &|i| {
+        list(r.consumer_syscalls_per_gb[i].iter().copied(), 0)
+    });
+    line(&mut s, "proxy context switches/GB (consume)", &|i| {
+        list(r.consumer_switches_per_gb[i].iter().copied(), 0)
+    });
     line(&mut s, "Fetch replay GB/s", &|i| {
         list(r.replay[i].iter().map(ReplayRun::gb_per_sec), 2)
     });
@@ -685,7 +709,9 @@ pub fn render(meta: &Meta, r: &Results) -> String {
          first); ratios are against the direct median.\n\
          - Proxy CPU is user + system time of the proxy process (all threads, from \
          /proc/PID/stat) over one run, divided by the GB (10^9 bytes) received by the client \
-         (iperf3, Fetch replay) or of record data consumed (Kafka consume).\n\
+         (iperf3, Fetch replay) or of record data consumed (Kafka consume). Syscalls \
+         (perf stat, raw_syscalls:sys_enter) and context switches (all threads, voluntary + \
+         involuntary) per GB are counted over the same consumer runs.\n\
          - Round trips: sequential 64-byte writes echoed back by a TCP_NODELAY echo server, on \
          one connection per block, after an untimed warm-up; p50 and p99 are taken per block, \
          and the table shows their median over blocks. In brackets: ratio and added µs versus \

@@ -87,6 +87,10 @@ pub struct Results {
     pub consumer: [Vec<ConsumerResult>; N],
     /// Proxy CPU seconds per GB of record data consumed, one per consumer run.
     pub consumer_cpu_per_gb: [Vec<f64>; N],
+    /// Proxy syscalls per GB of record data consumed, one per consumer run (needs `perf`).
+    pub consumer_syscalls_per_gb: [Vec<f64>; N],
+    /// Proxy context switches per GB of record data consumed, one per consumer run.
+    pub consumer_switches_per_gb: [Vec<f64>; N],
     /// Fetch replay runs.
     pub replay: [Vec<ReplayRun>; N],
     /// Proxy CPU seconds per GB received, one per replay run.

@@ -91,6 +91,15 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
+        path: "worker_threads",
+        env: "SLUICE_WORKER_THREADS",
+        help: "Threads forwarding connections; 0: one per core, 1: a sidecar on a small box [default: 0]",
+        set: |c, r| {
+            c.worker_threads = ranged(value::count(r)?, 0, 1024, "worker_threads")?;
+            Ok(())
+        },
+    },
+    Key {
         path: "shutdown_grace",
         env: "SLUICE_SHUTDOWN_GRACE",
         help:

@@ -472,6 +472,25 @@ mod tests {
     }
 
     #[test]
+    fn worker_threads_is_parsed_and_a_bad_count_reported() {
+        assert_eq!(Config::default().worker_threads, 0);
+        let f = file("worker_threads = 1\n");
+        assert_eq!(
+            Loader::new().file(f.path()).load().unwrap().worker_threads,
+            1
+        );
+        for bad in [
+            "worker_threads = 5000\n",
+            "worker_threads = -1\n",
+            "worker_threads = \"two\"\n",
+        ] {
+            let f = file(bad);
+            let err = Loader::new().file(f.path()).load().unwrap_err();
+            assert_eq!(err.paths(), ["worker_threads"], "{bad}");
+        }
+    }
+
+    #[test]
     fn connection_guards_are_off_by_default_parsed_and_every_bad_one_reported() {
         let c = Loader::new().load().unwrap();
         assert!(!c.guard.any(), "every guard is off by default");

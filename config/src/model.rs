@@ -30,6 +30,10 @@ pub struct Config {
     /// Most bytes the copy buffers of all connections together may grow by beyond their first
     /// 8 KiB each; past it, buffers stop growing (connections still forward, in smaller reads).
     pub buffer_budget: usize,
+    /// Threads forwarding connections (the async runtime's workers); zero: one per core. One
+    /// suits a sidecar sharing a small machine with its broker and clients: no hand-offs
+    /// between threads.
+    pub worker_threads: usize,
     /// On SIGTERM/SIGINT, how long in-flight request/response pairs may take to finish.
     #[serde(with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
@@ -417,6 +421,7 @@ impl Default for Config {
             max_connections: 20_000,
             buffer_size: 256 * 1024,
             buffer_budget: 256 << 20,
+            worker_threads: 0,
             shutdown_grace: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(15 * 60),
             half_closed_timeout: Duration::from_secs(60),

@@ -201,10 +201,11 @@ fn run(args: RunArgs) -> ExitCode {
         Err(errors) => return report_config(&errors),
     };
     crate::logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        builder.worker_threads(config.worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(crate::error::StartError::Runtime(e)),
     };

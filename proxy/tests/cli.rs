@@ -429,3 +429,26 @@ fn version_names_the_commit_it_was_built_from() {
         assert!(commit.starts_with(&head), "{commit} is not HEAD {head}");
     }
 }
+
+/// The names of the running process's threads called `name`.
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == name)
+        .count()
+}
+
+#[test]
+fn worker_threads_sets_how_many_threads_forward() {
+    let mut p = Running::start_cmd(sluice().env("SLUICE_WORKER_THREADS", "1").args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:1",
+    ]));
+    p.logged_addr("admin API listening", "listen");
+    assert_eq!(threads_named(p.child.id(), "tokio-rt-worker"), 1);
+}

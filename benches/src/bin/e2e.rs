@@ -17,6 +17,7 @@ use clap::{Parser, ValueEnum};
 
 use sluice_benches::admin;
 use sluice_benches::collector::Collector;
+use sluice_benches::counts::Counter;
 use sluice_benches::kafka::{self, BrokerPorts, PerfTools};
 use sluice_benches::measure::{iperf3_client, round_trips};
 use sluice_benches::proc::{self, cpu_seconds, WorkDir};
@@ -989,10 +990,12 @@ fn kafka_part(
                 plan.kafka_records
             ));
             let what = format!("Kafka consume via {} round {round}", route.name());
+            let name = format!("consume-{}-{round}", route.name());
+            let counter = w.pid(route).map(|p| Counter::start(p, ctx.dir, &name));
             if let Some((r, cpu)) = attempt(results, &what, || {
                 with_cpu(w.pid(route), || {
                     perf.consume(
-                        &format!("consume-{}-{round}", route.name()),
+                        &name,
                         &bootstrap(route),
                         &topic(route),
                         plan.kafka_records,
@@ -1000,6 +1003,7 @@ fn kafka_part(
                     )
                 })
             }) {
+                let counts = counter.map(Counter::stop).unwrap_or_default();
                 let mut msg = format!(
                     "fetch {:.1} MB/s ({:.1} MB/s with group join)",
                     r.fetch_mb_per_sec, r.mb_per_sec
@@ -1008,6 +1012,24 @@ fn kafka_part(
                     let c = c / (r.data_mb * 1_048_576.0 / 1e9);
                     results.consumer_cpu_per_gb[route.index()].push(c);
                     msg.push_str(&format!(", proxy CPU {c:.3} s/GB"));
+                }
+                let gb = r.data_mb * 1_048_576.0 / 1e9;
+                for (count, into, what) in [
+                    (
+                        counts.syscalls,
+                        &mut results.consumer_syscalls_per_gb,
+                        "syscalls",
+                    ),
+                    (
+                        counts.switches,
+                        &mut results.consumer_switches_per_gb,
+                        "switches",
+                    ),
+                ] {
+                    if let Some(n) = count.filter(|_| gb > 0.0) {
+                        into[route.index()].push(n as f64 / gb);
+                        msg.push_str(&format!(", {:.0} {what}/GB", n as f64 / gb));
+                    }
                 }
                 progress.note(&msg);
                 results.consumer[route.index()].push(r);
