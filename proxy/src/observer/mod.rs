@@ -19,6 +19,7 @@
 //! - [`detect`]: the detectors; [`findings`]: findings and their lifecycle (active →
 //!   cleared); [`config`]: thresholds and windows.
 //! - [`snapshot`]: what readers see; [`api`]: the admin API's JSON views of it.
+//! - [`workload`]: synthetic consumer traffic at a chosen size, for benches and tests.
 
 pub mod api;
 pub mod apply;
@@ -32,6 +33,7 @@ pub mod snapshot;
 pub mod state;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod workload;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};

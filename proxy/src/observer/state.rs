@@ -180,8 +180,11 @@ impl State {
             if now.saturating_duration_since(t.last_seen) > self.cfg.window {
                 continue;
             }
-            match t.group.clone() {
-                Some((g, _)) if interest.groups.len() < MAX_INTEREST => {
+            match &t.group {
+                // Looked up before it is copied: many tracks name the same group.
+                Some((g, _))
+                    if interest.groups.len() < MAX_INTEREST && !interest.groups.contains(&**g) =>
+                {
                     interest.groups.insert(g.to_string());
                 }
                 Some(_) => {}

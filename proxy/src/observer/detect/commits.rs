@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::{ClientKey, Committed, Model};
+use super::super::model::{ClientKey, Committed, FastMap, Model};
 use super::{human, software};
 
 /// Deliveries at least this far apart within the window make a group *fetching* (see
@@ -102,7 +102,9 @@ pub(super) fn fetch_without_commit(
     now: Instant,
     findings: &mut Registry,
 ) {
-    let mut by_partition: BTreeMap<(Arc<str>, Arc<str>, i32), Fetching> = BTreeMap::new();
+    // Hashed, not ordered: one entry per fetched partition, so string comparisons in a tree
+    // were most of this detector; the few stuck partitions are put in order below.
+    let mut by_partition: FastMap<(Arc<str>, Arc<str>, i32), Fetching> = FastMap::default();
     for ((key, topic, partition), t) in &m.fetches {
         let (bytes, redelivered, _) = t.window();
         if bytes == 0 {
@@ -154,7 +156,8 @@ pub(super) fn fetch_without_commit(
             judged,
         });
     }
-    for (group, parts) in stuck {
+    for (group, mut parts) in stuck {
+        parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         report(m, cfg, now, findings, &group, &parts);
     }
 }

@@ -2,7 +2,7 @@
 //! rebalances; how a client key is tied to a group, and the per-tick index that answers "which
 //! group is this fetch for?".
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -364,9 +364,12 @@ pub fn java_default_group(client_id: &str) -> Option<&str> {
 /// ([`super::Model::group_index`]). A unit test checks it against a walk over every group.
 #[derive(Debug, Default)]
 pub struct GroupIndex {
-    pub(super) assigned: HashMap<TrackKey, (Arc<str>, Instant)>,
-    pub(super) by_client: HashMap<ClientKey, Option<(Arc<str>, Attribution)>>,
+    pub(super) assigned: super::FastMap<TrackKey, (Arc<str>, Instant)>,
+    pub(super) by_client: super::FastMap<ClientKey, Option<(Arc<str>, Attribution)>>,
     pub(super) lookup: Option<LookupKnowledge>,
+    /// The model's group names, so a group found from a `client.id` shares its name rather
+    /// than allocating it again for every track and client key, every tick.
+    pub(super) names: std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
 
 impl GroupIndex {
@@ -400,9 +403,10 @@ impl GroupIndex {
     pub fn group_of(&self, key: &ClientKey) -> Option<(Arc<str>, Attribution)> {
         match self.by_client.get(key) {
             Some(found) => found.clone(),
-            None => {
-                java_default_group(&key.1).map(|g| (Arc::from(g), Attribution::ClientIdPattern))
-            }
+            None => java_default_group(&key.1).map(|g| {
+                let name = self.names.get(g).cloned().unwrap_or_else(|| Arc::from(g));
+                (name, Attribution::ClientIdPattern)
+            }),
         }
     }
 }

@@ -224,6 +224,7 @@ impl Model {
             ..GroupIndex::default()
         };
         for (name, g) in &self.groups {
+            index.names.insert(name.clone());
             for m in g.members.values() {
                 for (t, ps) in &m.assigned {
                     for p in ps {
@@ -254,7 +255,9 @@ impl Model {
     pub fn remember_groups(&mut self, index: &GroupIndex) {
         for ((key, topic, partition), t) in &mut self.fetches {
             if let Some(found) = index.group_for(key, topic, *partition) {
-                t.group = Some(found);
+                if t.group.as_ref() != Some(&found) {
+                    t.group = Some(found);
+                }
             }
         }
     }

@@ -21,6 +21,7 @@ mod defects;
 mod lookup;
 mod owner;
 mod sasl;
+mod scale;
 
 pub(crate) fn meta(id: u64, port: u16) -> ConnMeta {
     ConnMeta::new(id, SocketAddr::from(([10, 0, 3, 84], port)))

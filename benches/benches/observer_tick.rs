@@ -1,0 +1,90 @@
+//! What one observer tick costs at the scale: 10,000 client keys (one connection
+//! each), 1,000 groups, 10,000 partitions — the scale harness's observer part, in-process.
+//!
+//! `cargo bench -p sluice-benches --bench observer_tick` (see `benches/README.md`).
+//!
+//! The state is filled by three rounds of [`Workload`] traffic with a tick every second, as the
+//! observer's thread does. Then each timed iteration is one tick, after one more second of
+//! traffic (not timed):
+//! - `busy`: half the client keys fetch in that second and every group commits (the harness's
+//!   2 s rounds);
+//! - `quiet`: nothing happened since the last tick.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use sluice::observer::config::DetectConfig;
+use sluice::observer::state::State;
+use sluice::observer::workload::{Scale, Workload};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+struct Run {
+    state: State,
+    work: Workload,
+    now: Instant,
+    half: bool,
+}
+
+impl Run {
+    fn new() -> Run {
+        let mut state = State::new(DetectConfig::default());
+        let now = Instant::now();
+        let work = Workload::open(&mut state, Scale::TARGET, now);
+        let mut run = Run {
+            state,
+            work,
+            now,
+            half: false,
+        };
+        for _ in 0..6 {
+            run.second(true);
+            black_box(run.state.tick(run.now));
+        }
+        run
+    }
+
+    /// One second of traffic (half the keys, then every group's commit), or of nothing.
+    fn second(&mut self, busy: bool) {
+        let start = self.now;
+        self.now += SECOND;
+        if !busy {
+            return;
+        }
+        let n = Scale::TARGET.clients;
+        let half = usize::from(self.half);
+        self.half = !self.half;
+        for k in (half..n).step_by(2) {
+            let at = start + SECOND.mul_f64(k as f64 / n as f64);
+            self.work.fetch(&mut self.state, k, at);
+        }
+        for g in 0..Scale::TARGET.groups {
+            self.work.commit(&mut self.state, g, self.now);
+        }
+    }
+}
+
+fn tick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("observer_tick");
+    group.sample_size(20);
+    for (name, busy) in [("busy", true), ("quiet", false)] {
+        let mut run = Run::new();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut took = Duration::ZERO;
+                for _ in 0..iters {
+                    run.second(busy);
+                    let t = Instant::now();
+                    black_box(run.state.tick(run.now));
+                    took += t.elapsed();
+                }
+                took
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, tick);
+criterion_main!(benches);
