@@ -178,34 +178,14 @@ impl Workload {
             })
             .collect();
         let n = offsets.len() as u32;
-        let events = [
-            TapEvent::Request(RequestSeen {
-                api_key: 8,
-                api_version: 8,
-                correlation_id,
-                client_id: Some(Arc::from(self.client_id(g))),
-                size: 100,
-                expects_response: true,
-            }),
-            TapEvent::OffsetCommit {
-                group_id: format!("scale-g{g}"),
-                generation_id: -1,
-                member_id: String::new(),
-                offsets,
-            },
-            TapEvent::Response(ResponseSeen {
-                api_key: 8,
-                api_version: 8,
-                correlation_id,
-                size: 30,
-                request_size: 100,
-                latency: Duration::from_millis(1),
-            }),
-            TapEvent::OffsetCommitResponse {
-                errors: vec![],
-                partitions: n,
-            },
-        ];
+        let commit = TapEvent::OffsetCommit {
+            group_id: format!("scale-g{g}"),
+            generation_id: -1,
+            member_id: String::new(),
+            offsets,
+        };
+        let client_id = Arc::from(self.client_id(g));
+        let events = commit_exchange(correlation_id, Some(client_id), commit, n);
         self.apply(state, g, &events, at);
     }
 
@@ -232,4 +212,37 @@ impl Workload {
             self.fetch(state, k, at);
         }
     }
+}
+
+/// OffsetCommit `commit` (of `partitions` partitions) as the tap reports the exchange: the
+/// request header, the request, the response header and the broker accepting every partition.
+pub fn commit_exchange(
+    correlation_id: i32,
+    client_id: Option<Arc<str>>,
+    commit: TapEvent,
+    partitions: u32,
+) -> Vec<TapEvent> {
+    vec![
+        TapEvent::Request(RequestSeen {
+            api_key: 8,
+            api_version: 8,
+            correlation_id,
+            client_id,
+            size: 100,
+            expects_response: true,
+        }),
+        commit,
+        TapEvent::Response(ResponseSeen {
+            api_key: 8,
+            api_version: 8,
+            correlation_id,
+            size: 30,
+            request_size: 100,
+            latency: Duration::from_millis(1),
+        }),
+        TapEvent::OffsetCommitResponse {
+            errors: vec![],
+            partitions,
+        },
+    ]
 }

@@ -91,38 +91,17 @@ pub(crate) fn delivered(first: i64, last: i64, bytes: u64) -> TapEvent {
 pub(crate) fn commit(group: &str, offset: i64) -> Vec<TapEvent> {
     static CORRELATION: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
     let correlation_id = CORRELATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    vec![
-        TapEvent::Request(RequestSeen {
-            api_key: 8,
-            api_version: 8,
-            correlation_id,
-            client_id: None,
-            size: 100,
-            expects_response: true,
-        }),
-        TapEvent::OffsetCommit {
-            group_id: group.into(),
-            generation_id: 1,
-            member_id: "m1".into(),
-            offsets: vec![CommittedOffset {
-                topic: TopicRef::named("orders"),
-                partition: 0,
-                offset,
-            }],
-        },
-        TapEvent::Response(ResponseSeen {
-            api_key: 8,
-            api_version: 8,
-            correlation_id,
-            size: 30,
-            request_size: 100,
-            latency: Duration::from_millis(1),
-        }),
-        TapEvent::OffsetCommitResponse {
-            errors: vec![],
-            partitions: 1,
-        },
-    ]
+    let commit = TapEvent::OffsetCommit {
+        group_id: group.into(),
+        generation_id: 1,
+        member_id: "m1".into(),
+        offsets: vec![CommittedOffset {
+            topic: TopicRef::named("orders"),
+            partition: 0,
+            offset,
+        }],
+    };
+    super::workload::commit_exchange(correlation_id, None, commit, 1)
 }
 
 pub(crate) fn join(group: &str) -> TapEvent {
