@@ -77,12 +77,26 @@ pub fn round_trips(addr: SocketAddr, warmup: usize, count: usize, size: usize) -
         .with_context(|| format!("connecting to {addr}"))?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    echo_round_trips(&mut s, addr, warmup, count, size)
+}
+
+/// On stream `s` to the echo server at `addr`: `warmup` untimed then `count` timed round trips
+/// of `size` bytes, one at a time, each checked to come back unaltered. Returns each timed
+/// one's duration in nanoseconds.
+pub fn echo_round_trips<S: Read + Write>(
+    s: &mut S,
+    addr: SocketAddr,
+    warmup: usize,
+    count: usize,
+    size: usize,
+) -> Result<Vec<u64>> {
     let msg: Vec<u8> = (0..size).map(|i| i as u8).collect();
     let mut back = vec![0u8; size];
     let mut samples = Vec::with_capacity(count);
     for i in 0..warmup + count {
         let t0 = Instant::now();
         s.write_all(&msg)?;
+        s.flush()?;
         s.read_exact(&mut back)
             .with_context(|| format!("reading echo #{i} from {addr}"))?;
         let dt = t0.elapsed();

@@ -166,21 +166,7 @@ pub fn round_trips(
     size: usize,
 ) -> Result<(Vec<u64>, String)> {
     let (mut s, negotiated) = connect(addr, config, b'E')?;
-    let msg: Vec<u8> = (0..size).map(|i| i as u8).collect();
-    let mut back = vec![0u8; size];
-    let mut samples = Vec::with_capacity(count);
-    for i in 0..warmup + count {
-        let t0 = Instant::now();
-        s.write_all(&msg)?;
-        s.flush()?;
-        s.read_exact(&mut back)
-            .with_context(|| format!("reading echo #{i} from {addr}"))?;
-        let dt = t0.elapsed();
-        ensure!(back == msg, "echo #{i} from {addr} came back altered");
-        if i >= warmup {
-            samples.push(dt.as_nanos() as u64);
-        }
-    }
+    let samples = crate::measure::echo_round_trips(&mut s, addr, warmup, count, size)?;
     Ok((samples, negotiated))
 }
 
