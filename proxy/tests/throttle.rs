@@ -98,14 +98,9 @@ async fn broker(records: usize, split: Option<usize>) -> (std::net::SocketAddr, 
             tokio::spawn(async move {
                 let mut templates = std::collections::HashMap::new();
                 loop {
-                    let mut len = [0u8; 4];
-                    if s.read_exact(&mut len).await.is_err() {
+                    let Some(body) = read_frame(&mut s).await else {
                         return;
-                    }
-                    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-                    if s.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
+                    };
                     let version = i16::from_be_bytes([body[2], body[3]]);
                     let corr = [body[4], body[5], body[6], body[7]];
                     let mut frame: Vec<u8> = templates

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::{encode_request_header_into_buffer, Encodable, Str
 use sluice::throttle::{PolicyStatus, Throttle};
 use sluice_config::{Action, Glob, Match, Mode, PolicySpec};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const HANDSHAKE: i16 = 1;
@@ -67,14 +67,9 @@ async fn broker() -> std::net::SocketAddr {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
                 loop {
-                    let mut len = [0u8; 4];
-                    if s.read_exact(&mut len).await.is_err() {
+                    let Some(body) = read_frame(&mut s).await else {
                         return;
-                    }
-                    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-                    if s.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
+                    };
                     let key = i16::from_be_bytes([body[0], body[1]]);
                     let corr = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
                     let frame = match key {
@@ -125,10 +120,7 @@ async fn client(proxy: std::net::SocketAddr, id: &str, user: &str, password: &st
         ),
     ] {
         s.write_all(&frame).await.unwrap();
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        s.read_exact(&mut body).await.unwrap();
+        read_frame(&mut s).await.expect("a response");
     }
     s
 }

@@ -185,3 +185,13 @@ pub async fn closed_port() -> SocketAddr {
 pub async fn connect(addr: SocketAddr) -> TcpStream {
     TcpStream::connect(addr).await.unwrap()
 }
+
+/// Reads one Kafka frame from `s`: its 4-byte size, then the body it announces (returned
+/// without the size). `None` at the end of the stream or on an error.
+pub async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await.ok()?;
+    Some(body)
+}
