@@ -6,9 +6,12 @@
 //!   delivered at ticks at least 3 s apart (one large response is not fetching; a consumer
 //!   coming back every few seconds, as a crash-looping one does, is);
 //! - something must be uncommitted: records were delivered beyond the committed offset;
-//! - the committed offset must have stood still (since it last moved, or since Sluice learned
-//!   it; with no committed offset known, since the group's first fetch of the partition) for
-//!   longer than the stall the group's habits allow:
+//! - the committed offset must have stood still *while the group fetched past it* (counted from
+//!   the first tick, since it last moved or Sluice learned it, at which the group was seen
+//!   delivered records past it: an offset standing while nothing past it was fetched — no new
+//!   records, a consumer stopped or restarting — is no failure to commit; with no committed
+//!   offset known, since the group's first fetch of the partition) for longer than the stall
+//!   the group's habits allow:
 //!   - half the window (or twice the group's cadence, if longer), while the group keeps going
 //!     back for the same records (re-delivery, with as many rewinds as a fetch loop);
 //!   - else twice the group's cadence (the median time between its acknowledged commits), at
@@ -202,7 +205,7 @@ fn report(
         group.to_string(),
         Severity::Warning,
         format!(
-            "group {group} fetched {} in {}s from {} partition(s) whose committed offset has not moved for {}s ({habit})",
+            "group {group} fetched {} in {}s from {} partition(s) whose committed offset has stood still for {}s while it fetched past it ({habit})",
             human(bytes as f64),
             cfg.window.as_secs(),
             parts.len(),

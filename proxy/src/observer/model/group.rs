@@ -112,6 +112,12 @@ pub struct Committed {
     pub advanced: Option<Instant>,
     /// Offsets per second over its last advance.
     pub advance_per_sec: f64,
+    /// The first tick, since it last moved, at which the group's members were seen fetching
+    /// records past it (`None`: not yet). Set by [`super::Model::mark_uncommitted`]; a stall is
+    /// counted from here, not from the advance: an offset standing still while nothing past
+    /// it was fetched (a partition with no new records, a consumer stopped or not yet
+    /// started) is no group failing to commit.
+    pub uncommitted_since: Option<Instant>,
 }
 
 impl Committed {
@@ -125,6 +131,7 @@ impl Committed {
             confirmed: now,
             advanced: None,
             advance_per_sec: 0.0,
+            uncommitted_since: None,
         }
     }
 
@@ -133,17 +140,30 @@ impl Committed {
         self.advanced.unwrap_or(self.known)
     }
 
-    /// How long it is known to have stood still at `now`. A commit seen here is watched: no
-    /// commit is news. What the lookup learned is known only as of its last answer, and is
-    /// taken to stand for at most `lookup_lag` (a lookup interval) past it: a lookup that
-    /// stops answering (its broker slow, the coordinator moving) is not a group that stopped
-    /// committing.
+    /// How long it is known to have stood still at `now` while the group fetched past it
+    /// (zero before it was seen to: see [`Committed::uncommitted_since`]). A commit seen here
+    /// is watched: no commit is news. What the lookup learned is known only as of its last
+    /// answer, and is taken to stand for at most `lookup_lag` (a lookup interval) past it: a
+    /// lookup that stops answering (its broker slow, the coordinator moving) is not a group
+    /// that stopped committing.
     pub fn still_for(&self, now: Instant, lookup_lag: Duration) -> Duration {
+        let Some(fetched_past) = self.uncommitted_since else {
+            return Duration::ZERO;
+        };
         let until = match self.source {
             CommitSource::Coordinator => now,
             CommitSource::Lookup => now.min(self.confirmed + lookup_lag),
         };
-        until.saturating_duration_since(self.still_since())
+        until.saturating_duration_since(fetched_past)
+    }
+
+    /// The group's members were delivered records up to `delivered_end` (exclusive), since
+    /// `at` at the earliest: if that is past the offset, the stall clock starts (if it has
+    /// not), from `at` or from when the offset was learned or last moved, whichever is later.
+    pub fn fetched_to(&mut self, delivered_end: i64, at: Instant) {
+        if delivered_end > self.offset && self.uncommitted_since.is_none() {
+            self.uncommitted_since = Some(at.max(self.still_since()));
+        }
     }
 
     /// Another commit of `offset` seen at `now`.
@@ -157,6 +177,9 @@ impl Committed {
             // Wire values: the difference of two i64 may not fit one.
             self.advance_per_sec = (offset as f64 - self.offset as f64) / dt;
             self.advanced = Some(now);
+        }
+        if offset != self.offset {
+            self.uncommitted_since = None;
         }
         self.offset = offset;
         self.at = now;
@@ -182,6 +205,7 @@ impl Committed {
             .max(0.001);
         self.advance_per_sec = (offset as f64 - self.offset as f64) / dt;
         self.advanced = Some(now);
+        self.uncommitted_since = None;
         self.offset = offset;
         self.source = CommitSource::Lookup;
         true

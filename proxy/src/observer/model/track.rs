@@ -215,6 +215,29 @@ impl Model {
         (bytes, again)
     }
 
+    /// Starts the stall clock of each committed offset that the group's members, fetching
+    /// within the window, have been delivered records past (see
+    /// [`super::group::Committed::uncommitted_since`]). Once per tick, after the samples,
+    /// before the detectors.
+    pub fn mark_uncommitted(&mut self, now: Instant) {
+        for ((_, topic, partition), t) in &self.fetches {
+            let Some((group, _)) = &t.group else { continue };
+            if t.window().0 == 0 {
+                continue; // not fetching: nothing is judged, nothing starts
+            }
+            let committed = self
+                .groups
+                .get_mut(group)
+                .and_then(|g| g.committed.get_mut(&(topic.clone(), *partition)));
+            if let Some(c) = committed {
+                // Past it since the track's previous sample (the tick before) at the earliest,
+                // or it would have been seen then.
+                let since = t.history.iter().rev().nth(1).map_or(now, |s| s.0);
+                c.fetched_to(t.delivered_end, since);
+            }
+        }
+    }
+
     fn track(
         &mut self,
         key: &ClientKey,

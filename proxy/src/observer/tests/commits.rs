@@ -114,6 +114,33 @@ fn consumers_starting_under_a_trickle_are_left_alone_whatever_their_commit_inter
 }
 
 #[test]
+fn a_consumer_catching_up_after_its_partition_stood_idle_is_judged_from_the_catch_up() {
+    // Commits every 5 s at its position; then nothing new reaches it for 25 s (no records for
+    // that partition, or the consumer stopped), so its committed offset stands; then a backlog
+    // arrives (or it restarts) and it catches up for 9 s before its next commit, as an
+    // auto-committing consumer does. Nothing past the offset was fetched while it stood.
+    let mut sim = Sim::new("idle");
+    let every = Some(Duration::from_secs(5));
+    assert!(sim.run("idle", 20, 3, every, |n| n, at_position).is_empty());
+    let raised = sim.run("idle", 25, 0, None, |n| n, at_position);
+    assert!(raised.is_empty(), "{raised:#?}");
+    let raised = sim.run("idle", 9, 15, None, |n| n, at_position);
+    assert!(raised.is_empty(), "judged from the catch-up: {raised:#?}");
+    let raised = sim.run("idle", 30, 3, every, |n| n, at_position);
+    assert!(raised.is_empty(), "{raised:#?}");
+    // The control: catching up and then not committing is named, counted from the catch-up.
+    let raised = sim.run("idle", 25, 7, None, |n| n, at_position);
+    let first = raised
+        .first()
+        .expect("named once it holds records uncommitted too long");
+    let secs: u64 = first.split('s').next().unwrap().parse().unwrap();
+    assert!(
+        (88..=96).contains(&secs),
+        "about 10 s after its last commit: {raised:#?}"
+    );
+}
+
+#[test]
 fn a_group_committing_the_same_offset_while_it_fetches_is_named_within_two_cadences() {
     let mut sim = Sim::new("stuck");
     // Healthy for a while: commits every second at its position.
