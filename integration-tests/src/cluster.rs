@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::broker::Broker;
 use crate::clients::Client;
-use crate::net::free_port;
+use crate::net::free_ports;
 use crate::sidecar::Sidecar;
 use crate::tools::Tools;
 
@@ -58,9 +58,10 @@ impl Cluster {
         tweak: impl FnOnce(&mut sluice_config::Config),
     ) -> Cluster {
         let tools = Tools::load();
-        let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let [port, controller_port] = free_ports::<2>();
+        let broker_addr = SocketAddr::from(([127, 0, 0, 1], port));
         let sidecar = Sidecar::start_keys(broker_addr, keys, tweak);
-        let broker = Broker::start(&tools, broker_addr.port(), free_port(), sidecar.proxy_addr);
+        let broker = Broker::start(&tools, port, controller_port, sidecar.proxy_addr);
         let cluster = Cluster {
             tools,
             broker: Mutex::new(broker),

@@ -6,7 +6,7 @@
 //! and a group's fetches pass other sidecars than its JoinGroup, SyncGroup and OffsetCommit.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use crate::broker::{new_cluster_id, Broker, NodeSpec};
 use crate::clients::Client;
-use crate::net::free_port;
 use crate::scenario::args;
 use crate::sidecar::Sidecar;
 use crate::tools::Tools;
@@ -153,9 +152,20 @@ impl MultiCluster {
         let began = Instant::now();
         let tools = Tools::load();
         let cluster_id = new_cluster_id(&tools);
-        let ports: Vec<(u16, u16, u16)> = (0..n)
-            .map(|_| (free_port(), free_port(), free_port()))
+        // Every node's ports held until the sidecars are up, so that no sidecar takes one.
+        let held: Vec<[TcpListener; 3]> = (0..n)
+            .map(|_| std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").expect("bind")))
             .collect();
+        let port = |l: &TcpListener| l.local_addr().expect("local address").port();
+        let ports: Vec<(u16, u16, u16)> = held
+            .iter()
+            .map(|[a, b, c]| (port(a), port(b), port(c)))
+            .collect();
+        let sidecars: Vec<Sidecar> = ports
+            .iter()
+            .map(|(p, _, _)| Sidecar::start(SocketAddr::from(([127, 0, 0, 1], *p)), &tweak))
+            .collect();
+        drop(held);
         let voters = ports
             .iter()
             .enumerate()
@@ -165,26 +175,28 @@ impl MultiCluster {
         // Every node starts at once: the quorum needs a majority before any broker starts.
         let nodes: Vec<Node> = ports
             .iter()
+            .zip(sidecars)
             .enumerate()
-            .map(|(i, &(port, controller_port, inter_broker_port))| {
-                let broker_addr = SocketAddr::from(([127, 0, 0, 1], port));
-                let sidecar = Sidecar::start(broker_addr, &tweak);
-                let spec = NodeSpec {
-                    node_id: i as u32 + 1,
-                    port,
-                    controller_port,
-                    inter_broker_port: Some(inter_broker_port),
-                    advertised: sidecar.proxy_addr,
-                    voters: Some(voters.clone()),
-                    cluster_id: Some(cluster_id.clone()),
-                };
-                Node {
-                    id: spec.node_id,
-                    broker: Mutex::new(Broker::spawn(&tools, spec)),
-                    broker_addr,
-                    sidecar,
-                }
-            })
+            .map(
+                |(i, (&(port, controller_port, inter_broker_port), sidecar))| {
+                    let broker_addr = SocketAddr::from(([127, 0, 0, 1], port));
+                    let spec = NodeSpec {
+                        node_id: i as u32 + 1,
+                        port,
+                        controller_port,
+                        inter_broker_port: Some(inter_broker_port),
+                        advertised: sidecar.proxy_addr,
+                        voters: Some(voters.clone()),
+                        cluster_id: Some(cluster_id.clone()),
+                    };
+                    Node {
+                        id: spec.node_id,
+                        broker: Mutex::new(Broker::spawn(&tools, spec)),
+                        broker_addr,
+                        sidecar,
+                    }
+                },
+            )
             .collect();
         for node in &nodes {
             node.broker.lock().unwrap().wait_started();

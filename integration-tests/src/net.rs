@@ -21,6 +21,21 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     std::array::from_fn(|i| held[i].local_addr().expect("local address").port())
 }
 
+/// A listener on a loopback port the OS picks, never `avoid`: a port picked by
+/// [`free_port`] for a broker that has not bound it yet is free, and the OS may hand it out
+/// again.
+pub fn bind_loopback_except(avoid: &[u16]) -> TcpListener {
+    // An avoided port is held until the end, so that the next bind gets another.
+    let mut held = Vec::new();
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        if !avoid.contains(&l.local_addr().expect("local address").port()) {
+            return l;
+        }
+        held.push(l);
+    }
+}
+
 /// Polls `cond` every 50 ms until true; panics with `what` after `deadline`.
 pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;

@@ -9,14 +9,14 @@
 //! memory budget lasts ([`MAX_KEPT`]; past it a connection is marked `truncated`).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::broker::Broker;
 use crate::clients::Client;
-use crate::net::free_port;
+use crate::net::{bind_loopback_except, free_ports};
 use crate::sidecar::Sidecar;
 use crate::tools::Tools;
 
@@ -87,7 +87,8 @@ impl Relay {
     /// Starts a relay on `127.0.0.1:0` forwarding to `target` (connected when a client
     /// connects; a refused connection is closed at once).
     pub fn start(target: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // Never the target's port, which may be a broker's that is not up yet.
+        let listener = bind_loopback_except(&[target.port()]);
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             conns: Mutex::new(Vec::new()),
@@ -291,11 +292,12 @@ impl RelayedCluster {
     /// [`Sidecar::start_keys`]); returns once a client sees the broker through all three.
     pub fn start(keys: &[(&str, &str)]) -> RelayedCluster {
         let tools = Tools::load();
-        let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let [port, controller_port] = free_ports::<2>();
+        let broker_addr = SocketAddr::from(([127, 0, 0, 1], port));
         let back = Relay::start(broker_addr);
         let sidecar = Sidecar::start_keys(back.addr, keys, |_| {});
         let front = Relay::start(sidecar.proxy_addr);
-        let broker = Broker::start(&tools, broker_addr.port(), free_port(), front.addr);
+        let broker = Broker::start(&tools, port, controller_port, front.addr);
         let cluster = RelayedCluster {
             tools,
             broker: Mutex::new(broker),

@@ -8,6 +8,7 @@ use sluice::{Proxy, ProxyStats};
 use tokio::sync::oneshot;
 
 use crate::events::EventLog;
+use crate::net::bind_loopback_except;
 
 /// A running Sluice: its listener (what the broker advertises), its admin listener, and its
 /// counters, tap events and observer for tests to read.
@@ -45,10 +46,11 @@ impl Sidecar {
         tweak: impl FnOnce(&mut sluice_config::Config),
     ) -> Sidecar {
         init_logging();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // Neither listener may take the broker's port while the broker is not up yet.
+        let listener = bind_loopback_except(&[upstream.port()]);
         listener.set_nonblocking(true).unwrap();
         let proxy_addr = listener.local_addr().unwrap();
-        let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin = bind_loopback_except(&[upstream.port()]);
         admin.set_nonblocking(true).unwrap();
         let admin_addr = admin.local_addr().unwrap();
         let mut loader = sluice_config::Loader::new()

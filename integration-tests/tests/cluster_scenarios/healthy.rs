@@ -403,7 +403,15 @@ fn cluster_stays_quiet_for_healthy_consumers_and_names_their_groups() {
 
     check_consumers(&lives, &mut problems);
     check_commits_seen(cluster, &lives, &mut problems);
-    report_false_positives(cluster, &scenarios, &seen, node, traffic_s, &mut problems);
+    report_false_positives(
+        cluster,
+        &scenarios,
+        &lives,
+        &seen,
+        node,
+        traffic_s,
+        &mut problems,
+    );
     check_attribution(cluster, &lives, &mut problems);
     findings::report(&format!(
         "cluster healthy scenarios: {:.0}s in all ({traffic_s:.0}s of traffic)",
@@ -467,6 +475,7 @@ fn check_commits_seen(cluster: &MultiCluster, lives: &[Live], problems: &mut Vec
 fn report_false_positives(
     cluster: &MultiCluster,
     scenarios: &[Scenario],
+    lives: &[Live],
     seen: &[crate::support::Seen],
     restarted: u32,
     traffic_s: f64,
@@ -517,13 +526,26 @@ fn report_false_positives(
         ));
     }
     for x in seen {
+        // What the scenario's consumers said of each run (records, commits, commit errors),
+        // to tell a client that did not commit from a detector that misjudged one that did.
+        let runs: Vec<String> = lives
+            .iter()
+            .filter(|l| l.scenario == x.scenario)
+            .flat_map(|l| {
+                l.runs.iter().enumerate().map(move |(i, r)| match r {
+                    Ok(v) => format!("  {} run {}: {v}", l.consume.client_id(), i + 1),
+                    Err(e) => format!("  {} run {}: {e}", l.consume.client_id(), i + 1),
+                })
+            })
+            .collect();
         problems.push(format!(
-            "false positive on node {} at {:.0}s, {}: {}\n{:#}",
+            "false positive on node {} at {:.0}s, {}: {}\n{:#}\nits consumers' runs:\n{}",
             x.node,
             x.at.as_secs_f64(),
             x.scenario,
             brief(&x.finding),
-            x.finding["evidence"]
+            x.finding["evidence"],
+            runs.join("\n")
         ));
     }
 }
