@@ -163,6 +163,13 @@ fn run(args: &Args) -> Result<bool> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("sluice"),
     };
+    if !sluice_bin.is_file() {
+        bail!(
+            "no Sluice at {}: build it in the same profile (cargo build [--release] -p sluice) \
+             or pass --sluice-bin",
+            sluice_bin.display()
+        );
+    }
     let warmup = args
         .warmup
         .unwrap_or((args.duration / 5).min(Duration::from_secs(300)));
