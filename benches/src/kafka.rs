@@ -78,20 +78,43 @@ pub fn start_broker(
     extra: &[String],
     dir: &Path,
 ) -> Result<ChildGuard> {
+    let mut args = Vec::new();
+    for kv in ports.config_overrides().iter().chain(extra) {
+        args.extend(["--config".to_owned(), kv.clone()]);
+    }
+    start_node(
+        tools,
+        ports.direct,
+        ports.controller,
+        &args,
+        "-Xmx1g -Xms1g",
+        dir,
+    )
+}
+
+/// Starts one KRaft node with `kafka-broker.sh` in `dir`: client listener `port`, controller
+/// `controller`, more script arguments `args` (e.g. `--advertised`, `--config K=V`) and JVM
+/// heap options `heap`; its supervisor watches this process. Waits for `broker.ready`.
+pub fn start_node(
+    tools: &Tools,
+    port: u16,
+    controller: u16,
+    args: &[String],
+    heap: &str,
+    dir: &Path,
+) -> Result<ChildGuard> {
     let state = dir.join("broker");
     std::fs::create_dir_all(&state)?;
     let mut cmd = Command::new("bash");
     cmd.arg(&tools.broker_script)
         .arg("--dir")
         .arg(&state)
-        .args(["--port", &ports.direct.to_string()])
-        .args(["--controller-port", &ports.controller.to_string()])
+        .args(["--port", &port.to_string()])
+        .args(["--controller-port", &controller.to_string()])
         .args(["--watch-pid", &std::process::id().to_string()])
+        .args(args)
         .env("SLUICE_KAFKA_LIBS", &tools.kafka_libs)
-        .env("SLUICE_KAFKA_HEAP_OPTS", "-Xmx1g -Xms1g");
-    for kv in ports.config_overrides().iter().chain(extra) {
-        cmd.arg("--config").arg(kv);
-    }
+        .env("SLUICE_KAFKA_HEAP_OPTS", heap);
     // The supervisor needs up to its own 5 s grace to stop the JVM.
     let mut g = ChildGuard::spawn(
         "kafka broker",

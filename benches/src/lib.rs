@@ -27,6 +27,8 @@
 //!   termination by haproxy (OpenSSL) and Sluice (rustls) with the same certificate.
 //! - [`standin`] and [`scale`]: the `scale` binary's stand-in broker and its clients (10,000
 //!   idle connections, new connections at a paced rate, traffic that fills the observer).
+//! - [`soak`]: the `soak` binary's samples of Sluice from `/proc`, its flatness verdicts and
+//!   its check of the findings.
 
 pub mod admin;
 pub mod collector;
@@ -39,6 +41,7 @@ pub mod report;
 pub mod results;
 pub mod scale;
 pub mod servers;
+pub mod soak;
 pub mod standin;
 pub mod stats;
 pub mod tls;

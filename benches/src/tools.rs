@@ -126,7 +126,7 @@ pub fn otelcol() -> Result<PathBuf> {
 }
 
 /// `SLUICE_*` settings: `$SLUICE_CACHE/env.sh`, overridden by the process environment.
-fn sluice_env() -> HashMap<String, String> {
+pub fn sluice_env() -> HashMap<String, String> {
     let cache = std::env::var_os("SLUICE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
