@@ -119,6 +119,7 @@ fn scenarios(cluster: &MultiCluster) -> Vec<Scenario> {
         kip848,
         elsewhere,
         rolling,
+        down,
         backlog,
     ) = (
         t("auto1s"),
@@ -132,11 +133,12 @@ fn scenarios(cluster: &MultiCluster) -> Vec<Scenario> {
         t("kip848"),
         t("elsewhere"),
         t("rolling"),
+        t("down"),
         t("backlog"),
     );
     let three = [
         &auto1, &auto5r, &auto5j, &auto30, &sync, &asyn, &per_rec, &assign, &kip848, &rolling,
-        &backlog,
+        &down, &backlog,
     ];
     let refs: Vec<&str> = three.iter().map(|s| s.as_str()).collect();
     cluster.create_topics(&refs, 3);
@@ -230,6 +232,13 @@ fn scenarios(cluster: &MultiCluster) -> Vec<Scenario> {
         .with(roll(2), S(15))
         .with(roll(3), S(30)),
         Scenario::new(
+            "down for a minute, then catching up what was produced meanwhile (Java, franz-go; auto-commit 5 s)",
+            &down,
+        )
+        .member(Client::Java, "down", Commit::Auto(S(5)), zero)
+        .member(Client::Go, "down", Commit::Auto(S(5)), zero),
+        // Last: the backlog is produced before its consumers start.
+        Scenario::new(
             "new groups catching up a 20,000-record backlog (librdkafka auto-commit 5 s, Java sync)",
             &backlog,
         )
@@ -314,6 +323,7 @@ fn cluster_stays_quiet_for_healthy_consumers_and_names_their_groups() {
         find(&lives, "hc-rolling-go-2"),
         find(&lives, "hc-rolling-go-3"),
     );
+    let down = [find(&lives, "hc-down-java"), find(&lives, "hc-down-go")];
     let mut problems: Vec<String> = Vec::new();
 
     // The timeline: consumers start (some later), one restarts, a deploy rolls, a broker
@@ -341,6 +351,12 @@ fn cluster_stays_quiet_for_healthy_consumers_and_names_their_groups() {
                 lives[i].start(cluster);
             }
         };
+    // Two consumers go down for over a minute (across the broker restart) while records keep
+    // coming: back, they catch up on them before their first commit.
+    until(t0, S(35), &mut lives, &mut problems);
+    for i in down {
+        lives[i].stop();
+    }
     at(S(40), &mut lives, &mut problems, restarted, false);
     at(S(45), &mut lives, &mut problems, restarted, true);
     at(S(50), &mut lives, &mut problems, roll1, true);
@@ -391,6 +407,10 @@ fn cluster_stays_quiet_for_healthy_consumers_and_names_their_groups() {
     until(restarted_at, S(10), &mut lives, &mut problems);
     lives[roll3].stop();
     lives[roll3].start(cluster);
+    until(restarted_at, S(25), &mut lives, &mut problems);
+    for i in down {
+        lives[i].start(cluster);
+    }
     until(restarted_at, AFTER_RESTART, &mut lives, &mut problems);
 
     for l in lives.iter_mut() {
