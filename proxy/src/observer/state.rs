@@ -239,7 +239,7 @@ impl State {
         let index = self.model.group_index();
         self.model.remember_groups(&index);
         self.model.refresh_topic_groups(now, self.cfg.window);
-        self.model.mark_uncommitted(now, self.cfg.window);
+        self.model.mark_uncommitted(now);
         detect::run(&self.model, &self.cfg, now, &mut self.findings);
         self.findings.sweep(now, self.cfg.clear_after);
         let snapshot = Snapshot::build(

@@ -8,10 +8,10 @@
 //! - something must be uncommitted: records were delivered beyond the committed offset;
 //! - the committed offset must have stood still *while the group fetched past it* (counted from
 //!   the first tick, since it last moved or Sluice learned it, at which the group was seen
-//!   delivered records past it, and again after any pause longer than the window: an offset
-//!   standing while nothing past it was fetched — no new records, a consumer stopped, down or
-//!   restarting — is no failure to commit; with no committed offset known, since the group's
-//!   first fetch of the partition) for longer than the stall the group's habits allow:
+//!   delivered records past it: an offset standing while nothing past it was fetched — no new
+//!   records, a consumer stopped or restarting — is no failure to commit; with no committed
+//!   offset known, since the group's first fetch of the partition) for longer than the stall
+//!   the group's habits allow:
 //!   - half the window (or twice the group's cadence, if longer), while the group keeps going
 //!     back for the same records (re-delivery, with as many rewinds as a fetch loop);
 //!   - else twice the group's cadence (the median time between its acknowledged commits), at

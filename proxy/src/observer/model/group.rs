@@ -112,14 +112,12 @@ pub struct Committed {
     pub advanced: Option<Instant>,
     /// Offsets per second over its last advance.
     pub advance_per_sec: f64,
-    /// Since when, with no pause of a window, the group's members have been fetching records
-    /// past it (`None`: not since it last moved). Set by [`super::Model::mark_uncommitted`];
-    /// a stall is counted from here, not from the advance: an offset standing still while
-    /// nothing past it was fetched (a partition with no new records, a consumer stopped, down
-    /// or not yet started) is no group failing to commit.
+    /// The first tick, since it last moved, at which the group's members were seen fetching
+    /// records past it (`None`: not yet). Set by [`super::Model::mark_uncommitted`]; a stall is
+    /// counted from here, not from the advance: an offset standing still while nothing past
+    /// it was fetched (a partition with no new records, a consumer stopped or not yet
+    /// started) is no group failing to commit.
     pub uncommitted_since: Option<Instant>,
-    /// The last tick at which the group was seen fetching past it.
-    pub past_seen: Option<Instant>,
 }
 
 impl Committed {
@@ -134,7 +132,6 @@ impl Committed {
             advanced: None,
             advance_per_sec: 0.0,
             uncommitted_since: None,
-            past_seen: None,
         }
     }
 
@@ -160,23 +157,13 @@ impl Committed {
         until.saturating_duration_since(fetched_past)
     }
 
-    /// At the tick `now`, the group's members fetching within the window had been delivered
-    /// records up to `delivered_end` (exclusive), since `at` at the earliest. If that is past
-    /// the offset, the stall clock runs: started now (from `at`, or from when the offset was
-    /// learned or last moved, whichever is later) if it had not, or if the group was not seen
-    /// fetching past it for longer than `window` — a consumer back after a stop is judged
-    /// from its return, not from before it went down.
-    pub fn fetched_to(&mut self, delivered_end: i64, at: Instant, now: Instant, window: Duration) {
-        if delivered_end <= self.offset {
-            return;
-        }
-        let paused = self
-            .past_seen
-            .is_none_or(|seen| now.saturating_duration_since(seen) > window);
-        if self.uncommitted_since.is_none() || paused {
+    /// The group's members were delivered records up to `delivered_end` (exclusive), since
+    /// `at` at the earliest: if that is past the offset, the stall clock starts (if it has
+    /// not), from `at` or from when the offset was learned or last moved, whichever is later.
+    pub fn fetched_to(&mut self, delivered_end: i64, at: Instant) {
+        if delivered_end > self.offset && self.uncommitted_since.is_none() {
             self.uncommitted_since = Some(at.max(self.still_since()));
         }
-        self.past_seen = Some(now);
     }
 
     /// Another commit of `offset` seen at `now`.

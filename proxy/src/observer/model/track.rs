@@ -217,9 +217,9 @@ impl Model {
 
     /// Starts the stall clock of each committed offset that the group's members, fetching
     /// within the window, have been delivered records past (see
-    /// [`super::group::Committed::uncommitted_since`]); `window` is the detection window. Once
-    /// per tick, after the samples, before the detectors.
-    pub fn mark_uncommitted(&mut self, now: Instant, window: Duration) {
+    /// [`super::group::Committed::uncommitted_since`]). Once per tick, after the samples,
+    /// before the detectors.
+    pub fn mark_uncommitted(&mut self, now: Instant) {
         for ((_, topic, partition), t) in &self.fetches {
             let Some((group, _)) = &t.group else { continue };
             if t.window().0 == 0 {
@@ -233,7 +233,7 @@ impl Model {
                 // Past it since the track's previous sample (the tick before) at the earliest,
                 // or it would have been seen then.
                 let since = t.history.iter().rev().nth(1).map_or(now, |s| s.0);
-                c.fetched_to(t.delivered_end, since, now, window);
+                c.fetched_to(t.delivered_end, since);
             }
         }
     }
