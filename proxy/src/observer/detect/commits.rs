@@ -9,9 +9,11 @@
 //! - the committed offset must have stood still *while the group fetched past it* (counted from
 //!   the first tick, since it last moved or Sluice learned it, at which the group was seen
 //!   delivered records past it: an offset standing while nothing past it was fetched — no new
-//!   records, a consumer stopped or restarting — is no failure to commit; with no committed
-//!   offset known, since the group's first fetch of the partition) for longer than the stall
-//!   the group's habits allow:
+//!   records, a consumer stopped or restarting — is no failure to commit; counted again from
+//!   the start of a consumer back from a stop, carrying on from its group's offset, but not
+//!   of one going back to the same offset as its previous start, as a crash loop does; with
+//!   no committed offset known, since the group's first fetch of the partition) for longer
+//!   than the stall the group's habits allow:
 //!   - half the window (or twice the group's cadence, if longer), while the group keeps going
 //!     back for the same records (re-delivery, with as many rewinds as a fetch loop);
 //!   - else twice the group's cadence (the median time between its acknowledged commits), at

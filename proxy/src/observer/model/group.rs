@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::client::ClientKey;
 use super::inner::{Inner, InnerCounts};
 use super::lookup::LookupKnowledge;
-use super::track::TrackKey;
+use super::track::{Joined, TrackKey};
 
 /// Commits whose times a group keeps for its cadence.
 const COMMITS_KEPT: usize = 9;
@@ -113,10 +113,11 @@ pub struct Committed {
     /// Offsets per second over its last advance.
     pub advance_per_sec: f64,
     /// The first tick, since it last moved, at which the group's members were seen fetching
-    /// records past it (`None`: not yet). Set by [`super::Model::mark_uncommitted`]; a stall is
-    /// counted from here, not from the advance: an offset standing still while nothing past
-    /// it was fetched (a partition with no new records, a consumer stopped or not yet
-    /// started) is no group failing to commit.
+    /// records past it (`None`: not yet), or the later start of a consumer carrying on from
+    /// the group's position. Set by [`super::Model::mark_uncommitted`]; a stall is counted
+    /// from here, not from the advance: an offset standing still while nothing past it was
+    /// fetched (a partition with no new records, a consumer stopped, down or not yet started)
+    /// is no group failing to commit.
     pub uncommitted_since: Option<Instant>,
 }
 
@@ -158,12 +159,23 @@ impl Committed {
     }
 
     /// The group's members were delivered records up to `delivered_end` (exclusive), since
-    /// `at` at the earliest: if that is past the offset, the stall clock starts (if it has
-    /// not), from `at` or from when the offset was learned or last moved, whichever is later.
-    pub fn fetched_to(&mut self, delivered_end: i64, at: Instant) {
-        if delivered_end > self.offset && self.uncommitted_since.is_none() {
-            self.uncommitted_since = Some(at.max(self.still_since()));
+    /// `at` at the earliest, by a connection that `joined` as given. If that is past the
+    /// offset, the stall clock starts (if it has not), from `at` or from when the offset was
+    /// learned or last moved, whichever is later. A connection that started since the clock
+    /// did, from another offset than the one before it — a consumer back after a stop or a
+    /// restart, carrying on from the group's committed position — starts it again from its
+    /// start: the time it was down is no stall. A start repeating the one before (a crash
+    /// loop going back to the same offset each time) leaves the clock running.
+    pub fn fetched_to(&mut self, delivered_end: i64, at: Instant, joined: Option<Joined>) {
+        if delivered_end <= self.offset {
+            return;
         }
+        let since = match (self.uncommitted_since, joined) {
+            (None, _) => at,
+            (Some(running), Some(j)) if !j.repeat && j.at > running => j.at,
+            (Some(_), _) => return,
+        };
+        self.uncommitted_since = Some(since.max(self.still_since()));
     }
 
     /// Another commit of `offset` seen at `now`.

@@ -47,6 +47,21 @@ pub struct FetchTrack {
     pub last_seen: Instant,
     /// `(tick time, bytes, redelivered)` samples within the window, taken by the detectors.
     pub history: VecDeque<(Instant, u64, u64)>,
+    /// The last connection new to the track, from its first fetch of the partition.
+    pub joined: Option<Joined>,
+}
+
+/// A connection new to a fetch track (a consumer starting, restarting or reconnecting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    /// Its first fetch of the partition.
+    pub at: Instant,
+    /// The offset it fetched from.
+    pub from: i64,
+    /// The connection new before it had started from the same offset: a start that repeats
+    /// the one before (a crash loop's, each going back to the same committed offset), not a
+    /// consumer carrying on from where its group had got to.
+    pub repeat: bool,
 }
 
 /// One connection's fetching of a partition (see [`FetchTrack::conn_ends`]).
@@ -82,6 +97,7 @@ impl FetchTrack {
             last_seen: now,
             // A zero baseline, so the first window counts from the track's birth.
             history: VecDeque::from([(now, 0, 0)]),
+            joined: None,
         }
     }
 
@@ -175,8 +191,17 @@ impl Model {
         // librdkafka does, follows a rewind with fetches that are also below that, but only
         // the one it went back to is where it returns).
         let c = t.conn(addr);
+        let first = c.fetched < 0;
         let rewind = offset < c.end && offset <= c.fetched;
         c.fetched = offset;
+        if first {
+            let repeat = t.joined.is_some_and(|j| j.from == offset);
+            t.joined = Some(Joined {
+                at: now,
+                from: offset,
+                repeat,
+            });
+        }
         if rewind {
             t.rewinds.push_back((now, offset));
             if t.rewinds.len() > MAX_REWINDS {
@@ -233,7 +258,7 @@ impl Model {
                 // Past it since the track's previous sample (the tick before) at the earliest,
                 // or it would have been seen then.
                 let since = t.history.iter().rev().nth(1).map_or(now, |s| s.0);
-                c.fetched_to(t.delivered_end, since);
+                c.fetched_to(t.delivered_end, since, t.joined);
             }
         }
     }

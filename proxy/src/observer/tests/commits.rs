@@ -48,6 +48,17 @@ impl Sim {
         self.o.on_event_at(&self.c, e, self.t0 + self.at);
     }
 
+    /// The consumer's connection closes and a new one (the consumer started again, `secs`
+    /// later) takes over, from client port `port`.
+    fn restart(&mut self, group: &str, secs: u64, port: u16) {
+        self.o.on_close(&self.c);
+        self.at += Duration::from_secs(secs);
+        self.c = meta(1, port);
+        self.o.on_open(&self.c);
+        self.send(&request("consumer-app", 11));
+        self.send(&join(group));
+    }
+
     /// Runs for `secs` seconds: fetching `per_fetch` new records each time (from `from(next)`),
     /// committing `commit(next)` every `commit_every` (none when `None`).
     fn run(
@@ -138,6 +149,62 @@ fn a_consumer_catching_up_after_its_partition_stood_idle_is_judged_from_the_catc
         (88..=96).contains(&secs),
         "about 10 s after its last commit: {raised:#?}"
     );
+}
+
+#[test]
+fn a_consumer_back_after_a_stop_is_judged_from_its_return() {
+    // Commits every 5 s at its position, and stops 2 s after a commit, having fetched past it;
+    // down for a minute while records pile up; back (a new connection, from its committed
+    // offset), it catches up for 9 s before its next commit.
+    let mut sim = Sim::new("down");
+    let every = Some(Duration::from_secs(5));
+    assert!(sim.run("down", 22, 7, every, |n| n, at_position).is_empty());
+    let committed = sim.next - 14;
+    sim.restart("down", 60, 31_001);
+    let mut from = Some(committed);
+    let raised = sim.run(
+        "down",
+        9,
+        15,
+        None,
+        |n| from.take().unwrap_or(n),
+        at_position,
+    );
+    assert!(raised.is_empty(), "judged from its return: {raised:#?}");
+    let raised = sim.run("down", 30, 7, every, |n| n, at_position);
+    assert!(raised.is_empty(), "{raised:#?}");
+}
+
+#[test]
+fn a_consumer_restarting_from_the_same_offset_each_time_is_judged_from_its_first_start() {
+    // A crash loop: every start goes back to the committed offset, reads for 3 s and dies
+    // without committing; back 4 s later.
+    let mut sim = Sim::new("crashing");
+    let every = Some(Duration::from_secs(5));
+    assert!(sim
+        .run("crashing", 20, 7, every, |n| n, at_position)
+        .is_empty());
+    let committed = sim.next;
+    let mut raised = Vec::new();
+    let mut first_named = None;
+    for start in 0..10u16 {
+        sim.restart("crashing", 4, 31_100 + start);
+        let mut from = Some(committed);
+        raised.extend(sim.run(
+            "crashing",
+            3,
+            20,
+            None,
+            |n| from.take().unwrap_or(n),
+            at_position,
+        ));
+        if first_named.is_none() && !raised.is_empty() {
+            first_named = Some(start);
+        }
+    }
+    // 7 s a start: named within the window and twice its 5 s cadence of the first start.
+    let start = first_named.unwrap_or_else(|| panic!("never named: {raised:#?}"));
+    assert!(start <= 2, "named at start {start}: {raised:#?}");
 }
 
 #[test]
