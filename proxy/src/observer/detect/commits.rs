@@ -15,7 +15,9 @@
 //!   no committed offset known, since the group's first fetch of the partition) for longer
 //!   than the stall the group's habits allow:
 //!   - half the window (or twice the group's cadence, if longer), while the group keeps going
-//!     back for the same records (re-delivery, with as many rewinds as a fetch loop);
+//!     back for the same records (re-delivery, with as many rewinds as a fetch loop), or a
+//!     consumer of it started again within the window from the same offset as its previous
+//!     start (a crash loop);
 //!   - else twice the group's cadence (the median time between its acknowledged commits), at
 //!     least the window — a group committing every 30 s is judged after a minute;
 //!   - else, before two commits were seen, `commit_grace`: a consumer starting up, or one
@@ -45,6 +47,9 @@ struct Fetching {
     delivered_end: i64,
     /// Fetches that went back within the window (most of one client key's).
     rewinds: usize,
+    /// A connection started within the window from the same offset as the one before it (a
+    /// crash loop's restart).
+    restarted_again: bool,
     first_seen: Option<Instant>,
     clients: Vec<ClientKey>,
 }
@@ -54,6 +59,8 @@ struct Fetching {
 enum Judged {
     /// The same records were fetched again.
     Redelivery,
+    /// A consumer started again from the same offset as its previous start.
+    Restarts,
     /// Longer than twice the group's commit cadence.
     Cadence,
     /// No cadence known yet: longer than the grace.
@@ -64,6 +71,7 @@ impl Judged {
     fn as_str(self) -> &'static str {
         match self {
             Judged::Redelivery => "fetching the same records again",
+            Judged::Restarts => "starting again from the same offset, as a crash loop does",
             Judged::Cadence => "twice the group's commit cadence",
             Judged::Grace => "no commit cadence known: the grace period",
         }
@@ -81,9 +89,18 @@ fn allowed_stall(
     let redelivering = f.rewinds >= cfg.loop_min_rewinds as usize
         && f.redelivered as f64
             >= cfg.min_redelivered_bytes_per_sec * cfg.window.as_secs_f64().max(1.0);
-    if redelivering {
+    // Starting again from where the last start began, with no commit between: a crash loop
+    // (each start reads, dies before committing and is restarted), judged as re-delivery is.
+    let judged = if redelivering {
+        Some(Judged::Redelivery)
+    } else if f.restarted_again {
+        Some(Judged::Restarts)
+    } else {
+        None
+    };
+    if let Some(judged) = judged {
         let habit = cadence.map_or(Duration::ZERO, |c| c * 2);
-        return ((cfg.window / 2).max(habit), Judged::Redelivery);
+        return ((cfg.window / 2).max(habit), judged);
     }
     match cadence {
         Some(c) => (cfg.window.max(c * 2), Judged::Cadence),
@@ -126,6 +143,9 @@ pub(super) fn fetch_without_commit(
         f.active = f.active.max(t.active_span());
         f.delivered_end = f.delivered_end.max(t.delivered_end);
         f.rewinds = f.rewinds.max(t.rewinds.len());
+        f.restarted_again |= t
+            .joined
+            .is_some_and(|j| j.repeat && now.saturating_duration_since(j.at) <= cfg.window);
         f.first_seen = Some(f.first_seen.map_or(t.first_seen, |s| s.min(t.first_seen)));
         if !f.clients.contains(key) {
             f.clients.push(key.clone());

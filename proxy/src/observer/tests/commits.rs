@@ -178,13 +178,16 @@ fn a_consumer_back_after_a_stop_is_judged_from_its_return() {
 #[test]
 fn a_consumer_restarting_from_the_same_offset_each_time_is_judged_from_its_first_start() {
     // A crash loop: every start goes back to the committed offset, reads for 3 s and dies
-    // without committing; back 4 s later.
+    // without committing; back 4 s later. One commit was seen, so no cadence is known: the
+    // grace (45 s) would apply, were the repeated start not evidence enough.
     let mut sim = Sim::new("crashing");
-    let every = Some(Duration::from_secs(5));
     assert!(sim
-        .run("crashing", 20, 7, every, |n| n, at_position)
+        .run("crashing", 2, 7, None, |n| n, at_position)
         .is_empty());
     let committed = sim.next;
+    for e in commit("crashing", committed) {
+        sim.send(&e);
+    }
     let mut raised = Vec::new();
     let mut first_named = None;
     for start in 0..10u16 {
@@ -202,9 +205,22 @@ fn a_consumer_restarting_from_the_same_offset_each_time_is_judged_from_its_first
             first_named = Some(start);
         }
     }
-    // 7 s a start: named within the window and twice its 5 s cadence of the first start.
+    // 7 s a start: named once a start repeats the one before and the stall passes half the
+    // window, long before the grace.
     let start = first_named.unwrap_or_else(|| panic!("never named: {raised:#?}"));
     assert!(start <= 2, "named at start {start}: {raised:#?}");
+    let findings = sim.o.findings_json();
+    let f = findings["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "fetch_without_commit")
+        .expect("active");
+    let judged = &f["evidence"]["partitions"][0]["judged_by"];
+    assert_eq!(
+        judged, "starting again from the same offset, as a crash loop does",
+        "{f:#}"
+    );
 }
 
 #[test]
