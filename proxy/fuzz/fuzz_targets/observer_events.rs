@@ -1,7 +1,8 @@
 //! The observer over any sequence of tap events: connections opened and closed, requests,
 //! fetches, produces, group and commit traffic, with clock steps and ticks in between. It never
 //! panics, its maps and the collections inside their entries stay within their caps and
-//! budgets, and every admin list answer stays within its size bound.
+//! budgets, the client and connection rows a tick keeps are those it would build afresh, and
+//! every admin list answer stays within its size bound.
 //!
 //! The input is read as instructions, one byte choosing each (a byte beyond what the input
 //! holds reads as 0): names come from small pools (so events meet the same groups, topics and
@@ -305,6 +306,15 @@ fn tick(s: &mut State, now: Instant) -> sluice::observer::state::Published {
     for t in m.topics.values() {
         assert!(t.partitions.len() <= Inner::TopicPartitions.per_entry());
     }
+    // The rows kept from the ticks before are the rows built afresh.
+    let (clients, conns) = s.rows_afresh();
+    let sorted = |rows: &[Arc<sluice::observer::snapshot::ClientPoint>]| {
+        let mut v: Vec<String> = rows.iter().map(|c| format!("{c:?}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&p.snapshot.clients), sorted(&clients));
+    assert_eq!(format!("{:?}", p.snapshot.conns), format!("{conns:?}"));
     p
 }
 

@@ -186,7 +186,8 @@ impl Snapshot {
 
     /// A page of open connections, most bytes out first.
     pub fn connections_page(&self, now: Instant, page: Page) -> Answer {
-        let mut order: Vec<(&u64, &super::snapshot::ConnPoint)> = self.conns.iter().collect();
+        let mut order: Vec<(&u64, &super::snapshot::ConnPoint)> =
+            self.conns.iter().map(|(id, c)| (id, &**c)).collect();
         order.sort_by_key(|(_, c)| std::cmp::Reverse(c.bytes_out));
         Answer::build(page, &order, |(id, c)| {
             json!({
@@ -227,7 +228,7 @@ impl Snapshot {
             ClientSort::Opened => per_sec(c),
         };
         let mut order: Vec<(f64, &super::snapshot::ClientPoint)> =
-            self.clients.iter().map(|c| (key(c), c)).collect();
+            self.clients.iter().map(|c| (key(c), &**c)).collect();
         order.sort_by(|a, b| b.0.total_cmp(&a.0));
         Answer::build(page, &order, |(_, c)| {
             let mut row = json!({

@@ -18,7 +18,8 @@
 //!   eviction.
 //! - [`detect`]: the detectors; [`findings`]: findings and their lifecycle (active →
 //!   cleared); [`config`]: thresholds and windows.
-//! - [`snapshot`]: what readers see; [`api`]: the admin API's JSON views of it.
+//! - [`snapshot`]: what readers see; [`rows`]: its client and connection rows, built again
+//!   only for entries changed since the tick before; [`api`]: the admin API's JSON views of it.
 //! - [`workload`]: synthetic consumer traffic at a chosen size, for benches and tests.
 
 pub mod api;
@@ -28,6 +29,7 @@ pub mod detect;
 pub mod findings;
 pub mod model;
 pub mod owner;
+pub mod rows;
 pub mod sasl;
 pub mod snapshot;
 pub mod state;

@@ -12,11 +12,9 @@ use serde_json::Value;
 use super::config::DetectConfig;
 use super::findings::{Finding, Kind, Registry};
 use super::model::{
-    ApiCounts, Attribution, ClientKey, Committed, Conn, FastMap, GroupIndex, InnerCounts, Member,
-    Model,
+    ApiCounts, Attribution, ClientKey, Committed, FastMap, InnerCounts, Member, Model,
 };
 use super::sasl::SaslState;
-use crate::stats::api_name;
 
 /// What a span says about its connection.
 #[derive(Debug, Clone)]
@@ -28,6 +26,12 @@ pub struct ConnLabels {
     /// Its authenticated principal.
     pub principal: Option<Arc<str>>,
 }
+
+/// Every client key's row, each shared with the snapshots before while unchanged.
+pub type ClientRows = Arc<Vec<Arc<ClientPoint>>>;
+
+/// Every open connection's row by connection number, shared likewise.
+pub type ConnRows = Arc<BTreeMap<u64, Arc<ConnPoint>>>;
 
 /// One client key.
 #[derive(Debug, Clone)]
@@ -143,8 +147,8 @@ pub struct FindingPoint {
 /// Everything exported as metrics, at one instant.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Client keys.
-    pub clients: Vec<ClientPoint>,
+    /// Client keys (rows shared with the snapshots before while unchanged).
+    pub clients: ClientRows,
     /// Fetch tracks.
     pub fetches: Vec<FetchPoint>,
     /// Fetch position per group partition (highest fetch offset of its consumers).
@@ -165,8 +169,9 @@ pub struct Snapshot {
     pub window: Duration,
     /// Groups.
     pub groups: Vec<GroupPoint>,
-    /// Open connections by connection number.
-    pub conns: BTreeMap<u64, ConnPoint>,
+    /// Open connections by connection number (shared with the snapshots before while
+    /// unchanged).
+    pub conns: ConnRows,
     /// Active findings, whole.
     pub active: Vec<Finding>,
     /// Recently cleared findings, oldest first.
@@ -319,69 +324,6 @@ fn positions(fetches: &[FetchPoint]) -> Vec<GroupPartitionPoint> {
         .collect()
 }
 
-fn client_points(m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> Vec<ClientPoint> {
-    // Open connections keep their own counts until they close.
-    // Per-tick maps over every key: foldhash, as the model's own (SipHash was ~10% of a tick).
-    let mut live: FastMap<&ClientKey, ApiCounts> = FastMap::default();
-    for c in conns.values() {
-        if let Some(key) = &c.counted_as {
-            let into = live.entry(key).or_default();
-            for (k, n) in &c.api {
-                into.entry(*k).or_default().add(n);
-            }
-        }
-    }
-    // A client key whose own coordinator traffic names no group takes the group its fetches
-    // are attributed to, when that is one group.
-    let mut fetching_for: FastMap<&ClientKey, Option<(Arc<str>, Attribution)>> = FastMap::default();
-    for ((key, _, _), t) in &m.fetches {
-        let Some(found) = t.group.clone() else {
-            continue;
-        };
-        fetching_for
-            .entry(key)
-            .and_modify(|e| {
-                if e.as_ref().is_some_and(|(g, _)| *g != found.0) {
-                    *e = None;
-                }
-            })
-            .or_insert(Some(found));
-    }
-    m.clients
-        .iter()
-        .map(|(key, c)| {
-            let api = match live.remove(key) {
-                None => c.api.clone(),
-                Some(mut api) => {
-                    for (k, n) in &c.api {
-                        api.entry(*k).or_default().add(n);
-                    }
-                    api
-                }
-            };
-            ClientPoint {
-                host: key.0,
-                client_id: key.1.clone(),
-                open: c.open,
-                opened: c.opened,
-                closed: c.closed,
-                software: c.software.clone(),
-                api,
-                group: index
-                    .group_of(key)
-                    .or_else(|| fetching_for.get(key).cloned().flatten()),
-                opened_in_window: c.recent_opens.len(),
-                fetched: c.fetched.clone(),
-                produced: c.produced.clone(),
-                fetch_requests: c.fetch_requests,
-                principal: c.principal.clone(),
-                sasl_failures: c.sasl_failures,
-                sasl_failed: c.sasl_failed,
-            }
-        })
-        .collect()
-}
-
 fn group_points(m: &Model) -> Vec<GroupPoint> {
     let mut groups: Vec<GroupPoint> = m
         .groups
@@ -432,45 +374,16 @@ fn topic_points(m: &Model) -> Vec<TopicPoint> {
         .collect()
 }
 
-fn conn_points(conns: &FastMap<u64, Conn>) -> BTreeMap<u64, ConnPoint> {
-    conns
-        .iter()
-        .map(|(id, c)| {
-            let requests = c.api.iter().fold(BTreeMap::new(), |mut by, ((k, _), n)| {
-                *by.entry(api_name(*k)).or_insert(0) += n.requests;
-                by
-            });
-            let point = ConnPoint {
-                client_addr: c.client_addr,
-                listener: c.listener.clone(),
-                client_id: c.client_id.clone(),
-                software: c.software.clone(),
-                principal: c.principal.clone(),
-                mechanism: c.mechanism.clone(),
-                sasl: c.sasl,
-                opened: c.opened,
-                last_activity: c.last_activity,
-                bytes_in: c.bytes_in,
-                bytes_out: c.bytes_out,
-                replica: c.replica,
-                groups: c.groups.iter().cloned().collect(),
-                requests,
-            };
-            (*id, point)
-        })
-        .collect()
-}
-
 impl Snapshot {
-    /// What readers see after the tick at `now`.
+    /// What readers see after the tick at `now`, with the client and connection rows made
+    /// by [`super::rows::Rows`].
     pub fn build(
-        now: Instant,
-        cfg: &DetectConfig,
-        conns: &FastMap<u64, Conn>,
+        (now, cfg): (Instant, &DetectConfig),
         m: &Model,
-        index: &GroupIndex,
+        (clients, conns): (ClientRows, ConnRows),
         findings: &Registry,
     ) -> Snapshot {
+        let connections = conns.len();
         let fetches = fetch_points(m);
         let committed = m
             .groups
@@ -488,7 +401,7 @@ impl Snapshot {
             .collect();
         Snapshot {
             positions: positions(&fetches),
-            clients: client_points(m, index, conns),
+            clients,
             fetches,
             committed,
             topics: topic_points(m),
@@ -502,11 +415,11 @@ impl Snapshot {
             at: Some(now),
             window: cfg.window,
             groups: group_points(m),
-            conns: conn_points(conns),
+            conns,
             active: findings.active().cloned().collect(),
             cleared: findings.cleared().cloned().collect(),
             health: Health {
-                connections: conns.len(),
+                connections,
                 clients: m.clients.len(),
                 groups: m.groups.len(),
                 topics: m.topics.len(),

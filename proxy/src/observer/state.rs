@@ -15,7 +15,8 @@ use super::findings::Registry;
 use super::model::{
     api_entry, ClientKey, Conn, Expiry, FastMap, Inner, InnerCounts, LookupKnowledge, Model,
 };
-use super::snapshot::{Flags, Snapshot};
+use super::rows::Rows;
+use super::snapshot::{ClientRows, ConnRows, Flags, Snapshot};
 use crate::lookup::view::{ClientInterest, GroupsView, Interest};
 use crate::lookup::LOOKUP_CLIENT_ID;
 use crate::sink::ConnMeta;
@@ -56,6 +57,7 @@ pub struct State {
     conns: FastMap<u64, Conn>,
     model: Model,
     findings: Registry,
+    rows: Rows,
 }
 
 impl State {
@@ -70,6 +72,7 @@ impl State {
             conns: FastMap::default(),
             model,
             findings: Registry::default(),
+            rows: Rows::default(),
         }
     }
 
@@ -89,6 +92,7 @@ impl State {
             .conns
             .entry(conn.id)
             .or_insert_with(|| Conn::new(conn.client_addr, conn.listener.clone(), at));
+        c.changed = true;
         // The TLS client certificate's subject until a SASL principal is seen, which wins.
         if c.principal.is_none() {
             c.principal = conn.tls_subject.as_deref().map(str::to_owned);
@@ -105,6 +109,7 @@ impl State {
             .conns
             .entry(conn.id)
             .or_insert_with(|| Conn::new(conn.client_addr, conn.listener.clone(), first.1));
+        c.changed = true;
         for (event, at) in events {
             Apply {
                 conn: c,
@@ -113,6 +118,10 @@ impl State {
                 now: *at,
             }
             .event(event);
+        }
+        // Its client key's row shows its counts.
+        if let Some(key) = &c.counted_as {
+            self.model.client_changed(key);
         }
     }
 
@@ -169,6 +178,12 @@ impl State {
             }
         }
         self.model.lookup = Some(LookupKnowledge::from_view(view));
+    }
+
+    /// The client and connection rows as a tick would build them with nothing kept from the
+    /// ticks before (tests and the fuzz target compare them with the kept ones).
+    pub fn rows_afresh(&self) -> (ClientRows, ConnRows) {
+        Rows::afresh(&self.model, &self.model.group_index(), &self.conns)
     }
 
     /// What the lookup should ask about now: the groups fetching here, and the clients
@@ -242,12 +257,18 @@ impl State {
         self.model.mark_uncommitted(now);
         detect::run(&self.model, &self.cfg, now, &mut self.findings);
         self.findings.sweep(now, self.cfg.clear_after);
+        let clients = self.rows.clients(&self.model, &index, &self.conns);
+        let conns = self.rows.conns(&self.conns);
+        for c in self.model.clients.values_mut() {
+            c.changed = false;
+        }
+        for c in self.conns.values_mut() {
+            c.changed = false;
+        }
         let snapshot = Snapshot::build(
-            now,
-            &self.cfg,
-            &self.conns,
+            (now, &self.cfg),
             &self.model,
-            &index,
+            (clients, conns),
             &self.findings,
         );
         let flags = Flags::from_findings(&self.model, self.findings.active());

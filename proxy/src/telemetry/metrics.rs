@@ -192,7 +192,7 @@ pub fn register(
         Counter,
         |_, s| {
             let mut out = Points::new();
-            for c in &s.clients {
+            for c in s.clients.iter() {
                 for ((key, ver), n) in c.api.iter().filter(|(_, n)| n.requests > 0) {
                     let mut a = client_attrs(&c.host, &c.client_id).to_vec();
                     a.push(KeyValue::new(API_NAME, api_name(*key)));
@@ -207,7 +207,7 @@ pub fn register(
         "Kafka frame bytes by client and API; receive = requests from the client, transmit = responses to it"),
         Counter, |_, s| {
         let mut out = Points::new();
-        for c in &s.clients {
+        for c in s.clients.iter() {
             let mut by_api: std::collections::BTreeMap<i16, (u64, u64)> = Default::default();
             for ((key, _), n) in &c.api {
                 let e = by_api.entry(*key).or_default();

@@ -31,7 +31,7 @@ use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::{ClientKey, Committed, FastMap, Model};
+use super::super::model::{ClientKey, Committed, FastMap, FastSet, Model};
 use super::{human, software};
 
 /// Deliveries at least this far apart within the window make a group *fetching* (see
@@ -118,26 +118,49 @@ struct Stuck {
     judged: Judged,
 }
 
+/// The (group, topic, partition)s fetched within the window whose delivered records go past
+/// the group's committed offset (or with none known): the only ones that can be stuck. Most
+/// partitions of healthy groups are not, and are not gathered further.
+fn uncommitted(m: &Model) -> FastSet<(&Arc<str>, &Arc<str>, i32)> {
+    let mut out = FastSet::default();
+    for ((_, topic, partition), t) in &m.fetches {
+        let Some((group, _)) = &t.group else { continue };
+        if t.window().0 == 0 {
+            continue;
+        }
+        let committed = m
+            .groups
+            .get(group)
+            .and_then(|g| g.committed.get(&(topic.clone(), *partition)));
+        if committed.is_none_or(|c| c.offset < t.delivered_end) {
+            out.insert((group, topic, *partition));
+        }
+    }
+    out
+}
+
 pub(super) fn fetch_without_commit(
     m: &Model,
     cfg: &DetectConfig,
     now: Instant,
     findings: &mut Registry,
 ) {
+    let candidates = uncommitted(m);
+    if candidates.is_empty() {
+        return;
+    }
     // Hashed, not ordered: one entry per fetched partition, so string comparisons in a tree
     // were most of this detector; the few stuck partitions are put in order below.
-    let mut by_partition: FastMap<(Arc<str>, Arc<str>, i32), Fetching> = FastMap::default();
+    let mut by_partition: FastMap<(&Arc<str>, &Arc<str>, i32), Fetching> = FastMap::default();
     for ((key, topic, partition), t) in &m.fetches {
-        let (bytes, redelivered, _) = t.window();
-        if bytes == 0 {
-            continue;
-        }
-        let Some((group, _)) = t.group.clone() else {
+        let Some((group, _)) = &t.group else {
             continue; // no group: nothing to commit to
         };
-        let f = by_partition
-            .entry((group, topic.clone(), *partition))
-            .or_default();
+        let (bytes, redelivered, _) = t.window();
+        if bytes == 0 || !candidates.contains(&(group, topic, *partition)) {
+            continue;
+        }
+        let f = by_partition.entry((group, topic, *partition)).or_default();
         f.bytes += bytes;
         f.redelivered += redelivered;
         f.active = f.active.max(t.active_span());
@@ -156,7 +179,7 @@ pub(super) fn fetch_without_commit(
         if f.bytes < cfg.no_commit_min_fetched_bytes || f.active < FETCHING_SPAN {
             continue; // not fetching much, or one response rather than fetching
         }
-        let g = m.groups.get(&group);
+        let g = m.groups.get(group);
         let committed = g
             .and_then(|g| g.committed.get(&(topic.clone(), partition)))
             .copied();
@@ -172,8 +195,8 @@ pub(super) fn fetch_without_commit(
         if still_for < allowed {
             continue;
         }
-        stuck.entry(group).or_default().push(Stuck {
-            topic,
+        stuck.entry(group.clone()).or_default().push(Stuck {
+            topic: topic.clone(),
             partition,
             f,
             committed,

@@ -92,6 +92,8 @@ pub struct Client {
     pub sasl_failed: bool,
     /// Last activity.
     pub last_seen: Instant,
+    /// Changed since the last snapshot (see [`crate::observer::rows`]).
+    pub changed: bool,
 }
 
 impl Client {
@@ -112,6 +114,7 @@ impl Client {
             sasl_failures: 0,
             sasl_failed: false,
             last_seen: now,
+            changed: true,
         }
     }
 }

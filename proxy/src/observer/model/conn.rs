@@ -72,6 +72,8 @@ pub struct Conn {
     pub commits: VecDeque<PendingCommit>,
     /// The commit whose response header was just seen, waiting for its body's errors.
     pub answered: Option<PendingCommit>,
+    /// Changed since the last snapshot (see [`crate::observer::rows`]).
+    pub changed: bool,
 }
 
 impl Conn {
@@ -98,6 +100,7 @@ impl Conn {
             last_request: 0,
             commits: VecDeque::new(),
             answered: None,
+            changed: true,
         }
     }
 

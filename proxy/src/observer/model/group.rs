@@ -354,18 +354,24 @@ impl Group {
         }
     }
 
-    /// Ties `key` to the group (if it has room for another client key).
+    /// Ties `key` to the group (if it has room for another client key). Whether that tied it
+    /// anew or changed how.
     pub fn attribute(
         &mut self,
         key: &ClientKey,
         how: Attribution,
         now: Instant,
         inner: &mut InnerCounts,
-    ) {
+    ) -> bool {
         if let Some(e) = self.clients.get_mut(key) {
+            let was = e.0;
             *e = (e.0.min(how), now);
+            e.0 != was
         } else if inner.admit(Inner::GroupClients, self.clients.len()) {
             self.clients.insert(key.clone(), (how, now));
+            true
+        } else {
+            false
         }
     }
 

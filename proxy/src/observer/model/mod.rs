@@ -40,6 +40,9 @@ pub use track::{ConnEnd, FetchTrack, TrackKey, CONN_ENDS};
 /// (`max_clients`, `max_groups`, `max_partitions`).
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A set hashed as [`FastMap`] is.
+pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 /// Everything aggregated.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -98,10 +101,13 @@ pub(crate) fn entry_within<'a, K: std::hash::Hash + Eq, V>(
     }
 }
 
-fn prune<T>(q: &mut VecDeque<T>, keep: impl Fn(&T) -> bool) {
+/// Drops the oldest items that `keep` refuses; whether any went.
+fn prune<T>(q: &mut VecDeque<T>, keep: impl Fn(&T) -> bool) -> bool {
+    let before = q.len();
     while q.front().is_some_and(|x| !keep(x)) {
         q.pop_front();
     }
+    q.len() != before
 }
 
 impl Model {
@@ -115,6 +121,7 @@ impl Model {
             || Client::new(now),
         )?;
         c.last_seen = now;
+        c.changed = true;
         Some(c)
     }
 
@@ -176,8 +183,19 @@ impl Model {
         now: Instant,
         cap: usize,
     ) {
-        if let Some((g, inner)) = self.group_inner(group, now, cap) {
-            g.attribute(key, how, now, inner);
+        let tied = self
+            .group_inner(group, now, cap)
+            .is_some_and(|(g, inner)| g.attribute(key, how, now, inner));
+        if tied {
+            self.client_changed(key);
+        }
+    }
+
+    /// The group client key `key` is shown under may have changed: its row is built again at
+    /// the next tick (see [`crate::observer::rows`]).
+    pub(crate) fn client_changed(&mut self, key: &ClientKey) {
+        if let Some(c) = self.clients.get_mut(key) {
+            c.changed = true;
         }
     }
 
@@ -201,6 +219,7 @@ impl Model {
             return;
         };
         c.last_seen = now;
+        c.changed = true;
         let by = if produced {
             &mut c.produced
         } else {
@@ -253,12 +272,17 @@ impl Model {
     /// group when `index` has none for it now. Once per tick, before anything reads
     /// [`FetchTrack::group`].
     pub fn remember_groups(&mut self, index: &GroupIndex) {
+        let mut moved = Vec::new();
         for ((key, topic, partition), t) in &mut self.fetches {
             if let Some(found) = index.group_for(key, topic, *partition) {
                 if t.group.as_ref() != Some(&found) {
                     t.group = Some(found);
+                    moved.push(key.clone());
                 }
             }
+        }
+        for key in moved {
+            self.client_changed(&key);
         }
     }
 
@@ -285,14 +309,24 @@ impl Model {
         let before =
             self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();
         for c in self.clients.values_mut() {
-            prune(&mut c.recent_opens, |t| age(*t) <= e.window);
+            // Its row shows the opens within the window.
+            c.changed |= prune(&mut c.recent_opens, |t| age(*t) <= e.window);
             prune(&mut c.recent_closes, |(t, _)| age(*t) <= e.window);
         }
+        // Client keys untied from a group, or whose fetch tracks went: the group their rows
+        // show may change.
+        let mut untied: Vec<ClientKey> = Vec::new();
         for g in self.groups.values_mut() {
             prune(&mut g.joins, |t| age(*t) <= e.rebalance_window);
             prune(&mut g.member_joins, |(t, _)| age(*t) <= e.rebalance_window);
             g.members.retain(|_, m| age(m.seen) < e.member);
-            g.clients.retain(|_, (_, seen)| age(*seen) < e.member);
+            g.clients.retain(|key, (_, seen)| {
+                let keep = age(*seen) < e.member;
+                if !keep {
+                    untied.push(key.clone());
+                }
+                keep
+            });
         }
         for t in self.fetches.values_mut() {
             prune(&mut t.rewinds, |(at, _)| age(*at) <= e.window);
@@ -301,8 +335,23 @@ impl Model {
         }
         self.clients
             .retain(|_, c| c.open > 0 || age(c.last_seen) < e.idle);
-        self.groups.retain(|_, g| age(g.last_seen) < e.idle);
-        self.fetches.retain(|_, t| age(t.last_seen) < e.idle);
+        self.groups.retain(|_, g| {
+            let keep = age(g.last_seen) < e.idle;
+            if !keep {
+                untied.extend(g.clients.keys().cloned());
+            }
+            keep
+        });
+        self.fetches.retain(|(key, _, _), t| {
+            let keep = age(t.last_seen) < e.idle;
+            if !keep {
+                untied.push(key.clone());
+            }
+            keep
+        });
+        for key in untied {
+            self.client_changed(&key);
+        }
         self.topics
             .retain(|_, t| t.last_seen.is_some_and(|seen| age(seen) < e.idle));
         let after = self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();

@@ -20,6 +20,7 @@ mod commits;
 mod defects;
 mod lookup;
 mod owner;
+mod rows;
 mod sasl;
 mod scale;
 

@@ -1,0 +1,192 @@
+//! The snapshot's client and connection rows, kept from one tick to the next: a row is built
+//! again only when its entry changed since the tick before — its `changed` mark, set where
+//! the apply path touches the entry — and otherwise the previous snapshot's row is shared
+//! (`Arc`). A client key's row also follows its open connections' counts and the group it is
+//! shown under. At 10,000 client keys, building and dropping every row was most of a tick.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::model::{ApiCounts, Attribution, ClientKey, Conn, FastMap, FastSet, GroupIndex, Model};
+use super::snapshot::{ClientPoint, ClientRows, ConnPoint, ConnRows};
+use crate::stats::api_name;
+
+/// The rows of the last snapshot, by entry. Owned by the observer's state.
+#[derive(Debug, Default)]
+pub struct Rows {
+    clients: FastMap<ClientKey, Arc<ClientPoint>>,
+    /// The client rows as last published, shared until one changes.
+    published_clients: ClientRows,
+    conns: BTreeMap<u64, Arc<ConnPoint>>,
+    /// The connection rows as last published, shared until one changes.
+    published_conns: ConnRows,
+}
+
+/// The one group the fetch tracks of each of `keys` are attributed to (`None`: several).
+fn fetching_for<'m>(
+    m: &'m Model,
+    keys: &FastSet<&ClientKey>,
+) -> FastMap<&'m ClientKey, Option<(Arc<str>, Attribution)>> {
+    let mut by: FastMap<&ClientKey, Option<(Arc<str>, Attribution)>> = FastMap::default();
+    for ((key, _, _), t) in &m.fetches {
+        let Some(found) = &t.group else {
+            continue;
+        };
+        if !keys.contains(key) {
+            continue;
+        }
+        by.entry(key)
+            .and_modify(|e| {
+                if e.as_ref().is_some_and(|(g, _)| *g != found.0) {
+                    *e = None;
+                }
+            })
+            .or_insert_with(|| Some(found.clone()));
+    }
+    by
+}
+
+impl Rows {
+    /// Every client key's row after this tick's changes. A key's row is built again when
+    /// its entry is marked changed: by the apply path (its counts, or one of its open
+    /// connections'), by expiry (opens leaving the window), or when the group it is shown
+    /// under may have moved (tied to or untied from a group, a fetch track's group changed
+    /// or went). The caller then clears the marks.
+    pub fn clients(
+        &mut self,
+        m: &Model,
+        index: &GroupIndex,
+        conns: &FastMap<u64, Conn>,
+    ) -> ClientRows {
+        self.client_rows(m, index, conns, false)
+    }
+
+    /// Every row built anew, marks or not (what the kept rows are checked against).
+    pub fn afresh(
+        m: &Model,
+        index: &GroupIndex,
+        conns: &FastMap<u64, Conn>,
+    ) -> (ClientRows, ConnRows) {
+        let mut rows = Rows::default();
+        (rows.client_rows(m, index, conns, true), rows.conns(conns))
+    }
+
+    fn client_rows(
+        &mut self,
+        m: &Model,
+        index: &GroupIndex,
+        conns: &FastMap<u64, Conn>,
+        everything: bool,
+    ) -> ClientRows {
+        let changed: FastSet<&ClientKey> = m
+            .clients
+            .iter()
+            .filter(|(_, c)| everything || c.changed)
+            .map(|(k, _)| k)
+            .collect();
+        let mut any = !changed.is_empty();
+        if any {
+            // Open connections keep their own counts until they close.
+            let mut live: FastMap<&ClientKey, ApiCounts> = FastMap::default();
+            for c in conns.values() {
+                if let Some(key) = c.counted_as.as_ref().filter(|k| changed.contains(k)) {
+                    let into = live.entry(key).or_default();
+                    for (k, n) in &c.api {
+                        into.entry(*k).or_default().add(n);
+                    }
+                }
+            }
+            let groups = fetching_for(m, &changed);
+            for key in &changed {
+                let Some(c) = m.clients.get(*key) else {
+                    continue;
+                };
+                let api = match live.remove(key) {
+                    None => c.api.clone(),
+                    Some(mut api) => {
+                        for (k, n) in &c.api {
+                            api.entry(*k).or_default().add(n);
+                        }
+                        api
+                    }
+                };
+                let row = ClientPoint {
+                    host: key.0,
+                    client_id: key.1.clone(),
+                    open: c.open,
+                    opened: c.opened,
+                    closed: c.closed,
+                    software: c.software.clone(),
+                    api,
+                    group: index
+                        .group_of(key)
+                        .or_else(|| groups.get(key).cloned().flatten()),
+                    opened_in_window: c.recent_opens.len(),
+                    fetched: c.fetched.clone(),
+                    produced: c.produced.clone(),
+                    fetch_requests: c.fetch_requests,
+                    principal: c.principal.clone(),
+                    sasl_failures: c.sasl_failures,
+                    sasl_failed: c.sasl_failed,
+                };
+                self.clients.insert((*key).clone(), Arc::new(row));
+            }
+        }
+        // Every row is of a key held now or at the tick before: more rows than keys means
+        // some were evicted.
+        if self.clients.len() > m.clients.len() {
+            self.clients.retain(|k, _| m.clients.contains_key(k));
+            any = true;
+        }
+        if any {
+            self.published_clients = Arc::new(self.clients.values().cloned().collect());
+        }
+        self.published_clients.clone()
+    }
+
+    /// Every open connection's row after this tick's changes (the caller then clears the
+    /// marks).
+    pub fn conns(&mut self, conns: &FastMap<u64, Conn>) -> ConnRows {
+        let mut any = false;
+        for (id, c) in conns {
+            if !c.changed && self.conns.contains_key(id) {
+                continue;
+            }
+            any = true;
+            self.conns.insert(*id, Arc::new(conn_point(c)));
+        }
+        // Every row is of a connection open now or at the tick before: more rows than
+        // connections means some closed.
+        if self.conns.len() > conns.len() {
+            self.conns.retain(|id, _| conns.contains_key(id));
+            any = true;
+        }
+        if any {
+            self.published_conns = Arc::new(self.conns.clone());
+        }
+        self.published_conns.clone()
+    }
+}
+
+fn conn_point(c: &Conn) -> ConnPoint {
+    let requests = c.api.iter().fold(BTreeMap::new(), |mut by, ((k, _), n)| {
+        *by.entry(api_name(*k)).or_insert(0) += n.requests;
+        by
+    });
+    ConnPoint {
+        client_addr: c.client_addr,
+        listener: c.listener.clone(),
+        client_id: c.client_id.clone(),
+        software: c.software.clone(),
+        principal: c.principal.clone(),
+        mechanism: c.mechanism.clone(),
+        sasl: c.sasl,
+        opened: c.opened,
+        last_activity: c.last_activity,
+        bytes_in: c.bytes_in,
+        bytes_out: c.bytes_out,
+        replica: c.replica,
+        groups: c.groups.iter().cloned().collect(),
+        requests,
+    }
+}
