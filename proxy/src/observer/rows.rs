@@ -97,10 +97,7 @@ impl Rows {
                 }
             }
             let groups = fetching_for(m, &changed);
-            for key in &changed {
-                let Some(c) = m.clients.get(*key) else {
-                    continue;
-                };
+            for (key, c) in m.clients.iter().filter(|(_, c)| everything || c.changed) {
                 let api = match live.remove(key) {
                     None => c.api.clone(),
                     Some(mut api) => {
@@ -129,7 +126,7 @@ impl Rows {
                     sasl_failures: c.sasl_failures,
                     sasl_failed: c.sasl_failed,
                 };
-                self.clients.insert((*key).clone(), Arc::new(row));
+                self.clients.insert(key.clone(), Arc::new(row));
             }
         }
         // Every row is of a key held now or at the tick before: more rows than keys means

@@ -254,8 +254,13 @@ impl State {
         let index = self.model.group_index();
         self.model.remember_groups(&index);
         self.model.refresh_topic_groups(now, self.cfg.window);
-        self.model.mark_uncommitted(now);
-        detect::run(&self.model, &self.cfg, now, &mut self.findings);
+        let uncommitted = self.model.mark_uncommitted(now);
+        detect::run(
+            &self.model,
+            &uncommitted,
+            (&self.cfg, now),
+            &mut self.findings,
+        );
         self.findings.sweep(now, self.cfg.clear_after);
         let clients = self.rows.clients(&self.model, &index, &self.conns);
         let conns = self.rows.conns(&self.conns);

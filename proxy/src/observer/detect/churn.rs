@@ -1,7 +1,6 @@
 //! Connection churn: a client key or host opening connections fast, holding too many, or
 //! mostly short-lived ones.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -9,12 +8,12 @@ use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::Model;
+use super::super::model::{FastMap, Model};
 use super::software;
 
 pub(super) fn churn(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
     let secs = cfg.window.as_secs_f64().max(1.0);
-    let mut hosts: HashMap<IpAddr, (usize, u64)> = HashMap::new();
+    let mut hosts: FastMap<IpAddr, (usize, u64)> = FastMap::default();
     for (key, c) in &m.clients {
         let opened = c.recent_opens.len();
         let h = hosts.entry(key.0).or_default();

@@ -31,7 +31,7 @@ use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::{ClientKey, Committed, FastMap, FastSet, Model};
+use super::super::model::{ClientKey, Committed, FastMap, Model, Uncommitted};
 use super::{human, software};
 
 /// Deliveries at least this far apart within the window make a group *fetching* (see
@@ -118,35 +118,15 @@ struct Stuck {
     judged: Judged,
 }
 
-/// The (group, topic, partition)s fetched within the window whose delivered records go past
-/// the group's committed offset (or with none known): the only ones that can be stuck. Most
-/// partitions of healthy groups are not, and are not gathered further.
-fn uncommitted(m: &Model) -> FastSet<(&Arc<str>, &Arc<str>, i32)> {
-    let mut out = FastSet::default();
-    for ((_, topic, partition), t) in &m.fetches {
-        let Some((group, _)) = &t.group else { continue };
-        if t.window().0 == 0 {
-            continue;
-        }
-        let committed = m
-            .groups
-            .get(group)
-            .and_then(|g| g.committed.get(&(topic.clone(), *partition)));
-        if committed.is_none_or(|c| c.offset < t.delivered_end) {
-            out.insert((group, topic, *partition));
-        }
-    }
-    out
-}
-
+/// Only the partitions in `uncommitted` (delivered past their committed offset, or with none
+/// known) are gathered: most partitions of healthy groups are not.
 pub(super) fn fetch_without_commit(
     m: &Model,
-    cfg: &DetectConfig,
-    now: Instant,
+    uncommitted: &Uncommitted,
+    (cfg, now): (&DetectConfig, Instant),
     findings: &mut Registry,
 ) {
-    let candidates = uncommitted(m);
-    if candidates.is_empty() {
+    if uncommitted.is_empty() {
         return;
     }
     // Hashed, not ordered: one entry per fetched partition, so string comparisons in a tree
@@ -157,7 +137,7 @@ pub(super) fn fetch_without_commit(
             continue; // no group: nothing to commit to
         };
         let (bytes, redelivered, _) = t.window();
-        if bytes == 0 || !candidates.contains(&(group, topic, *partition)) {
+        if bytes == 0 || !uncommitted.contains(&(group.clone(), topic.clone(), *partition)) {
             continue;
         }
         let f = by_partition.entry((group, topic, *partition)).or_default();

@@ -1,6 +1,5 @@
 //! Egress amplification: a topic's consumer bytes far above what was new to them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,7 +7,7 @@ use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::Model;
+use super::super::model::{FastMap, Model};
 use super::human;
 
 pub(super) fn egress_amplification(
@@ -17,10 +16,10 @@ pub(super) fn egress_amplification(
     findings: &mut Registry,
     now: Instant,
 ) {
-    let mut per_topic: HashMap<Arc<str>, (u64, u64, f64)> = HashMap::new();
+    let mut per_topic: FastMap<&Arc<str>, (u64, u64, f64)> = FastMap::default();
     for ((_, topic, _), t) in &m.fetches {
         let (bytes, again, span) = t.window();
-        let e = per_topic.entry(topic.clone()).or_default();
+        let e = per_topic.entry(topic).or_default();
         e.0 += bytes;
         e.1 += again;
         e.2 = e.2.max(span.as_secs_f64());
@@ -33,7 +32,7 @@ pub(super) fn egress_amplification(
         {
             continue;
         }
-        let t = m.topics.get(&topic);
+        let t = m.topics.get(topic);
         findings.report(
             now,
             Kind::EgressAmplification,
@@ -44,7 +43,7 @@ pub(super) fn egress_amplification(
                 human(bytes as f64 / secs), amp, human(again as f64 / secs)
             ),
             json!({
-                "topic": &*topic,
+                "topic": &**topic,
                 "bytes_out_per_sec": (bytes as f64 / secs).round(),
                 "unique_bytes_out_per_sec": (unique as f64 / secs).round(),
                 "redelivered_bytes_per_sec": (again as f64 / secs).round(),

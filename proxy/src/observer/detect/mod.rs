@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::config::DetectConfig;
 use super::findings::Registry;
-use super::model::{ClientKey, Model};
+use super::model::{ClientKey, Model, Uncommitted};
 
 fn software(m: &Model, key: &ClientKey) -> Option<String> {
     m.clients
@@ -23,8 +23,13 @@ fn software(m: &Model, key: &ClientKey) -> Option<String> {
         .map(|(n, v)| format!("{n} {v}"))
 }
 
-/// Runs every detector.
-pub fn run(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
+/// Runs every detector; `uncommitted` is what [`Model::mark_uncommitted`] returned this tick.
+pub fn run(
+    m: &Model,
+    uncommitted: &Uncommitted,
+    (cfg, now): (&DetectConfig, Instant),
+    findings: &mut Registry,
+) {
     findings.set_principals(
         m.clients
             .iter()
@@ -32,7 +37,7 @@ pub fn run(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry)
             .collect(),
     );
     loops::fetch_loops(m, cfg, now, findings);
-    commits::fetch_without_commit(m, cfg, now, findings);
+    commits::fetch_without_commit(m, uncommitted, (cfg, now), findings);
     egress::egress_amplification(m, cfg, findings, now);
     churn::churn(m, cfg, now, findings);
     rebalance::rebalance_storms(m, cfg, now, findings);

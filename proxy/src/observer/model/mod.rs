@@ -33,7 +33,7 @@ pub use group::{
 pub use inner::{Inner, InnerCounts};
 pub use lookup::LookupKnowledge;
 pub use topic::{topic_name, Topic, TopicPartition};
-pub use track::{ConnEnd, FetchTrack, TrackKey, CONN_ENDS};
+pub use track::{ConnEnd, FetchTrack, TrackKey, Uncommitted, CONN_ENDS};
 
 /// The model's maps: every Fetch round trip looks up its client, topic and fetch track, so
 /// they hash with foldhash (seeded per process) rather than SipHash. Their sizes are capped
@@ -289,17 +289,23 @@ impl Model {
     /// Recomputes which groups consume each topic, from the fetch tracks active within the
     /// window — once per tick, not per event.
     pub fn refresh_topic_groups(&mut self, now: Instant, window: Duration) {
-        let mut by_topic: HashMap<Arc<str>, BTreeSet<Arc<str>>> = HashMap::new();
+        let mut by_topic: FastMap<&Arc<str>, BTreeSet<Arc<str>>> = FastMap::default();
         for ((_, topic, _), t) in &self.fetches {
             if now.saturating_duration_since(t.last_seen) > window {
                 continue;
             }
-            if let Some((g, _)) = t.group.clone() {
-                by_topic.entry(topic.clone()).or_default().insert(g);
+            if let Some((g, _)) = &t.group {
+                let groups = by_topic.entry(topic).or_default();
+                if !groups.contains(g) {
+                    groups.insert(g.clone());
+                }
             }
         }
         for (name, t) in &mut self.topics {
-            t.groups = by_topic.remove(name).unwrap_or_default();
+            let groups = by_topic.remove(name).unwrap_or_default();
+            if t.groups != groups {
+                t.groups = groups;
+            }
         }
     }
 

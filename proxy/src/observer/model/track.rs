@@ -15,6 +15,10 @@ use super::{entry_within, Model};
 /// A fetch track: a client key's fetching of one topic partition.
 pub type TrackKey = (ClientKey, Arc<str>, i32);
 
+/// (group, topic, partition)s whose delivered records go past the group's committed offset,
+/// or with none known (see [`Model::mark_uncommitted`]).
+pub type Uncommitted = super::FastSet<(Arc<str>, Arc<str>, i32)>;
+
 /// One client key's fetching of one partition.
 #[derive(Debug, Clone)]
 pub struct FetchTrack {
@@ -243,8 +247,10 @@ impl Model {
     /// Starts the stall clock of each committed offset that the group's members, fetching
     /// within the window, have been delivered records past (see
     /// [`super::group::Committed::uncommitted_since`]). Once per tick, after the samples,
-    /// before the detectors.
-    pub fn mark_uncommitted(&mut self, now: Instant) {
+    /// before the detectors. Returns those (group, topic, partition)s, and those fetched with
+    /// no committed offset known: the only ones a group can be failing to commit.
+    pub fn mark_uncommitted(&mut self, now: Instant) -> Uncommitted {
+        let mut out = Uncommitted::default();
         for ((_, topic, partition), t) in &self.fetches {
             let Some((group, _)) = &t.group else { continue };
             if t.window().0 == 0 {
@@ -254,13 +260,21 @@ impl Model {
                 .groups
                 .get_mut(group)
                 .and_then(|g| g.committed.get_mut(&(topic.clone(), *partition)));
-            if let Some(c) = committed {
-                // Past it since the track's previous sample (the tick before) at the earliest,
-                // or it would have been seen then.
-                let since = t.history.iter().rev().nth(1).map_or(now, |s| s.0);
-                c.fetched_to(t.delivered_end, since, t.joined);
+            match committed {
+                Some(c) if c.offset >= t.delivered_end => {}
+                Some(c) => {
+                    // Past it since the track's previous sample (the tick before) at the
+                    // earliest, or it would have been seen then.
+                    let since = t.history.iter().rev().nth(1).map_or(now, |s| s.0);
+                    c.fetched_to(t.delivered_end, since, t.joined);
+                    out.insert((group.clone(), topic.clone(), *partition));
+                }
+                None => {
+                    out.insert((group.clone(), topic.clone(), *partition));
+                }
             }
         }
+        out
     }
 
     fn track(
