@@ -8,12 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::model::{ApiCounts, Attribution, ClientKey, Conn, FastMap, FastSet, GroupIndex, Model};
-use super::snapshot::{ClientPoint, ClientRows, ConnPoint, ConnRows};
+use super::snapshot::{self, ClientPoint, ClientRows, ConnPoint, ConnRows, Tables};
 use crate::stats::api_name;
 
-/// The rows of the last snapshot, by entry. Owned by the observer's state.
+/// The rows of the last snapshot, by entry, and its tables. Owned by the observer's state.
 #[derive(Debug, Default)]
 pub struct Rows {
+    /// The other tables as last published, and whether they were built at all.
+    tables: Tables,
+    built: bool,
     clients: FastMap<ClientKey, Arc<ClientPoint>>,
     /// The client rows as last published, shared until one changes.
     published_clients: ClientRows,
@@ -47,28 +50,52 @@ fn fetching_for<'m>(
 }
 
 impl Rows {
-    /// Every client key's row after this tick's changes. A key's row is built again when
+    /// Every client key's row after this tick's changes (all of them: `everything`). A key's
+    /// row is built again when
     /// its entry is marked changed: by the apply path (its counts, or one of its open
     /// connections'), by expiry (opens leaving the window), or when the group it is shown
     /// under may have moved (tied to or untied from a group, a fetch track's group changed
     /// or went). The caller then clears the marks.
-    pub fn clients(
+    /// Every table after this tick's changes: client and connection rows (see
+    /// [`Rows::clients`], [`Rows::conns`]); fetch tracks and positions, groups and committed
+    /// offsets, topics each built again only when the model marks their map changed. The
+    /// caller then clears the marks.
+    pub fn tables(&mut self, m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> Tables {
+        self.tables_of(m, index, conns, false)
+    }
+
+    /// Every table built anew, marks or not (what the kept ones are checked against).
+    pub fn afresh(m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> Tables {
+        Rows::default().tables_of(m, index, conns, true)
+    }
+
+    fn tables_of(
         &mut self,
         m: &Model,
         index: &GroupIndex,
         conns: &FastMap<u64, Conn>,
-    ) -> ClientRows {
-        self.client_rows(m, index, conns, false)
-    }
-
-    /// Every row built anew, marks or not (what the kept rows are checked against).
-    pub fn afresh(
-        m: &Model,
-        index: &GroupIndex,
-        conns: &FastMap<u64, Conn>,
-    ) -> (ClientRows, ConnRows) {
-        let mut rows = Rows::default();
-        (rows.client_rows(m, index, conns, true), rows.conns(conns))
+        everything: bool,
+    ) -> Tables {
+        let all = everything || !self.built;
+        self.built = true;
+        let t = &mut self.tables;
+        if all || m.changed.tracks {
+            let fetches = snapshot::fetch_points(m);
+            t.positions = Arc::new(snapshot::positions(&fetches));
+            t.fetches = Arc::new(fetches);
+        }
+        if all || m.changed.groups {
+            t.groups = Arc::new(snapshot::group_points(m));
+            t.committed = Arc::new(snapshot::committed_points(m));
+        }
+        if all || m.changed.topics {
+            t.topics = Arc::new(snapshot::topic_points(m));
+        }
+        Tables {
+            clients: self.client_rows(m, index, conns, everything),
+            conns: self.conns_of(conns, everything),
+            ..self.tables.clone()
+        }
     }
 
     fn client_rows(
@@ -141,12 +168,12 @@ impl Rows {
         self.published_clients.clone()
     }
 
-    /// Every open connection's row after this tick's changes (the caller then clears the
-    /// marks).
-    pub fn conns(&mut self, conns: &FastMap<u64, Conn>) -> ConnRows {
+    /// Every open connection's row after this tick's changes (all of them: `everything`).
+    /// A connection new since the last tick is marked changed.
+    fn conns_of(&mut self, conns: &FastMap<u64, Conn>, everything: bool) -> ConnRows {
         let mut any = false;
         for (id, c) in conns {
-            if !c.changed && self.conns.contains_key(id) {
+            if !(everything || c.changed) {
                 continue;
             }
             any = true;

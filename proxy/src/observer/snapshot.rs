@@ -33,6 +33,26 @@ pub type ClientRows = Arc<Vec<Arc<ClientPoint>>>;
 /// Every open connection's row by connection number, shared likewise.
 pub type ConnRows = Arc<BTreeMap<u64, Arc<ConnPoint>>>;
 
+/// The snapshot's tables of entries, each shared with the snapshots before until its
+/// entries change (made by [`super::rows::Rows`]).
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    /// Client keys.
+    pub clients: ClientRows,
+    /// Open connections.
+    pub conns: ConnRows,
+    /// Fetch tracks.
+    pub fetches: Arc<Vec<FetchPoint>>,
+    /// Fetch position per group partition.
+    pub positions: Arc<Vec<GroupPartitionPoint>>,
+    /// Committed offset per group partition.
+    pub committed: Arc<Vec<GroupPartitionPoint>>,
+    /// Groups.
+    pub groups: Arc<Vec<GroupPoint>>,
+    /// Topics.
+    pub topics: Arc<Vec<TopicPoint>>,
+}
+
 /// One client key.
 #[derive(Debug, Clone)]
 pub struct ClientPoint {
@@ -150,13 +170,13 @@ pub struct Snapshot {
     /// Client keys (rows shared with the snapshots before while unchanged).
     pub clients: ClientRows,
     /// Fetch tracks.
-    pub fetches: Vec<FetchPoint>,
+    pub fetches: Arc<Vec<FetchPoint>>,
     /// Fetch position per group partition (highest fetch offset of its consumers).
-    pub positions: Vec<GroupPartitionPoint>,
+    pub positions: Arc<Vec<GroupPartitionPoint>>,
     /// Committed offset per group partition.
-    pub committed: Vec<GroupPartitionPoint>,
+    pub committed: Arc<Vec<GroupPartitionPoint>>,
     /// Topics.
-    pub topics: Vec<TopicPoint>,
+    pub topics: Arc<Vec<TopicPoint>>,
     /// Active findings.
     pub findings: Vec<FindingPoint>,
     /// Findings raised in all, by kind.
@@ -168,7 +188,7 @@ pub struct Snapshot {
     /// The window rates are judged over.
     pub window: Duration,
     /// Groups.
-    pub groups: Vec<GroupPoint>,
+    pub groups: Arc<Vec<GroupPoint>>,
     /// Open connections by connection number (shared with the snapshots before while
     /// unchanged).
     pub conns: ConnRows,
@@ -288,7 +308,7 @@ impl FindingPoint {
     }
 }
 
-fn fetch_points(m: &Model) -> Vec<FetchPoint> {
+pub(super) fn fetch_points(m: &Model) -> Vec<FetchPoint> {
     m.fetches
         .iter()
         .map(|((key, topic, partition), t)| FetchPoint {
@@ -304,7 +324,7 @@ fn fetch_points(m: &Model) -> Vec<FetchPoint> {
         .collect()
 }
 
-fn positions(fetches: &[FetchPoint]) -> Vec<GroupPartitionPoint> {
+pub(super) fn positions(fetches: &[FetchPoint]) -> Vec<GroupPartitionPoint> {
     let mut by: FastMap<(Arc<str>, Arc<str>, i32), i64> = FastMap::default();
     for f in fetches {
         if let (Some(g), true) = (&f.group, f.fetch_offset >= 0) {
@@ -324,7 +344,23 @@ fn positions(fetches: &[FetchPoint]) -> Vec<GroupPartitionPoint> {
         .collect()
 }
 
-fn group_points(m: &Model) -> Vec<GroupPoint> {
+pub(super) fn committed_points(m: &Model) -> Vec<GroupPartitionPoint> {
+    m.groups
+        .iter()
+        .flat_map(|(g, grp)| {
+            grp.committed
+                .iter()
+                .map(move |((t, p), c)| GroupPartitionPoint {
+                    group: g.clone(),
+                    topic: t.clone(),
+                    partition: *p,
+                    offset: c.offset,
+                })
+        })
+        .collect()
+}
+
+pub(super) fn group_points(m: &Model) -> Vec<GroupPoint> {
     let mut groups: Vec<GroupPoint> = m
         .groups
         .iter()
@@ -354,7 +390,7 @@ fn group_points(m: &Model) -> Vec<GroupPoint> {
     groups
 }
 
-fn topic_points(m: &Model) -> Vec<TopicPoint> {
+pub(super) fn topic_points(m: &Model) -> Vec<TopicPoint> {
     m.topics
         .iter()
         .map(|(name, t)| TopicPoint {
@@ -374,37 +410,55 @@ fn topic_points(m: &Model) -> Vec<TopicPoint> {
         .collect()
 }
 
+impl Tables {
+    /// Each table as sorted lines of text, to compare tables made apart.
+    pub fn lines(&self) -> Vec<(&'static str, Vec<String>)> {
+        fn sorted<T: std::fmt::Debug>(rows: impl Iterator<Item = T>) -> Vec<String> {
+            let mut v: Vec<String> = rows.map(|r| format!("{r:?}")).collect();
+            v.sort();
+            v
+        }
+        vec![
+            ("clients", sorted(self.clients.iter())),
+            ("conns", sorted(self.conns.iter())),
+            ("fetches", sorted(self.fetches.iter())),
+            ("positions", sorted(self.positions.iter())),
+            ("committed", sorted(self.committed.iter())),
+            ("groups", sorted(self.groups.iter())),
+            ("topics", sorted(self.topics.iter())),
+        ]
+    }
+}
+
 impl Snapshot {
-    /// What readers see after the tick at `now`, with the client and connection rows made
-    /// by [`super::rows::Rows`].
+    /// Its tables (shared).
+    pub fn tables(&self) -> Tables {
+        Tables {
+            clients: self.clients.clone(),
+            conns: self.conns.clone(),
+            fetches: self.fetches.clone(),
+            positions: self.positions.clone(),
+            committed: self.committed.clone(),
+            groups: self.groups.clone(),
+            topics: self.topics.clone(),
+        }
+    }
+
+    /// What readers see after the tick at `now`, with the tables made by
+    /// [`super::rows::Rows`].
     pub fn build(
         (now, cfg): (Instant, &DetectConfig),
         m: &Model,
-        (clients, conns): (ClientRows, ConnRows),
+        t: Tables,
         findings: &Registry,
     ) -> Snapshot {
-        let connections = conns.len();
-        let fetches = fetch_points(m);
-        let committed = m
-            .groups
-            .iter()
-            .flat_map(|(g, grp)| {
-                grp.committed
-                    .iter()
-                    .map(move |((t, p), c)| GroupPartitionPoint {
-                        group: g.clone(),
-                        topic: t.clone(),
-                        partition: *p,
-                        offset: c.offset,
-                    })
-            })
-            .collect();
+        let connections = t.conns.len();
         Snapshot {
-            positions: positions(&fetches),
-            clients,
-            fetches,
-            committed,
-            topics: topic_points(m),
+            positions: t.positions,
+            clients: t.clients,
+            fetches: t.fetches,
+            committed: t.committed,
+            topics: t.topics,
             findings: findings.active().map(FindingPoint::of).collect(),
             raised: findings.raised().map(|(k, n)| (k.as_str(), n)).collect(),
             sasl_failures: m
@@ -414,8 +468,8 @@ impl Snapshot {
                 .collect(),
             at: Some(now),
             window: cfg.window,
-            groups: group_points(m),
-            conns,
+            groups: t.groups,
+            conns: t.conns,
             active: findings.active().cloned().collect(),
             cleared: findings.cleared().cloned().collect(),
             health: Health {

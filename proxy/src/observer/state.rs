@@ -13,10 +13,11 @@ use super::config::DetectConfig;
 use super::detect;
 use super::findings::Registry;
 use super::model::{
-    api_entry, ClientKey, Conn, Expiry, FastMap, Inner, InnerCounts, LookupKnowledge, Model,
+    api_entry, Changed, ClientKey, Conn, Expiry, FastMap, Inner, InnerCounts, LookupKnowledge,
+    Model,
 };
 use super::rows::Rows;
-use super::snapshot::{ClientRows, ConnRows, Flags, Snapshot};
+use super::snapshot::{Flags, Snapshot, Tables};
 use crate::lookup::view::{ClientInterest, GroupsView, Interest};
 use crate::lookup::LOOKUP_CLIENT_ID;
 use crate::sink::ConnMeta;
@@ -180,9 +181,9 @@ impl State {
         self.model.lookup = Some(LookupKnowledge::from_view(view));
     }
 
-    /// The client and connection rows as a tick would build them with nothing kept from the
-    /// ticks before (tests and the fuzz target compare them with the kept ones).
-    pub fn rows_afresh(&self) -> (ClientRows, ConnRows) {
+    /// The snapshot's tables as a tick would build them with nothing kept from the ticks
+    /// before (tests and the fuzz target compare them with the kept ones).
+    pub fn tables_afresh(&self) -> Tables {
         Rows::afresh(&self.model, &self.model.group_index(), &self.conns)
     }
 
@@ -262,20 +263,15 @@ impl State {
             &mut self.findings,
         );
         self.findings.sweep(now, self.cfg.clear_after);
-        let clients = self.rows.clients(&self.model, &index, &self.conns);
-        let conns = self.rows.conns(&self.conns);
+        let tables = self.rows.tables(&self.model, &index, &self.conns);
+        self.model.changed = Changed::default();
         for c in self.model.clients.values_mut() {
             c.changed = false;
         }
         for c in self.conns.values_mut() {
             c.changed = false;
         }
-        let snapshot = Snapshot::build(
-            (now, &self.cfg),
-            &self.model,
-            (clients, conns),
-            &self.findings,
-        );
+        let snapshot = Snapshot::build((now, &self.cfg), &self.model, tables, &self.findings);
         let flags = Flags::from_findings(&self.model, self.findings.active());
         let interest = self.interest(now);
         Published {

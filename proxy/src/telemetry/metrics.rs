@@ -229,7 +229,7 @@ pub fn register(
         "Record bytes by topic: produce (into the broker), consume (to consumers), replicate (to followers)"),
         Counter, |_, s| {
         let mut out = Points::new();
-        for t in &s.topics {
+        for t in s.topics.iter() {
             for (flow, v) in [("produce", t.produced), ("consume", t.consumed), ("replicate", t.replicated)] {
                 out.push((vec![kafka(), KeyValue::new(TOPIC, t.topic.to_string()), KeyValue::new(FLOW, flow)], v as f64));
             }
@@ -388,7 +388,7 @@ pub fn register(
         Gauge,
         |_, s| {
             let mut out = Points::new();
-            for t in &s.topics {
+            for t in s.topics.iter() {
                 for (p, end) in &t.end_offsets {
                     out.push((
                         vec![

@@ -65,6 +65,20 @@ pub struct Model {
     /// SASL authentications refused, by mechanism (bounded, see
     /// [`crate::observer::sasl::count_failure`]).
     pub sasl_failures: std::collections::BTreeMap<Arc<str>, u64>,
+    /// Which maps changed since the last snapshot (see [`crate::observer::rows`]).
+    pub changed: Changed,
+}
+
+/// Which of the model's maps changed since the last snapshot: the snapshot's tables of them
+/// are built again only then. Set where entries are touched, evicted or re-attributed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Changed {
+    /// Fetch tracks.
+    pub tracks: bool,
+    /// Groups (members, clients, committed offsets, rebalances).
+    pub groups: bool,
+    /// Topics.
+    pub topics: bool,
 }
 
 /// How long the model keeps what it no longer sees.
@@ -146,6 +160,7 @@ impl Model {
             Topic::default,
         )?;
         t.last_seen = Some(now);
+        self.changed.topics = true;
         Some((t, &mut self.inner))
     }
 
@@ -171,6 +186,7 @@ impl Model {
         }
         let g = self.groups.get_mut(id)?;
         g.last_seen = now;
+        self.changed.groups = true;
         Some((g, &mut self.inner))
     }
 
@@ -281,6 +297,7 @@ impl Model {
                 }
             }
         }
+        self.changed.tracks |= !moved.is_empty();
         for key in moved {
             self.client_changed(&key);
         }
@@ -305,6 +322,7 @@ impl Model {
             let groups = by_topic.remove(name).unwrap_or_default();
             if t.groups != groups {
                 t.groups = groups;
+                self.changed.topics = true;
             }
         }
     }
@@ -323,7 +341,8 @@ impl Model {
         // show may change.
         let mut untied: Vec<ClientKey> = Vec::new();
         for g in self.groups.values_mut() {
-            prune(&mut g.joins, |t| age(*t) <= e.rebalance_window);
+            let held = g.members.len() + g.clients.len();
+            let pruned = prune(&mut g.joins, |t| age(*t) <= e.rebalance_window);
             prune(&mut g.member_joins, |(t, _)| age(*t) <= e.rebalance_window);
             g.members.retain(|_, m| age(m.seen) < e.member);
             g.clients.retain(|key, (_, seen)| {
@@ -333,12 +352,14 @@ impl Model {
                 }
                 keep
             });
+            self.changed.groups |= pruned || g.members.len() + g.clients.len() != held;
         }
         for t in self.fetches.values_mut() {
             prune(&mut t.rewinds, |(at, _)| age(*at) <= e.window);
             t.history.push_back((now, t.bytes, t.redelivered));
             prune(&mut t.history, |(at, _, _)| age(*at) <= e.window);
         }
+        let (groups, tracks, topics) = (self.groups.len(), self.fetches.len(), self.topics.len());
         self.clients
             .retain(|_, c| c.open > 0 || age(c.last_seen) < e.idle);
         self.groups.retain(|_, g| {
@@ -360,6 +381,9 @@ impl Model {
         }
         self.topics
             .retain(|_, t| t.last_seen.is_some_and(|seen| age(seen) < e.idle));
+        self.changed.groups |= groups != self.groups.len();
+        self.changed.tracks |= tracks != self.fetches.len();
+        self.changed.topics |= topics != self.topics.len();
         let after = self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();
         self.evicted += (before - after) as u64;
         self.recount_inner();

@@ -266,7 +266,9 @@ impl Model {
                     // Past it since the track's previous sample (the tick before) at the
                     // earliest, or it would have been seen then.
                     let since = t.history.iter().rev().nth(1).map_or(now, |s| s.0);
+                    let before = c.uncommitted_since;
                     c.fetched_to(t.delivered_end, since, t.joined);
+                    self.changed.groups |= c.uncommitted_since != before;
                     out.insert((group.clone(), topic.clone(), *partition));
                 }
                 None => {
@@ -292,6 +294,7 @@ impl Model {
         })?;
         t.last_seen = now;
         t.last_addr = addr;
+        self.changed.tracks = true;
         Some(t)
     }
 }

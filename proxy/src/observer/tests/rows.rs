@@ -1,6 +1,6 @@
-//! The rows a tick keeps from the tick before (see [`super::super::rows`]) are the rows it
-//! would build afresh, after every kind of change an entry goes through; and a row whose
-//! entry did not change is shared, not built again.
+//! The tables a tick keeps from the tick before (see [`super::super::rows`]) are the tables
+//! it would build afresh, after every kind of change an entry goes through; and a row or
+//! table whose entries did not change is shared, not built again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,30 +19,13 @@ const SMALL: Scale = Scale {
     partitions_per_topic: 10,
 };
 
-/// Ticks at `at` and checks that the published rows are those built afresh.
+/// Ticks at `at` and checks that every published table is the one built afresh.
 fn tick_matches(state: &mut State, at: Instant, step: &str) -> super::super::state::Published {
     let p = state.tick(at);
-    let (clients, conns) = state.rows_afresh();
-    let text = |mut rows: Vec<String>| {
-        rows.sort();
-        rows
-    };
-    assert_eq!(
-        text(
-            p.snapshot
-                .clients
-                .iter()
-                .map(|c| format!("{c:?}"))
-                .collect()
-        ),
-        text(clients.iter().map(|c| format!("{c:?}")).collect()),
-        "client rows after {step}"
-    );
-    assert_eq!(
-        format!("{:?}", p.snapshot.conns),
-        format!("{conns:?}"),
-        "connection rows after {step}"
-    );
+    let afresh = state.tables_afresh();
+    for ((table, kept), (_, fresh)) in p.snapshot.tables().lines().into_iter().zip(afresh.lines()) {
+        assert_eq!(kept, fresh, "{table} after {step}");
+    }
     p
 }
 
@@ -163,6 +146,12 @@ fn kept_rows_are_the_rows_built_afresh_after_every_kind_of_change() {
         "a quiet tick builds no client row"
     );
     assert!(Arc::ptr_eq(&before.snapshot.conns, &after.snapshot.conns));
+    assert!(Arc::ptr_eq(
+        &before.snapshot.fetches,
+        &after.snapshot.fetches
+    ));
+    assert!(Arc::ptr_eq(&before.snapshot.groups, &after.snapshot.groups));
+    assert!(Arc::ptr_eq(&before.snapshot.topics, &after.snapshot.topics));
 
     // The opens fall out of the window; then everything idle is evicted.
     let later = now + 4 * s + window + s;
