@@ -308,8 +308,9 @@ fn tick(s: &mut State, now: Instant) -> sluice::observer::state::Published {
     }
     // The tables kept from the ticks before are the tables built afresh.
     let afresh = s.tables_afresh();
-    for ((table, kept), (_, fresh)) in p.snapshot.tables().lines().into_iter().zip(afresh.lines()) {
-        assert_eq!(kept, fresh, "{table}");
+    let kept = p.snapshot.tables();
+    if let Some(table) = kept.differs(&afresh) {
+        panic!("{table}: kept {kept:#?}\nafresh {afresh:#?}");
     }
     p
 }

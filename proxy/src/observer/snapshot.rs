@@ -2,6 +2,7 @@
 //! readers want — the metrics, the admin API's views, the findings — and [`Flags`], the client
 //! keys under an active finding. Readers never touch the model itself.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -54,7 +55,7 @@ pub struct Tables {
 }
 
 /// One client key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientPoint {
     /// Client host.
     pub host: IpAddr,
@@ -89,7 +90,7 @@ pub struct ClientPoint {
 }
 
 /// One client key's fetching of one partition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FetchPoint {
     /// Client host.
     pub host: IpAddr,
@@ -123,7 +124,7 @@ pub struct GroupPartitionPoint {
 }
 
 /// One topic.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicPoint {
     /// Topic.
     pub topic: Arc<str>,
@@ -201,7 +202,7 @@ pub struct Snapshot {
 }
 
 /// One consumer group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupPoint {
     /// Group id.
     pub group: Arc<str>,
@@ -220,7 +221,7 @@ pub struct GroupPoint {
 }
 
 /// One open connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnPoint {
     /// Client address and port.
     pub client_addr: SocketAddr,
@@ -411,22 +412,58 @@ pub(super) fn topic_points(m: &Model) -> Vec<TopicPoint> {
 }
 
 impl Tables {
-    /// Each table as sorted lines of text, to compare tables made apart.
-    pub fn lines(&self) -> Vec<(&'static str, Vec<String>)> {
-        fn sorted<T: std::fmt::Debug>(rows: impl Iterator<Item = T>) -> Vec<String> {
-            let mut v: Vec<String> = rows.map(|r| format!("{r:?}")).collect();
-            v.sort();
-            v
+    /// The first table whose rows differ from `other`'s, taken in any order (`None`: the same
+    /// rows in every table). To compare tables made apart.
+    pub fn differs(&self, other: &Tables) -> Option<&'static str> {
+        /// The same rows once both are sorted by each row's (unique) key.
+        fn same<T: PartialEq>(a: &[T], b: &[T], cmp: impl Fn(&T, &T) -> Ordering) -> bool {
+            let sorted = |rows: &[T]| -> Vec<usize> {
+                let mut v: Vec<usize> = (0..rows.len()).collect();
+                v.sort_unstable_by(|&i, &j| cmp(&rows[i], &rows[j]));
+                v
+            };
+            a.len() == b.len()
+                && sorted(a)
+                    .into_iter()
+                    .zip(sorted(b))
+                    .all(|(i, j)| a[i] == b[j])
         }
-        vec![
-            ("clients", sorted(self.clients.iter())),
-            ("conns", sorted(self.conns.iter())),
-            ("fetches", sorted(self.fetches.iter())),
-            ("positions", sorted(self.positions.iter())),
-            ("committed", sorted(self.committed.iter())),
-            ("groups", sorted(self.groups.iter())),
-            ("topics", sorted(self.topics.iter())),
+        let at = |x: &GroupPartitionPoint, y: &GroupPartitionPoint| {
+            (&x.group, &x.topic, x.partition).cmp(&(&y.group, &y.topic, y.partition))
+        };
+        let (a, b) = (self, other);
+        [
+            (
+                "clients",
+                same(&a.clients, &b.clients, |x, y| {
+                    (x.host, &x.client_id).cmp(&(y.host, &y.client_id))
+                }),
+            ),
+            ("conns", a.conns == b.conns),
+            (
+                "fetches",
+                same(&a.fetches, &b.fetches, |x, y| {
+                    (x.host, &x.client_id, &x.topic, x.partition).cmp(&(
+                        y.host,
+                        &y.client_id,
+                        &y.topic,
+                        y.partition,
+                    ))
+                }),
+            ),
+            ("positions", same(&a.positions, &b.positions, at)),
+            ("committed", same(&a.committed, &b.committed, at)),
+            (
+                "groups",
+                same(&a.groups, &b.groups, |x, y| x.group.cmp(&y.group)),
+            ),
+            (
+                "topics",
+                same(&a.topics, &b.topics, |x, y| x.topic.cmp(&y.topic)),
+            ),
         ]
+        .into_iter()
+        .find_map(|(table, same)| (!same).then_some(table))
     }
 }
 

@@ -44,7 +44,7 @@ impl Attribution {
 }
 
 /// One member of a group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Member {
     /// The client key whose connection spoke for it.
     pub client: ClientKey,
@@ -95,7 +95,7 @@ impl CommitSource {
 }
 
 /// A committed offset and when it last moved forward.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Committed {
     /// Where its latest value was learned.
     pub source: CommitSource,
