@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::model::{ApiCounts, Attribution, ClientKey, Conn, FastMap, FastSet, GroupIndex, Model};
-use super::snapshot::{self, ClientPoint, ClientRows, ConnPoint, ConnRows, Tables};
+use super::snapshot::{self, ClientPoint, ClientRows, ConnPoint, ConnRows, ConnTable, Tables};
 use crate::stats::api_name;
 
 /// The rows of the last snapshot, by entry, and its tables. Owned by the observer's state.
@@ -186,7 +186,7 @@ impl Rows {
             any = true;
         }
         if any {
-            self.published_conns = Arc::new(self.conns.clone());
+            self.published_conns = Arc::new(ConnTable::new(self.conns.iter()));
         }
         self.published_conns.clone()
     }
