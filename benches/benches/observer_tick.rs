@@ -8,7 +8,8 @@
 //! traffic (not timed):
 //! - `busy`: half the client keys fetch in that second and every group commits (the harness's
 //!   2 s rounds);
-//! - `quiet`: nothing happened since the last tick.
+//! - `quiet`: nothing happened since the last tick, and traffic stopped at most
+//!   [`QUIET_TICKS`] seconds before (then the state is filled again, untimed).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -20,11 +21,17 @@ use sluice::observer::workload::{Scale, Workload};
 
 const SECOND: Duration = Duration::from_secs(1);
 
+/// Quiet ticks timed before the state is filled again: every one within the detectors'
+/// window of the last traffic, so each measures the same state.
+const QUIET_TICKS: u32 = 10;
+
 struct Run {
     state: State,
     work: Workload,
     now: Instant,
     half: bool,
+    /// Quiet seconds since the last traffic.
+    quiet_for: u32,
 }
 
 impl Run {
@@ -37,6 +44,7 @@ impl Run {
             work,
             now,
             half: false,
+            quiet_for: 0,
         };
         for _ in 0..6 {
             run.second(true);
@@ -50,8 +58,10 @@ impl Run {
         let start = self.now;
         self.now += SECOND;
         if !busy {
+            self.quiet_for += 1;
             return;
         }
+        self.quiet_for = 0;
         let n = Scale::TARGET.clients;
         let half = usize::from(self.half);
         self.half = !self.half;
@@ -74,6 +84,11 @@ fn tick(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut took = Duration::ZERO;
                 for _ in 0..iters {
+                    if run.quiet_for >= QUIET_TICKS {
+                        // Long quiet ages what the state holds (rates, members, then the keys
+                        // themselves): start again from traffic, untimed.
+                        run = Run::new();
+                    }
                     run.second(busy);
                     let t = Instant::now();
                     black_box(run.state.tick(run.now));
