@@ -50,16 +50,13 @@ fn fetching_for<'m>(
 }
 
 impl Rows {
-    /// Every client key's row after this tick's changes (all of them: `everything`). A key's
-    /// row is built again when
-    /// its entry is marked changed: by the apply path (its counts, or one of its open
+    /// Every table after this tick's changes. A client key's row is built again when its
+    /// entry is marked changed: by the apply path (its counts, or one of its open
     /// connections'), by expiry (opens leaving the window), or when the group it is shown
     /// under may have moved (tied to or untied from a group, a fetch track's group changed
-    /// or went). The caller then clears the marks.
-    /// Every table after this tick's changes: client and connection rows (see
-    /// [`Rows::clients`], [`Rows::conns`]); fetch tracks and positions, groups and committed
-    /// offsets, topics each built again only when the model marks their map changed. The
-    /// caller then clears the marks.
+    /// or went); a connection's row when the apply path marked it (or it is new). Fetch
+    /// tracks and positions, groups and committed offsets, and topics are each built again
+    /// only when the model marks their map changed. The caller then clears the marks.
     pub fn tables(&mut self, m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> Tables {
         self.tables_of(m, index, conns, false)
     }
