@@ -8,21 +8,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::model::{ApiCounts, Attribution, ClientKey, Conn, FastMap, FastSet, GroupIndex, Model};
-use super::snapshot::{self, ClientPoint, ClientRows, ConnPoint, ConnRows, ConnTable, Tables};
+use super::snapshot::{self, ClientPoint, ConnPoint, ConnTable, Tables};
 use crate::stats::api_name;
 
 /// The rows of the last snapshot, by entry, and its tables. Owned by the observer's state.
 #[derive(Debug, Default)]
 pub struct Rows {
-    /// The other tables as last published, and whether they were built at all.
+    /// The tables as last published (each shared until one of its entries changes), and
+    /// whether they were built at all.
     tables: Tables,
     built: bool,
     clients: FastMap<ClientKey, Arc<ClientPoint>>,
-    /// The client rows as last published, shared until one changes.
-    published_clients: ClientRows,
     conns: BTreeMap<u64, Arc<ConnPoint>>,
-    /// The connection rows as last published, shared until one changes.
-    published_conns: ConnRows,
 }
 
 /// The one group the fetch tracks of each of `keys` are attributed to (`None`: several).
@@ -88,11 +85,9 @@ impl Rows {
         if all || m.changed.topics {
             t.topics = Arc::new(snapshot::topic_points(m));
         }
-        Tables {
-            clients: self.client_rows(m, index, conns, everything),
-            conns: self.conns_of(conns, everything),
-            ..self.tables.clone()
-        }
+        self.client_rows(m, index, conns, everything);
+        self.conns_of(conns, everything);
+        self.tables.clone()
     }
 
     fn client_rows(
@@ -101,7 +96,7 @@ impl Rows {
         index: &GroupIndex,
         conns: &FastMap<u64, Conn>,
         everything: bool,
-    ) -> ClientRows {
+    ) {
         let changed: FastSet<&ClientKey> = m
             .clients
             .iter()
@@ -160,14 +155,13 @@ impl Rows {
             any = true;
         }
         if any {
-            self.published_clients = Arc::new(self.clients.values().cloned().collect());
+            self.tables.clients = Arc::new(self.clients.values().cloned().collect());
         }
-        self.published_clients.clone()
     }
 
     /// Every open connection's row after this tick's changes (all of them: `everything`).
     /// A connection new since the last tick is marked changed.
-    fn conns_of(&mut self, conns: &FastMap<u64, Conn>, everything: bool) -> ConnRows {
+    fn conns_of(&mut self, conns: &FastMap<u64, Conn>, everything: bool) {
         let mut any = false;
         for (id, c) in conns {
             if !(everything || c.changed) {
@@ -183,9 +177,8 @@ impl Rows {
             any = true;
         }
         if any {
-            self.published_conns = Arc::new(ConnTable::new(self.conns.iter()));
+            self.tables.conns = Arc::new(ConnTable::new(self.conns.iter()));
         }
-        self.published_conns.clone()
     }
 }
 
