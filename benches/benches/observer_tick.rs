@@ -10,6 +10,11 @@
 //!   2 s rounds);
 //! - `quiet`: nothing happened since the last tick, and traffic stopped at most
 //!   [`QUIET_TICKS`] seconds before (then the state is filled again, untimed).
+//!
+//! A tick is the detectors and the connections' labels (`State::detect`, what the observer's
+//! thread runs every second); the tables of rows are built only when a reader asks. The
+//! `tables` cases time that build after each such second (untimed tick first): what a reader
+//! asking every second (`sluice top`) costs the thread.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -78,7 +83,12 @@ impl Run {
 fn tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("observer_tick");
     group.sample_size(20);
-    for (name, busy) in [("busy", true), ("quiet", false)] {
+    for (name, busy, tables) in [
+        ("busy", true, false),
+        ("quiet", false, false),
+        ("busy tables", true, true),
+        ("quiet tables", false, true),
+    ] {
         let mut run = Run::new();
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -90,9 +100,16 @@ fn tick(c: &mut Criterion) {
                         run = Run::new();
                     }
                     run.second(busy);
-                    let t = Instant::now();
-                    black_box(run.state.tick(run.now));
-                    took += t.elapsed();
+                    if tables {
+                        black_box(run.state.detect(run.now));
+                        let t = Instant::now();
+                        black_box(run.state.tables(run.now));
+                        took += t.elapsed();
+                    } else {
+                        let t = Instant::now();
+                        black_box(run.state.detect(run.now));
+                        took += t.elapsed();
+                    }
                 }
                 took
             })

@@ -659,9 +659,9 @@ fn observer_part(
         "\n## The observer at scale: {} client keys, {} groups, {} partitions\n",
         o.clients, o.groups, o.clients
     );
-    let _ = writeln!(report, "{} client keys (`consumer-scale-g<group>-<n>`, Java's default `client.id`, so each is tied to its group) over {} connections through Sluice; each key fetches a partition of its own ({} topics of {} partitions, Fetch v12, one 10-record batch per response), each group's first key commits the group's partitions (OffsetCommit v8), every {:.1} s, {rounds} rounds. Tick times are `tick` of `/api/v1/observer` (expiry, detectors and snapshot, wall clock of the observer's thread). `telemetry.max_series` = {max_series}.\n", o.clients, o.connections, o.topics(), o.partitions_per_topic, plan.round.as_secs_f64());
+    let _ = writeln!(report, "{} client keys (`consumer-scale-g<group>-<n>`, Java's default `client.id`, so each is tied to its group) over {} connections through Sluice; each key fetches a partition of its own ({} topics of {} partitions, Fetch v12, one 10-record batch per response), each group's first key commits the group's partitions (OffsetCommit v8), every {:.1} s, {rounds} rounds. Tick times are `tick` of `/api/v1/observer` (expiry, detectors, labels and snapshot, wall clock of the observer's thread); the tables of rows are built only when a reader asks (`tables` of `/api/v1/observer`: the admin calls timed below, `/metrics`, the exporter). `telemetry.max_series` = {max_series}.\n", o.clients, o.connections, o.topics(), o.partitions_per_topic, plan.round.as_secs_f64());
     let rss_before = steady_rss(pid)?;
-    let tick0 = admin_tick(admin)?;
+    let tick0 = admin_timing(admin, "tick")?;
     let counters = Arc::new(TrafficCounters::default());
     let cpu = Cpu::start(&[pid, me, standin]);
     progress(&format!(
@@ -683,7 +683,7 @@ fn observer_part(
     while !traffic.is_finished() {
         std::thread::sleep(Duration::from_secs(1));
         peak_rss = peak_rss.max(rss_kib(pid)?);
-        let t = admin_tick(admin)?;
+        let t = admin_timing(admin, "tick")?;
         progress(&format!(
             "observer: round {}/{rounds}, {} round trips, {} connections failed, tick last {} µs \
              max {} µs, RSS {}",
@@ -699,7 +699,7 @@ fn observer_part(
     let failures = rt.block_on(traffic).context("observer traffic task")?;
     let (used, others, wall) = cpu.stop();
     let rss_end = rss_kib(pid)?;
-    let tick1 = admin_tick(admin)?;
+    let tick1 = admin_timing(admin, "tick")?;
     let health: serde_json::Value =
         serde_json::from_str(&admin::http_get(admin, "/api/v1/observer")?)?;
     progress("observer: timing the admin API and /metrics (3 times each)");
@@ -715,6 +715,7 @@ fn observer_part(
         let (ms, answer) = timed_get(admin, path, 3)?;
         endpoints.push((path, ms, answer));
     }
+    let builds = admin_timing(admin, "tables")?;
     let ticks = tick1.0.saturating_sub(tick0.0);
     let mean = (tick1.3.saturating_sub(tick0.3)) as f64 / ticks.max(1) as f64;
     let lasts: Vec<f64> = tick_samples.iter().map(|t| t.1 as f64).collect();
@@ -758,6 +759,16 @@ fn observer_part(
             mean / 1e3,
             median(&lasts).unwrap_or(0.0) / 1e3,
             tick1.2 as f64 / 1e3
+        ),
+    );
+    row(
+        report,
+        "tables built when a reader asked (admin calls, `/metrics`, exporter): mean / max",
+        format!(
+            "{:.1} ms / {:.1} ms ({} builds)",
+            builds.3 as f64 / builds.0.max(1) as f64 / 1e3,
+            builds.2 as f64 / 1e3,
+            builds.0
         ),
     );
     row(
@@ -814,13 +825,13 @@ fn observer_part(
     Ok(failures.total())
 }
 
-/// `tick` of `/api/v1/observer`: (count, last_us, max_us, total_us).
-fn admin_tick(admin: SocketAddr) -> Result<(u64, u64, u64, u64)> {
+/// `what` (`tick`, `tables`) of `/api/v1/observer`: (count, last_us, max_us, total_us).
+fn admin_timing(admin: SocketAddr, what: &str) -> Result<(u64, u64, u64, u64)> {
     let v: serde_json::Value = serde_json::from_str(&admin::http_get(admin, "/api/v1/observer")?)?;
-    let t = &v["tick"];
+    let t = &v[what];
     let n = |k: &str| {
         t[k].as_u64().with_context(|| {
-            format!("no tick.{k} in /api/v1/observer (a Sluice before tick timings?)")
+            format!("no {what}.{k} in /api/v1/observer (a Sluice before these timings?)")
         })
     };
     Ok((n("count")?, n("last_us")?, n("max_us")?, n("total_us")?))

@@ -6,8 +6,12 @@
 //! a bounded queue ([`EVENT_QUEUE`] messages; when full the batch is dropped and counted — the
 //! forwarding path never waits). One thread ([`Observer::spawn`]) owns the state, applies the
 //! queue in order, and once per [`TICK`] expires old samples, runs the detectors and publishes
-//! a [`Snapshot`] that the admin API, `sluice top` and telemetry read. Tests and benchmarks
-//! drive the same state without the thread: [`Observer::tick`] applies what waits and ticks.
+//! a [`Snapshot`] that the admin API, `sluice top` and telemetry read. Its tables of rows
+//! (clients, connections, fetches, groups, topics) are built only when a reader asks
+//! ([`Observer::fresh_snapshot`]: the thread builds them at its next poll, from everything
+//! applied so far), so a tick costs the detectors alone; what spans read of a connection is
+//! published every tick. Tests and benchmarks drive the same state without the thread:
+//! [`Observer::tick`] applies what waits, ticks and builds the tables.
 //!
 //! # Layout
 //! - this file: the handle — the queue, the published snapshot and flags.
@@ -39,7 +43,7 @@ pub mod workload;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -56,6 +60,10 @@ use state::{Published, State};
 
 /// How often the detectors run and a snapshot is published.
 pub const TICK: Duration = Duration::from_secs(1);
+
+/// Longest a reader waits for fresh tables ([`Observer::fresh_snapshot`]); then it gets the
+/// last ones built.
+pub const FRESH_WAIT: Duration = Duration::from_secs(2);
 
 /// Messages (a connection's open or close, or a batch of up to 16 events) waiting for the
 /// observer's thread, which empties the queue every [`owner::POLL`]; beyond, batches are
@@ -87,6 +95,15 @@ pub struct Observer {
     trimmed_offsets: AtomicU64,
     /// How long the ticks took (wall clock of the owner's thread).
     ticks: TickTimes,
+    /// How long building the tables took, each time a reader asked.
+    builds: TickTimes,
+    /// Requests for fresh tables made, and served (the number of the last request served;
+    /// `u64::MAX` once the thread stopped).
+    tables_asked: AtomicU64,
+    tables_served: Mutex<u64>,
+    tables_ready: Condvar,
+    /// The owner's thread, to wake it for a request.
+    thread: OnceLock<std::thread::Thread>,
 }
 
 /// How long ticks take — expiry, detectors and the snapshot — for `/api/v1/observer`.
@@ -173,6 +190,11 @@ impl Observer {
             dropped_lookups: AtomicU64::new(0),
             trimmed_offsets: AtomicU64::new(0),
             ticks: TickTimes::default(),
+            builds: TickTimes::default(),
+            tables_asked: AtomicU64::new(0),
+            tables_served: Mutex::new(0),
+            tables_ready: Condvar::new(),
+            thread: OnceLock::new(),
         })
     }
 
@@ -191,31 +213,62 @@ impl Observer {
         let me = self.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-observer".into())
-            .spawn(move || owner.run(me))
+            .spawn(move || {
+                owner.run(&me);
+                me.served(u64::MAX); // nobody waits for a thread that is gone
+            })
             .ok()?;
+        let _ = self.thread.set(thread.thread().clone());
         Some(ObserverThread {
             observer: self.clone(),
             thread: Some(thread),
         })
     }
 
-    /// Without the thread: applies every message waiting and ticks at `now` (tests,
-    /// benchmarks). Does nothing once [`Observer::spawn`] took the state.
+    /// Without the thread: applies every message waiting, ticks at `now` and builds the
+    /// tables (tests, benchmarks). Does nothing once [`Observer::spawn`] took the state.
     pub fn tick(&self, now: Instant) {
         let mut guard = self.owner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(owner) = guard.as_mut() {
             owner.drain(self);
             let published = self.timed_tick(&mut owner.state, now);
             self.publish(published);
+            self.publish_tables(&mut owner.state, now);
         }
     }
 
-    /// Ticks `state` at `now`, recording how long it took.
+    /// Ticks `state` at `now` (the detectors), recording how long it took.
     fn timed_tick(&self, state: &mut State, now: Instant) -> Published {
         let start = Instant::now();
-        let published = state.tick(now);
+        let published = state.detect(now);
         self.ticks.record(start.elapsed());
         published
+    }
+
+    /// Builds `state`'s tables (at `now`) into the published snapshot, recording how long it
+    /// took.
+    fn publish_tables(&self, state: &mut State, now: Instant) {
+        let start = Instant::now();
+        let tables = state.tables(now);
+        let snapshot = self.snapshot().with_tables(tables, now);
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        self.builds.record(start.elapsed());
+    }
+
+    /// For the owner's thread: builds the tables if a reader asked since the last build.
+    fn serve_tables(&self, state: &mut State, served: &mut u64) {
+        let asked = self.tables_asked.load(Relaxed);
+        if asked > *served {
+            self.publish_tables(state, Instant::now());
+            *served = asked;
+            self.served(asked);
+        }
+    }
+
+    /// Requests up to `n` are served: wakes the readers waiting for them.
+    fn served(&self, n: u64) {
+        *self.tables_served.lock().unwrap_or_else(|e| e.into_inner()) = n;
+        self.tables_ready.notify_all();
     }
 
     /// Makes a tick's snapshot and flags what readers see, and its interest the lookup's.
@@ -270,9 +323,38 @@ impl Observer {
         }
     }
 
-    /// The last published snapshot (empty before the first tick).
+    /// The last published snapshot (empty before the first tick): findings, health and the
+    /// connections' labels as of the last tick, tables as of the last time a reader asked for
+    /// them (`tables_at`). Never waits.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The snapshot with tables built from everything the observer has applied by now: asks
+    /// the owner's thread, which builds them at its next poll, and waits for them (at most
+    /// [`FRESH_WAIT`]; then, or with the thread stopped, the last ones built). Blocks: callers
+    /// on an async runtime run it off its workers. Without the thread, the tables of the last
+    /// [`Observer::tick`].
+    pub fn fresh_snapshot(&self) -> Arc<Snapshot> {
+        let Some(thread) = self.thread.get() else {
+            return self.snapshot();
+        };
+        let want = self.tables_asked.fetch_add(1, Relaxed) + 1;
+        thread.unpark();
+        let deadline = Instant::now() + FRESH_WAIT;
+        let mut served = self.tables_served.lock().unwrap_or_else(|e| e.into_inner());
+        while *served < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            served = match self.tables_ready.wait_timeout(served, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        drop(served);
+        self.snapshot()
     }
 
     /// Events dropped because the observer's queue was full.
@@ -300,35 +382,36 @@ impl Observer {
                 .contains(host, client_id)
     }
 
-    /// `client.id` and group of an open connection as of the last tick, for a span.
+    /// `client.id`, group and principal of an open connection as of the last tick, for a span.
     pub fn conn_labels(&self, conn: u64) -> Option<ConnLabels> {
         self.snapshot().conn_labels(conn)
     }
 
-    /// A page of an admin API list view. Its cost is bounded by the page
-    /// ([`api::MAX_ANSWER_BYTES`]); callers on an async runtime still run it off its workers.
+    /// A page of an admin API list view, of fresh tables ([`Observer::fresh_snapshot`]). Its
+    /// cost is bounded by the page ([`api::MAX_ANSWER_BYTES`]); it blocks: callers on an
+    /// async runtime run it off its workers.
     pub fn page(&self, view: api::View, page: api::Page) -> api::Answer {
-        self.snapshot().page(view, Instant::now(), page)
+        self.fresh_snapshot().page(view, Instant::now(), page)
     }
 
-    /// Open connections (JSON, for the admin API).
+    /// Open connections (JSON, of fresh tables: blocks like [`Observer::fresh_snapshot`]).
     pub fn connections_json(&self) -> Value {
-        self.snapshot().connections_json(Instant::now())
+        self.fresh_snapshot().connections_json(Instant::now())
     }
 
-    /// Client keys, sorted (JSON).
+    /// Client keys, sorted (JSON, of fresh tables).
     pub fn clients_json(&self, sort: api::ClientSort) -> Value {
-        self.snapshot().clients_json(sort)
+        self.fresh_snapshot().clients_json(sort)
     }
 
-    /// Groups (JSON).
+    /// Groups (JSON, of fresh tables).
     pub fn groups_json(&self) -> Value {
-        self.snapshot().groups_json(Instant::now())
+        self.fresh_snapshot().groups_json(Instant::now())
     }
 
-    /// Topics (JSON).
+    /// Topics (JSON, of fresh tables).
     pub fn topics_json(&self) -> Value {
-        self.snapshot().topics_json()
+        self.fresh_snapshot().topics_json()
     }
 
     /// Active and recently cleared findings (JSON).
@@ -337,12 +420,14 @@ impl Observer {
     }
 
     /// Observer health: sizes, evictions, events dropped at the queue, how long ticks take
-    /// (`tick`: `count`, `last_us`, `max_us`, `total_us`) (JSON).
+    /// (`tick`: `count`, `last_us`, `max_us`, `total_us`) and building the tables when a
+    /// reader asked (`tables`, likewise) (JSON).
     pub fn health_json(&self) -> Value {
         let mut v = self.snapshot().health_json(Instant::now());
         v["dropped_events"] = self.dropped_events().into();
         v["dropped_lookups"] = self.dropped_lookups.load(Relaxed).into();
         v["tick"] = self.ticks.json();
+        v["tables"] = self.builds.json();
         // Offsets left out of the queue are refused as the owner would have refused them.
         let trimmed = self.trimmed_offsets.load(Relaxed);
         let pending = &mut v["inner_refused"]["pending_offsets"];

@@ -4,7 +4,6 @@
 //! waits on a lock a tick or an admin call holds: it only offers messages to the queue.
 
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_protocol::TapEvent;
@@ -73,13 +72,15 @@ impl Owner {
     }
 
     /// The thread's loop: every [`POLL`] apply what the queue holds, every [`TICK`] tick,
-    /// until told to stop. The thread polls rather than sleeping on the queue, so a sink
-    /// offering a batch never has to wake it: a send is a few stores, never a system call on
-    /// the forwarding path.
-    pub(super) fn run(mut self, observer: Arc<Observer>) {
+    /// and build the tables when a reader asked for them (a reader's request wakes it), until
+    /// told to stop. The thread polls rather than sleeping on the queue, so a sink offering a
+    /// batch never has to wake it: a send is a few stores, never a system call on the
+    /// forwarding path.
+    pub(super) fn run(mut self, observer: &Observer) {
         let mut next_tick = Instant::now() + TICK;
+        let mut served = 0;
         loop {
-            if !self.drain(&observer) {
+            if !self.drain(observer) {
                 return;
             }
             let now = Instant::now();
@@ -90,6 +91,7 @@ impl Owner {
                     next_tick += TICK;
                 }
             }
+            observer.serve_tables(&mut self.state, &mut served);
             std::thread::park_timeout(POLL.min(next_tick.saturating_duration_since(now)));
         }
     }

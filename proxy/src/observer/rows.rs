@@ -3,12 +3,16 @@
 //! the apply path touches the entry — and otherwise the previous snapshot's row is shared
 //! (`Arc`). A client key's row also follows its open connections' counts and the group it is
 //! shown under. At 10,000 client keys, building and dropping every row was most of a tick.
+//!
+//! The tables are built when a reader asks ([`super::Observer::fresh_snapshot`]), not at
+//! every tick: the marks add up until then. What spans read of each connection — its labels —
+//! is kept every tick ([`Rows::labels`]), from the same marks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::model::{ApiCounts, Attribution, ClientKey, Conn, FastMap, FastSet, GroupIndex, Model};
-use super::snapshot::{self, ClientPoint, ConnPoint, ConnTable, Tables};
+use super::snapshot::{self, ClientPoint, ConnLabels, ConnPoint, ConnTable, LabelTable, Tables};
 use crate::stats::api_name;
 
 /// The rows of the last snapshot, by entry, and its tables. Owned by the observer's state.
@@ -20,6 +24,16 @@ pub struct Rows {
     built: bool,
     clients: FastMap<ClientKey, Arc<ClientPoint>>,
     conns: BTreeMap<u64, Arc<ConnPoint>>,
+    /// Open connections' labels, and the table last published of them.
+    labels: BTreeMap<u64, ConnLabels>,
+    label_table: LabelTable,
+}
+
+/// Whether `l` still says what connection `c` does.
+fn labels_hold(l: &ConnLabels, c: &Conn) -> bool {
+    l.client_id == c.client_id
+        && l.group.as_ref() == c.groups.first()
+        && l.principal.as_deref() == c.principal.as_deref()
 }
 
 /// The one group the fetch tracks of each of `keys` are attributed to (`None`: several).
@@ -56,6 +70,41 @@ impl Rows {
     /// only when the model marks their map changed. The caller then clears the marks.
     pub fn tables(&mut self, m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> Tables {
         self.tables_of(m, index, conns, false)
+    }
+
+    /// The tables as last built (shared; empty before the first build).
+    pub fn kept(&self) -> Tables {
+        self.tables.clone()
+    }
+
+    /// Every open connection's labels after this tick's changes: those of connections marked
+    /// changed are looked at again (the marks since the tables were last built, a superset of
+    /// this tick's), closed ones dropped. The table is published again only when one moved.
+    pub fn labels(&mut self, conns: &FastMap<u64, Conn>) -> LabelTable {
+        let mut any = false;
+        for (id, c) in conns.iter().filter(|(_, c)| c.changed) {
+            if self.labels.get(id).is_some_and(|l| labels_hold(l, c)) {
+                continue;
+            }
+            any = true;
+            let l = ConnLabels {
+                client_id: c.client_id.clone(),
+                group: c.groups.first().cloned(),
+                principal: c.principal.as_deref().map(Arc::from),
+            };
+            self.labels.insert(*id, l);
+        }
+        // A connection new since the last tick is marked changed: more labels than
+        // connections means some closed.
+        if self.labels.len() > conns.len() {
+            self.labels.retain(|id, _| conns.contains_key(id));
+            any = true;
+        }
+        if any {
+            let table = self.labels.iter().map(|(id, l)| (*id, l.clone())).collect();
+            self.label_table = Arc::new(table);
+        }
+        self.label_table.clone()
     }
 
     /// Every table built anew, marks or not (what the kept ones are checked against).

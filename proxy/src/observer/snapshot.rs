@@ -18,7 +18,7 @@ use super::model::{
 use super::sasl::SaslState;
 
 /// What a span says about its connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnLabels {
     /// `client.id`.
     pub client_id: Option<Arc<str>>,
@@ -27,6 +27,10 @@ pub struct ConnLabels {
     /// Its authenticated principal.
     pub principal: Option<Arc<str>>,
 }
+
+/// Every open connection's labels, by connection number: published every tick (spans read
+/// them), where the tables are built when a reader asks.
+pub type LabelTable = Arc<Vec<(u64, ConnLabels)>>;
 
 /// Every client key's row, each shared with the snapshots before while unchanged.
 pub type ClientRows = Arc<Vec<Arc<ClientPoint>>>;
@@ -63,6 +67,21 @@ impl ConnTable {
     /// Open connections.
     pub fn len(&self) -> usize {
         self.rows.len()
+    }
+
+    /// What spans read of each connection, by connection number (to check the labels a tick
+    /// keeps against).
+    pub fn labels(&self) -> Vec<(u64, ConnLabels)> {
+        self.iter()
+            .map(|(id, c)| {
+                let l = ConnLabels {
+                    client_id: c.client_id.clone(),
+                    group: c.groups.first().cloned(),
+                    principal: c.principal.as_deref().map(Arc::from),
+                };
+                (*id, l)
+            })
+            .collect()
     }
 
     /// No connection open.
@@ -236,6 +255,11 @@ pub struct Snapshot {
     pub cleared: Vec<Finding>,
     /// Sizes of the observer's maps.
     pub health: Health,
+    /// Open connections' labels as of the last tick, by connection number.
+    pub labels: LabelTable,
+    /// When the tables were built (`None`: never) — at a tick in tests and benches, when a
+    /// reader asked for them in a running proxy ([`super::Observer::fresh_snapshot`]).
+    pub tables_at: Option<Instant>,
 }
 
 /// One consumer group.
@@ -519,15 +543,18 @@ impl Snapshot {
     }
 
     /// What readers see after the tick at `now`, with the tables made by
-    /// [`super::rows::Rows`].
+    /// [`super::rows::Rows`] (kept from when they were last built: `tables_at`), `connections`
+    /// open and their `labels`.
     pub fn build(
         (now, cfg): (Instant, &DetectConfig),
         m: &Model,
-        t: Tables,
+        (t, tables_at): (Tables, Option<Instant>),
+        (connections, labels): (usize, LabelTable),
         findings: &Registry,
     ) -> Snapshot {
-        let connections = t.conns.len();
         Snapshot {
+            labels,
+            tables_at,
             positions: t.positions,
             clients: t.clients,
             fetches: t.fetches,
@@ -565,12 +592,26 @@ impl Snapshot {
 
     /// `client.id` and group of an open connection, for a span.
     pub fn conn_labels(&self, conn: u64) -> Option<ConnLabels> {
-        let c = self.conns.get(&conn)?;
-        Some(ConnLabels {
-            client_id: c.client_id.clone(),
-            group: c.groups.first().cloned(),
-            principal: c.principal.as_deref().map(Arc::from),
-        })
+        let at = self
+            .labels
+            .binary_search_by_key(&conn, |(id, _)| *id)
+            .ok()?;
+        Some(self.labels[at].1.clone())
+    }
+
+    /// The same snapshot with tables `t`, built at `at`.
+    pub fn with_tables(&self, t: Tables, at: Instant) -> Snapshot {
+        Snapshot {
+            clients: t.clients,
+            conns: t.conns,
+            fetches: t.fetches,
+            positions: t.positions,
+            committed: t.committed,
+            groups: t.groups,
+            topics: t.topics,
+            tables_at: Some(at),
+            ..self.clone()
+        }
     }
 }
 

@@ -59,6 +59,8 @@ pub struct State {
     model: Model,
     findings: Registry,
     rows: Rows,
+    /// When the tables were last built.
+    tables_at: Option<Instant>,
 }
 
 impl State {
@@ -74,6 +76,7 @@ impl State {
             model,
             findings: Registry::default(),
             rows: Rows::default(),
+            tables_at: None,
         }
     }
 
@@ -239,8 +242,10 @@ impl State {
     }
 
     /// Expires old samples, runs the detectors, and makes the snapshot readers see next, with
-    /// the client keys under an active finding and what the lookup should ask about.
-    pub fn tick(&mut self, now: Instant) -> Published {
+    /// the client keys under an active finding and what the lookup should ask about. Its
+    /// tables are those last built ([`State::tables`]); the connections' labels are this
+    /// tick's.
+    pub fn detect(&mut self, now: Instant) -> Published {
         self.model.expire(
             now,
             Expiry {
@@ -263,15 +268,14 @@ impl State {
             &mut self.findings,
         );
         self.findings.sweep(now, self.cfg.clear_after);
-        let tables = self.rows.tables(&self.model, &index, &self.conns);
-        self.model.changed = Changed::default();
-        for c in self.model.clients.values_mut() {
-            c.changed = false;
-        }
-        for c in self.conns.values_mut() {
-            c.changed = false;
-        }
-        let snapshot = Snapshot::build((now, &self.cfg), &self.model, tables, &self.findings);
+        let labels = self.rows.labels(&self.conns);
+        let snapshot = Snapshot::build(
+            (now, &self.cfg),
+            &self.model,
+            (self.rows.kept(), self.tables_at),
+            (self.conns.len(), labels),
+            &self.findings,
+        );
         let flags = Flags::from_findings(&self.model, self.findings.active());
         let interest = self.interest(now);
         Published {
@@ -279,5 +283,32 @@ impl State {
             flags,
             interest,
         }
+    }
+
+    /// The snapshot's tables after every change since they were last built (only entries
+    /// marked changed are built again; see [`Rows`]); clears the marks. `now` is when.
+    pub fn tables(&mut self, now: Instant) -> Tables {
+        let tables = self
+            .rows
+            .tables(&self.model, &self.model.group_index(), &self.conns);
+        self.model.changed = Changed::default();
+        for c in self.model.clients.values_mut() {
+            c.changed = false;
+        }
+        for c in self.conns.values_mut() {
+            c.changed = false;
+        }
+        self.tables_at = Some(now);
+        tables
+    }
+
+    /// A tick with the tables built at once ([`State::detect`], then [`State::tables`]): what
+    /// tests, benches and the fuzz target drive. A running proxy builds the tables only when
+    /// a reader asks.
+    pub fn tick(&mut self, now: Instant) -> Published {
+        let mut p = self.detect(now);
+        let tables = self.tables(now);
+        p.snapshot = p.snapshot.with_tables(tables, now);
+        p
     }
 }

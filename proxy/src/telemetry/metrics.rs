@@ -78,7 +78,9 @@ impl Source {
                 return s.clone();
             }
         }
-        let s = self.observer.snapshot();
+        // Fresh tables (built by the observer's thread when asked): collections run on the
+        // exporter's thread or off the async workers, so waiting for them is allowed.
+        let s = self.observer.fresh_snapshot();
         *c = Some((Instant::now(), s.clone()));
         s
     }

@@ -165,7 +165,12 @@ pub async fn run(
             continue; // no policy now, and none applied at the last pass
         }
         was_empty = empty;
-        assigner.pass(&throttle, &observer.snapshot(), Instant::now());
+        // Fresh tables are built when asked, and waiting for them blocks: off the workers.
+        let o = observer.clone();
+        let Ok(snapshot) = tokio::task::spawn_blocking(move || o.fresh_snapshot()).await else {
+            continue;
+        };
+        assigner.pass(&throttle, &snapshot, Instant::now());
     }
 }
 

@@ -1,6 +1,6 @@
 //! The observer's one owner: events reach the state through a bounded queue applied by one
 //! thread; a full queue drops batches (counted) but never a close; readers see what the last
-//! tick published.
+//! tick published, and tables built from everything applied when they ask for them.
 
 use std::time::{Duration, Instant};
 
@@ -130,4 +130,51 @@ fn health_reports_how_long_ticks_take() {
         "the thread ticked: {}",
         o.health_json()
     );
+}
+
+#[test]
+fn tables_are_built_when_a_reader_asks_and_labels_every_tick() {
+    let o = Observer::new(DetectConfig::default());
+    let thread = o.spawn().expect("spawn");
+    let c = meta(7, 17007);
+    o.on_open(&c);
+    o.on_event(&c, &request("labelled-app", 1));
+    o.on_event(&c, &join("labelled-group"));
+    // Spans read the labels: published by the tick, no reader asking for tables.
+    let labelled = eventually(Duration::from_secs(5), || {
+        o.conn_labels(7).is_some_and(|l| {
+            l.client_id.as_deref() == Some("labelled-app")
+                && l.group.as_deref() == Some("labelled-group")
+        })
+    });
+    assert!(labelled, "{:?}", o.conn_labels(7));
+    let s = o.snapshot();
+    assert!(s.at.is_some(), "a tick published");
+    assert!(s.tables_at.is_none(), "no reader asked: no table built");
+    assert!(s.conns.is_empty() && s.clients.is_empty());
+    // A reader asking gets the connection without waiting for a tick.
+    let asked = Instant::now();
+    let fresh = o.fresh_snapshot();
+    assert!(
+        fresh.tables_at.is_some_and(|t| t >= asked),
+        "built for the request"
+    );
+    let row = fresh.conns.get(&7).expect("the open connection's row");
+    assert_eq!(row.client_id.as_deref(), Some("labelled-app"));
+    assert_eq!(o.health_json()["tables"]["count"], 1);
+    // Events applied since are in the next tables asked for.
+    o.on_event(&c, &request("labelled-app", 3));
+    let counted = eventually(Duration::from_secs(5), || {
+        o.fresh_snapshot()
+            .conns
+            .get(&7)
+            .is_some_and(|r| r.requests.values().sum::<u64>() == 2)
+    });
+    assert!(counted, "{:?}", o.fresh_snapshot().conns.get(&7));
+    // With the thread gone nobody builds them: readers get the last ones at once.
+    thread.stop();
+    let start = Instant::now();
+    let last = o.fresh_snapshot();
+    assert!(start.elapsed() < crate::observer::FRESH_WAIT, "no wait");
+    assert!(last.conns.get(&7).is_some());
 }

@@ -9,7 +9,7 @@ use sluice_protocol::event::{ClientSoftware, SaslInfo, TopicRef};
 use sluice_protocol::TapEvent;
 
 use super::super::config::DetectConfig;
-use super::super::state::State;
+use super::super::state::{Published, State};
 use super::super::workload::{Scale, Workload};
 use super::{commit, delivered, fetch, join, meta, request};
 
@@ -19,19 +19,51 @@ const SMALL: Scale = Scale {
     partitions_per_topic: 10,
 };
 
-/// Ticks at `at` and checks that every published table is the one built afresh.
-fn tick_matches(state: &mut State, at: Instant, step: &str) -> super::super::state::Published {
-    let p = state.tick(at);
-    let afresh = state.tables_afresh();
-    let kept = p.snapshot.tables();
-    if let Some(table) = kept.differs(&afresh) {
-        panic!("{table} after {step}: kept {kept:#?}\nafresh {afresh:#?}");
+/// Ticks at `at`, every `every`th tick building the tables: the labels published at every
+/// tick, and the tables when built, are the ones built afresh.
+struct Ticks {
+    every: u32,
+    n: u32,
+}
+
+impl Ticks {
+    fn matches(&mut self, state: &mut State, at: Instant, step: &str) -> Published {
+        self.n += 1;
+        let mut p = state.detect(at);
+        let afresh = state.tables_afresh();
+        assert_eq!(
+            *p.snapshot.labels,
+            afresh.conns.labels(),
+            "labels after {step}"
+        );
+        if self.n % self.every == 0 {
+            let tables = state.tables(at);
+            p.snapshot = p.snapshot.with_tables(tables, at);
+            let kept = p.snapshot.tables();
+            if let Some(table) = kept.differs(&afresh) {
+                panic!("{table} after {step}: kept {kept:#?}\nafresh {afresh:#?}");
+            }
+        }
+        p
     }
-    p
 }
 
 #[test]
 fn kept_rows_are_the_rows_built_afresh_after_every_kind_of_change() {
+    changes(1);
+}
+
+#[test]
+fn tables_built_after_ticks_without_a_reader_are_the_tables_built_afresh() {
+    changes(2);
+    changes(3);
+}
+
+/// Every kind of change, ticking every second and building the tables every `every`th tick.
+fn changes(every: u32) {
+    let mut ticks = Ticks { every, n: 0 };
+    let mut tick_matches =
+        |state: &mut State, at: Instant, step: &str| ticks.matches(state, at, step);
     let cfg = DetectConfig::default();
     let (window, idle) = (cfg.window, cfg.idle_eviction);
     let mut state = State::new(cfg);
@@ -141,6 +173,23 @@ fn kept_rows_are_the_rows_built_afresh_after_every_kind_of_change() {
     // Nothing happens: every row is shared with the snapshot before.
     let before = tick_matches(&mut state, now + 3 * s, "a quiet tick");
     let after = tick_matches(&mut state, now + 4 * s, "another quiet tick");
+    if every == 1 {
+        quiet_ticks_share_every_table(&before, &after);
+    }
+
+    // The opens fall out of the window; then everything idle is evicted.
+    let later = now + 4 * s + window + s;
+    tick_matches(&mut state, later, "the window passing");
+    work.some(&mut state, [5], later);
+    tick_matches(&mut state, later + idle, "idle keys evicted");
+    // The tables are built at last.
+    let at = later + idle + s;
+    let p = state.tick(at);
+    let afresh = state.tables_afresh();
+    assert_eq!(p.snapshot.tables().differs(&afresh), None, "at the end");
+}
+
+fn quiet_ticks_share_every_table(before: &Published, after: &Published) {
     assert_eq!(before.snapshot.clients.len(), after.snapshot.clients.len());
     assert!(
         Arc::ptr_eq(&before.snapshot.clients, &after.snapshot.clients),
@@ -153,10 +202,4 @@ fn kept_rows_are_the_rows_built_afresh_after_every_kind_of_change() {
     ));
     assert!(Arc::ptr_eq(&before.snapshot.groups, &after.snapshot.groups));
     assert!(Arc::ptr_eq(&before.snapshot.topics, &after.snapshot.topics));
-
-    // The opens fall out of the window; then everything idle is evicted.
-    let later = now + 4 * s + window + s;
-    tick_matches(&mut state, later, "the window passing");
-    work.some(&mut state, [5], later);
-    tick_matches(&mut state, later + idle, "idle keys evicted");
 }
