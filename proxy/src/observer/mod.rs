@@ -106,7 +106,8 @@ pub struct Observer {
     thread: OnceLock<std::thread::Thread>,
 }
 
-/// How long ticks take — expiry, detectors and the snapshot — for `/api/v1/observer`.
+/// How long something the owner's thread does each time takes — a tick (expiry, detectors,
+/// labels and the snapshot), or building the tables for a reader — for `/api/v1/observer`.
 #[derive(Debug, Default)]
 struct TickTimes {
     count: AtomicU64,

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::model::{ApiCounts, Attribution, ClientKey, Conn, FastMap, FastSet, GroupIndex, Model};
 use super::snapshot::{self, ClientPoint, ConnLabels, ConnPoint, ConnTable, LabelTable, Tables};
@@ -18,10 +19,10 @@ use crate::stats::api_name;
 /// The rows of the last snapshot, by entry, and its tables. Owned by the observer's state.
 #[derive(Debug, Default)]
 pub struct Rows {
-    /// The tables as last published (each shared until one of its entries changes), and
-    /// whether they were built at all.
+    /// The tables as last built (each shared until one of its entries changes), and when
+    /// (`None`: never).
     tables: Tables,
-    built: bool,
+    built_at: Option<Instant>,
     clients: FastMap<ClientKey, Arc<ClientPoint>>,
     conns: BTreeMap<u64, Arc<ConnPoint>>,
     /// Open connections' labels, and the table last published of them.
@@ -67,14 +68,23 @@ impl Rows {
     /// under may have moved (tied to or untied from a group, a fetch track's group changed
     /// or went); a connection's row when the apply path marked it (or it is new). Fetch
     /// tracks and positions, groups and committed offsets, and topics are each built again
-    /// only when the model marks their map changed. The caller then clears the marks.
-    pub fn tables(&mut self, m: &Model, index: &GroupIndex, conns: &FastMap<u64, Conn>) -> Tables {
-        self.tables_of(m, index, conns, false)
+    /// only when the model marks their map changed. The caller then clears the marks. `now`
+    /// is when.
+    pub fn tables(
+        &mut self,
+        m: &Model,
+        index: &GroupIndex,
+        conns: &FastMap<u64, Conn>,
+        now: Instant,
+    ) -> Tables {
+        let tables = self.tables_of(m, index, conns, false);
+        self.built_at = Some(now);
+        tables
     }
 
-    /// The tables as last built (shared; empty before the first build).
-    pub fn kept(&self) -> Tables {
-        self.tables.clone()
+    /// The tables as last built (shared; empty before the first build), and when.
+    pub fn kept(&self) -> (Tables, Option<Instant>) {
+        (self.tables.clone(), self.built_at)
     }
 
     /// Every open connection's labels after this tick's changes: those of connections marked
@@ -119,8 +129,7 @@ impl Rows {
         conns: &FastMap<u64, Conn>,
         everything: bool,
     ) -> Tables {
-        let all = everything || !self.built;
-        self.built = true;
+        let all = everything || self.built_at.is_none();
         let t = &mut self.tables;
         if all || m.changed.tracks {
             let fetches = snapshot::fetch_points(m);

@@ -59,8 +59,6 @@ pub struct State {
     model: Model,
     findings: Registry,
     rows: Rows,
-    /// When the tables were last built.
-    tables_at: Option<Instant>,
 }
 
 impl State {
@@ -76,7 +74,6 @@ impl State {
             model,
             findings: Registry::default(),
             rows: Rows::default(),
-            tables_at: None,
         }
     }
 
@@ -272,7 +269,7 @@ impl State {
         let snapshot = Snapshot::build(
             (now, &self.cfg),
             &self.model,
-            (self.rows.kept(), self.tables_at),
+            self.rows.kept(),
             (self.conns.len(), labels),
             &self.findings,
         );
@@ -288,9 +285,8 @@ impl State {
     /// The snapshot's tables after every change since they were last built (only entries
     /// marked changed are built again; see [`Rows`]); clears the marks. `now` is when.
     pub fn tables(&mut self, now: Instant) -> Tables {
-        let tables = self
-            .rows
-            .tables(&self.model, &self.model.group_index(), &self.conns);
+        let index = self.model.group_index();
+        let tables = self.rows.tables(&self.model, &index, &self.conns, now);
         self.model.changed = Changed::default();
         for c in self.model.clients.values_mut() {
             c.changed = false;
@@ -298,7 +294,6 @@ impl State {
         for c in self.conns.values_mut() {
             c.changed = false;
         }
-        self.tables_at = Some(now);
         tables
     }
 
