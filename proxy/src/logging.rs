@@ -194,6 +194,12 @@ pub(crate) fn logged_as(format: LogFormat, emit: impl FnOnce()) -> String {
 
     let out = Capture::default();
     let w = out.clone();
+    // While only one subscriber is registered, tracing-core takes a callsite's interest from
+    // the subscriber of the thread that first reaches it: a callsite first reached on another
+    // test's thread (none there) while this one is set caches "never", and its events here are
+    // lost. A second subscriber registered for the whole process makes it ask every live one.
+    static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     match format {
         LogFormat::Plain => {
             let subscriber = plain(EnvFilter::new("info"), move || w.clone(), false);
