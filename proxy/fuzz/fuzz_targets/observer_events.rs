@@ -3,6 +3,7 @@
 //! panics, its maps and the collections inside their entries stay within their caps and
 //! budgets, the connection labels every tick keeps and the tables kept from one build to the
 //! next (built at most ticks, left to a later one at some) are those it would build afresh,
+//! so is the group of every fetch track (the group index is kept from build to build too),
 //! and every admin list answer stays within its size bound.
 //!
 //! The input is read as instructions, one byte choosing each (a byte beyond what the input
@@ -275,9 +276,14 @@ fn conn(id: u8) -> ConnMeta {
 }
 
 /// A tick, building the tables (as when a reader asks) or not: the caps and budgets hold
-/// after it. Returns what it published.
+/// after it, and every fetch track has the group a group index built afresh gives it.
+/// Returns what it published.
 fn tick(s: &mut State, now: Instant, build: bool) -> sluice::observer::state::Published {
     let p = if build { s.tick(now) } else { s.detect(now) };
+    // The group index kept from build to build attributes as one built afresh.
+    if let Some(track) = s.misattributed() {
+        panic!("{track}");
+    }
     let cfg = s.config().clone();
     let m = s.model();
     assert!(m.clients.len() <= cfg.max_clients);

@@ -367,8 +367,11 @@ impl Apply<'_> {
             if let Some(epoch) = epoch {
                 g.new_generation(epoch, now);
             }
-            if let (Some(m), Some(a)) = (g.member(member, &key, now, inner), a) {
-                m.assign(assigned(a), inner);
+            match a {
+                Some(a) => g.assign((member, &key), assigned(a), now, inner),
+                None => {
+                    g.member(member, &key, now, inner);
+                }
             }
         }
     }
@@ -397,7 +400,7 @@ impl Apply<'_> {
     fn leave_group(&mut self, group: &str, members: &[String]) {
         if let Some(g) = self.model.group(group, self.now, self.cfg.max_groups) {
             for m in members {
-                g.members.remove(m);
+                g.remove_member(m);
             }
         }
     }
@@ -407,7 +410,7 @@ impl Apply<'_> {
         let (key, now) = (self.conn.key(), self.now);
         if let Some((g, inner)) = self.model.group_inner(group, now, self.cfg.max_groups) {
             if epoch < 0 {
-                g.members.remove(member);
+                g.remove_member(member);
             } else if !member.is_empty() {
                 g.member(member, &key, now, inner);
             }

@@ -25,8 +25,9 @@ pub struct Rows {
     built_at: Option<Instant>,
     clients: FastMap<ClientKey, Arc<ClientPoint>>,
     conns: BTreeMap<u64, Arc<ConnPoint>>,
-    /// Open connections' labels, and the table last published of them.
-    labels: BTreeMap<u64, ConnLabels>,
+    /// Open connections' labels (looked up for every connection marked changed, each tick),
+    /// and the table last published of them.
+    labels: FastMap<u64, ConnLabels>,
     label_table: LabelTable,
 }
 
@@ -111,7 +112,8 @@ impl Rows {
             any = true;
         }
         if any {
-            let table = self.labels.iter().map(|(id, l)| (*id, l.clone())).collect();
+            let mut table: Vec<_> = self.labels.iter().map(|(id, l)| (*id, l.clone())).collect();
+            table.sort_unstable_by_key(|(id, _)| *id);
             self.label_table = Arc::new(table);
         }
         self.label_table.clone()

@@ -14,7 +14,7 @@ use super::detect;
 use super::findings::Registry;
 use super::model::{
     api_entry, Changed, ClientKey, Conn, Expiry, FastMap, Inner, InnerCounts, LookupKnowledge,
-    Model,
+    Model, TrackPass,
 };
 use super::rows::Rows;
 use super::snapshot::{Flags, Snapshot, Tables};
@@ -38,6 +38,50 @@ fn unnamed_topic_id(label: &str) -> Option<[u8; 16]> {
         *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(id)
+}
+
+/// What the lookup should ask about now, from the tick's walk over the fetch tracks: the
+/// groups fetching here, and the clients fetching here with no group known.
+fn interest(pass: TrackPass) -> Interest {
+    let mut clients: BTreeMap<ClientKey, Vec<(String, i32)>> = BTreeMap::new();
+    for (key, topic, partition) in pass.ungrouped {
+        if &*key.1 == LOOKUP_CLIENT_ID
+            || (clients.len() >= MAX_INTEREST && !clients.contains_key(&key))
+        {
+            continue;
+        }
+        let parts = clients.entry(key).or_default();
+        // A topic known only by id cannot match an assignment (by name): the client is asked
+        // about by its client.id alone until the name is known.
+        if parts.len() < MAX_INTEREST_PARTITIONS && unnamed_topic_id(&topic).is_none() {
+            parts.push((topic.to_string(), partition));
+        }
+    }
+    Interest {
+        groups: pass
+            .groups
+            .iter()
+            .take(MAX_INTEREST)
+            .map(|g| g.to_string())
+            .collect(),
+        clients: clients
+            .into_iter()
+            .map(|((host, id), mut partitions)| {
+                partitions.sort();
+                ClientInterest {
+                    host,
+                    client_id: id.to_string(),
+                    partitions,
+                }
+            })
+            .collect(),
+        topic_ids: pass
+            .unnamed
+            .iter()
+            .filter_map(|t| unnamed_topic_id(t))
+            .take(MAX_INTEREST)
+            .collect(),
+    }
 }
 
 /// What a tick publishes.
@@ -64,10 +108,7 @@ pub struct State {
 impl State {
     /// Empty, with these thresholds and bounds.
     pub fn new(cfg: DetectConfig) -> State {
-        let model = Model {
-            inner: InnerCounts::with_budget(cfg.max_partitions),
-            ..Model::default()
-        };
+        let model = Model::with_inner(InnerCounts::with_budget(cfg.max_partitions));
         State {
             cfg,
             conns: FastMap::default(),
@@ -178,64 +219,27 @@ impl State {
                 g.note_commit(committed.at);
             }
         }
-        self.model.lookup = Some(LookupKnowledge::from_view(view));
+        self.model.set_lookup(LookupKnowledge::from_view(view));
     }
 
     /// The snapshot's tables as a tick would build them with nothing kept from the ticks
-    /// before (tests and the fuzz target compare them with the kept ones).
+    /// before (tests and the fuzz target compare them with the kept ones, right after
+    /// [`State::tables`]: the topics' groups are those it gathered).
     pub fn tables_afresh(&self) -> Tables {
         Rows::afresh(&self.model, &self.model.group_index(), &self.conns)
     }
 
-    /// What the lookup should ask about now: the groups fetching here, and the clients
-    /// fetching here with no group known.
-    fn interest(&self, now: Instant) -> Interest {
-        let mut interest = Interest::default();
-        let mut clients: BTreeMap<ClientKey, Vec<(String, i32)>> = BTreeMap::new();
-        for ((key, topic, partition), t) in &self.model.fetches {
-            if now.saturating_duration_since(t.last_seen) > self.cfg.window {
-                continue;
-            }
-            match &t.group {
-                // Looked up before it is copied: many tracks name the same group.
-                Some((g, _))
-                    if interest.groups.len() < MAX_INTEREST && !interest.groups.contains(&**g) =>
-                {
-                    interest.groups.insert(g.to_string());
-                }
-                Some(_) => {}
-                None if &*key.1 != LOOKUP_CLIENT_ID
-                    && (clients.len() < MAX_INTEREST || clients.contains_key(key)) =>
-                {
-                    let parts = clients.entry(key.clone()).or_default();
-                    // A topic known only by id cannot match an assignment (by name): the
-                    // client is asked about by its client.id alone until the name is known.
-                    if parts.len() < MAX_INTEREST_PARTITIONS && unnamed_topic_id(topic).is_none() {
-                        parts.push((topic.to_string(), *partition));
-                    }
-                }
-                None => {}
-            }
-        }
-        interest.topic_ids = self
-            .model
-            .fetches
-            .keys()
-            .filter_map(|(_, topic, _)| unnamed_topic_id(topic))
-            .take(MAX_INTEREST)
-            .collect();
-        interest.clients = clients
-            .into_iter()
-            .map(|((host, id), mut partitions)| {
-                partitions.sort();
-                ClientInterest {
-                    host,
-                    client_id: id.to_string(),
-                    partitions,
-                }
-            })
-            .collect();
-        interest
+    /// The first fetch track whose group is not the one a group index built now gives it,
+    /// described; `None` when each has its own. Right after a tick, the group index kept from
+    /// build to build ([`Model::refresh_index`]) must give what one built afresh does: tests
+    /// and the fuzz target check it.
+    pub fn misattributed(&self) -> Option<String> {
+        let index = self.model.group_index();
+        self.model.fetches.iter().find_map(|(key, t)| {
+            let afresh = index.group_for(&key.0, &key.1, key.2)?;
+            (t.group.as_ref() != Some(&afresh))
+                .then(|| format!("track {key:?}: kept {:?}, afresh {afresh:?}", t.group))
+        })
     }
 
     /// Expires old samples, runs the detectors, and makes the snapshot readers see next, with
@@ -243,7 +247,7 @@ impl State {
     /// tables are those last built ([`State::tables`]); the connections' labels are this
     /// tick's.
     pub fn detect(&mut self, now: Instant) -> Published {
-        self.model.expire(
+        let pass = self.model.tick(
             now,
             Expiry {
                 window: self.cfg.window,
@@ -254,13 +258,9 @@ impl State {
         );
         let pending = self.conns.values().map(Conn::pending_offsets).sum();
         self.model.inner.recount(Inner::PendingOffsets, pending);
-        let index = self.model.group_index();
-        self.model.remember_groups(&index);
-        self.model.refresh_topic_groups(now, self.cfg.window);
-        let uncommitted = self.model.mark_uncommitted(now);
         detect::run(
             &self.model,
-            &uncommitted,
+            &pass.uncommitted,
             (&self.cfg, now),
             &mut self.findings,
         );
@@ -274,7 +274,7 @@ impl State {
             &self.findings,
         );
         let flags = Flags::from_findings(&self.model, self.findings.active());
-        let interest = self.interest(now);
+        let interest = interest(pass);
         Published {
             snapshot,
             flags,
@@ -283,10 +283,14 @@ impl State {
     }
 
     /// The snapshot's tables after every change since they were last built (only entries
-    /// marked changed are built again; see [`Rows`]); clears the marks. `now` is when.
+    /// marked changed are built again; see [`Rows`]), with which groups read each topic as of
+    /// `now`; clears the marks.
     pub fn tables(&mut self, now: Instant) -> Tables {
-        let index = self.model.group_index();
-        let tables = self.rows.tables(&self.model, &index, &self.conns, now);
+        self.model.refresh_index();
+        self.model.refresh_topic_groups(now, self.cfg.window);
+        let tables = self
+            .rows
+            .tables(&self.model, &self.model.index, &self.conns, now);
         self.model.changed = Changed::default();
         for c in self.model.clients.values_mut() {
             c.changed = false;

@@ -49,7 +49,7 @@ pub(super) fn egress_amplification(
                 "redelivered_bytes_per_sec": (again as f64 / secs).round(),
                 "amplification": (amp * 10.0).round() / 10.0,
                 "bytes_in_total": t.map(|t| t.bytes_in),
-                "consuming_groups": t.map(|t| t.groups.len()),
+                "consuming_groups": m.groups_reading(topic, now, cfg.window).len(),
             }),
         );
     }

@@ -23,7 +23,7 @@ fn software(m: &Model, key: &ClientKey) -> Option<String> {
         .map(|(n, v)| format!("{n} {v}"))
 }
 
-/// Runs every detector; `uncommitted` is what [`Model::mark_uncommitted`] returned this tick.
+/// Runs every detector; `uncommitted` is what [`Model::tick`] found this tick.
 pub fn run(
     m: &Model,
     uncommitted: &Uncommitted,

@@ -114,10 +114,10 @@ pub struct Committed {
     pub advance_per_sec: f64,
     /// The first tick, since it last moved, at which the group's members were seen fetching
     /// records past it (`None`: not yet), or the later start of a consumer carrying on from
-    /// the group's position. Set by [`super::Model::mark_uncommitted`]; a stall is counted
-    /// from here, not from the advance: an offset standing still while nothing past it was
-    /// fetched (a partition with no new records, a consumer stopped, down or not yet started)
-    /// is no group failing to commit.
+    /// the group's position. Set by [`super::FetchTrack::uncommitted_past`]; a stall is
+    /// counted from here, not from the advance: an offset standing still while nothing past
+    /// it was fetched (a partition with no new records, a consumer stopped, down or not yet
+    /// started) is no group failing to commit.
     pub uncommitted_since: Option<Instant>,
 }
 
@@ -249,6 +249,10 @@ pub struct Group {
     pub commit_seen: Option<Instant>,
     /// Last activity.
     pub last_seen: Instant,
+    /// Whether what the group index reads of it (its members' client keys and assignments,
+    /// the client keys tied to it and how) may have changed since the index was last built
+    /// (see [`super::Model::refresh_index`]).
+    pub(super) index_changed: bool,
 }
 
 impl Group {
@@ -265,6 +269,7 @@ impl Group {
             commits: VecDeque::new(),
             commit_seen: None,
             last_seen: now,
+            index_changed: true,
         }
     }
 
@@ -309,6 +314,7 @@ impl Group {
                 self.member_joins.pop_front();
             }
             self.member_joins.push_back((now, client.clone()));
+            self.index_changed = true;
         }
         let m = self.members.entry(id.to_owned()).or_insert_with(|| Member {
             client: client.clone(),
@@ -317,6 +323,26 @@ impl Group {
         });
         m.seen = now;
         Some(m)
+    }
+
+    /// The member `id` (as [`Group::member`]) given its assignment from a SyncGroup or
+    /// ConsumerGroupHeartbeat response.
+    pub fn assign(
+        &mut self,
+        (id, client): (&str, &ClientKey),
+        assigned: Assigned,
+        now: Instant,
+        inner: &mut InnerCounts,
+    ) {
+        if let Some(m) = self.member(id, client, now, inner) {
+            m.assign(assigned, inner);
+            self.index_changed = true;
+        }
+    }
+
+    /// The member `id` left (or was fenced).
+    pub fn remove_member(&mut self, id: &str) {
+        self.index_changed |= self.members.remove(id).is_some();
     }
 
     /// A commit of `offset` for `topic`-`partition` seen at `now`, or the lookup's answer of
@@ -363,7 +389,7 @@ impl Group {
         now: Instant,
         inner: &mut InnerCounts,
     ) -> bool {
-        if let Some(e) = self.clients.get_mut(key) {
+        let tied = if let Some(e) = self.clients.get_mut(key) {
             let was = e.0;
             *e = (e.0.min(how), now);
             e.0 != was
@@ -372,7 +398,9 @@ impl Group {
             true
         } else {
             false
-        }
+        };
+        self.index_changed |= tied;
+        tied
     }
 
     /// The client key that joined as a new member most often within the rebalance window, and
@@ -402,10 +430,16 @@ pub fn java_default_group(client_id: &str) -> Option<&str> {
     (!group.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(group)
 }
 
-/// Group attribution for every fetch track, built once per tick
-/// ([`super::Model::group_index`]). A unit test checks it against a walk over every group.
+/// Group attribution for every fetch track ([`super::Model::group_index`]), kept by the model
+/// and built again when what it reads changed ([`super::Model::refresh_index`]). A unit test
+/// checks it against a walk over every group.
 #[derive(Debug, Default)]
 pub struct GroupIndex {
+    /// Counts the builds: a fetch track attributed under this build need not be again.
+    pub(super) generation: u64,
+    /// Some fetch track is assigned by several groups: which one wins (the most recently
+    /// seen) may change with no change to what the index reads, so it is built every tick.
+    pub(super) contested: bool,
     pub(super) assigned: super::FastMap<TrackKey, (Arc<str>, Instant)>,
     pub(super) by_client: super::FastMap<ClientKey, Option<(Arc<str>, Attribution)>>,
     pub(super) lookup: Option<LookupKnowledge>,
@@ -415,6 +449,11 @@ pub struct GroupIndex {
 }
 
 impl GroupIndex {
+    /// Which build of the index this is (see [`super::Model::refresh_index`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The group consuming `topic`-`partition` through client key `key`: the group one of
     /// whose members with this client key is assigned that partition (SyncGroup or
     /// ConsumerGroupHeartbeat; the most recently seen group if several), else the one group

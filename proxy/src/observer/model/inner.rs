@@ -84,7 +84,7 @@ impl Inner {
 
 /// Inner entries held and refused, by kind, and the budget of each kind over all entries.
 /// Additions are counted as they are made; removals are counted once per tick, when
-/// [`super::Model::expire`] counts what is held again (in between the count errs high: an
+/// [`super::Model::tick`] counts what is held again (in between the count errs high: an
 /// entry may be refused early, never held beyond the budget).
 #[derive(Debug, Clone, Copy)]
 pub struct InnerCounts {

@@ -10,6 +10,7 @@
 //! - [`group`]: groups, members, committed offsets, attribution and the [`GroupIndex`].
 //! - [`inner`]: the caps of the collections inside entries, and their budgets.
 //! - [`lookup`]: what the group lookup said: assignments by member `client.id`.
+//! - [`tick`]: expiry and the tick's one walk over the fetch tracks.
 //! - [`topic`]: topics and the names topics known only by id are filed under.
 //! - [`track`]: fetch tracks — rewinds and re-deliveries.
 
@@ -18,10 +19,11 @@ pub mod conn;
 pub mod group;
 pub mod inner;
 pub mod lookup;
+pub mod tick;
 pub mod topic;
 pub mod track;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ pub use group::{
 };
 pub use inner::{Inner, InnerCounts};
 pub use lookup::LookupKnowledge;
+pub use tick::TrackPass;
 pub use topic::{topic_name, Topic, TopicPartition};
 pub use track::{ConnEnd, FetchTrack, TrackKey, Uncommitted, CONN_ENDS};
 
@@ -67,6 +70,11 @@ pub struct Model {
     pub sasl_failures: std::collections::BTreeMap<Arc<str>, u64>,
     /// Which maps changed since the last snapshot (see [`crate::observer::rows`]).
     pub changed: Changed,
+    /// The group index as last built ([`Model::refresh_index`]).
+    pub index: GroupIndex,
+    /// Groups went, or the lookup answered, since the index was built (a group new since
+    /// marks itself: [`Group::index_changed`]).
+    index_stale: bool,
 }
 
 /// Which of the model's maps changed since the last snapshot: the snapshot's tables of them
@@ -125,6 +133,14 @@ fn prune<T>(q: &mut VecDeque<T>, keep: impl Fn(&T) -> bool) -> bool {
 }
 
 impl Model {
+    /// Empty, its entries' inner collections counted in `inner`.
+    pub fn with_inner(inner: InnerCounts) -> Model {
+        Model {
+            inner,
+            ..Model::default()
+        }
+    }
+
     /// The client entry for `key`, created if there is room.
     pub fn client(&mut self, key: &ClientKey, now: Instant, cap: usize) -> Option<&mut Client> {
         let c = entry_within(
@@ -251,6 +267,28 @@ impl Model {
         }
     }
 
+    /// The lookup's last answer.
+    pub fn set_lookup(&mut self, lookup: LookupKnowledge) {
+        self.lookup = Some(lookup);
+        self.index_stale = true;
+    }
+
+    /// Builds the group index again ([`Model::index`]) if what it reads changed since it was
+    /// last built: groups that came or went, members, assignments, client keys tied to a
+    /// group, the lookup's answer (or always, while it is contested). Whether it was.
+    pub fn refresh_index(&mut self) -> bool {
+        let mut stale = std::mem::take(&mut self.index_stale) || self.index.contested;
+        for g in self.groups.values_mut() {
+            stale |= std::mem::take(&mut g.index_changed);
+        }
+        if stale {
+            let generation = self.index.generation + 1;
+            self.index = self.group_index();
+            self.index.generation = generation;
+        }
+        stale
+    }
+
     /// Group attribution for many tracks at once: one walk over the groups, then a lookup per
     /// track.
     pub fn group_index(&self) -> GroupIndex {
@@ -267,6 +305,9 @@ impl Model {
                             .assigned
                             .entry((m.client.clone(), t.clone(), *p))
                             .or_insert((name.clone(), g.last_seen));
+                        if e.0 != *name {
+                            index.contested = true;
+                        }
                         if g.last_seen > e.1 {
                             *e = (name.clone(), g.last_seen);
                         }
@@ -282,111 +323,6 @@ impl Model {
             }
         }
         index
-    }
-
-    /// Attributes every fetch track to its group through `index`, keeping a track's last
-    /// group when `index` has none for it now. Once per tick, before anything reads
-    /// [`FetchTrack::group`].
-    pub fn remember_groups(&mut self, index: &GroupIndex) {
-        let mut moved = Vec::new();
-        for ((key, topic, partition), t) in &mut self.fetches {
-            if let Some(found) = index.group_for(key, topic, *partition) {
-                if t.group.as_ref() != Some(&found) {
-                    t.group = Some(found);
-                    moved.push(key.clone());
-                }
-            }
-        }
-        self.changed.tracks |= !moved.is_empty();
-        for key in moved {
-            self.client_changed(&key);
-        }
-    }
-
-    /// Recomputes which groups consume each topic, from the fetch tracks active within the
-    /// window — once per tick, not per event.
-    pub fn refresh_topic_groups(&mut self, now: Instant, window: Duration) {
-        let mut by_topic: FastMap<&Arc<str>, BTreeSet<Arc<str>>> = FastMap::default();
-        for ((_, topic, _), t) in &self.fetches {
-            if now.saturating_duration_since(t.last_seen) > window {
-                continue;
-            }
-            if let Some((g, _)) = &t.group {
-                let groups = by_topic.entry(topic).or_default();
-                if !groups.contains(g) {
-                    groups.insert(g.clone());
-                }
-            }
-        }
-        for (name, t) in &mut self.topics {
-            let groups = by_topic.remove(name).unwrap_or_default();
-            if t.groups != groups {
-                t.groups = groups;
-                self.changed.topics = true;
-            }
-        }
-    }
-
-    /// Drops what fell out of the windows and what has been idle too long.
-    pub fn expire(&mut self, now: Instant, e: Expiry) {
-        let age = |t: Instant| now.saturating_duration_since(t);
-        let before =
-            self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();
-        for c in self.clients.values_mut() {
-            // Its row shows the opens within the window.
-            c.changed |= prune(&mut c.recent_opens, |t| age(*t) <= e.window);
-            prune(&mut c.recent_closes, |(t, _)| age(*t) <= e.window);
-        }
-        // Client keys untied from a group, or whose fetch tracks went: the group their rows
-        // show may change.
-        let mut untied: Vec<ClientKey> = Vec::new();
-        for g in self.groups.values_mut() {
-            let held = g.members.len() + g.clients.len();
-            let pruned = prune(&mut g.joins, |t| age(*t) <= e.rebalance_window);
-            prune(&mut g.member_joins, |(t, _)| age(*t) <= e.rebalance_window);
-            g.members.retain(|_, m| age(m.seen) < e.member);
-            g.clients.retain(|key, (_, seen)| {
-                let keep = age(*seen) < e.member;
-                if !keep {
-                    untied.push(key.clone());
-                }
-                keep
-            });
-            self.changed.groups |= pruned || g.members.len() + g.clients.len() != held;
-        }
-        for t in self.fetches.values_mut() {
-            prune(&mut t.rewinds, |(at, _)| age(*at) <= e.window);
-            t.history.push_back((now, t.bytes, t.redelivered));
-            prune(&mut t.history, |(at, _, _)| age(*at) <= e.window);
-        }
-        let (groups, tracks, topics) = (self.groups.len(), self.fetches.len(), self.topics.len());
-        self.clients
-            .retain(|_, c| c.open > 0 || age(c.last_seen) < e.idle);
-        self.groups.retain(|_, g| {
-            let keep = age(g.last_seen) < e.idle;
-            if !keep {
-                untied.extend(g.clients.keys().cloned());
-            }
-            keep
-        });
-        self.fetches.retain(|(key, _, _), t| {
-            let keep = age(t.last_seen) < e.idle;
-            if !keep {
-                untied.push(key.clone());
-            }
-            keep
-        });
-        for key in untied {
-            self.client_changed(&key);
-        }
-        self.topics
-            .retain(|_, t| t.last_seen.is_some_and(|seen| age(seen) < e.idle));
-        self.changed.groups |= groups != self.groups.len();
-        self.changed.tracks |= tracks != self.fetches.len();
-        self.changed.topics |= topics != self.topics.len();
-        let after = self.clients.len() + self.groups.len() + self.fetches.len() + self.topics.len();
-        self.evicted += (before - after) as u64;
-        self.recount_inner();
     }
 
     /// Counts again what the entries' inner collections hold (removals are not counted as

@@ -88,27 +88,24 @@ fn topic_groups_follow_the_window_and_idle_topics_go() {
     m.attribute(&key, "reports", Attribution::Coordinator, t0, 10);
     m.on_fetch_offset(&key, addr, (orders.clone(), 0), 0, t0, 10);
     m.topic(orders.clone(), t0, 10);
-    let index = m.group_index();
-    m.remember_groups(&index);
+    let expiry = Expiry {
+        window,
+        rebalance_window: window,
+        idle,
+        member: idle,
+    };
+    let pass = m.tick(t0, expiry);
     m.refresh_topic_groups(t0, window);
     assert!(m.topics[&orders].groups.contains("reports"));
+    assert!(pass.groups.contains("reports") && pass.ungrouped.is_empty());
     // The group stopped fetching: after a window it no longer reads the topic.
-    let t1 = t0 + 2 * window;
-    let index = m.group_index();
-    m.remember_groups(&index);
-    m.refresh_topic_groups(t1, window);
+    let pass = m.tick(t0 + 2 * window, expiry);
+    m.refresh_topic_groups(t0 + 2 * window, window);
     assert!(m.topics[&orders].groups.is_empty());
+    assert!(pass.groups.is_empty());
     // Nothing produced or fetched for longer than `idle`: the topic goes, and is counted.
     let evicted = m.evicted;
-    m.expire(
-        t0 + idle + window,
-        Expiry {
-            window,
-            rebalance_window: window,
-            idle,
-            member: idle,
-        },
-    );
+    m.tick(t0 + idle + window, expiry);
     assert!(m.topics.is_empty());
     assert!(m.evicted > evicted);
 }

@@ -53,7 +53,8 @@ pub struct Topic {
     /// Per partition: end of the log (the high watermark the broker reported in Fetch
     /// responses) and the highest offset delivered to a consumer.
     pub partitions: BTreeMap<i32, (i64, i64)>,
-    /// Groups seen fetching it within the window (refreshed each tick).
+    /// Groups seen fetching it within the window, as of the last time the tables were built
+    /// ([`super::Model::refresh_topic_groups`]).
     pub groups: BTreeSet<Arc<str>>,
     /// Last produce or fetch seen (idle topics are evicted like idle clients).
     pub last_seen: Option<Instant>,

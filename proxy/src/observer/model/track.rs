@@ -16,7 +16,7 @@ use super::{entry_within, Model};
 pub type TrackKey = (ClientKey, Arc<str>, i32);
 
 /// (group, topic, partition)s whose delivered records go past the group's committed offset,
-/// or with none known (see [`Model::mark_uncommitted`]).
+/// or with none known (see [`FetchTrack::uncommitted_past`]).
 pub type Uncommitted = super::FastSet<(Arc<str>, Arc<str>, i32)>;
 
 /// One client key's fetching of one partition.
@@ -45,6 +45,8 @@ pub struct FetchTrack {
     /// quiet (the lookup describes a group whose members left as empty), since the bytes were
     /// fetched for that group.
     pub group: Option<(Arc<str>, super::group::Attribution)>,
+    /// The build of the group index ([`super::GroupIndex`]) it was last attributed under.
+    pub attributed: Option<u64>,
     /// First fetch seen.
     pub first_seen: Instant,
     /// Last activity.
@@ -97,6 +99,7 @@ impl FetchTrack {
             redelivered: 0,
             last_addr: addr,
             group: None,
+            attributed: None,
             first_seen: now,
             last_seen: now,
             // A zero baseline, so the first window counts from the track's birth.
@@ -242,41 +245,6 @@ impl Model {
         t.bytes = t.bytes.saturating_add(bytes);
         t.redelivered = t.redelivered.saturating_add(again);
         (bytes, again)
-    }
-
-    /// Starts the stall clock of each committed offset that the group's members, fetching
-    /// within the window, have been delivered records past (see
-    /// [`super::group::Committed::uncommitted_since`]). Once per tick, after the samples,
-    /// before the detectors. Returns those (group, topic, partition)s, and those fetched with
-    /// no committed offset known: the only ones a group can be failing to commit.
-    pub fn mark_uncommitted(&mut self, now: Instant) -> Uncommitted {
-        let mut out = Uncommitted::default();
-        for ((_, topic, partition), t) in &self.fetches {
-            let Some((group, _)) = &t.group else { continue };
-            if t.window().0 == 0 {
-                continue; // not fetching: nothing is judged, nothing starts
-            }
-            let committed = self
-                .groups
-                .get_mut(group)
-                .and_then(|g| g.committed.get_mut(&(topic.clone(), *partition)));
-            match committed {
-                Some(c) if c.offset >= t.delivered_end => {}
-                Some(c) => {
-                    // Past it since the track's previous sample (the tick before) at the
-                    // earliest, or it would have been seen then.
-                    let since = t.history.iter().rev().nth(1).map_or(now, |s| s.0);
-                    let before = c.uncommitted_since;
-                    c.fetched_to(t.delivered_end, since, t.joined);
-                    self.changed.groups |= c.uncommitted_since != before;
-                    out.insert((group.clone(), topic.clone(), *partition));
-                }
-                None => {
-                    out.insert((group.clone(), topic.clone(), *partition));
-                }
-            }
-        }
-        out
     }
 
     fn track(

@@ -30,15 +30,21 @@ impl Ticks {
     fn matches(&mut self, state: &mut State, at: Instant, step: &str) -> Published {
         self.n += 1;
         let mut p = state.detect(at);
+        if let Some(track) = state.misattributed() {
+            panic!("after {step}, {track}");
+        }
+        let build = self.n % self.every == 0;
+        if build {
+            let tables = state.tables(at);
+            p.snapshot = p.snapshot.with_tables(tables, at);
+        }
         let afresh = state.tables_afresh();
         assert_eq!(
             *p.snapshot.labels,
             afresh.conns.labels(),
             "labels after {step}"
         );
-        if self.n % self.every == 0 {
-            let tables = state.tables(at);
-            p.snapshot = p.snapshot.with_tables(tables, at);
+        if build {
             let kept = p.snapshot.tables();
             if let Some(table) = kept.differs(&afresh) {
                 panic!("{table} after {step}: kept {kept:#?}\nafresh {afresh:#?}");
@@ -120,16 +126,7 @@ fn changes(every: u32) {
     state.events(&d, &events.drain(..).map(|e| (e, now)).collect::<Vec<_>>());
     tick_matches(&mut state, now + s, "a Java default client.id");
     let member = "consumer-reports-1-m";
-    events = vec![
-        join("audit"),
-        TapEvent::JoinGroupResponse {
-            error_code: 0,
-            generation_id: 1,
-            protocol_name: None,
-            leader: member.into(),
-            member_id: member.into(),
-        },
-    ];
+    events = super::joined("audit", member);
     state.events(
         &d,
         &events.drain(..).map(|e| (e, now + s)).collect::<Vec<_>>(),
@@ -155,6 +152,13 @@ fn changes(every: u32) {
     );
     tick_matches(&mut state, now + 3 * s, "an assignment");
     let now = now + 3 * s;
+    let leave = TapEvent::LeaveGroup {
+        group_id: "audit".into(),
+        member_ids: vec![member.into()],
+    };
+    state.events(&d, &[(leave, now)]);
+    tick_matches(&mut state, now + s, "the member leaving");
+    let now = now + s;
 
     // A client whose traffic names no group, until the group lookup describes it: the
     // track's group moves at the tick, with no event of its own.
