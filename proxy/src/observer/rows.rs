@@ -88,12 +88,12 @@ impl Rows {
         (self.tables.clone(), self.built_at)
     }
 
-    /// Every open connection's labels after this tick's changes: those of connections marked
-    /// changed are looked at again (the marks since the tables were last built, a superset of
-    /// this tick's), closed ones dropped. The table is published again only when one moved.
-    pub fn labels(&mut self, conns: &FastMap<u64, Conn>) -> LabelTable {
+    /// Every open connection's labels after this tick's changes: those of the connections in
+    /// `marked` (opened or given events since the last tick) are looked at again, closed ones
+    /// dropped. The table is published again only when one moved.
+    pub fn labels(&mut self, conns: &FastMap<u64, Conn>, marked: &[u64]) -> LabelTable {
         let mut any = false;
-        for (id, c) in conns.iter().filter(|(_, c)| c.changed) {
+        for (id, c) in marked.iter().filter_map(|id| Some((id, conns.get(id)?))) {
             if self.labels.get(id).is_some_and(|l| labels_hold(l, c)) {
                 continue;
             }

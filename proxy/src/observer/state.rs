@@ -103,6 +103,8 @@ pub struct State {
     model: Model,
     findings: Registry,
     rows: Rows,
+    /// Connections opened or given events since the last tick ([`Conn::mark`]).
+    relabel: Vec<u64>,
 }
 
 impl State {
@@ -115,6 +117,7 @@ impl State {
             model,
             findings: Registry::default(),
             rows: Rows::default(),
+            relabel: Vec::new(),
         }
     }
 
@@ -134,7 +137,7 @@ impl State {
             .conns
             .entry(conn.id)
             .or_insert_with(|| Conn::new(conn.client_addr, conn.listener.clone(), at));
-        c.changed = true;
+        c.mark(conn.id, &mut self.relabel);
         // The TLS client certificate's subject until a SASL principal is seen, which wins.
         if c.principal.is_none() {
             c.principal = conn.tls_subject.as_deref().map(str::to_owned);
@@ -151,7 +154,7 @@ impl State {
             .conns
             .entry(conn.id)
             .or_insert_with(|| Conn::new(conn.client_addr, conn.listener.clone(), first.1));
-        c.changed = true;
+        c.mark(conn.id, &mut self.relabel);
         for (event, at) in events {
             Apply {
                 conn: c,
@@ -258,14 +261,15 @@ impl State {
         );
         let pending = self.conns.values().map(Conn::pending_offsets).sum();
         self.model.inner.recount(Inner::PendingOffsets, pending);
-        detect::run(
-            &self.model,
-            &pass.uncommitted,
-            (&self.cfg, now),
-            &mut self.findings,
-        );
+        detect::run(&self.model, &pass, (&self.cfg, now), &mut self.findings);
         self.findings.sweep(now, self.cfg.clear_after);
-        let labels = self.rows.labels(&self.conns);
+        for id in &self.relabel {
+            if let Some(c) = self.conns.get_mut(id) {
+                c.relabel = false;
+            }
+        }
+        let labels = self.rows.labels(&self.conns, &self.relabel);
+        self.relabel.clear();
         let snapshot = Snapshot::build(
             (now, &self.cfg),
             &self.model,

@@ -7,25 +7,19 @@ use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::{FastMap, Model};
+use super::super::model::{FastMap, Model, TopicWindow};
 use super::human;
 
+/// `windows`: each topic's fetching within the window, from the tick's walk over the tracks.
 pub(super) fn egress_amplification(
     m: &Model,
-    cfg: &DetectConfig,
+    windows: &FastMap<Arc<str>, TopicWindow>,
+    (cfg, now): (&DetectConfig, Instant),
     findings: &mut Registry,
-    now: Instant,
 ) {
-    let mut per_topic: FastMap<&Arc<str>, (u64, u64, f64)> = FastMap::default();
-    for ((_, topic, _), t) in &m.fetches {
-        let (bytes, again, span) = t.window();
-        let e = per_topic.entry(topic).or_default();
-        e.0 += bytes;
-        e.1 += again;
-        e.2 = e.2.max(span.as_secs_f64());
-    }
-    for (topic, (bytes, again, secs)) in per_topic {
-        let secs = secs.max(1.0);
+    for (topic, w) in windows {
+        let (bytes, again) = (w.bytes, w.again);
+        let secs = w.span.as_secs_f64().max(1.0);
         let unique = bytes.saturating_sub(again).max(1);
         let amp = bytes as f64 / unique as f64;
         if amp < cfg.amplification_min || (again as f64 / secs) < cfg.min_redelivered_bytes_per_sec

@@ -8,11 +8,21 @@ use serde_json::json;
 
 use super::super::config::DetectConfig;
 use super::super::findings::{Kind, Registry, Severity};
-use super::super::model::Model;
+use super::super::model::{Model, TrackKey};
 use super::{human, software};
 
-pub(super) fn fetch_loops(m: &Model, cfg: &DetectConfig, now: Instant, findings: &mut Registry) {
-    for ((key, topic, partition), t) in &m.fetches {
+/// `rewinding`: the tracks that went back within the window, from the tick's walk over them.
+pub(super) fn fetch_loops(
+    m: &Model,
+    rewinding: &[TrackKey],
+    (cfg, now): (&DetectConfig, Instant),
+    findings: &mut Registry,
+) {
+    for track in rewinding {
+        let Some(t) = m.fetches.get(track) else {
+            continue;
+        };
+        let (key, topic, partition) = track;
         let mut by_offset: BTreeMap<i64, u32> = BTreeMap::new();
         for (_, off) in &t.rewinds {
             *by_offset.entry(*off).or_default() += 1;

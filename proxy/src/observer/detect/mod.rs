@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::config::DetectConfig;
 use super::findings::Registry;
-use super::model::{ClientKey, Model, Uncommitted};
+use super::model::{ClientKey, Model, TrackPass};
 
 fn software(m: &Model, key: &ClientKey) -> Option<String> {
     m.clients
@@ -23,10 +23,11 @@ fn software(m: &Model, key: &ClientKey) -> Option<String> {
         .map(|(n, v)| format!("{n} {v}"))
 }
 
-/// Runs every detector; `uncommitted` is what [`Model::tick`] found this tick.
+/// Runs every detector on the model and what [`Model::tick`]'s walk over the tracks found
+/// this tick.
 pub fn run(
     m: &Model,
-    uncommitted: &Uncommitted,
+    pass: &TrackPass,
     (cfg, now): (&DetectConfig, Instant),
     findings: &mut Registry,
 ) {
@@ -36,9 +37,9 @@ pub fn run(
             .filter_map(|(k, c)| Some((k.clone(), c.principal.clone()?)))
             .collect(),
     );
-    loops::fetch_loops(m, cfg, now, findings);
-    commits::fetch_without_commit(m, uncommitted, (cfg, now), findings);
-    egress::egress_amplification(m, cfg, findings, now);
+    loops::fetch_loops(m, &pass.rewinding, (cfg, now), findings);
+    commits::fetch_without_commit(m, &pass.uncommitted, (cfg, now), findings);
+    egress::egress_amplification(m, &pass.topic_windows, (cfg, now), findings);
     churn::churn(m, cfg, now, findings);
     rebalance::rebalance_storms(m, cfg, now, findings);
 }

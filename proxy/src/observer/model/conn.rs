@@ -74,6 +74,9 @@ pub struct Conn {
     pub answered: Option<PendingCommit>,
     /// Changed since the last snapshot (see [`crate::observer::rows`]).
     pub changed: bool,
+    /// Opened or given events since the last tick: its labels are looked at again then (see
+    /// [`Conn::mark`]).
+    pub relabel: bool,
 }
 
 impl Conn {
@@ -101,6 +104,17 @@ impl Conn {
             commits: VecDeque::new(),
             answered: None,
             changed: true,
+            relabel: false,
+        }
+    }
+
+    /// Marks it changed, for the tables and, once per tick, for its labels: `id` is added to
+    /// `relabel` (the connections whose labels the next tick looks at) if not yet there.
+    pub fn mark(&mut self, id: u64, relabel: &mut Vec<u64>) {
+        self.changed = true;
+        if !self.relabel {
+            self.relabel = true;
+            relabel.push(id);
         }
     }
 

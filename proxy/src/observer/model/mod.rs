@@ -34,7 +34,7 @@ pub use group::{
 };
 pub use inner::{Inner, InnerCounts};
 pub use lookup::LookupKnowledge;
-pub use tick::TrackPass;
+pub use tick::{TopicWindow, TrackPass};
 pub use topic::{topic_name, Topic, TopicPartition};
 pub use track::{ConnEnd, FetchTrack, TrackKey, Uncommitted, CONN_ENDS};
 

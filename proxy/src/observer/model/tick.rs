@@ -26,6 +26,23 @@ pub struct TrackPass {
     pub ungrouped: Vec<TrackKey>,
     /// Topics of tracks known only by id (`id:<hex>`), once each.
     pub unnamed: Vec<Arc<str>>,
+    /// Per topic, over its tracks: bytes and re-delivered bytes within the window, and the
+    /// longest span of a track's window (what egress amplification is judged on).
+    pub topic_windows: FastMap<Arc<str>, TopicWindow>,
+    /// Tracks that went back within the window (what fetch loops are judged on).
+    pub rewinding: Vec<TrackKey>,
+}
+
+/// A topic's fetching within the window, summed over its tracks (see
+/// [`FetchTrack::window`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TopicWindow {
+    /// Record bytes delivered.
+    pub bytes: u64,
+    /// Of which delivered again.
+    pub again: u64,
+    /// The longest span a track's window covers.
+    pub span: Duration,
 }
 
 /// The address of what an `Arc<str>` holds: equal addresses are equal names (different
@@ -81,6 +98,14 @@ impl Model {
             prune(&mut t.rewinds, |(at, _)| age(*at) <= e.window);
             t.history.push_back((now, t.bytes, t.redelivered));
             prune(&mut t.history, |(at, _, _)| age(*at) <= e.window);
+            let (bytes, again, span) = t.window();
+            let w = pass.topic_windows.entry(topic.clone()).or_default();
+            w.bytes += bytes;
+            w.again += again;
+            w.span = w.span.max(span);
+            if !t.rewinds.is_empty() {
+                pass.rewinding.push(track_key.clone());
+            }
             if remember_group(t, index, track_key) {
                 moved = true;
                 touched.push(key.clone());
@@ -97,7 +122,11 @@ impl Model {
                 pass.unnamed.push(topic.clone());
             }
             if let Some((g, _)) = &t.group {
-                let (past, started) = t.uncommitted_past(groups, (g, topic, *partition), now);
+                let (past, started) = if bytes == 0 {
+                    (false, false) // not fetching: nothing is judged, nothing starts
+                } else {
+                    t.uncommitted_past(groups, (g, topic, *partition), now)
+                };
                 groups_changed |= started;
                 if past {
                     pass.uncommitted
@@ -221,9 +250,9 @@ fn remember_group(t: &mut FetchTrack, index: &GroupIndex, key: &TrackKey) -> boo
 }
 
 impl FetchTrack {
-    /// Whether the records delivered on this track, fetching within the window for `group`
-    /// (`topic`-`partition`), go past the group's committed offset or have none known — and
-    /// whether that started the offset's stall clock now (see
+    /// Whether the records delivered on this track, which delivered bytes within the window
+    /// for `group` (`topic`-`partition`), go past the group's committed offset or have none
+    /// known — and whether that started the offset's stall clock now (see
     /// [`super::group::Committed::uncommitted_since`]). Once per tick, after the samples,
     /// before the detectors.
     pub fn uncommitted_past(
@@ -232,9 +261,6 @@ impl FetchTrack {
         (group, topic, partition): (&Arc<str>, &Arc<str>, i32),
         now: Instant,
     ) -> (bool, bool) {
-        if self.window().0 == 0 {
-            return (false, false); // not fetching: nothing is judged, nothing starts
-        }
         let committed = groups
             .get_mut(group)
             .and_then(|g| g.committed.get_mut(&(topic.clone(), partition)));
