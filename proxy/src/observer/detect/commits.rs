@@ -22,6 +22,11 @@
 //!     least the window — a group committing every 30 s is judged after a minute;
 //!   - else, before two commits were seen, `commit_grace`: a consumer starting up, or one
 //!     committing rarely, is not judged on its first window.
+//!
+//! A commit seen here is watched (no commit is news) while this sidecar fronts the group's
+//! coordinator; an offset the lookup learned, or one seen here before the lookup found the
+//! coordinator on another broker, stands only as long past its last confirmation as a lookup
+//! interval (see [`Committed::still_for`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -166,8 +171,13 @@ pub(super) fn fetch_without_commit(
         if committed.is_some_and(|c| c.offset >= f.delivered_end) {
             continue; // everything delivered is committed
         }
+        // The lookup says its commits go through another sidecar (its coordinator moved).
+        let watched = !m
+            .lookup
+            .as_ref()
+            .is_some_and(|l| l.coordinated_elsewhere.contains(group));
         let still_for = match (committed, f.first_seen) {
-            (Some(c), _) => c.still_for(now, cfg.lookup_lag),
+            (Some(c), _) => c.still_for(now, cfg.lookup_lag, watched),
             (None, Some(first)) => now.saturating_duration_since(first),
             (None, None) => continue,
         };

@@ -143,17 +143,19 @@ impl Committed {
 
     /// How long it is known to have stood still at `now` while the group fetched past it
     /// (zero before it was seen to: see [`Committed::uncommitted_since`]). A commit seen here
-    /// is watched: no commit is news. What the lookup learned is known only as of its last
-    /// answer, and is taken to stand for at most `lookup_lag` (a lookup interval) past it: a
-    /// lookup that stops answering (its broker slow, the coordinator moving) is not a group
-    /// that stopped committing.
-    pub fn still_for(&self, now: Instant, lookup_lag: Duration) -> Duration {
+    /// is watched while this sidecar fronts the group's coordinator (`watched`): no commit is
+    /// news. What the lookup learned — and a commit seen here before the coordinator moved to
+    /// another broker, whose commits then go through another sidecar — is known only as of
+    /// its last confirmation, and is taken to stand for at most `lookup_lag` (a lookup
+    /// interval) past it: a lookup that stops answering (its broker slow, the coordinator
+    /// moving) is not a group that stopped committing.
+    pub fn still_for(&self, now: Instant, lookup_lag: Duration, watched: bool) -> Duration {
         let Some(fetched_past) = self.uncommitted_since else {
             return Duration::ZERO;
         };
         let until = match self.source {
-            CommitSource::Coordinator => now,
-            CommitSource::Lookup => now.min(self.confirmed + lookup_lag),
+            CommitSource::Coordinator if watched => now,
+            _ => now.min(self.confirmed + lookup_lag),
         };
         until.saturating_duration_since(fetched_past)
     }

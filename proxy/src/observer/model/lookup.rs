@@ -22,6 +22,9 @@ pub struct LookupKnowledge {
     pub assigned: Arc<AssignedBy>,
     /// Addresses at which a coordinator sees a sidecar, not a client (they match any host).
     pub sidecar_hosts: Arc<BTreeSet<IpAddr>>,
+    /// Groups whose coordinator is another broker than the one this sidecar fronts: their
+    /// commits go through another sidecar, so none seen here is news.
+    pub coordinated_elsewhere: Arc<BTreeSet<Arc<str>>>,
     /// Groups the cluster knows.
     pub groups_known: usize,
     /// Rounds since start.
@@ -36,9 +39,13 @@ impl LookupKnowledge {
     /// From one round's view (members of every group it described).
     pub fn from_view(view: &GroupsView) -> LookupKnowledge {
         let mut assigned = AssignedBy::new();
+        let mut elsewhere = BTreeSet::new();
         for g in &view.groups {
-            let Some(members) = &g.members else { continue };
             let group: Arc<str> = Arc::from(g.group_id.as_str());
+            if !g.coordinator.fronted {
+                elsewhere.insert(group.clone());
+            }
+            let Some(members) = &g.members else { continue };
             for m in &members.members {
                 let client: Arc<str> = Arc::from(m.client_id.as_str());
                 for (topic, parts) in &m.assignment {
@@ -58,6 +65,7 @@ impl LookupKnowledge {
             at: view.at,
             assigned: Arc::new(assigned),
             sidecar_hosts: Arc::new(view.sidecar_hosts.clone()),
+            coordinated_elsewhere: Arc::new(elsewhere),
             groups_known: view.groups.len(),
             rounds: view.totals.rounds,
             requests: view.totals.requests,

@@ -12,7 +12,7 @@ use crate::lookup::view::{
 };
 use crate::observer::config::DetectConfig;
 use crate::observer::Observer;
-use crate::sink::TapSink;
+use crate::sink::{ConnMeta, TapSink};
 
 /// What a lookup round would say of group `blind`: one member, `client.id` `svc`, assigned
 /// orders-0, committed at `offset`.
@@ -170,6 +170,13 @@ fn fetches_stay_attributed_once_the_lookup_sees_the_group_empty() {
     assert_eq!(clients[0]["group"], "blind", "{clients:#}");
 }
 
+/// Connection `c` fetches `n` new records from `next` at `at`; returns the offset after them.
+fn fetch_new(o: &Observer, c: &ConnMeta, (next, n): (i64, i64), at: Instant) -> i64 {
+    o.on_event_at(c, &fetch(next), at);
+    o.on_event_at(c, &delivered(next, next + n - 1, (n as u64) << 10), at);
+    next + n
+}
+
 /// A consumer fetching `per_sec` new records every second for 120 s while the lookup sees its
 /// committed offset move every 5 s (two seconds behind) until `answers_until`; after that, the
 /// lookup answers `after` (`None`: not at all). Returns the next offset it would fetch.
@@ -188,13 +195,7 @@ fn healthy_then(
     let mut next = 0;
     for s in 1..=120u64 {
         let at = t0 + Duration::from_secs(s);
-        o.on_event_at(&c, &fetch(next), at);
-        o.on_event_at(
-            &c,
-            &delivered(next, next + per_sec - 1, (per_sec as u64) << 10),
-            at,
-        );
-        next += per_sec;
+        next = fetch_new(o, &c, (next, per_sec), at);
         if s % 5 == 0 {
             if s <= answers_until {
                 o.looked_up(view(at, next - 2 * per_sec));
@@ -229,4 +230,56 @@ fn a_commit_the_lookup_keeps_finding_in_place_is_named() {
         "{nc:#}"
     );
     assert_eq!(nc["evidence"]["partitions"][0]["committed_offset"], 2_800);
+}
+
+/// A consumer fetching 100 new records a second for 120 s whose commits this sidecar sees
+/// every 5 s (two seconds behind) until its group's coordinator moves to another broker at
+/// 30 s; from then on its commits go through another sidecar. The lookup says, every 5 s,
+/// that the coordinator is elsewhere, and either finds the offset last seen here in place
+/// (`keeps_finding`: the group stopped committing) or cannot fetch the offsets (the new
+/// coordinator still loading them).
+fn coordinator_moves(o: &Observer, port: u16, keeps_finding: bool) {
+    let c = meta(1, port);
+    o.on_open(&c);
+    o.on_event(&c, &request("svc", 1));
+    let t0 = Instant::now();
+    o.tick(t0);
+    let (per_sec, mut next, mut last_commit) = (100, 0, 0);
+    for s in 1..=120u64 {
+        let at = t0 + Duration::from_secs(s);
+        next = fetch_new(o, &c, (next, per_sec), at);
+        if s % 5 == 0 && s <= 30 {
+            last_commit = next - 2 * per_sec;
+            for e in super::commit("blind", last_commit) {
+                o.on_event_at(&c, &e, at);
+            }
+        } else if s % 5 == 0 {
+            let mut moved = view(at, last_commit);
+            assert!(!moved.groups[0].coordinator.fronted);
+            if !keeps_finding {
+                moved.groups[0].committed = None;
+            }
+            o.looked_up(moved);
+        }
+        o.tick(at);
+    }
+}
+
+#[test]
+fn commits_seen_here_before_the_coordinator_moved_are_not_watched_after() {
+    let o = Observer::new(DetectConfig::default());
+    coordinator_moves(&o, 32_006, false);
+    let f = o.findings_json();
+    assert!(f["active"].as_array().unwrap().is_empty(), "{f:#}");
+}
+
+#[test]
+fn a_commit_seen_here_that_the_lookup_keeps_finding_after_the_move_is_named() {
+    // The control: the lookup goes on finding the offset last seen here.
+    let o = Observer::new(DetectConfig::default());
+    coordinator_moves(&o, 32_007, true);
+    let nc = super::active(&o, "fetch_without_commit");
+    let part = &nc["evidence"]["partitions"][0];
+    assert_eq!(part["committed_source"], "coordinator traffic", "{nc:#}");
+    assert_eq!(part["committed_offset"], 2_800, "{nc:#}");
 }
