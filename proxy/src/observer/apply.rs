@@ -455,6 +455,12 @@ impl Apply<'_> {
         self.model
             .inner
             .release(Inner::PendingOffsets, commit.offsets.len());
+        // Named as the model names the topics (see [`Model::topic_key`]).
+        let offsets: Vec<_> = commit
+            .offsets
+            .into_iter()
+            .map(|(topic, partition, offset)| (self.model.topic_key(topic), partition, offset))
+            .collect();
         let Some((g, inner)) = self
             .model
             .group_inner(&commit.group, now, self.cfg.max_groups)
@@ -462,7 +468,7 @@ impl Apply<'_> {
             return;
         };
         let mut any = false;
-        for (topic, partition, offset) in commit.offsets {
+        for (topic, partition, offset) in offsets {
             let key = (topic, partition);
             if refused.contains(&key) {
                 continue;

@@ -202,6 +202,15 @@ impl State {
             let Some(committed) = &info.committed else {
                 continue;
             };
+            // Named as the model names the topics (see [`Model::topic_key`]).
+            let offsets: Vec<_> = committed
+                .offsets
+                .iter()
+                .map(|((topic, partition), offset)| {
+                    let topic = self.model.topic_key(Arc::from(topic.as_str()));
+                    ((topic, *partition), *offset)
+                })
+                .collect();
             let Some((g, inner)) = self
                 .model
                 .group_inner(&info.group_id, now, self.cfg.max_groups)
@@ -214,9 +223,8 @@ impl State {
                 .commit_seen
                 .is_none_or(|t| now.saturating_duration_since(t) > self.cfg.commit_grace);
             let mut moved = false;
-            for ((topic, partition), offset) in &committed.offsets {
-                let key = (Arc::from(topic.as_str()), *partition);
-                moved |= g.committed_offset(key, *offset, committed.at, true, inner);
+            for (key, offset) in offsets {
+                moved |= g.committed_offset(key, offset, committed.at, true, inner);
             }
             if moved && blind {
                 g.note_commit(committed.at);

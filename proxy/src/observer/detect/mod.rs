@@ -34,7 +34,9 @@ pub fn run(
     findings.set_principals(
         m.clients
             .iter()
-            .filter_map(|(k, c)| Some((k.clone(), c.principal.clone()?)))
+            // The key cloned only for a client with a principal: a clone touches the `Arc`.
+            .filter_map(|(k, c)| Some((c.principal.clone()?, k)))
+            .map(|(p, k)| (k.clone(), p))
             .collect(),
     );
     loops::fetch_loops(m, &pass.rewinding, (cfg, now), findings);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::client::ClientKey;
 use super::inner::{Inner, InnerCounts};
 use super::lookup::LookupKnowledge;
-use super::track::{Joined, TrackKey};
+use super::track::Joined;
 
 /// Commits whose times a group keeps for its cadence.
 const COMMITS_KEPT: usize = 9;
@@ -442,13 +442,20 @@ pub struct GroupIndex {
     /// Some fetch track is assigned by several groups: which one wins (the most recently
     /// seen) may change with no change to what the index reads, so it is built every tick.
     pub(super) contested: bool,
-    pub(super) assigned: super::FastMap<TrackKey, (Arc<str>, Instant)>,
+    /// By client key, then (topic, partition): a track's lookup borrows its client key
+    /// rather than cloning it (a clone touches the `Arc` of its `client.id`, out of cache
+    /// when the tick walks every track).
+    pub(super) assigned: super::FastMap<ClientKey, AssignedTo>,
     pub(super) by_client: super::FastMap<ClientKey, Option<(Arc<str>, Attribution)>>,
     pub(super) lookup: Option<LookupKnowledge>,
     /// The model's group names, so a group found from a `client.id` shares its name rather
     /// than allocating it again for every track and client key, every tick.
     pub(super) names: std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
+
+/// A client key's assigned partitions in the group index: (topic, partition) → the group
+/// that assigned it and when that group was last seen.
+pub(super) type AssignedTo = super::FastMap<(Arc<str>, i32), (Arc<str>, Instant)>;
 
 impl GroupIndex {
     /// Which build of the index this is (see [`super::Model::refresh_index`]).
@@ -467,7 +474,8 @@ impl GroupIndex {
         topic: &Arc<str>,
         partition: i32,
     ) -> Option<(Arc<str>, Attribution)> {
-        if let Some((g, _)) = self.assigned.get(&(key.clone(), topic.clone(), partition)) {
+        let assigned = self.assigned.get(key);
+        if let Some((g, _)) = assigned.and_then(|a| a.get(&(topic.clone(), partition))) {
             return Some((g.clone(), Attribution::Coordinator));
         }
         let looked_up = self

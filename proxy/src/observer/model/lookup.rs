@@ -83,6 +83,9 @@ impl LookupKnowledge {
         topic: &Arc<str>,
         partition: i32,
     ) -> Option<Arc<str>> {
+        if self.assigned.is_empty() {
+            return None; // no clones for nothing (a clone touches each `Arc`)
+        }
         let found = self
             .assigned
             .get(&(client_id.clone(), topic.clone(), partition))?;

@@ -303,7 +303,9 @@ impl Model {
                     for p in ps {
                         let e = index
                             .assigned
-                            .entry((m.client.clone(), t.clone(), *p))
+                            .entry(m.client.clone())
+                            .or_default()
+                            .entry((t.clone(), *p))
                             .or_insert((name.clone(), g.last_seen));
                         if e.0 != *name {
                             index.contested = true;

@@ -109,3 +109,60 @@ fn topic_groups_follow_the_window_and_idle_topics_go() {
     assert!(m.topics.is_empty());
     assert!(m.evicted > evicted);
 }
+
+#[test]
+fn a_topic_is_one_allocation_in_every_key_whatever_connection_named_it() {
+    use crate::observer::config::DetectConfig;
+    use crate::observer::state::State;
+    use crate::observer::tests::{commit, delivered, fetch, meta, request};
+    use sluice_protocol::TapEvent;
+    // Each connection names the topic with an `Arc` of its own, as each connection's tap does.
+    let mut s = State::new(DetectConfig::default());
+    let t0 = Instant::now();
+    for (id, client) in [(1, "consumer-billing-1"), (2, "consumer-billing-2")] {
+        let c = meta(id, 40_000 + id as u16);
+        let mut events = vec![request(client, 1), fetch(0), delivered(0, 9, 1000)];
+        events.extend(commit("billing", 10));
+        let name: Arc<str> = Arc::from("orders");
+        for e in &mut events {
+            let topics: Vec<_> = match e {
+                TapEvent::FetchRequest(f) => {
+                    f.partitions.iter_mut().map(|p| &mut p.topic).collect()
+                }
+                TapEvent::FetchPartition(p) => vec![&mut p.topic],
+                TapEvent::OffsetCommit { offsets, .. } => {
+                    offsets.iter_mut().map(|o| &mut o.topic).collect()
+                }
+                _ => vec![],
+            };
+            for t in topics {
+                t.name = Some(name.clone());
+            }
+        }
+        let at = |i| t0 + Duration::from_millis(i);
+        let events: Vec<_> = events
+            .into_iter()
+            .zip(0..)
+            .map(|(e, i)| (e, at(i)))
+            .collect();
+        s.open(&c, t0);
+        s.events(&c, &events);
+    }
+    let m = s.model();
+    let (known, _) = m.topics.get_key_value("orders").expect("topic known");
+    assert_eq!(m.fetches.len(), 2);
+    for (_, topic, _) in m.fetches.keys() {
+        assert!(
+            Arc::ptr_eq(topic, known),
+            "a track's topic is the topics map's"
+        );
+    }
+    let committed = &m.groups["billing"].committed;
+    assert_eq!(committed.len(), 1);
+    for (topic, _) in committed.keys() {
+        assert!(
+            Arc::ptr_eq(topic, known),
+            "a committed offset's topic is the topics map's"
+        );
+    }
+}

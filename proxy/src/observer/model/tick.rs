@@ -99,7 +99,11 @@ impl Model {
             t.history.push_back((now, t.bytes, t.redelivered));
             prune(&mut t.history, |(at, _, _)| age(*at) <= e.window);
             let (bytes, again, span) = t.window();
-            let w = pass.topic_windows.entry(topic.clone()).or_default();
+            // Cloned only for a topic new to the map: a clone touches the `Arc`'s count.
+            let w = match pass.topic_windows.get_mut(topic) {
+                Some(w) => w,
+                None => pass.topic_windows.entry(topic.clone()).or_default(),
+            };
             w.bytes += bytes;
             w.again += again;
             w.span = w.span.max(span);

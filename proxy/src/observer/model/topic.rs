@@ -77,3 +77,17 @@ impl Topic {
         }
     }
 }
+
+impl super::Model {
+    /// `name` as the model keeps it: the topics map's own `Arc` when the topic is known, else
+    /// `name`. Each connection's tap names a topic with an `Arc` of its own; the keys made
+    /// with this one (new fetch tracks, committed offsets) share one allocation, so the tick's
+    /// walk over every track clones and compares a topic name that stays in cache (and
+    /// compares equal by address) rather than one per connection.
+    pub fn topic_key(&self, name: Arc<str>) -> Arc<str> {
+        match self.topics.get_key_value(&*name) {
+            Some((known, _)) => known.clone(),
+            None => name,
+        }
+    }
+}

@@ -256,7 +256,9 @@ impl Model {
         now: Instant,
         cap: usize,
     ) -> Option<&mut FetchTrack> {
-        let k = (key.clone(), topic, partition);
+        // Named as the model names the topic (see [`Model::topic_key`]): the lookup of a
+        // track then compares its topic by address.
+        let k = (key.clone(), self.topic_key(topic), partition);
         let t = entry_within(&mut self.fetches, &mut self.refused, k, cap, || {
             FetchTrack::new(addr, now)
         })?;
