@@ -35,8 +35,7 @@ pub fn run(
         m.clients
             .iter()
             // The key cloned only for a client with a principal: a clone touches the `Arc`.
-            .filter_map(|(k, c)| Some((c.principal.clone()?, k)))
-            .map(|(p, k)| (k.clone(), p))
+            .filter_map(|(k, c)| c.principal.as_ref().map(|p| (k.clone(), p.clone())))
             .collect(),
     );
     loops::fetch_loops(m, &pass.rewinding, (cfg, now), findings);
