@@ -4,20 +4,23 @@
 //! Per (group, topic, partition) fetched by the group's members within the window:
 //! - the group must be *fetching*: at least `no_commit_min_fetched_bytes` within the window,
 //!   delivered at ticks at least 3 s apart (one large response is not fetching; a consumer
-//!   coming back every few seconds, as a crash-looping one does, is);
+//!   coming back every few seconds is), or by a crash loop's start (below: each start reads
+//!   in one burst and dies, however far apart its starts are);
 //! - something must be uncommitted: records were delivered beyond the committed offset;
 //! - the committed offset must have stood still *while the group fetched past it* (counted from
 //!   the first tick, since it last moved or Sluice learned it, at which the group was seen
 //!   delivered records past it: an offset standing while nothing past it was fetched — no new
 //!   records, a consumer stopped or restarting — is no failure to commit; counted again from
-//!   the start of a consumer back from a stop, carrying on from its group's offset, but not
-//!   of one going back to the same offset as its previous start, as a crash loop does; with
+//!   the start of a consumer back from a stop — carrying on from its group's offset, or back
+//!   once at the offset its last run started from — but not of a crash loop's, going back to
+//!   the same offset start after start; with
 //!   no committed offset known, since the group's first fetch of the partition) for longer
 //!   than the stall the group's habits allow:
 //!   - half the window (or twice the group's cadence, if longer), while the group keeps going
 //!     back for the same records (re-delivery, with as many rewinds as a fetch loop), or a
-//!     consumer of it started again within the window from the same offset as its previous
-//!     start (a crash loop);
+//!     consumer of it started within the window from the same offset as the two starts
+//!     before it (a crash loop; one repeat is a consumer whose last run's commits never
+//!     landed);
 //!   - else twice the group's cadence (the median time between its acknowledged commits), at
 //!     least the window — a group committing every 30 s is judged after a minute;
 //!   - else, before two commits were seen, `commit_grace`: a consumer starting up, or one
@@ -52,8 +55,8 @@ struct Fetching {
     delivered_end: i64,
     /// Fetches that went back within the window (most of one client key's).
     rewinds: usize,
-    /// A connection started within the window from the same offset as the one before it (a
-    /// crash loop's restart).
+    /// A connection started within the window from the same offset as the starts before it
+    /// (a crash loop's restart, see [`super::super::model::Joined::crash_loop`]).
     restarted_again: bool,
     first_seen: Option<Instant>,
     clients: Vec<ClientKey>,
@@ -64,7 +67,7 @@ struct Fetching {
 enum Judged {
     /// The same records were fetched again.
     Redelivery,
-    /// A consumer started again from the same offset as its previous start.
+    /// A consumer started again from the same offset as its previous starts (a crash loop).
     Restarts,
     /// Longer than twice the group's commit cadence.
     Cadence,
@@ -94,7 +97,7 @@ fn allowed_stall(
     let redelivering = f.rewinds >= cfg.loop_min_rewinds as usize
         && f.redelivered as f64
             >= cfg.min_redelivered_bytes_per_sec * cfg.window.as_secs_f64().max(1.0);
-    // Starting again from where the last start began, with no commit between: a crash loop
+    // Starting again from where the last starts began, with no commit between: a crash loop
     // (each start reads, dies before committing and is restarted), judged as re-delivery is.
     let judged = if redelivering {
         Some(Judged::Redelivery)
@@ -153,7 +156,7 @@ pub(super) fn fetch_without_commit(
         f.rewinds = f.rewinds.max(t.rewinds.len());
         f.restarted_again |= t
             .joined
-            .is_some_and(|j| j.repeat && now.saturating_duration_since(j.at) <= cfg.window);
+            .is_some_and(|j| j.crash_loop() && now.saturating_duration_since(j.at) <= cfg.window);
         f.first_seen = Some(f.first_seen.map_or(t.first_seen, |s| s.min(t.first_seen)));
         if !f.clients.contains(key) {
             f.clients.push(key.clone());
@@ -161,7 +164,11 @@ pub(super) fn fetch_without_commit(
     }
     let mut stuck: BTreeMap<Arc<str>, Vec<Stuck>> = BTreeMap::new();
     for ((group, topic, partition), f) in by_partition {
-        if f.bytes < cfg.no_commit_min_fetched_bytes || f.active < FETCHING_SPAN {
+        // A crash loop's start reads in one burst and dies; its starts, not the spread of its
+        // deliveries, show that it keeps fetching.
+        if f.bytes < cfg.no_commit_min_fetched_bytes
+            || (f.active < FETCHING_SPAN && !f.restarted_again)
+        {
             continue; // not fetching much, or one response rather than fetching
         }
         let g = m.groups.get(group);

@@ -164,17 +164,18 @@ impl Committed {
     /// `at` at the earliest, by a connection that `joined` as given. If that is past the
     /// offset, the stall clock starts (if it has not), from `at` or from when the offset was
     /// learned or last moved, whichever is later. A connection that started since the clock
-    /// did, from another offset than the one before it — a consumer back after a stop or a
-    /// restart, carrying on from the group's committed position — starts it again from its
-    /// start: the time it was down is no stall. A start repeating the one before (a crash
-    /// loop going back to the same offset each time) leaves the clock running.
+    /// did — a consumer back after a stop or a restart, carrying on from the group's
+    /// committed position, or back once at the offset its last run started from (that run's
+    /// commits never landed) — starts it again from its start: the time it was down is no
+    /// stall. A start of a crash loop (going back to the same offset again and again, see
+    /// [`Joined::crash_loop`]) leaves the clock running.
     pub fn fetched_to(&mut self, delivered_end: i64, at: Instant, joined: Option<Joined>) {
         if delivered_end <= self.offset {
             return;
         }
         let since = match (self.uncommitted_since, joined) {
             (None, _) => at,
-            (Some(running), Some(j)) if !j.repeat && j.at > running => j.at,
+            (Some(running), Some(j)) if !j.crash_loop() && j.at > running => j.at,
             (Some(_), _) => return,
         };
         self.uncommitted_since = Some(since.max(self.still_since()));

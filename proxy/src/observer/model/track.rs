@@ -64,10 +64,24 @@ pub struct Joined {
     pub at: Instant,
     /// The offset it fetched from.
     pub from: i64,
-    /// The connection new before it had started from the same offset: a start that repeats
-    /// the one before (a crash loop's, each going back to the same committed offset), not a
-    /// consumer carrying on from where its group had got to.
-    pub repeat: bool,
+    /// How many starts in a row before it were from the same offset (0: it carries on from
+    /// somewhere else). One repeat is a consumer that stopped before its commits landed (killed
+    /// once, its coordinator moving) and is back; starts that keep going back to the same
+    /// offset are a crash loop's (see [`Joined::crash_loop`]).
+    pub repeats: u32,
+}
+
+/// Starts repeating the one before, in a row, that make a crash loop: three starts from the
+/// same offset. A single repeat is too common in healthy groups to say so: a consumer killed
+/// before its first commit, or whose commits failed while its coordinator moved, comes back
+/// from where its last run started.
+pub const CRASH_LOOP_REPEATS: u32 = 2;
+
+impl Joined {
+    /// This start and those before it keep going back to the same offset: a crash loop.
+    pub fn crash_loop(&self) -> bool {
+        self.repeats >= CRASH_LOOP_REPEATS
+    }
 }
 
 /// One connection's fetching of a partition (see [`FetchTrack::conn_ends`]).
@@ -202,11 +216,14 @@ impl Model {
         let rewind = offset < c.end && offset <= c.fetched;
         c.fetched = offset;
         if first {
-            let repeat = t.joined.is_some_and(|j| j.from == offset);
+            let repeats = t
+                .joined
+                .filter(|j| j.from == offset)
+                .map_or(0, |j| j.repeats.saturating_add(1));
             t.joined = Some(Joined {
                 at: now,
                 from: offset,
-                repeat,
+                repeats,
             });
         }
         if rewind {

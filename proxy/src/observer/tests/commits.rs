@@ -49,10 +49,15 @@ impl Sim {
     }
 
     /// The consumer's connection closes and a new one (the consumer started again, `secs`
-    /// later) takes over, from client port `port`.
+    /// later, the observer ticking every second meanwhile) takes over, from client port `port`.
     fn restart(&mut self, group: &str, secs: u64, port: u16) {
         self.o.on_close(&self.c);
-        self.at += Duration::from_secs(secs);
+        for _ in 0..secs {
+            self.at += Duration::from_secs(1);
+            if self.at.subsec_millis() == 0 {
+                self.o.tick(self.t0 + self.at);
+            }
+        }
         self.c = meta(1, port);
         self.o.on_open(&self.c);
         self.send(&request("consumer-app", 11));
@@ -176,27 +181,60 @@ fn a_consumer_back_after_a_stop_is_judged_from_its_return() {
 }
 
 #[test]
-fn a_consumer_restarting_from_the_same_offset_each_time_is_judged_from_its_first_start() {
-    // A crash loop: every start goes back to the committed offset, reads for 3 s and dies
-    // without committing; back 4 s later. One commit was seen, so no cadence is known: the
-    // grace (45 s) would apply, were the repeated start not evidence enough.
-    let mut sim = Sim::new("crashing");
-    assert!(sim
-        .run("crashing", 2, 7, None, |n| n, at_position)
-        .is_empty());
+fn a_consumer_back_once_at_the_offset_its_last_run_started_from_is_judged_from_its_return() {
+    // Its group committed offset 0 before any record reached it (an auto-commit of its
+    // position as it started); its run then reads for 40 s and none of its commits lands (its
+    // coordinator moving), so it is down for a minute with 0 still committed; back, it starts
+    // from 0 again — the same offset as its last start — and catches up for 9 s before its
+    // first commit. One repeat is no crash loop: judged from its return, under the grace.
+    let mut sim = Sim::new("again");
+    for e in commit("again", 0) {
+        sim.send(&e);
+    }
+    let raised = sim.run("again", 40, 7, None, |n| n, at_position);
+    assert!(
+        raised.is_empty(),
+        "its first run, under the grace: {raised:#?}"
+    );
+    sim.restart("again", 60, 31_002);
+    let mut from = Some(0);
+    let raised = sim.run(
+        "again",
+        9,
+        15,
+        None,
+        |n| from.take().unwrap_or(n),
+        at_position,
+    );
+    assert!(raised.is_empty(), "judged from its return: {raised:#?}");
+    let every = Some(Duration::from_secs(5));
+    let raised = sim.run("again", 30, 7, every, |n| n, at_position);
+    assert!(raised.is_empty(), "{raised:#?}");
+}
+
+/// A crash loop after a first run of 2 s and one commit at its end: `starts` times, down for
+/// `down` seconds, then `secs` seconds from the committed offset, `per_fetch` records a
+/// fetch, no commit. The first start (numbered from 0) named, and what was raised.
+fn crash_loop(
+    group: &str,
+    starts: u16,
+    (down, secs, per_fetch): (u64, u64, i64),
+) -> (Sim, Option<u16>, Vec<String>) {
+    let mut sim = Sim::new(group);
+    assert!(sim.run(group, 2, 7, None, |n| n, at_position).is_empty());
     let committed = sim.next;
-    for e in commit("crashing", committed) {
+    for e in commit(group, committed) {
         sim.send(&e);
     }
     let mut raised = Vec::new();
     let mut first_named = None;
-    for start in 0..10u16 {
-        sim.restart("crashing", 4, 31_100 + start);
+    for start in 0..starts {
+        sim.restart(group, down, 31_100 + start);
         let mut from = Some(committed);
         raised.extend(sim.run(
-            "crashing",
-            3,
-            20,
+            group,
+            secs,
+            per_fetch,
             None,
             |n| from.take().unwrap_or(n),
             at_position,
@@ -205,10 +243,21 @@ fn a_consumer_restarting_from_the_same_offset_each_time_is_judged_from_its_first
             first_named = Some(start);
         }
     }
-    // 7 s a start: named once a start repeats the one before and the stall passes half the
-    // window, long before the grace.
+    (sim, first_named, raised)
+}
+
+#[test]
+fn a_consumer_restarting_from_the_same_offset_each_time_is_judged_from_its_first_start() {
+    // Every start goes back to the committed offset, reads for 3 s and dies without
+    // committing; back 4 s later. One commit was seen, so no cadence is known: the grace
+    // (45 s) would apply, were the repeated start not evidence enough.
+    let (sim, first_named, raised) = crash_loop("crashing", 10, (4, 3, 20));
+    // 7 s a start: named at the third start in a row from the same offset (the restart
+    // numbered 2; the first, 0, came from elsewhere: the committed offset, past the first
+    // run's start), its stall past half the window, long before the grace — not at the first
+    // repeat, which a healthy consumer killed before its commits landed also makes.
     let start = first_named.unwrap_or_else(|| panic!("never named: {raised:#?}"));
-    assert!(start <= 2, "named at start {start}: {raised:#?}");
+    assert_eq!(start, 2, "named at start {start}: {raised:#?}");
     let findings = sim.o.findings_json();
     let f = findings["active"]
         .as_array()
@@ -221,6 +270,14 @@ fn a_consumer_restarting_from_the_same_offset_each_time_is_judged_from_its_first
         judged, "starting again from the same offset, as a crash loop does",
         "{f:#}"
     );
+}
+
+#[test]
+fn a_crash_loop_backing_off_longer_than_the_window_is_named_at_its_third_start() {
+    // Each start reads 80 KiB in one burst from the committed offset and dies; restarted 15 s
+    // later (a backing-off restart policy), so no window holds two starts' deliveries.
+    let (_, first_named, raised) = crash_loop("backoff", 4, (15, 1, 40));
+    assert_eq!(first_named, Some(2), "{raised:#?}");
 }
 
 #[test]
