@@ -169,4 +169,16 @@ fn a_topic_is_one_allocation_in_every_key_whatever_connection_named_it() {
             "a committed offset's topic is the topics map's"
         );
     }
+    // The group lookup names the topic with a `String` of its own: the committed offset it
+    // teaches holds the topics map's name too.
+    let known = known.clone();
+    s.looked_up(&crate::observer::tests::lookup::view(t0, 7));
+    let committed = &s.model().groups["blind"].committed;
+    assert_eq!(committed.len(), 1);
+    for (topic, _) in committed.keys() {
+        assert!(
+            Arc::ptr_eq(topic, &known),
+            "a looked-up committed offset's topic is the topics map's"
+        );
+    }
 }

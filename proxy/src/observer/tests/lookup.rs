@@ -16,7 +16,7 @@ use crate::sink::{ConnMeta, TapSink};
 
 /// What a lookup round would say of group `blind`: one member, `client.id` `svc`, assigned
 /// orders-0, committed at `offset`.
-pub(super) fn view(at: Instant, offset: i64) -> GroupsView {
+pub(crate) fn view(at: Instant, offset: i64) -> GroupsView {
     GroupsView {
         at,
         brokers: vec![],

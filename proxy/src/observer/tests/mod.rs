@@ -19,7 +19,7 @@ mod bounds;
 mod commits;
 mod defects;
 mod index;
-mod lookup;
+pub(crate) mod lookup;
 mod owner;
 mod rows;
 mod sasl;
