@@ -662,6 +662,7 @@ fn observer_part(
     let _ = writeln!(report, "{} client keys (`consumer-scale-g<group>-<n>`, Java's default `client.id`, so each is tied to its group) over {} connections through Sluice; each key fetches a partition of its own ({} topics of {} partitions, Fetch v12, one 10-record batch per response), each group's first key commits the group's partitions (OffsetCommit v8), every {:.1} s, {rounds} rounds. Tick times are `tick` of `/api/v1/observer` (expiry, detectors, labels and snapshot, wall clock of the observer's thread); the tables of rows are built only when a reader asks (`tables` of `/api/v1/observer`: the admin calls timed below, `/metrics`, the exporter). `telemetry.max_series` = {max_series}.\n", o.clients, o.connections, o.topics(), o.partitions_per_topic, plan.round.as_secs_f64());
     let rss_before = steady_rss(pid)?;
     let tick0 = admin_timing(admin, "tick")?;
+    let cpu0 = admin_cpu(admin, "tick")?;
     let counters = Arc::new(TrafficCounters::default());
     let cpu = Cpu::start(&[pid, me, standin]);
     progress(&format!(
@@ -700,6 +701,7 @@ fn observer_part(
     let (used, others, wall) = cpu.stop();
     let rss_end = rss_kib(pid)?;
     let tick1 = admin_timing(admin, "tick")?;
+    let cpu1 = admin_cpu(admin, "tick")?;
     let health: serde_json::Value =
         serde_json::from_str(&admin::http_get(admin, "/api/v1/observer")?)?;
     progress("observer: timing the admin API and /metrics (3 times each)");
@@ -760,6 +762,21 @@ fn observer_part(
             median(&lasts).unwrap_or(0.0) / 1e3,
             tick1.2 as f64 / 1e3
         ),
+    );
+    row(
+        report,
+        "… of it the observer thread's CPU (the rest: off the CPU — waiting for a core the forwarding threads share, or for the snapshot's lock): mean",
+        match (cpu0, cpu1) {
+            (Some(a), Some(b)) => {
+                let cpu = b.saturating_sub(a) as f64 / ticks.max(1) as f64;
+                format!(
+                    "{:.1} ms ({:.0}% of the wall clock)",
+                    cpu / 1e3,
+                    100.0 * cpu / mean.max(1.0)
+                )
+            }
+            _ => "— (a Sluice before `cpu_total_us`)".to_owned(),
+        },
     );
     row(
         report,
@@ -835,6 +852,13 @@ fn admin_timing(admin: SocketAddr, what: &str) -> Result<(u64, u64, u64, u64)> {
         })
     };
     Ok((n("count")?, n("last_us")?, n("max_us")?, n("total_us")?))
+}
+
+/// `cpu_total_us` of `what` in `/api/v1/observer`: the observer thread's CPU time within
+/// them (`None` from a Sluice before that figure).
+fn admin_cpu(admin: SocketAddr, what: &str) -> Result<Option<u64>> {
+    let v: serde_json::Value = serde_json::from_str(&admin::http_get(admin, "/api/v1/observer")?)?;
+    Ok(v[what]["cpu_total_us"].as_u64())
 }
 
 #[cfg(test)]

@@ -120,6 +120,10 @@ fn health_reports_how_long_ticks_take() {
         tick["total_us"].as_u64().expect("total_us"),
     );
     assert!(last <= max && max <= total, "{h}");
+    // The thread's CPU time within those ticks: some, and no more than their wall clock
+    // (each read to the microsecond below, so within a microsecond a tick).
+    let cpu = tick["cpu_total_us"].as_u64().expect("cpu_total_us");
+    assert!(cpu > 0 && cpu <= total + 2, "{h}");
 
     // The owner's thread records its ticks too.
     let _thread = o.spawn().expect("spawn");
