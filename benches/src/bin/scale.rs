@@ -765,7 +765,7 @@ fn observer_part(
     );
     row(
         report,
-        "… of it the observer thread's CPU (the rest: off the CPU — waiting for a core the forwarding threads share, or for the snapshot's lock): mean",
+        "… of it the observer thread's CPU (the rest: off the CPU, waiting for a core the forwarding threads share): mean",
         match (cpu0, cpu1) {
             (Some(a), Some(b)) => {
                 let cpu = b.saturating_sub(a) as f64 / ticks.max(1) as f64;

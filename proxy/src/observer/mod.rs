@@ -108,8 +108,9 @@ pub struct Observer {
 
 /// How long something the owner's thread does each time takes — a tick (expiry, detectors,
 /// labels and the snapshot), or building the tables for a reader — for `/api/v1/observer`:
-/// wall clock, and the thread's own CPU time (the difference is time it waited for a core,
-/// which the forwarding threads share).
+/// wall clock, and the thread's own CPU time (the difference is time off the CPU: waiting
+/// for a core the forwarding threads share, or, building the tables, for the snapshot's
+/// lock).
 #[derive(Debug, Default)]
 struct TickTimes {
     count: AtomicU64,

@@ -56,7 +56,7 @@ struct Fetching {
     /// Fetches that went back within the window (most of one client key's).
     rewinds: usize,
     /// A connection started within the window from the same offset as the starts before it
-    /// (a crash loop's restart, see [`super::super::model::Joined::crash_loop`]).
+    /// (a crash loop's restart, see [`super::super::model::track::Joined::crash_loop`]).
     restarted_again: bool,
     first_seen: Option<Instant>,
     clients: Vec<ClientKey>,

@@ -36,7 +36,7 @@ pub use inner::{Inner, InnerCounts};
 pub use lookup::LookupKnowledge;
 pub use tick::{TopicWindow, TrackPass};
 pub use topic::{topic_name, Topic, TopicPartition};
-pub use track::{ConnEnd, FetchTrack, Joined, TrackKey, Uncommitted, CONN_ENDS};
+pub use track::{ConnEnd, FetchTrack, TrackKey, Uncommitted, CONN_ENDS};
 
 /// The model's maps: every Fetch round trip looks up its client, topic and fetch track, so
 /// they hash with foldhash (seeded per process) rather than SipHash. Their sizes are capped

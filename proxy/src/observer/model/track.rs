@@ -75,7 +75,7 @@ pub struct Joined {
 /// same offset. A single repeat is too common in healthy groups to say so: a consumer killed
 /// before its first commit, or whose commits failed while its coordinator moved, comes back
 /// from where its last run started.
-pub const CRASH_LOOP_REPEATS: u32 = 2;
+const CRASH_LOOP_REPEATS: u32 = 2;
 
 impl Joined {
     /// This start and those before it keep going back to the same offset: a crash loop.

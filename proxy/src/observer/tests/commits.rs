@@ -54,9 +54,7 @@ impl Sim {
         self.o.on_close(&self.c);
         for _ in 0..secs {
             self.at += Duration::from_secs(1);
-            if self.at.subsec_millis() == 0 {
-                self.o.tick(self.t0 + self.at);
-            }
+            self.o.tick(self.t0 + self.at);
         }
         self.c = meta(1, port);
         self.o.on_open(&self.c);
@@ -104,6 +102,22 @@ impl Sim {
             }
         }
         raised
+    }
+}
+
+impl Sim {
+    /// A consumer back from a stop: runs for `secs` seconds without committing, its first
+    /// fetch from `start` (where it starts again), then on from what it was delivered.
+    fn run_back_from(&mut self, group: &str, secs: u64, per_fetch: i64, start: i64) -> Vec<String> {
+        let mut from = Some(start);
+        self.run(
+            group,
+            secs,
+            per_fetch,
+            None,
+            |n| from.take().unwrap_or(n),
+            at_position,
+        )
     }
 }
 
@@ -166,15 +180,7 @@ fn a_consumer_back_after_a_stop_is_judged_from_its_return() {
     assert!(sim.run("down", 22, 7, every, |n| n, at_position).is_empty());
     let committed = sim.next - 14;
     sim.restart("down", 60, 31_001);
-    let mut from = Some(committed);
-    let raised = sim.run(
-        "down",
-        9,
-        15,
-        None,
-        |n| from.take().unwrap_or(n),
-        at_position,
-    );
+    let raised = sim.run_back_from("down", 9, 15, committed);
     assert!(raised.is_empty(), "judged from its return: {raised:#?}");
     let raised = sim.run("down", 30, 7, every, |n| n, at_position);
     assert!(raised.is_empty(), "{raised:#?}");
@@ -197,15 +203,7 @@ fn a_consumer_back_once_at_the_offset_its_last_run_started_from_is_judged_from_i
         "its first run, under the grace: {raised:#?}"
     );
     sim.restart("again", 60, 31_002);
-    let mut from = Some(0);
-    let raised = sim.run(
-        "again",
-        9,
-        15,
-        None,
-        |n| from.take().unwrap_or(n),
-        at_position,
-    );
+    let raised = sim.run_back_from("again", 9, 15, 0);
     assert!(raised.is_empty(), "judged from its return: {raised:#?}");
     let every = Some(Duration::from_secs(5));
     let raised = sim.run("again", 30, 7, every, |n| n, at_position);
@@ -230,15 +228,7 @@ fn crash_loop(
     let mut first_named = None;
     for start in 0..starts {
         sim.restart(group, down, 31_100 + start);
-        let mut from = Some(committed);
-        raised.extend(sim.run(
-            group,
-            secs,
-            per_fetch,
-            None,
-            |n| from.take().unwrap_or(n),
-            at_position,
-        ));
+        raised.extend(sim.run_back_from(group, secs, per_fetch, committed));
         if first_named.is_none() && !raised.is_empty() {
             first_named = Some(start);
         }
